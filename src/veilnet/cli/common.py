@@ -1,0 +1,62 @@
+"""What every CLI module shares: the settings loader and turning veilnet errors into clean exits."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from veilnet.errors import VeilnetError
+from veilnet.settings import Settings, load_settings
+
+__all__ = ["CliState", "console", "err_console", "fail", "run_async", "settings_from", "veilnet_errors"]
+
+console = Console()
+err_console = Console(stderr=True)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+@dataclass
+class CliState:
+    config_file: Path | None = None
+    _settings: Settings | None = field(default=None, repr=False)
+
+
+def settings_from(ctx: typer.Context, **overrides: Any) -> Settings:
+    """The settings for this invocation (built once; ``overrides`` apply to the first build only)."""
+    state = ctx.find_root().obj
+    if not isinstance(state, CliState):
+        state = CliState()
+    if state._settings is None:
+        state._settings = load_settings(state.config_file, **overrides)
+    return state._settings
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def veilnet_errors(func: Callable[P, T]) -> Callable[P, T]:
+    """Show a veilnet error as one clear line and a non-zero exit instead of a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return func(*args, **kwargs)
+        except VeilnetError as exc:
+            raise fail(f"{exc.message} [{exc.code}]") from None
+
+    return wrapper
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)

@@ -1,0 +1,9 @@
+"""`veilnet miner ...` commands."""
+
+from __future__ import annotations
+
+import typer
+
+__all__ = ["app"]
+
+app = typer.Typer(help="miner commands.", no_args_is_help=True)

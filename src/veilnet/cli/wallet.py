@@ -1,0 +1,9 @@
+"""`veilnet wallet ...` commands."""
+
+from __future__ import annotations
+
+import typer
+
+__all__ = ["app"]
+
+app = typer.Typer(help="wallet commands.", no_args_is_help=True)

