@@ -25,9 +25,9 @@ from __future__ import annotations
 
 __all__ = [
     "AuthenticationError",
-    "ConfigError",
     "ChainError",
     "ConfidentialError",
+    "ConfigError",
     "InvalidRequest",
     "NotFound",
     "Overloaded",
