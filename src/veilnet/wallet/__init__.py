@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +67,7 @@ class WalletInfo:
 
 
 @contextlib.contextmanager
-def _quiet() -> object:
+def _quiet() -> Iterator[None]:
     # bittensor_wallet prints "Decrypting..." and similar to stdout; keep the CLI's output clean.
     with contextlib.redirect_stdout(io.StringIO()):
         yield
