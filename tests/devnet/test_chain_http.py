@@ -94,3 +94,28 @@ async def test_unreachable_chain_is_chain_unavailable() -> None:
     async with DevnetChainClient(f"http://127.0.0.1:{_free_port()}") as chain:
         with pytest.raises(ce.ChainUnavailable):
             await chain.get_current_block()
+
+
+async def test_chain_serve_command_serves_and_persists(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    port = _free_port()
+    argv = [sys.executable, "-m", "veilnet", "chain", "serve", "--port", str(port), "--data-dir", str(tmp_path),
+            "--block-time", "0.05"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: ASYNC220
+    try:
+        async with DevnetChainClient(f"http://127.0.0.1:{port}") as chain:
+            for _ in range(200):
+                try:
+                    block = await chain.wait_for_block(3, timeout=5)
+                    break
+                except ce.ChainUnavailable:
+                    await asyncio.sleep(0.05)
+            else:
+                pytest.fail("veilnet chain serve did not come up")
+            assert block >= 3
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert (tmp_path / "chain.sqlite3").is_file()
