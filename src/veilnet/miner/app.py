@@ -1,0 +1,170 @@
+"""The miner's ASGI app: thin routes over :mod:`veilnet.miner.service`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ValidationError
+
+from veilnet.errors import InvalidRequest, NotFound, PayloadTooLarge, VeilnetError
+from veilnet.miner.errors import error_body, install_error_handlers
+from veilnet.miner.service import MinerContext, admit, authenticate
+from veilnet.protocol.epistula import StreamSigner, sign_response
+from veilnet.protocol.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+
+__all__ = ["TRAFFIC_HEADER", "create_miner_app"]
+
+log = logging.getLogger(__name__)
+
+TRAFFIC_HEADER = "X-Veilnet-Traffic"
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+    return bytes(body)
+
+
+def _parse(model: type[BaseModel], body: bytes) -> Any:
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidRequest("body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first["loc"])
+        raise InvalidRequest(f"{param or 'body'}: {first['msg']}", param=param or None) from exc
+
+
+def create_miner_app(ctx: MinerContext) -> FastAPI:
+    """The miner app over ``ctx`` (whose resources its owner opens and closes)."""
+    app = FastAPI(title="veilnet miner", docs_url=None, redoc_url=None)
+    install_error_handlers(app)
+    served = {info.name: info for info in ctx.engine.models()}
+    limit = ctx.epistula.max_body_bytes
+
+    async def prepare(request: Request, schema: type[BaseModel]) -> tuple[Any, str, str]:
+        body = await _read_body(request, limit)
+        claims = await authenticate(ctx, request.headers, body)
+        parsed = _parse(schema, body)
+        if parsed.model not in served:
+            raise NotFound(f"model {parsed.model!r} is not served here; served: {', '.join(served)}")
+        traffic = request.headers.get(TRAFFIC_HEADER, "organic")
+        if traffic not in ("organic", "synthetic"):
+            raise InvalidRequest(f"{TRAFFIC_HEADER} must be organic or synthetic", param=TRAFFIC_HEADER)
+        await admit(ctx, claims.signed_by, synthetic=traffic == "synthetic")
+        return parsed, claims.uuid, claims.signed_by
+
+    def signed_json(data: dict[str, Any], request_uuid: str, caller: str) -> Response:
+        body = json.dumps(data, separators=(",", ":")).encode()
+        return Response(body, media_type="application/json", headers=sign_response(ctx.keypair, body, request_uuid, caller))
+
+    def sse(chunks: AsyncIterator[dict[str, Any]], request_uuid: str, caller: str) -> StreamingResponse:
+        signer = StreamSigner(ctx.keypair, request_uuid, caller)
+
+        async def events() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in chunks:
+                    yield signer.feed(b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n")
+            except VeilnetError as exc:  # after the first byte, errors travel in-band
+                yield signer.feed(b"data: " + json.dumps(error_body(exc)).encode() + b"\n\n")
+            except Exception:
+                log.exception("stream failed")
+                yield signer.feed(b'data: {"error":{"message":"internal error","type":"server_error","code":"internal_error"}}\n\n')
+            yield signer.feed(b"data: [DONE]\n\n")
+            yield signer.final_line()
+
+        return StreamingResponse(
+            events(), media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "Epistula-Signed-By": ctx.keypair.ss58_address},
+        )
+
+    async def run(
+        request: Request,
+        schema: type[BaseModel],
+        once: Callable[[dict[str, Any]], Any],
+        stream: Callable[[dict[str, Any]], AsyncIterator[dict[str, Any]]],
+    ) -> Response:
+        parsed, request_uuid, caller = await prepare(request, schema)
+        payload = parsed.model_dump(exclude_none=True)
+        if getattr(parsed, "stream", False):
+            chunks = stream(payload)
+            first = await anext(chunks, None)  # errors before the first token are plain HTTP errors
+
+            async def replay() -> AsyncIterator[dict[str, Any]]:
+                if first is not None:
+                    yield first
+                async for chunk in chunks:
+                    yield chunk
+
+            return sse(replay(), request_uuid, caller)
+        result = await once(payload)
+        result.setdefault("usage", {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
+        return signed_json(result, request_uuid, caller)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        return await run(request, ChatCompletionRequest, ctx.engine.chat, ctx.engine.chat_stream)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        return await run(request, CompletionRequest, ctx.engine.completion, ctx.engine.completion_stream)
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Response:
+        parsed, request_uuid, caller = await prepare(request, EmbeddingRequest)
+        if not served[parsed.model].embeddings:
+            raise NotFound(f"model {parsed.model!r} has no embeddings on this miner")
+        result = await ctx.engine.embeddings(parsed.model_dump(exclude_none=True))
+        return signed_json(result, request_uuid, caller)
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [
+                {"id": info.name, "object": "model", "owned_by": ctx.keypair.ss58_address,
+                 "context_length": info.context_length}
+                for info in served.values()
+            ],
+        }
+
+    @app.get("/capacity")
+    async def capacity() -> dict[str, Any]:
+        s = ctx.settings
+        return {
+            "hotkey": ctx.keypair.ss58_address,
+            "window_seconds": s.window_seconds,
+            "models": [
+                {
+                    "id": info.name,
+                    "capacity_per_window": s.capacity_per_window,
+                    "price_input_per_million": s.price_input_per_million,
+                    "price_output_per_million": s.price_output_per_million,
+                    "context_length": info.context_length,
+                    "embeddings": info.embeddings,
+                }
+                for info in served.values()
+            ],
+        }
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        return JSONResponse({"status": "ok", "hotkey": ctx.keypair.ss58_address, "models": list(served)})
+
+    return app

@@ -1,0 +1,89 @@
+"""The miner's one error edge: veilnet errors -> HTTP status and an OpenAI-shaped JSON body."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from veilnet.errors import (
+    AuthenticationError,
+    InvalidRequest,
+    NotFound,
+    Overloaded,
+    PayloadTooLarge,
+    PermissionDenied,
+    RateLimited,
+    StoreError,
+    UpstreamError,
+    UpstreamTimeout,
+    VeilnetError,
+)
+
+__all__ = ["error_body", "install_error_handlers", "status_for"]
+
+log = logging.getLogger(__name__)
+
+_STATUS: list[tuple[type[VeilnetError], int, str]] = [
+    (PayloadTooLarge, 413, "invalid_request_error"),
+    (InvalidRequest, 400, "invalid_request_error"),
+    (AuthenticationError, 401, "authentication_error"),
+    (PermissionDenied, 403, "permission_error"),
+    (NotFound, 404, "not_found_error"),
+    (RateLimited, 429, "rate_limit_error"),
+    (Overloaded, 503, "overloaded_error"),
+    (UpstreamTimeout, 504, "upstream_error"),
+    (UpstreamError, 502, "upstream_error"),
+    (StoreError, 503, "service_unavailable"),
+]
+
+
+def status_for(error: VeilnetError) -> tuple[int, str]:
+    for cls, status, kind in _STATUS:
+        if isinstance(error, cls):
+            return status, kind
+    return 500, "server_error"
+
+
+def error_body(error: VeilnetError) -> dict[str, object]:
+    _, kind = status_for(error)
+    return {
+        "error": {
+            "message": error.message,
+            "type": kind,
+            "param": getattr(error, "param", None),
+            "code": error.code,
+        }
+    }
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(VeilnetError)
+    async def veilnet_error(_: Request, exc: VeilnetError) -> JSONResponse:
+        status, _kind = status_for(exc)
+        headers = {}
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            headers["Retry-After"] = str(max(1, round(retry_after)))
+        if status >= 500:
+            log.warning("request failed: %s", exc.message)
+        return JSONResponse(error_body(exc), status_code=status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        param = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return JSONResponse(
+            error_body(InvalidRequest(f"{param or 'request'}: {first.get('msg', 'invalid')}", param=param or None)),
+            status_code=400,
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return JSONResponse(
+            {"error": {"message": "internal error", "type": "server_error", "param": None, "code": "internal_error"}},
+            status_code=500,
+        )

@@ -1,0 +1,166 @@
+"""llama.cpp in this process through ``xllamacpp`` (llama.cpp's own server API, OpenAI-style logprobs).
+
+Generation runs in worker threads so the event loop never blocks; streamed chunks cross back to the loop
+through ``call_soon_threadsafe``. Admission control refuses work beyond the configured concurrency and
+queue instead of queueing without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from veilnet.errors import InvalidRequest, NotFound, UpstreamError
+from veilnet.models.catalog import MODELS, model_path
+from veilnet.models.engine import ModelInfo
+from veilnet.models.limits import Admission
+
+__all__ = ["LlamaCppEngine"]
+
+_DONE = object()
+
+
+class LlamaCppEngine:
+    """Serves catalog models (e.g. ``SmolLM2-135M-Instruct``) with llama.cpp. An async context manager."""
+
+    def __init__(
+        self,
+        models: list[str],
+        *,
+        cache_dir: Path,
+        concurrency: int = 2,
+        queue: int = 16,
+        threads: int = 2,
+        context_length: int = 4096,
+    ) -> None:
+        for name in models:
+            if name not in MODELS:
+                raise NotFound(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+        self._names = list(models)
+        self._cache_dir = cache_dir
+        self._concurrency = concurrency
+        self._threads = threads
+        self._context = context_length
+        self._servers: dict[str, Any] = {}
+        self._admission = Admission(concurrency, queue)
+
+    async def __aenter__(self) -> LlamaCppEngine:
+        await asyncio.to_thread(self.load)
+        return self
+
+    def load(self) -> None:
+        """Load every model (blocking; ``async with`` does this in a worker thread)."""
+        for name in self._names:
+            if name not in self._servers:
+                self._servers[name] = self._load(name)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._servers.clear()  # xllamacpp frees the model when the Server is collected
+
+    def _load(self, name: str) -> Any:
+        import xllamacpp
+
+        params = xllamacpp.CommonParams()
+        params.model.path = str(model_path(name, self._cache_dir))
+        params.n_ctx = self._context * self._concurrency
+        params.n_parallel = self._concurrency
+        params.cpuparams.n_threads = self._threads
+        params.cpuparams_batch.n_threads = self._threads
+        params.warmup = False
+        params.verbosity = -1
+        return xllamacpp.Server(params)
+
+    def models(self) -> list[ModelInfo]:
+        return [ModelInfo(name, min(MODELS[name].context_length, self._context)) for name in self._names]
+
+    def _server(self, request: dict[str, Any]) -> tuple[str, Any]:
+        name = str(request.get("model"))
+        server = self._servers.get(name)
+        if server is None:
+            raise NotFound(f"model {name!r} is not served here; served: {', '.join(self._names)}")
+        return name, server
+
+    @staticmethod
+    def _native(request: dict[str, Any]) -> dict[str, Any]:
+        native = {k: v for k, v in request.items() if v is not None and k not in ("user", "stream_options")}
+        if "max_completion_tokens" in native:
+            native["max_tokens"] = native.pop("max_completion_tokens")
+        return native
+
+    async def _call(self, method: Callable[[dict[str, Any]], Any], name: str, request: dict[str, Any]) -> dict[str, Any]:
+        async with self._admission.slot():
+            try:
+                result = await asyncio.to_thread(method, self._native(request))
+            except ValueError as exc:  # llama.cpp's own request validation
+                raise InvalidRequest(str(exc)) from exc
+        if not isinstance(result, dict):
+            raise UpstreamError("llama.cpp returned no result")
+        if "error" in result and "choices" not in result:
+            raise UpstreamError(f"llama.cpp error: {result['error']}")
+        result["model"] = name
+        result.pop("timings", None)
+        return result
+
+    async def _stream(
+        self, method: Callable[..., Any], name: str, request: dict[str, Any]
+    ) -> AsyncIterator[dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        native = self._native(request)
+        native["stream"] = True
+        native.setdefault("stream_options", {"include_usage": True})
+
+        def on_chunk(chunk: Any) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, chunk)
+
+        def run() -> None:
+            try:
+                method(native, on_chunk)
+            except BaseException as exc:  # handed to the loop, raised there
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+
+        async with self._admission.slot():
+            worker = asyncio.ensure_future(asyncio.to_thread(run))
+            try:
+                while True:
+                    item = await queue.get()
+                    if item is _DONE:
+                        break
+                    if isinstance(item, ValueError):
+                        raise InvalidRequest(str(item)) from item
+                    if isinstance(item, BaseException):
+                        raise UpstreamError(f"llama.cpp failed: {item}") from item
+                    if isinstance(item, dict):
+                        if "error" in item and "choices" not in item:
+                            raise UpstreamError(f"llama.cpp error: {item['error']}")
+                        item["model"] = name
+                        item.pop("timings", None)
+                        yield item
+            finally:
+                # llama.cpp finishes the generation in its thread; we wait so the slot is truly free.
+                with contextlib.suppress(Exception):
+                    await worker
+
+    async def chat(self, request: dict[str, Any]) -> dict[str, Any]:
+        name, server = self._server(request)
+        return await self._call(server.handle_chat_completions, name, request)
+
+    def chat_stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        name, server = self._server(request)
+        return self._stream(server.handle_chat_completions, name, request)
+
+    async def completion(self, request: dict[str, Any]) -> dict[str, Any]:
+        name, server = self._server(request)
+        return await self._call(server.handle_completions, name, request)
+
+    def completion_stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        name, server = self._server(request)
+        return self._stream(server.handle_completions, name, request)
+
+    async def embeddings(self, request: dict[str, Any]) -> dict[str, Any]:
+        raise NotFound(f"model {request.get('model')!r} has no embeddings on this miner")

@@ -1,0 +1,149 @@
+"""Any OpenAI-compatible upstream (vLLM, SGLang, llama.cpp server, Ollama) over HTTP with aiohttp.
+
+aiohttp, not httpx, relays the SSE streams: httpx's pool collapses under many concurrent streams
+(encode/httpx#3215). Upstream failures become :class:`~veilnet.errors.UpstreamError`; an upstream that dies
+mid-stream ends the stream with that error rather than a silent truncation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+
+from veilnet.errors import InvalidRequest, NotFound, UpstreamError, UpstreamTimeout
+from veilnet.models.engine import ModelInfo
+from veilnet.models.limits import Admission
+
+__all__ = ["OpenAIUpstreamEngine"]
+
+
+class OpenAIUpstreamEngine:
+    """Forwards requests to ``base_url`` (ending in ``/v1``), renaming models through ``model_map``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        models: list[str],
+        *,
+        api_key: str | None = None,
+        model_map: Mapping[str, str] | None = None,
+        context_length: int = 8192,
+        embedding_models: list[str] | None = None,
+        concurrency: int = 256,
+        queue: int = 256,
+        timeout: float = 300.0,
+    ) -> None:
+        self._base = base_url.rstrip("/")
+        self._names = list(models)
+        self._map = dict(model_map or {})
+        self._context = context_length
+        self._embedding = set(embedding_models or [])
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._admission = Admission(concurrency, queue)
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> OpenAIUpstreamEngine:
+        self._session = aiohttp.ClientSession(
+            timeout=self._timeout, headers=self._headers, connector=aiohttp.TCPConnector(limit=0)
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def models(self) -> list[ModelInfo]:
+        return [ModelInfo(name, self._context, embeddings=name in self._embedding) for name in self._names]
+
+    def _prepare(self, request: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        name = str(request.get("model"))
+        if name not in self._names:
+            raise NotFound(f"model {name!r} is not served here; served: {', '.join(self._names)}")
+        body = {k: v for k, v in request.items() if v is not None}
+        body["model"] = self._map.get(name, name)
+        return name, body
+
+    @property
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise UpstreamError("upstream engine is not open")
+        return self._session
+
+    async def _post(self, path: str, request: dict[str, Any]) -> dict[str, Any]:
+        name, body = self._prepare(request)
+        async with self._admission.slot():
+            try:
+                async with self._http.post(self._base + path, json=body) as response:
+                    data = await response.json(content_type=None)
+                    self._raise_for(response.status, data)
+            except TimeoutError as exc:
+                raise UpstreamTimeout(f"upstream {self._base} timed out") from exc
+            except (aiohttp.ClientError, json.JSONDecodeError) as exc:
+                raise UpstreamError(f"upstream {self._base} failed: {exc}") from exc
+        if not isinstance(data, dict):
+            raise UpstreamError("upstream answered with a non-object")
+        data["model"] = name
+        return data
+
+    @staticmethod
+    def _raise_for(status: int, data: Any) -> None:
+        if status < 400:
+            return
+        message = data.get("error", {}).get("message") if isinstance(data, dict) and isinstance(data.get("error"), dict) else None
+        message = message or f"upstream answered HTTP {status}"
+        if status in (400, 422):
+            raise InvalidRequest(f"upstream refused the request: {message}")
+        if status == 404:
+            raise NotFound(f"upstream: {message}")
+        raise UpstreamError(f"upstream HTTP {status}: {message}")
+
+    async def _stream(self, path: str, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        name, body = self._prepare(request)
+        body["stream"] = True
+        body.setdefault("stream_options", {"include_usage": True})
+        async with self._admission.slot():
+            try:
+                async with self._http.post(self._base + path, json=body) as response:
+                    if response.status >= 400:
+                        self._raise_for(response.status, await response.json(content_type=None))
+                    finished = False
+                    async for raw in response.content:
+                        line = raw.strip()
+                        if not line.startswith(b"data:"):
+                            continue
+                        payload = line[5:].strip()
+                        if payload == b"[DONE]":
+                            finished = True
+                            break
+                        chunk = json.loads(payload)
+                        if isinstance(chunk, dict):
+                            chunk["model"] = name
+                            yield chunk
+                    if not finished:
+                        raise UpstreamError("upstream stream ended before [DONE]")
+            except TimeoutError as exc:
+                raise UpstreamTimeout(f"upstream {self._base} timed out mid-stream") from exc
+            except (aiohttp.ClientError, json.JSONDecodeError) as exc:
+                raise UpstreamError(f"upstream {self._base} failed mid-stream: {exc}") from exc
+
+    async def chat(self, request: dict[str, Any]) -> dict[str, Any]:
+        return await self._post("/chat/completions", request)
+
+    def chat_stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        return self._stream("/chat/completions", request)
+
+    async def completion(self, request: dict[str, Any]) -> dict[str, Any]:
+        return await self._post("/completions", request)
+
+    def completion_stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        return self._stream("/completions", request)
+
+    async def embeddings(self, request: dict[str, Any]) -> dict[str, Any]:
+        if request.get("model") not in self._embedding:
+            raise NotFound(f"model {request.get('model')!r} has no embeddings on this miner")
+        return await self._post("/embeddings", request)

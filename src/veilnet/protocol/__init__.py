@@ -1,0 +1,1 @@
+"""Wire protocol: Epistula-signed requests and the OpenAI-compatible schemas."""

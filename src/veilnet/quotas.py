@@ -1,0 +1,39 @@
+"""Stake-proportional request quotas, shared by the miner (enforces) and the validator (plans within).
+
+Each permitted validator gets ``floor(C_m * s_v / sum(s))`` requests per window, where ``C_m`` is the miner's
+declared capacity and ``s`` the stakes of the validators allowed to call it. Within its quota a validator's
+synthetic traffic may use at most ``floor(q * synthetic_share)``; organic traffic may use all of it, so
+organic requests come first and synthetic ones fill what is left. Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["Quota", "quota_for", "quota_table"]
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    total: int
+    synthetic: int
+
+
+def quota_table(capacity: int, stakes: Mapping[str, int], synthetic_share: float = 1.0) -> dict[str, Quota]:
+    """Every validator's quota for one window. Validators with no stake get nothing."""
+    if capacity < 0:
+        raise ValueError("capacity must be >= 0")
+    if not 0.0 <= synthetic_share <= 1.0:
+        raise ValueError("synthetic_share must be within [0, 1]")
+    total_stake = sum(s for s in stakes.values() if s > 0)
+    table: dict[str, Quota] = {}
+    for hotkey, stake in stakes.items():
+        total = capacity * stake // total_stake if stake > 0 and total_stake > 0 else 0
+        table[hotkey] = Quota(total=total, synthetic=int(total * synthetic_share))
+    return table
+
+
+def quota_for(capacity: int, stakes: Mapping[str, int], hotkey: str, synthetic_share: float = 1.0) -> Quota:
+    """One validator's quota (zero when it is not among ``stakes``)."""
+    return quota_table(capacity, stakes, synthetic_share).get(hotkey, Quota(0, 0))

@@ -1,0 +1,46 @@
+"""The miner's quota ledger in Redis: one atomic Lua take per request, per validator per window."""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+
+import redis.asyncio as aioredis
+
+from veilnet.errors import RateLimited
+from veilnet.quotas import Quota
+from veilnet.store.redis import KeySpace
+
+__all__ = ["QuotaStore"]
+
+_TAKE = resources.files("veilnet.store").joinpath("lua/quota_take.lua").read_text()
+
+
+class QuotaStore:
+    """Counts requests per (validator, window) under ``veilnet:quota:<miner>``."""
+
+    def __init__(self, redis: aioredis.Redis, miner_hotkey: str, window_seconds: int) -> None:
+        if window_seconds < 1:
+            raise ValueError("window_seconds must be >= 1")
+        self._keys = KeySpace(f"veilnet:quota:{miner_hotkey}")
+        self._window_ms = window_seconds * 1000
+        self._take = redis.register_script(_TAKE)
+
+    def _window(self, now_ms: int) -> tuple[int, int]:
+        start = now_ms - now_ms % self._window_ms
+        return start, start + self._window_ms
+
+    async def take(self, validator: str, quota: Quota, *, synthetic: bool, now_ms: int | None = None) -> int:
+        """Consume one request; returns how many this validator used in the window, or raises RateLimited."""
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        start, end = self._window(now)
+        keys = [self._keys(validator, start, "total"), self._keys(validator, start, "synthetic")]
+        ok, used = await self._take(
+            keys=keys, args=[quota.total, quota.synthetic, 1 if synthetic else 0, self._window_ms * 2]
+        )
+        if not ok:
+            kind = "synthetic " if synthetic and used < quota.total else ""
+            raise RateLimited(
+                f"{kind}quota spent: {used} of {quota.total} requests this window", retry_after=(end - now) / 1000
+            )
+        return int(used)
