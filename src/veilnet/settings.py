@@ -112,6 +112,7 @@ class MinerSettings(_Section):
     max_concurrency: int = 4
     max_queue: int = 16
     auto_register: bool = False
+    metagraph_refresh_seconds: float = 12.0
 
 
 class ValidatorSettings(_Section):

@@ -65,7 +65,7 @@ async def run_miner(settings: Settings) -> None:
         engine = build_engine(settings)
         await stack.enter_async_context(engine)
         holder = MetagraphHolder(metagraph)
-        refresher = asyncio.create_task(holder.refresh_forever(chain, netuid))
+        refresher = asyncio.create_task(holder.refresh_forever(chain, netuid, settings.miner.metagraph_refresh_seconds))
         stack.callback(refresher.cancel)
         ctx = MinerContext(
             keypair=wallet.hotkey, engine=engine, redis=redis, metagraph=holder, settings=settings.miner,
