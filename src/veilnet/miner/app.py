@@ -11,9 +11,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
-from veilnet.errors import InvalidRequest, NotFound, PayloadTooLarge, VeilnetError
+from veilnet.errors import InvalidRequest, NotFound, PayloadTooLarge, UpstreamError, VeilnetError
 from veilnet.miner.errors import error_body, install_error_handlers
 from veilnet.miner.service import MinerContext, admit, authenticate
+from veilnet.models.upstream import OpenAIUpstreamEngine
 from veilnet.protocol.epistula import StreamSigner, sign_response
 from veilnet.protocol.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
@@ -94,14 +95,46 @@ def create_miner_app(ctx: MinerContext) -> FastAPI:
             headers={"Cache-Control": "no-cache", "Epistula-Signed-By": ctx.keypair.ss58_address},
         )
 
+    def sse_raw(first: bytes, rest: AsyncIterator[bytes], request_uuid: str, caller: str) -> StreamingResponse:
+        """Pass an upstream's SSE bytes through as they arrive; add an error event if it ends early."""
+        signer = StreamSigner(ctx.keypair, request_uuid, caller)
+
+        async def events() -> AsyncIterator[bytes]:
+            tail = first[-64:]
+            yield signer.feed(first)
+            try:
+                async for data in rest:
+                    tail = (tail + data)[-64:]
+                    yield signer.feed(data)
+                ended = b"[DONE]" in tail
+                problem: VeilnetError | None = None if ended else UpstreamError("upstream stream ended before [DONE]")
+            except VeilnetError as exc:
+                problem = exc
+            if problem is not None:
+                yield signer.feed(b"data: " + json.dumps(error_body(problem)).encode() + b"\n\n")
+                yield signer.feed(b"data: [DONE]\n\n")
+            yield signer.final_line()
+
+        return StreamingResponse(
+            events(), media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "Epistula-Signed-By": ctx.keypair.ss58_address},
+        )
+
     async def run(
         request: Request,
         schema: type[BaseModel],
         once: Callable[[dict[str, Any]], Any],
         stream: Callable[[dict[str, Any]], AsyncIterator[dict[str, Any]]],
+        raw_path: str,
     ) -> Response:
         parsed, request_uuid, caller = await prepare(request, schema)
         payload = parsed.model_dump(exclude_none=True)
+        engine = ctx.engine
+        if getattr(parsed, "stream", False) and isinstance(engine, OpenAIUpstreamEngine) and engine.can_relay_raw(parsed.model):
+            # The bare-relay fast path: no per-chunk decode/encode, bytes forwarded as they arrive.
+            raw = engine.relay_raw(raw_path, payload)
+            head = await anext(raw, b"")  # errors before the first byte are plain HTTP errors
+            return sse_raw(head, raw, request_uuid, caller)
         if getattr(parsed, "stream", False):
             chunks = stream(payload)
             first = await anext(chunks, None)  # errors before the first token are plain HTTP errors
@@ -119,11 +152,11 @@ def create_miner_app(ctx: MinerContext) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        return await run(request, ChatCompletionRequest, ctx.engine.chat, ctx.engine.chat_stream)
+        return await run(request, ChatCompletionRequest, ctx.engine.chat, ctx.engine.chat_stream, "/chat/completions")
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
-        return await run(request, CompletionRequest, ctx.engine.completion, ctx.engine.completion_stream)
+        return await run(request, CompletionRequest, ctx.engine.completion, ctx.engine.completion_stream, "/completions")
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Response:

@@ -131,6 +131,27 @@ class OpenAIUpstreamEngine:
             except (aiohttp.ClientError, json.JSONDecodeError) as exc:
                 raise UpstreamError(f"upstream {self._base} failed mid-stream: {exc}") from exc
 
+    def can_relay_raw(self, model: str) -> bool:
+        """True when the upstream's stream can be passed through byte for byte (no model rename needed)."""
+        return model in self._names and self._map.get(model, model) == model
+
+    async def relay_raw(self, path: str, request: dict[str, Any]) -> AsyncIterator[bytes]:
+        """The upstream's SSE bytes as they arrive, for a bare relay. The caller checks for ``[DONE]``."""
+        _, body = self._prepare(request)
+        body["stream"] = True
+        body.setdefault("stream_options", {"include_usage": True})
+        async with self._admission.slot():
+            try:
+                async with self._http.post(self._base + path, json=body) as response:
+                    if response.status >= 400:
+                        self._raise_for(response.status, await response.json(content_type=None))
+                    async for data in response.content.iter_any():
+                        yield data
+            except TimeoutError as exc:
+                raise UpstreamTimeout(f"upstream {self._base} timed out mid-stream") from exc
+            except (aiohttp.ClientError, json.JSONDecodeError) as exc:
+                raise UpstreamError(f"upstream {self._base} failed mid-stream: {exc}") from exc
+
     async def chat(self, request: dict[str, Any]) -> dict[str, Any]:
         return await self._post("/chat/completions", request)
 
