@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -12,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+import uvicorn
+from starlette.types import ASGIApp
 
 from veilnet.store.redis import redis_from_url
 
@@ -113,3 +118,28 @@ def _reset_postgres(url: str) -> None:
         await engine.dispose()
 
     asyncio.run(reset())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def serve_asgi(app: ASGIApp, *, lifespan: str = "auto") -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port for the duration; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", lifespan=lifespan)  # type: ignore[arg-type]
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

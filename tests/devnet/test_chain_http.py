@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from bittensor_wallet import Keypair
+from tests.conftest import free_port, serve_asgi
 
 from veilnet.chain import errors as ce
 from veilnet.chain.interface import Chain
@@ -23,27 +22,11 @@ OWNER_C, OWNER_H = Keypair.create_from_uri("//HOwnerCold"), Keypair.create_from_
 MINER_C, MINER_H = Keypair.create_from_uri("//HMinerCold"), Keypair.create_from_uri("//HMinerHot")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 async def chain_url(tmp_path: Path) -> AsyncIterator[str]:
-    port = _free_port()
     async with DevnetChain(tmp_path / "chain.sqlite3", block_time=0.05) as chain:
-        server = uvicorn.Server(
-            uvicorn.Config(create_chain_app(chain), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-        )
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.01)
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
-            await task
+        async with serve_asgi(create_chain_app(chain), lifespan="off") as url:
+            yield url
 
 
 async def test_client_runs_a_subnet_over_http(chain_url: str) -> None:
@@ -91,7 +74,7 @@ async def test_forged_and_replayed_extrinsics_are_refused(chain_url: str) -> Non
 
 
 async def test_unreachable_chain_is_chain_unavailable() -> None:
-    async with DevnetChainClient(f"http://127.0.0.1:{_free_port()}") as chain:
+    async with DevnetChainClient(f"http://127.0.0.1:{free_port()}") as chain:
         with pytest.raises(ce.ChainUnavailable):
             await chain.get_current_block()
 
@@ -100,7 +83,7 @@ async def test_chain_serve_command_serves_and_persists(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    port = _free_port()
+    port = free_port()
     argv = [sys.executable, "-m", "veilnet", "chain", "serve", "--port", str(port), "--data-dir", str(tmp_path),
             "--block-time", "0.05"]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: ASYNC220

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -12,11 +11,11 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
-import uvicorn
 from bittensor_wallet import Keypair
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from tests.conftest import serve_asgi
 from veilnet.chain.types import Metagraph, NeuronInfo
 from veilnet.miner import MetagraphHolder, MinerContext, create_miner_app
 from veilnet.models.engine import ModelEngine
@@ -49,12 +48,6 @@ METAGRAPH = Metagraph(
         neuron(3, NO_PERMIT, 10, False),
     ),
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def fake_upstream_app() -> FastAPI:
@@ -100,16 +93,8 @@ def fake_upstream_app() -> FastAPI:
 
 @pytest.fixture
 async def upstream_url() -> AsyncIterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(fake_upstream_app(), host="127.0.0.1", port=port, log_level="critical"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        await task
+    async with serve_asgi(fake_upstream_app()) as url:
+        yield f"{url}/v1"
 
 
 @pytest.fixture

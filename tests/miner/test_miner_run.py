@@ -11,10 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from bittensor_wallet import Keypair
 
-from tests.miner.conftest import free_port
+from tests.conftest import free_port, serve_asgi
 from veilnet.chain.types import RAO_PER_TAO
 from veilnet.devnet.chain import DevnetChain
 from veilnet.devnet.chain.server import create_chain_app
@@ -27,12 +26,9 @@ VAL_C, VAL_H = Keypair.create_from_uri("//RunValCold"), Keypair.create_from_uri(
 
 @pytest.mark.model
 async def test_miner_process_registers_serves_and_answers(tmp_path: Path, redis_url: str) -> None:
-    chain_port, miner_port = free_port(), free_port()
+    miner_port = free_port()
     created = create_wallet(tmp_path / "wallets", "miner", password=None)
-    async with DevnetChain(None, block_time=0.05) as chain:
-        server = uvicorn.Server(uvicorn.Config(create_chain_app(chain), host="127.0.0.1", port=chain_port,
-                                               log_level="critical", lifespan="off"))
-        serving = asyncio.create_task(server.serve())
+    async with DevnetChain(None, block_time=0.05) as chain, serve_asgi(create_chain_app(chain), lifespan="off") as chain_url:
         for cold in (OWNER_C, VAL_C):
             await chain.fund(cold.ss58_address, 1_000 * RAO_PER_TAO)
         await chain.fund(created.wallet.coldkeypub_ss58, 100 * RAO_PER_TAO)
@@ -45,7 +41,7 @@ async def test_miner_process_registers_serves_and_answers(tmp_path: Path, redis_
             **os.environ,
             "VEILNET_WALLET__PATH": str(tmp_path / "wallets"),
             "VEILNET_WALLET__NAME": "miner",
-            "VEILNET_CHAIN__DEVNET_URL": f"http://127.0.0.1:{chain_port}",
+            "VEILNET_CHAIN__DEVNET_URL": chain_url,
             "VEILNET_CHAIN__NETUID": str(netuid),
             "VEILNET_REDIS__URL": redis_url,
             "VEILNET_DATA_DIR": str(tmp_path / "data"),
@@ -82,5 +78,3 @@ async def test_miner_process_registers_serves_and_answers(tmp_path: Path, redis_
             proc.terminate()
             proc.wait(timeout=20)
             log.close()
-            server.should_exit = True
-            await serving

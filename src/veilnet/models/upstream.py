@@ -7,6 +7,7 @@ mid-stream ends the stream with that error rather than a silent truncation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -102,41 +103,9 @@ class OpenAIUpstreamEngine:
             raise NotFound(f"upstream: {message}")
         raise UpstreamError(f"upstream HTTP {status}: {message}")
 
-    async def _stream(self, path: str, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        name, body = self._prepare(request)
-        body["stream"] = True
-        body.setdefault("stream_options", {"include_usage": True})
-        async with self._admission.slot():
-            try:
-                async with self._http.post(self._base + path, json=body) as response:
-                    if response.status >= 400:
-                        self._raise_for(response.status, await response.json(content_type=None))
-                    finished = False
-                    async for raw in response.content:
-                        line = raw.strip()
-                        if not line.startswith(b"data:"):
-                            continue
-                        payload = line[5:].strip()
-                        if payload == b"[DONE]":
-                            finished = True
-                            break
-                        chunk = json.loads(payload)
-                        if isinstance(chunk, dict):
-                            chunk["model"] = name
-                            yield chunk
-                    if not finished:
-                        raise UpstreamError("upstream stream ended before [DONE]")
-            except TimeoutError as exc:
-                raise UpstreamTimeout(f"upstream {self._base} timed out mid-stream") from exc
-            except (aiohttp.ClientError, json.JSONDecodeError) as exc:
-                raise UpstreamError(f"upstream {self._base} failed mid-stream: {exc}") from exc
-
-    def can_relay_raw(self, model: str) -> bool:
-        """True when the upstream's stream can be passed through byte for byte (no model rename needed)."""
-        return model in self._names and self._map.get(model, model) == model
-
-    async def relay_raw(self, path: str, request: dict[str, Any]) -> AsyncIterator[bytes]:
-        """The upstream's SSE bytes as they arrive, for a bare relay. The caller checks for ``[DONE]``."""
+    @contextlib.asynccontextmanager
+    async def _open_stream(self, path: str, request: dict[str, Any]) -> AsyncIterator[aiohttp.ClientResponse]:
+        """POST a streaming request inside an admission slot; library errors become UpstreamError."""
         _, body = self._prepare(request)
         body["stream"] = True
         body.setdefault("stream_options", {"include_usage": True})
@@ -145,12 +114,40 @@ class OpenAIUpstreamEngine:
                 async with self._http.post(self._base + path, json=body) as response:
                     if response.status >= 400:
                         self._raise_for(response.status, await response.json(content_type=None))
-                    async for data in response.content.iter_any():
-                        yield data
+                    yield response
             except TimeoutError as exc:
                 raise UpstreamTimeout(f"upstream {self._base} timed out mid-stream") from exc
             except (aiohttp.ClientError, json.JSONDecodeError) as exc:
                 raise UpstreamError(f"upstream {self._base} failed mid-stream: {exc}") from exc
+
+    async def _stream(self, path: str, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        name = str(request.get("model"))
+        async with self._open_stream(path, request) as response:
+            finished = False
+            async for raw in response.content:
+                line = raw.strip()
+                if not line.startswith(b"data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == b"[DONE]":
+                    finished = True
+                    break
+                chunk = json.loads(payload)
+                if isinstance(chunk, dict):
+                    chunk["model"] = name
+                    yield chunk
+            if not finished:
+                raise UpstreamError("upstream stream ended before [DONE]")
+
+    def can_relay_raw(self, model: str) -> bool:
+        """True when the upstream's stream can be passed through byte for byte (no model rename needed)."""
+        return model in self._names and self._map.get(model, model) == model
+
+    async def relay_raw(self, path: str, request: dict[str, Any]) -> AsyncIterator[bytes]:
+        """The upstream's SSE bytes as they arrive, for a bare relay. The caller checks for ``[DONE]``."""
+        async with self._open_stream(path, request) as response:
+            async for data in response.content.iter_any():
+                yield data
 
     async def chat(self, request: dict[str, Any]) -> dict[str, Any]:
         return await self._post("/chat/completions", request)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from collections.abc import Sequence
+from dataclasses import fields
 
 from pydantic import BaseModel, Field
 
@@ -44,35 +45,13 @@ NETWORK_LOCK_COST = 100 * RAO_PER_TAO  # devnet: a fixed subnet lock
 MIN_STAKE = 500_000  # Subtensor's DefaultMinStake (rao)
 MAX_PENDING_COMMITS = 10
 
-# Hyperparameters settable through sudo_set_hyperparameter, with their Subtensor defaults.
+# Hyperparameters settable through sudo_set_hyperparameter, with Subtensor's defaults for a new subnet
+# (the defaults of SubnetHyperparameters, one source of truth).
+_NOT_SETTABLE = {"netuid", "burn", "stake_threshold", "owner_hotkey", "owner_coldkey", "extra"}
 HYPERPARAMETERS: dict[str, int | bool] = {
-    "tempo": 360,
-    "kappa": 32_767,
-    "immunity_period": 5_000,
-    "min_allowed_weights": 1,
-    "max_weight_limit": U16_MAX,
-    "max_allowed_uids": 256,
-    "max_allowed_validators": 64,
-    "weights_version": 0,
-    "weights_rate_limit": 100,
-    "activity_cutoff": 5_000,
-    "bonds_moving_avg": 900_000,
-    "bonds_penalty": U16_MAX,
-    "registration_allowed": True,
-    "target_regs_per_interval": 1,
-    "adjustment_interval": 100,
-    "adjustment_alpha": 0,
-    "max_regs_per_block": 1,
-    "min_burn": 500_000,
-    "max_burn": 100 * RAO_PER_TAO,
-    "serving_rate_limit": 50,
-    "commit_reveal_weights_enabled": False,
-    "commit_reveal_period": 1,
-    "liquid_alpha_enabled": False,
-    "alpha_low": 45_875,
-    "alpha_high": 58_982,
-    "alpha_sigmoid_steepness": 1_000,
-    "yuma3_enabled": True,
+    f.name: f.default  # type: ignore[misc]
+    for f in fields(SubnetHyperparameters)
+    if f.name not in _NOT_SETTABLE
 }
 
 
@@ -153,39 +132,13 @@ class ChainState(BaseModel):
 
     def hyperparameters(self, netuid: int) -> SubnetHyperparameters:
         subnet = self.subnet(netuid)
-        h = subnet.hyper
         return SubnetHyperparameters(
             netuid=netuid,
-            tempo=int(h["tempo"]),
-            kappa=int(h["kappa"]),
-            immunity_period=int(h["immunity_period"]),
-            min_allowed_weights=int(h["min_allowed_weights"]),
-            max_weight_limit=int(h["max_weight_limit"]),
-            max_allowed_uids=int(h["max_allowed_uids"]),
-            max_allowed_validators=int(h["max_allowed_validators"]),
-            weights_version=int(h["weights_version"]),
-            weights_rate_limit=int(h["weights_rate_limit"]),
-            activity_cutoff=int(h["activity_cutoff"]),
-            bonds_moving_avg=int(h["bonds_moving_avg"]),
-            bonds_penalty=int(h["bonds_penalty"]),
-            registration_allowed=bool(h["registration_allowed"]),
-            target_regs_per_interval=int(h["target_regs_per_interval"]),
-            adjustment_interval=int(h["adjustment_interval"]),
-            adjustment_alpha=int(h["adjustment_alpha"]),
-            max_regs_per_block=int(h["max_regs_per_block"]),
-            min_burn=int(h["min_burn"]),
-            max_burn=int(h["max_burn"]),
             burn=subnet.burn,
-            serving_rate_limit=int(h["serving_rate_limit"]),
-            commit_reveal_weights_enabled=bool(h["commit_reveal_weights_enabled"]),
-            commit_reveal_period=int(h["commit_reveal_period"]),
-            liquid_alpha_enabled=bool(h["liquid_alpha_enabled"]),
-            alpha_low=int(h["alpha_low"]),
-            alpha_high=int(h["alpha_high"]),
-            alpha_sigmoid_steepness=int(h["alpha_sigmoid_steepness"]),
-            yuma3_enabled=bool(h["yuma3_enabled"]),
+            stake_threshold=self.stake_threshold,
             owner_hotkey=subnet.owner_hotkey,
             owner_coldkey=subnet.owner_coldkey,
+            **subnet.hyper,  # type: ignore[arg-type]
         )
 
     def metagraph(self, netuid: int) -> Metagraph:
