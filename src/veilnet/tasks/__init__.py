@@ -1,0 +1,1 @@
+"""Task types: request schemas, synthetic generators and verifiers (plain functions)."""
