@@ -63,7 +63,8 @@ async def verify_chat_answer(
     if choice.get("finish_reason") == "length" and max_tokens is not None and len(tokens) != max_tokens:
         return _fail("finish_reason 'length' before max_tokens was reached (premature end)")
 
-    temperature = float(request.get("temperature") if request.get("temperature") is not None else 1.0)
+    raw_temperature = request.get("temperature")
+    temperature = float(raw_temperature) if isinstance(raw_temperature, int | float) else 1.0
     top_k = 20 if temperature <= 1.0 else 40
     greedy = temperature == 0.0
     base = {"model": request["model"], "max_tokens": 1, "temperature": 0.0, "logprobs": True, "top_logprobs": top_k}
