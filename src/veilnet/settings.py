@@ -116,7 +116,6 @@ class MinerSettings(_Section):
 
 
 class ValidatorSettings(_Section):
-    role: Literal["all", "challenger", "scorer", "weights"] = "all"
     verify_rate: float = 0.5
     sharpen_exponent: float = 2.0
     reference_models: list[str] = Field(default_factory=lambda: ["SmolLM2-135M-Instruct"])

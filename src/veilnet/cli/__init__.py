@@ -9,6 +9,7 @@ import typer
 
 from veilnet.cli import chain as chain_cli
 from veilnet.cli import miner as miner_cli
+from veilnet.cli import validator as validator_cli
 from veilnet.cli import wallet as wallet_cli
 from veilnet.cli.common import CliState
 
@@ -35,6 +36,7 @@ def _root(
 app.add_typer(wallet_cli.app, name="wallet")
 app.add_typer(chain_cli.app, name="chain")
 app.add_typer(miner_cli.app, name="miner")
+app.add_typer(validator_cli.app, name="validator")
 
 
 def main() -> None:

@@ -1,0 +1,150 @@
+"""The validator loop as plain async functions over a :class:`ValidatorContext`.
+
+Each round challenges every served miner with a synthetic request (within this validator's quota at that
+miner), verifies a random share of the answers against the reference model and records observations.
+When the chain passes an epoch boundary the tempo's observations are folded into the score states
+(:mod:`veilnet.scoring`), saved in Redis, converted to u16 weights and set on chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+from bittensor_wallet import Keypair
+
+from veilnet.chain import errors as ce
+from veilnet.chain.interface import Chain
+from veilnet.chain.types import Metagraph, NeuronInfo
+from veilnet.chain.weights import scores_to_u16_weights
+from veilnet.errors import VeilnetError
+from veilnet.logs import log_event
+from veilnet.models.engine import ModelEngine
+from veilnet.protocol.epistula import sign_request, verify_response
+from veilnet.scoring import Observation, ScoreParams, ScoreState, update_scores, weights_from_scores
+from veilnet.settings import ValidatorSettings
+from veilnet.store.scores import ScoreStore
+from veilnet.tasks.chat import verify_chat_answer
+from veilnet.tasks.prompts import synthetic_chat_request
+
+__all__ = ["ValidatorContext", "challenge_miner", "run_validator", "set_weights_for"]
+
+log = logging.getLogger(__name__)
+
+TRAFFIC_HEADER = "X-Veilnet-Traffic"
+
+
+@dataclass
+class ValidatorContext:
+    keypair: Keypair
+    chain: Chain
+    netuid: int
+    reference: ModelEngine
+    http: aiohttp.ClientSession
+    scores: ScoreStore
+    settings: ValidatorSettings
+    params: ScoreParams = field(default_factory=ScoreParams)
+    rng: random.Random = field(default_factory=random.Random)
+    request_timeout: float = 60.0
+
+
+def _is_miner(neuron: NeuronInfo, me: str) -> bool:
+    return neuron.hotkey != me and neuron.axon is not None and neuron.axon.is_served
+
+
+async def challenge_miner(ctx: ValidatorContext, neuron: NeuronInfo, model: str) -> Observation:
+    """One signed synthetic request to ``neuron``; the answer verified with probability ``verify_rate``."""
+    assert neuron.axon is not None
+    request = synthetic_chat_request(model, ctx.rng)
+    body = json.dumps(request).encode()
+    headers = sign_request(ctx.keypair, body, neuron.hotkey)
+    headers.update({"Content-Type": "application/json", TRAFFIC_HEADER: "synthetic"})
+    start = time.perf_counter()
+    try:
+        async with ctx.http.post(
+            f"{neuron.axon.url}/v1/chat/completions", data=body, headers=headers,
+            timeout=aiohttp.ClientTimeout(total=ctx.request_timeout),
+        ) as response:
+            content = await response.read()
+            status = response.status
+            response_headers = dict(response.headers)
+    except TimeoutError:
+        return Observation(miner=neuron.hotkey, model=model, task="chat", outcome="timeout")
+    except aiohttp.ClientError:
+        return Observation(miner=neuron.hotkey, model=model, task="chat", outcome="error")
+    elapsed = time.perf_counter() - start
+    if status == 429:
+        return Observation(miner=neuron.hotkey, model=model, task="chat", outcome="rate_limited")
+    if status != 200:
+        return Observation(miner=neuron.hotkey, model=model, task="chat", outcome="error")
+    try:
+        verify_response(response_headers, content, request_uuid=headers["Epistula-Uuid"],
+                        caller=ctx.keypair.ss58_address, expected_signer=neuron.hotkey)
+        answer = json.loads(content)
+        completion_tokens = int(answer["usage"]["completion_tokens"])
+    except (VeilnetError, ValueError, KeyError, TypeError):
+        # an unsigned, mis-signed or malformed answer is a failed verification, not a network error
+        return Observation(miner=neuron.hotkey, model=model, task="chat", outcome="ok", verified=False, quality=0.0)
+    verified: bool | None = None
+    quality: float | None = None
+    if ctx.rng.random() < ctx.settings.verify_rate:
+        verdict = await verify_chat_answer(ctx.reference, request, answer, rng=ctx.rng)
+        verified, quality = verdict.ok, verdict.quality
+        if not verdict.ok:
+            log_event(log, "verification failed", logging.WARNING, miner=neuron.hotkey, reason=verdict.reason)
+    return Observation(
+        miner=neuron.hotkey, model=model, task="chat", outcome="ok", verified=verified, quality=quality,
+        ttft_ms=elapsed * 1000, tokens_per_s=completion_tokens / elapsed if elapsed > 0 else None,
+        completion_tokens=completion_tokens,
+    )
+
+
+async def set_weights_for(
+    ctx: ValidatorContext, metagraph: Metagraph, states: dict[str, ScoreState], tempo: int
+) -> tuple[list[int], list[int]]:
+    """Convert the states to u16 weights by uid and set them (commit-reveal is not handled here yet)."""
+    weights = weights_from_scores(states, tempo, ctx.params)
+    by_uid = {n.uid: weights.get(n.hotkey, 0.0) for n in metagraph.neurons if n.hotkey in weights}
+    uids, values = scores_to_u16_weights(by_uid)
+    if not uids:
+        return [], []
+    hyper = await ctx.chain.get_hyperparameters(ctx.netuid)
+    await ctx.chain.set_weights(ctx.netuid, ctx.keypair, uids, values, hyper.weights_version)
+    log_event(log, "weights set", uids=uids, weights=values)
+    return uids, values
+
+
+async def run_validator(ctx: ValidatorContext, *, round_interval: float = 1.0) -> None:
+    """Challenge, score and set weights until cancelled."""
+    states, tempo = await ctx.scores.load()
+    observations: list[Observation] = []
+    epoch_at = await ctx.chain.get_next_epoch_block(ctx.netuid)
+    pending_weights = False
+    while True:
+        metagraph = await ctx.chain.get_metagraph(ctx.netuid)
+        miners = [n for n in metagraph.neurons if _is_miner(n, ctx.keypair.ss58_address)]
+        models = ctx.settings.reference_models
+        results = await asyncio.gather(*(challenge_miner(ctx, n, m) for n in miners for m in models))
+        observations.extend(results)
+        block = await ctx.chain.get_current_block()
+        if block >= epoch_at:
+            tempo += 1
+            states = update_scores(states, observations, tempo, ctx.params)
+            observations = []
+            await ctx.scores.save(states, tempo)
+            epoch_at = await ctx.chain.get_next_epoch_block(ctx.netuid)
+            pending_weights = True
+        if pending_weights:
+            try:
+                await set_weights_for(ctx, metagraph, states, tempo)
+                pending_weights = False
+            except (ce.SettingWeightsTooFast, ce.NoValidatorPermit) as exc:
+                log_event(log, "weights deferred", reason=exc.code)
+            except ce.ChainUnavailable as exc:
+                log_event(log, "chain unavailable; weights retried next round", logging.WARNING, reason=exc.message)
+        await asyncio.sleep(round_interval)

@@ -1,0 +1,43 @@
+"""`veilnet miner run` / `validator run` fail cleanly, naming the problem, when they cannot start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from veilnet.cli import app
+
+
+@pytest.mark.parametrize("command", [["miner", "run"], ["validator", "run"]])
+def test_missing_wallet_is_a_clear_error(command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VEILNET_WALLET__PATH", str(tmp_path))
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 1
+    assert "wallet 'default' not found" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_real_network_without_backend_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from veilnet.wallet import create_wallet
+
+    create_wallet(tmp_path, "default", password=None)
+    monkeypatch.setenv("VEILNET_WALLET__PATH", str(tmp_path))
+    monkeypatch.setenv("VEILNET_CHAIN__NETWORK", "finney")
+    result = CliRunner().invoke(app, ["validator", "run"])
+    assert result.exit_code == 1
+    assert "Subtensor backend" in result.output
+
+
+def test_unreachable_devnet_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.conftest import free_port
+
+    from veilnet.wallet import create_wallet
+
+    create_wallet(tmp_path, "default", password=None)
+    monkeypatch.setenv("VEILNET_WALLET__PATH", str(tmp_path))
+    monkeypatch.setenv("VEILNET_CHAIN__DEVNET_URL", f"http://127.0.0.1:{free_port()}")
+    result = CliRunner().invoke(app, ["miner", "run"])
+    assert result.exit_code == 1
+    assert "unreachable" in result.output
