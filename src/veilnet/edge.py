@@ -1,4 +1,4 @@
-"""The miner's one error edge: veilnet errors -> HTTP status and an OpenAI-shaped JSON body."""
+"""The HTTP error edge of the miner and the gateway: veilnet errors -> status and an OpenAI-shaped body."""
 
 from __future__ import annotations
 
