@@ -1,6 +1,12 @@
 """The /dashboard web page: metagraph, per-epoch history, request stats and breaker states."""
 
-from veilnet.dashboard.models import BreakerState, DashboardSnapshot, EpochPoint, MetagraphRow, MinerRequestStats
+from veilnet.dashboard.models import (
+    BreakerState,
+    DashboardSnapshot,
+    EpochPoint,
+    MetagraphRow,
+    MinerRequestStats,
+)
 from veilnet.dashboard.routes import dashboard_router
 from veilnet.dashboard.source import DashboardSource, StaticDashboardSource
 
