@@ -41,3 +41,22 @@ def test_unreachable_devnet_is_a_clear_error(tmp_path: Path, monkeypatch: pytest
     result = CliRunner().invoke(app, ["miner", "run"])
     assert result.exit_code == 1
     assert "unreachable" in result.output
+
+
+def test_keys_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    monkeypatch.setenv("VEILNET_DATA_DIR", str(tmp_path))
+    runner = CliRunner()
+    created = runner.invoke(app, ["keys", "create", "--name", "app", "--credit", "5"])
+    assert created.exit_code == 0, created.output
+    secret = created.stdout.strip().splitlines()[-1]
+    assert secret.startswith("vn-")
+    listed = json.loads(runner.invoke(app, ["keys", "list", "--json"]).stdout)
+    assert listed[0]["name"] == "app" and secret not in json.dumps(listed)
+    assert runner.invoke(app, ["keys", "topup", "1", "2.5"]).exit_code == 0
+    assert runner.invoke(app, ["keys", "revoke", "1"]).exit_code == 0
+    listed = json.loads(runner.invoke(app, ["keys", "list", "--json"]).stdout)
+    assert listed[0]["credit_usd"] == 7.5 and listed[0]["revoked"] is True
+    missing = runner.invoke(app, ["keys", "revoke", "42"])
+    assert missing.exit_code == 1 and "no API key with id 42" in missing.stderr

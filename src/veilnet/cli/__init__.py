@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from veilnet.cli import chain as chain_cli
+from veilnet.cli import gateway as gateway_cli
+from veilnet.cli import keys as keys_cli
 from veilnet.cli import miner as miner_cli
 from veilnet.cli import validator as validator_cli
 from veilnet.cli import wallet as wallet_cli
@@ -37,6 +39,8 @@ app.add_typer(wallet_cli.app, name="wallet")
 app.add_typer(chain_cli.app, name="chain")
 app.add_typer(miner_cli.app, name="miner")
 app.add_typer(validator_cli.app, name="validator")
+app.add_typer(gateway_cli.app, name="gateway")
+app.add_typer(keys_cli.app, name="keys")
 
 
 def main() -> None:

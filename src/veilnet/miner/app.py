@@ -11,8 +11,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
-from veilnet.errors import InvalidRequest, NotFound, PayloadTooLarge, UpstreamError, VeilnetError
 from veilnet.edge import error_body, install_error_handlers
+from veilnet.errors import InvalidRequest, NotFound, PayloadTooLarge, UpstreamError, VeilnetError
 from veilnet.miner.service import MinerContext, admit, authenticate
 from veilnet.models.upstream import OpenAIUpstreamEngine
 from veilnet.protocol.epistula import StreamSigner, sign_response

@@ -1,0 +1,199 @@
+"""The gateway's OpenAI/OpenRouter-compatible ASGI app: thin routes over :mod:`veilnet.gateway.service`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ConfigDict, ValidationError
+
+from veilnet.edge import error_body, install_error_handlers
+from veilnet.errors import InvalidRequest, Overloaded, PayloadTooLarge, UpstreamError, VeilnetError
+from veilnet.gateway.routing import Candidate
+from veilnet.gateway.service import GatewayContext, authenticate_key, cost_usd, open_miner_request, route
+from veilnet.protocol.openai import ChatCompletionRequest, CompletionRequest
+from veilnet.store.keys import ApiKey, UsageRow
+
+__all__ = ["create_gateway_app"]
+
+log = logging.getLogger(__name__)
+
+
+class GatewayChatRequest(ChatCompletionRequest):
+    model_config = ConfigDict(extra="forbid")
+    provider: dict[str, Any] | None = None
+    models: list[str] | None = None
+
+
+class GatewayCompletionRequest(CompletionRequest):
+    model_config = ConfigDict(extra="forbid")
+    provider: dict[str, Any] | None = None
+    models: list[str] | None = None
+
+
+def _parse(schema: type[GatewayChatRequest] | type[GatewayCompletionRequest], body: bytes) -> Any:
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidRequest("body must be a JSON object")
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first["loc"])
+        raise InvalidRequest(f"{param or 'body'}: {first['msg']}", param=param or None) from exc
+
+
+def create_gateway_app(ctx: GatewayContext, *, max_body_bytes: int = 4 * 1024 * 1024) -> FastAPI:
+    app = FastAPI(title="veilnet gateway", docs_url=None, redoc_url=None)
+    install_error_handlers(app)
+
+    async def record(key: ApiKey, generation: str, model: str, candidate: Candidate | None, usage: dict[str, Any],
+                     started: float, status: str, error: str | None = None) -> None:
+        row = UsageRow(
+            generation_id=generation, key_id=key.id, model=model,
+            miner=candidate.hotkey if candidate else None,
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            cost_usd=float(usage.get("cost") or 0.0), latency_ms=(time.perf_counter() - started) * 1000,
+            status=status, error=error,
+        )
+        # shielded: a client that disconnects must not lose the ledger row
+        await asyncio.shield(ctx.keys.record(row))
+
+    async def relay(request: Request, schema: Any, path: str) -> Response:
+        started = time.perf_counter()
+        key = await authenticate_key(ctx, request.headers.get("authorization"))
+        body = await request.body()
+        if len(body) > max_body_bytes:
+            raise PayloadTooLarge(f"request body exceeds {max_body_bytes} bytes")
+        parsed = _parse(schema, body)
+        generation = f"gen-{uuid.uuid4().hex}"
+        payload = parsed.model_dump(exclude_none=True, exclude={"provider", "models"})
+        models = [parsed.model, *[m for m in (parsed.models or []) if m != parsed.model]]
+        last_error: VeilnetError | None = None
+        for model in models:
+            payload["model"] = model
+            try:
+                candidates = await route(ctx, model, parsed.provider)
+            except VeilnetError as exc:
+                last_error = exc
+                continue
+            for candidate in candidates:
+                try:
+                    response = await open_miner_request(ctx, candidate, path, payload)
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    ctx.breaker.failure(candidate.hotkey)
+                    last_error = UpstreamError(f"miner {candidate.hotkey[:8]}… unreachable: {exc}")
+                    continue
+                if response.status != 200:
+                    retry_after = response.headers.get("Retry-After")
+                    ctx.breaker.failure(
+                        candidate.hotkey,
+                        retry_after=float(retry_after) if response.status == 429 and retry_after else None,
+                    )
+                    last_error = UpstreamError(f"miner {candidate.hotkey[:8]}… answered HTTP {response.status}")
+                    response.release()
+                    continue
+                ctx.breaker.success(candidate.hotkey)
+                headers = {"X-Generation-Id": generation}
+                if not parsed.stream:
+                    try:
+                        data = await response.json()
+                    finally:
+                        response.release()
+                    usage = data.setdefault("usage", {})
+                    usage["cost"] = cost_usd(usage, candidate)
+                    data["id"] = generation
+                    await record(key, generation, model, candidate, usage, started, "ok")
+                    return JSONResponse(data, headers=headers)
+                return StreamingResponse(
+                    stream(response, key, generation, model, candidate, started),
+                    media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"},
+                )
+        error = last_error or UpstreamError("no miner could serve the request")
+        await record(key, generation, parsed.model, None, {}, started, "error", error.message)
+        if isinstance(error, UpstreamError):
+            raise Overloaded(f"no miner could serve the request: {error.message}", retry_after=2) from error
+        raise error
+
+    async def stream(response: aiohttp.ClientResponse, key: ApiKey, generation: str, model: str,
+                     candidate: Candidate, started: float) -> AsyncIterator[bytes]:
+        usage: dict[str, Any] = {}
+        status = "ok"
+        try:
+            async for line in response.content:
+                if line.startswith(b": "):
+                    continue  # the miner's signature comment is for validators, not apps
+                if line.startswith(b"data: {") and b'"usage"' in line:
+                    chunk = json.loads(line[6:])
+                    if chunk.get("usage"):
+                        usage = chunk["usage"]
+                        usage["cost"] = cost_usd(usage, candidate)
+                        line = b"data: " + json.dumps(chunk).encode() + b"\n"
+                if line.startswith(b"data: {") and b'"error"' in line:
+                    chunk = json.loads(line[6:])
+                    if "error" in chunk and "choices" not in chunk:
+                        # OpenRouter's shape for an error after streaming began
+                        status = "error"
+                        chunk = {"id": generation, "object": "chat.completion.chunk", "model": model,
+                                 "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}],
+                                 "error": chunk["error"]}
+                        line = b"data: " + json.dumps(chunk).encode() + b"\n"
+                yield line
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            status = "error"
+            error = error_body(UpstreamError(f"miner failed mid-stream: {exc}"))
+            error_chunk = {"id": generation, "object": "chat.completion.chunk", "model": model,
+                           "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}], **error}
+            yield b"data: " + json.dumps(error_chunk).encode() + b"\n\n"
+            yield b"data: [DONE]\n\n"
+        except asyncio.CancelledError:
+            status = "client_disconnected"
+            raise
+        finally:
+            response.release()
+            await record(key, generation, model, candidate, usage, started, status)
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Response:
+        return await relay(request, GatewayChatRequest, "/v1/chat/completions")
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        return await relay(request, GatewayCompletionRequest, "/v1/completions")
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        data = []
+        for model, offers in sorted(ctx.directory.models().items()):
+            cheapest = min(offers, key=lambda o: o.price_input + o.price_output)
+            data.append({
+                "id": model, "object": "model", "owned_by": "veilnet",
+                "context_length": max(o.context_length for o in offers),
+                "pricing": {"prompt": cheapest.price_input / 1e6, "completion": cheapest.price_output / 1e6},
+                "providers": len(offers),
+            })
+        return {"object": "list", "data": data}
+
+    @app.get("/api/v1/key")
+    async def key_info(request: Request) -> dict[str, Any]:
+        key = await ctx.keys.authenticate((request.headers.get("authorization") or "")[7:].strip())
+        return {"data": {"label": key.name, "limit": key.credit_usd, "usage": key.spent_usd,
+                         "limit_remaining": key.remaining_usd}}
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "miners": len({o.hotkey for o in ctx.directory.offers}),
+                "breakers": ctx.breaker.states()}
+    return app

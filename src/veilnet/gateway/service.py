@@ -1,0 +1,92 @@
+"""The gateway's request flow as plain functions over a :class:`GatewayContext`."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from bittensor_wallet import Keypair
+
+from veilnet.errors import AuthenticationError, NotFound, Overloaded, PaymentRequired
+from veilnet.gateway.directory import MinerDirectory
+from veilnet.gateway.routing import Candidate, CircuitBreaker, rank_candidates
+from veilnet.protocol.epistula import sign_request
+from veilnet.store.keys import ApiKey, KeyStore
+
+__all__ = ["GatewayContext", "authenticate_key", "cost_usd", "open_miner_request", "route"]
+
+TRAFFIC_HEADER = "X-Veilnet-Traffic"
+MAX_ATTEMPTS = 3
+
+
+@dataclass
+class GatewayContext:
+    keypair: Keypair
+    keys: KeyStore
+    directory: MinerDirectory
+    http: aiohttp.ClientSession
+    scores: Callable[[], Awaitable[dict[str, float]]]
+    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    rng: random.Random = field(default_factory=random.Random)
+    request_timeout: float = 120.0
+
+
+async def authenticate_key(ctx: GatewayContext, authorization: str | None) -> ApiKey:
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise AuthenticationError("missing API key: send 'Authorization: Bearer <key>'", code="invalid_api_key")
+    key = await ctx.keys.authenticate(authorization[7:].strip())
+    if key.remaining_usd <= 0:
+        raise PaymentRequired(f"API key {key.prefix}… is out of credit; top it up")
+    return key
+
+
+async def route(ctx: GatewayContext, model: str, provider: dict[str, Any] | None) -> list[Candidate]:
+    """Healthy miners serving ``model`` in the order to try them (OpenRouter ``provider`` preferences)."""
+    candidates = ctx.directory.candidates(model, await ctx.scores())
+    if not candidates:
+        served = sorted(ctx.directory.models())
+        raise NotFound(f"no miner serves model {model!r}; available: {', '.join(served) or 'none yet'}",
+                       code="model_not_found")
+    provider = provider or {}
+    only, ignore = provider.get("only"), provider.get("ignore") or []
+    if only:
+        candidates = [c for c in candidates if c.hotkey in only]
+    candidates = [c for c in candidates if c.hotkey not in ignore]
+    max_price = provider.get("max_price") or {}
+    if "prompt" in max_price:
+        candidates = [c for c in candidates if c.price_input <= float(max_price["prompt"])]
+    if "completion" in max_price:
+        candidates = [c for c in candidates if c.price_output <= float(max_price["completion"])]
+    healthy = [c for c in candidates if ctx.breaker.allows(c.hotkey)]
+    ordered = rank_candidates(healthy, ctx.rng, sort=provider.get("sort"))
+    order = provider.get("order") or []
+    if order:
+        ordered.sort(key=lambda c: order.index(c.hotkey) if c.hotkey in order else len(order))
+    if provider.get("allow_fallbacks") is False:
+        ordered = ordered[:1]
+    if not ordered:
+        raise Overloaded(f"no healthy miner can serve {model!r} within the provider preferences", retry_after=5)
+    return ordered[:MAX_ATTEMPTS]
+
+
+def cost_usd(usage: dict[str, Any], candidate: Candidate) -> float:
+    prompt = int(usage.get("prompt_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    return (prompt * candidate.price_input + completion * candidate.price_output) / 1_000_000
+
+
+async def open_miner_request(
+    ctx: GatewayContext, candidate: Candidate, path: str, payload: dict[str, Any]
+) -> aiohttp.ClientResponse:
+    """POST the signed request to a miner; the caller owns (and releases) the response."""
+    body = json.dumps(payload).encode()
+    headers = sign_request(ctx.keypair, body, candidate.hotkey)
+    headers.update({"Content-Type": "application/json", TRAFFIC_HEADER: "organic"})
+    return await ctx.http.post(
+        f"{candidate.url}{path}", data=body, headers=headers,
+        timeout=aiohttp.ClientTimeout(total=ctx.request_timeout, sock_connect=5),
+    )

@@ -1,0 +1,135 @@
+"""The gateway end to end with the official openai SDK, real miners and a real loopback upstream."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+import redis.asyncio as aioredis
+from bittensor_wallet import Keypair
+from tests.conftest import serve_asgi
+from tests.miner.conftest import fake_upstream_app, neuron
+
+from veilnet.chain.types import AxonInfo, Metagraph
+from veilnet.gateway import GatewayContext, create_gateway_app
+from veilnet.gateway.directory import MinerDirectory
+from veilnet.miner import MetagraphHolder, MinerContext, create_miner_app
+from veilnet.models.upstream import OpenAIUpstreamEngine
+from veilnet.settings import EpistulaSettings, MinerSettings
+from veilnet.store.keys import KeyStore
+from veilnet.store.sql import open_database
+
+GATEWAY = Keypair.create_from_uri("//GatewayValidator")
+MINER_A, MINER_B = Keypair.create_from_uri("//GwMinerA"), Keypair.create_from_uri("//GwMinerB")
+
+
+@contextlib.asynccontextmanager
+async def stack(tmp_path: Path, redis: aioredis.Redis, *, capacity_a: int = 1000) -> AsyncIterator[dict[str, Any]]:
+    async with contextlib.AsyncExitStack() as es:
+        upstream = await es.enter_async_context(serve_asgi(fake_upstream_app()))
+        engine = await es.enter_async_context(OpenAIUpstreamEngine(f"{upstream}/v1", ["upstream-echo", "upstream-dying"]))
+        validators = (neuron(0, GATEWAY, 1000, True),)
+        urls = {}
+        for key, capacity in ((MINER_A, capacity_a), (MINER_B, 1000)):
+            ctx = MinerContext(keypair=key, engine=engine, redis=redis,
+                               metagraph=MetagraphHolder(Metagraph(1, 0, validators)),
+                               settings=MinerSettings(capacity_per_window=capacity, price_input_per_million=1.0,
+                                                      price_output_per_million=2.0),
+                               epistula=EpistulaSettings())
+            urls[key.ss58_address] = await es.enter_async_context(serve_asgi(create_miner_app(ctx), lifespan="off"))
+        neurons = [validators[0]]
+        for uid, key in ((1, MINER_A), (2, MINER_B)):
+            host, port = urls[key.ss58_address].removeprefix("http://").split(":")
+            base = neuron(uid, key, 0, False)
+            neurons.append(base.__class__(**{**{f: getattr(base, f) for f in base.__slots__},
+                                             "axon": AxonInfo(ip=host, port=int(port))}))
+        http = await es.enter_async_context(aiohttp.ClientSession())
+        directory = MinerDirectory(http, GATEWAY.ss58_address)
+        await directory.refresh(Metagraph(1, 0, tuple(neurons)))
+        engine_sql = await es.enter_async_context(open_database(f"sqlite+aiosqlite:///{tmp_path / 'gw.sqlite3'}"))
+        keys = KeyStore(engine_sql)
+        secret, key = await keys.create("tests", credit_usd=10.0)
+
+        async def scores() -> dict[str, float]:
+            return {MINER_A.ss58_address: 0.9, MINER_B.ss58_address: 0.1}
+
+        ctx = GatewayContext(keypair=GATEWAY, keys=keys, directory=directory, http=http, scores=scores,
+                             rng=random.Random(0))
+        url = await es.enter_async_context(serve_asgi(create_gateway_app(ctx), lifespan="off"))
+        client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=secret, max_retries=0)
+        yield {"client": client, "keys": keys, "key": key, "ctx": ctx, "url": url, "secret": secret}
+        await client.close()
+
+
+async def test_chat_stream_and_usage_cost(tmp_path: Path, redis_client: aioredis.Redis) -> None:
+    async with stack(tmp_path, redis_client) as s:
+        client: openai.AsyncOpenAI = s["client"]
+        raw = await client.chat.completions.with_raw_response.create(
+            model="upstream-echo", messages=[{"role": "user", "content": "hi"}])
+        completion = raw.parse()
+        assert completion.choices[0].message.content == "hello there"
+        assert raw.headers["X-Generation-Id"].startswith("gen-")
+        assert completion.usage is not None
+        assert completion.usage.model_extra["cost"] == pytest.approx((3 * 1.0 + 2 * 2.0) / 1e6)
+        stream = await client.chat.completions.create(
+            model="upstream-echo", messages=[{"role": "user", "content": "hi"}], stream=True,
+            stream_options={"include_usage": True})
+        text, usage = "", None
+        async for chunk in stream:
+            if chunk.choices:
+                text += chunk.choices[0].delta.content or ""
+            if chunk.usage:
+                usage = chunk.usage
+        assert text == "hello there"
+        assert usage is not None and usage.model_extra["cost"] > 0
+        rows = await s["keys"].usage_rows(s["key"].id)
+        assert [r.status for r in rows] == ["ok", "ok"] and all(r.miner for r in rows)
+        models = await client.models.list()
+        assert {m.id for m in models.data} == {"upstream-echo", "upstream-dying"}
+
+
+async def test_errors_have_openai_shapes(tmp_path: Path, redis_client: aioredis.Redis) -> None:
+    async with stack(tmp_path, redis_client) as s:
+        client: openai.AsyncOpenAI = s["client"]
+        with pytest.raises(openai.NotFoundError) as not_found:
+            await client.chat.completions.create(model="gpt-99", messages=[{"role": "user", "content": "hi"}])
+        assert "gpt-99" in str(not_found.value)
+        with pytest.raises(openai.BadRequestError) as bad:
+            await client.chat.completions.create(model="upstream-echo", temperature=9,
+                                                 messages=[{"role": "user", "content": "hi"}])
+        assert bad.value.body["param"] == "temperature"  # type: ignore[index]
+        wrong = openai.AsyncOpenAI(base_url=f"{s['url']}/v1", api_key="vn-nope", max_retries=0)
+        with pytest.raises(openai.AuthenticationError):
+            await wrong.chat.completions.create(model="upstream-echo", messages=[{"role": "user", "content": "hi"}])
+        await wrong.close()
+        poor_secret, _ = await s["keys"].create("poor", credit_usd=0.0)
+        poor_client = openai.AsyncOpenAI(base_url=f"{s['url']}/v1", api_key=poor_secret, max_retries=0)
+        with pytest.raises(openai.APIStatusError) as no_credit:
+            await poor_client.chat.completions.create(model="upstream-echo",
+                                                      messages=[{"role": "user", "content": "hi"}])
+        assert no_credit.value.status_code == 402
+        await poor_client.close()
+
+
+async def test_fallback_before_first_token_and_error_after(tmp_path: Path, redis_client: aioredis.Redis) -> None:
+    async with stack(tmp_path, redis_client, capacity_a=0) as s:  # miner A answers 429 to everything
+        client: openai.AsyncOpenAI = s["client"]
+        for _ in range(3):
+            completion = await client.chat.completions.create(
+                model="upstream-echo", messages=[{"role": "user", "content": "hi"}])
+            assert completion.choices[0].message.content == "hello there"
+        rows = await s["keys"].usage_rows(s["key"].id)
+        assert {r.miner for r in rows} == {MINER_B.ss58_address}
+        stream = await client.chat.completions.create(
+            model="upstream-dying", messages=[{"role": "user", "content": "hi"}], stream=True)
+        with pytest.raises(openai.APIError):
+            async for _chunk in stream:
+                pass
+        rows = await s["keys"].usage_rows(s["key"].id)
+        assert rows[-1].status == "error" and rows[-1].model == "upstream-dying"
