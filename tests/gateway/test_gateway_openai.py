@@ -133,3 +133,19 @@ async def test_fallback_before_first_token_and_error_after(tmp_path: Path, redis
                 pass
         rows = await s["keys"].usage_rows(s["key"].id)
         assert rows[-1].status == "error" and rows[-1].model == "upstream-dying"
+
+
+async def test_metrics_and_dashboard_snapshot(tmp_path: Path, redis_client: aioredis.Redis) -> None:
+    async with stack(tmp_path, redis_client) as s:
+        client: openai.AsyncOpenAI = s["client"]
+        await client.chat.completions.create(model="upstream-echo", messages=[{"role": "user", "content": "hi"}])
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{s['url']}/metrics") as response:
+                metrics = await response.text()
+            async with http.get(f"{s['url']}/dashboard/api/snapshot") as response:
+                snapshot = await response.json()
+            async with http.get(f"{s['url']}/dashboard") as response:
+                assert response.status == 200 and "dashboard" in (await response.text()).lower()
+        assert 'veilnet_gateway_requests_total{miner_uid="' in metrics and 'status="ok"' in metrics
+        assert {row["uid"] for row in snapshot["metagraph"]} == {0, 1, 2}
+        assert sum(r["rps"] > 0 for r in snapshot["requests"]) == 1

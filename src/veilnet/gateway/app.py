@@ -13,8 +13,10 @@ from typing import Any
 import aiohttp
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ConfigDict, ValidationError
 
+from veilnet.dashboard import DashboardSnapshot, dashboard_router
 from veilnet.edge import error_body, install_error_handlers
 from veilnet.errors import InvalidRequest, Overloaded, PayloadTooLarge, UpstreamError, VeilnetError
 from veilnet.gateway.routing import Candidate
@@ -58,8 +60,20 @@ def create_gateway_app(ctx: GatewayContext, *, max_body_bytes: int = 4 * 1024 * 
     app = FastAPI(title="veilnet gateway", docs_url=None, redoc_url=None)
     install_error_handlers(app)
 
+    build_snapshot = ctx.stats.snapshot_source(ctx.directory, ctx.breaker, ctx.netuid, ctx.scores)
+
+    class _Source:
+        async def snapshot(self) -> DashboardSnapshot:
+            return await build_snapshot()
+
+    app.include_router(dashboard_router(_Source()))
+
     async def record(key: ApiKey, generation: str, model: str, candidate: Candidate | None, usage: dict[str, Any],
                      started: float, status: str, error: str | None = None) -> None:
+        uid = ctx.directory.metagraph.uid_of(candidate.hotkey) if candidate and ctx.directory.metagraph else None
+        if candidate is not None:
+            ctx.stats.observe(candidate.hotkey, uid, time.perf_counter() - started, status == "ok",
+                              int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
         row = UsageRow(
             generation_id=generation, key_id=key.id, model=model,
             miner=candidate.hotkey if candidate else None,
@@ -191,6 +205,10 @@ def create_gateway_app(ctx: GatewayContext, *, max_body_bytes: int = 4 * 1024 * 
         key = await ctx.keys.authenticate((request.headers.get("authorization") or "")[7:].strip())
         return {"data": {"label": key.name, "limit": key.credit_usd, "usage": key.spent_usd,
                          "limit_remaining": key.remaining_usd}}
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(ctx.stats.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

@@ -14,6 +14,7 @@ from bittensor_wallet import Keypair
 from veilnet.errors import AuthenticationError, NotFound, Overloaded, PaymentRequired
 from veilnet.gateway.directory import MinerDirectory
 from veilnet.gateway.routing import Candidate, CircuitBreaker, rank_candidates
+from veilnet.gateway.stats import GatewayStats
 from veilnet.protocol.epistula import sign_request
 from veilnet.store.keys import ApiKey, KeyStore
 
@@ -30,7 +31,9 @@ class GatewayContext:
     directory: MinerDirectory
     http: aiohttp.ClientSession
     scores: Callable[[], Awaitable[dict[str, float]]]
+    netuid: int = 1
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    stats: GatewayStats = field(default_factory=GatewayStats)
     rng: random.Random = field(default_factory=random.Random)
     request_timeout: float = 120.0
 

@@ -1,0 +1,104 @@
+"""Request statistics and Prometheus metrics of the gateway, and the dashboard snapshot built from them."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from veilnet.chain.types import RAO_PER_TAO
+from veilnet.dashboard.models import (
+    BreakerState,
+    DashboardSnapshot,
+    EpochPoint,
+    MetagraphRow,
+    MinerRequestStats,
+)
+from veilnet.gateway.directory import MinerDirectory
+from veilnet.gateway.routing import CircuitBreaker
+
+__all__ = ["GatewayStats"]
+
+WINDOW_SECONDS = 300.0
+
+
+class GatewayStats:
+    """Per-miner request outcomes over a sliding window, exported as ``veilnet_gateway_*`` metrics."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("veilnet_gateway_requests_total", "Requests relayed, by miner and status",
+                                ["miner_uid", "status"], registry=self.registry)
+        self.duration = Histogram("veilnet_gateway_request_duration_seconds", "Request latency",
+                                  ["miner_uid"], registry=self.registry)
+        self.tokens = Counter("veilnet_gateway_tokens_total", "Tokens served", ["kind"], registry=self.registry)
+        self.breaker_open = Gauge("veilnet_gateway_breaker_open", "1 while a miner's breaker is open",
+                                  ["miner_uid"], registry=self.registry)
+        self.score = Gauge("veilnet_miner_score", "The validator's score of a miner", ["miner_uid"],
+                           registry=self.registry)
+        self._samples: dict[str, deque[tuple[float, float, bool]]] = defaultdict(lambda: deque(maxlen=10_000))
+        self._history: list[EpochPoint] = []
+        self._last_incentive: tuple[int, ...] | None = None
+        self._epoch = 0
+
+    def observe(self, hotkey: str, uid: int | None, latency_s: float, ok: bool, prompt_tokens: int = 0,
+                completion_tokens: int = 0) -> None:
+        label = str(uid) if uid is not None else "none"
+        self.requests.labels(miner_uid=label, status="ok" if ok else "error").inc()
+        self.duration.labels(miner_uid=label).observe(latency_s)
+        self.tokens.labels(kind="prompt").inc(prompt_tokens)
+        self.tokens.labels(kind="completion").inc(completion_tokens)
+        self._samples[hotkey].append((time.monotonic(), latency_s * 1000, ok))
+
+    def _window(self, hotkey: str, now: float) -> list[tuple[float, float, bool]]:
+        return [s for s in self._samples.get(hotkey, ()) if now - s[0] <= WINDOW_SECONDS]
+
+    def snapshot_source(
+        self, directory: MinerDirectory, breaker: CircuitBreaker, netuid: int,
+        scores: Callable[[], Awaitable[dict[str, float]]],
+    ) -> Callable[[], Awaitable[DashboardSnapshot]]:
+        """An async callable building the dashboard snapshot (a ``DashboardSource.snapshot``)."""
+
+        async def snapshot() -> DashboardSnapshot:
+            graph = directory.metagraph
+            now = time.monotonic()
+            current = await scores()
+            rows, requests, breakers = [], [], []
+            states = breaker.states()
+            if graph is not None:
+                incentive = tuple(n.incentive for n in graph.neurons)
+                if incentive != self._last_incentive:
+                    self._last_incentive = incentive
+                    self._epoch += 1
+                    self._history.extend(
+                        EpochPoint(epoch=self._epoch, block=graph.block, uid=n.uid, incentive=n.incentive_f,
+                                   emission=n.emission / RAO_PER_TAO, score=current.get(n.hotkey, 0.0))
+                        for n in graph.neurons
+                    )
+                    self._history = self._history[-5_000:]
+                for n in graph.neurons:
+                    rows.append(MetagraphRow(uid=n.uid, hotkey=n.hotkey, stake=n.stake / RAO_PER_TAO,
+                                             incentive=n.incentive_f, dividends=n.dividends_f,
+                                             emission=n.emission / RAO_PER_TAO, validator_permit=n.validator_permit,
+                                             axon=n.axon.url if n.axon and n.axon.is_served else None))
+                    self.score.labels(miner_uid=str(n.uid)).set(current.get(n.hotkey, 0.0))
+                    window = self._window(n.hotkey, now)
+                    if window:
+                        latencies = sorted(s[1] for s in window)
+                        span = max(now - window[0][0], 1.0)
+                        requests.append(MinerRequestStats(
+                            uid=n.uid, hotkey=n.hotkey, rps=len(window) / span,
+                            p50_ms=statistics.median(latencies),
+                            p99_ms=latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+                            errors=sum(1 for s in window if not s[2])))
+                    if n.hotkey in states:
+                        breakers.append(BreakerState(uid=n.uid, hotkey=n.hotkey, state=states[n.hotkey]))  # type: ignore[arg-type]
+                        self.breaker_open.labels(miner_uid=str(n.uid)).set(1 if states[n.hotkey] == "open" else 0)
+            return DashboardSnapshot(netuid=netuid, block=graph.block if graph else 0, epoch=self._epoch,
+                                     metagraph=rows, history=list(self._history), requests=requests,
+                                     breakers=breakers)
+
+        return snapshot
