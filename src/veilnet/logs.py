@@ -56,6 +56,9 @@ def configure_logging(settings: LogSettings) -> None:
     handler._veilnet = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(settings.level)
+    # per-request client logs drown everything else at INFO
+    for noisy in ("httpx", "httpcore", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:

@@ -1,0 +1,61 @@
+"""`veilnet devnet up` end to end: 3 miners on SmolLM2, 1 validator with the gateway, on this machine.
+
+The openai SDK gets an answer through the gateway, `status --json` describes every neuron, and after two
+epochs the chain shows incentive for the miners; `down` stops every process.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import openai
+import pytest
+
+from veilnet.devnet.processes import is_alive
+
+pytestmark = [pytest.mark.model, pytest.mark.slow]
+
+
+def _veilnet(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "veilnet", *args], capture_output=True, text=True, timeout=timeout,
+                          check=False)
+
+
+def test_devnet_up_serves_and_rewards_miners(tmp_path: Path) -> None:
+    data = str(tmp_path / "devnet")
+    up = _veilnet("devnet", "up", "--detach", "--miners", "3", "--validators", "1", "--data-dir", data,
+                  "--block-time", "0.25", "--tempo", "20")
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        status = json.loads(_veilnet("devnet", "status", "--json", "--data-dir", data).stdout)
+        assert status["gateway_url"] and status["api_key"].startswith("vn-")
+        roles = sorted(n["role"] for n in status["neurons"])
+        assert roles == ["miner", "miner", "miner", "owner", "validator"]
+        assert all(s["alive"] for s in status["services"])
+
+        client = openai.OpenAI(base_url=f"{status['gateway_url']}/v1", api_key=status["api_key"], max_retries=0)
+        answer = client.chat.completions.create(model="SmolLM2-135M-Instruct", max_tokens=8,
+                                                messages=[{"role": "user", "content": "Say hello"}])
+        assert answer.choices[0].message.content
+        assert answer.usage is not None and answer.usage.model_extra["cost"] > 0
+
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            status = json.loads(_veilnet("devnet", "status", "--json", "--data-dir", data).stdout)
+            miners = [n for n in status["neurons"] if n["role"] == "miner"]
+            if all((n["incentive"] or 0) > 0 for n in miners):
+                break
+            time.sleep(2)
+        else:
+            pytest.fail(f"miners never earned incentive: {miners}")
+        validator = next(n for n in status["neurons"] if n["role"] == "validator")
+        assert validator["dividends"] > 0
+    finally:
+        down = _veilnet("devnet", "down", "--data-dir", data)
+        assert down.returncode == 0
+    runtime = json.loads((tmp_path / "devnet" / "devnet.json").read_text())
+    assert not any(is_alive(s["pid"]) for s in runtime["services"])
