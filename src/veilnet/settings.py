@@ -22,7 +22,6 @@ from pydantic_settings import (
 
 __all__ = [
     "ChainSettings",
-    "ConfidentialSettings",
     "DatabaseSettings",
     "DevnetSettings",
     "EpistulaSettings",
@@ -124,14 +123,10 @@ class ValidatorSettings(_Section):
 class GatewaySettings(_Section):
     host: str = "127.0.0.1"
     port: int = 8080
-    enabled: bool = False
     organic_sample_rate: float = 0.1
+    requests_per_minute: int = 600
+    tokens_per_minute: int = 1_000_000
     max_body_bytes: int = 4 * 1024 * 1024
-
-
-class ConfidentialSettings(_Section):
-    allow_dev_enclave: bool = False
-    policy_file: Path | None = None
 
 
 class DevnetSettings(_Section):
@@ -158,7 +153,6 @@ class Settings(BaseSettings):
     miner: MinerSettings = Field(default_factory=MinerSettings)
     validator: ValidatorSettings = Field(default_factory=ValidatorSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
-    confidential: ConfidentialSettings = Field(default_factory=ConfidentialSettings)
     devnet: DevnetSettings = Field(default_factory=DevnetSettings)
 
     def database_url(self) -> str:

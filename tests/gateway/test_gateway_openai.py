@@ -23,6 +23,8 @@ from veilnet.miner import MetagraphHolder, MinerContext, create_miner_app
 from veilnet.models.upstream import OpenAIUpstreamEngine
 from veilnet.settings import EpistulaSettings, MinerSettings
 from veilnet.store.keys import KeyStore
+from veilnet.store.organic import OrganicStream
+from veilnet.store.ratelimit import KeyRateLimiter
 from veilnet.store.sql import open_database
 
 GATEWAY = Keypair.create_from_uri("//GatewayValidator")
@@ -30,7 +32,8 @@ MINER_A, MINER_B = Keypair.create_from_uri("//GwMinerA"), Keypair.create_from_ur
 
 
 @contextlib.asynccontextmanager
-async def stack(tmp_path: Path, redis: aioredis.Redis, *, capacity_a: int = 1000) -> AsyncIterator[dict[str, Any]]:
+async def stack(tmp_path: Path, redis: aioredis.Redis, *, capacity_a: int = 1000, rpm: int = 0
+                ) -> AsyncIterator[dict[str, Any]]:
     async with contextlib.AsyncExitStack() as es:
         upstream = await es.enter_async_context(serve_asgi(fake_upstream_app()))
         engine = await es.enter_async_context(OpenAIUpstreamEngine(f"{upstream}/v1", ["upstream-echo", "upstream-dying"]))
@@ -60,10 +63,13 @@ async def stack(tmp_path: Path, redis: aioredis.Redis, *, capacity_a: int = 1000
             return {MINER_A.ss58_address: 0.9, MINER_B.ss58_address: 0.1}
 
         ctx = GatewayContext(keypair=GATEWAY, keys=keys, directory=directory, http=http, scores=scores,
-                             rng=random.Random(0))
+                             rng=random.Random(0),
+                             ratelimit=KeyRateLimiter(redis, requests_per_minute=rpm, tokens_per_minute=0),
+                             organic=OrganicStream(redis, 1, sample_rate=1.0))
         url = await es.enter_async_context(serve_asgi(create_gateway_app(ctx), lifespan="off"))
         client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=secret, max_retries=0)
-        yield {"client": client, "keys": keys, "key": key, "ctx": ctx, "url": url, "secret": secret}
+        yield {"client": client, "keys": keys, "key": key, "ctx": ctx, "url": url, "secret": secret,
+               "organic": ctx.organic}
         await client.close()
 
 
@@ -149,3 +155,19 @@ async def test_metrics_and_dashboard_snapshot(tmp_path: Path, redis_client: aior
         assert 'veilnet_gateway_requests_total{miner_uid="' in metrics and 'status="ok"' in metrics
         assert {row["uid"] for row in snapshot["metagraph"]} == {0, 1, 2}
         assert sum(r["rps"] > 0 for r in snapshot["requests"]) == 1
+
+
+async def test_per_key_rate_limit_and_organic_samples(tmp_path: Path, redis_client: aioredis.Redis) -> None:
+    async with stack(tmp_path, redis_client, rpm=2) as s:
+        client: openai.AsyncOpenAI = s["client"]
+        for _ in range(2):
+            await client.chat.completions.create(model="upstream-echo", user="alice",
+                                                 messages=[{"role": "user", "content": "hi"}])
+        with pytest.raises(openai.RateLimitError) as limited:
+            await client.chat.completions.create(model="upstream-echo", messages=[{"role": "user", "content": "hi"}])
+        assert 1 <= int(limited.value.response.headers["Retry-After"]) <= 60
+        samples = await s["organic"].read()
+        assert len(samples) == 2
+        assert all(sample["model"] == "upstream-echo" and sample["miner"] for sample in samples)
+        assert "alice" not in samples[0]["request"]  # anonymised
+        assert samples[0]["response"] and "hello there" in samples[0]["response"]

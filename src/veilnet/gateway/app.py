@@ -69,7 +69,8 @@ def create_gateway_app(ctx: GatewayContext, *, max_body_bytes: int = 4 * 1024 * 
     app.include_router(dashboard_router(_Source()))
 
     async def record(key: ApiKey, generation: str, model: str, candidate: Candidate | None, usage: dict[str, Any],
-                     started: float, status: str, error: str | None = None) -> None:
+                     started: float, status: str, error: str | None = None,
+                     request: dict[str, Any] | None = None, response: dict[str, Any] | None = None) -> None:
         uid = ctx.directory.metagraph.uid_of(candidate.hotkey) if candidate and ctx.directory.metagraph else None
         if candidate is not None:
             ctx.stats.observe(candidate.hotkey, uid, time.perf_counter() - started, status == "ok",
@@ -84,6 +85,11 @@ def create_gateway_app(ctx: GatewayContext, *, max_body_bytes: int = 4 * 1024 * 
         )
         # shielded: a client that disconnects must not lose the ledger row
         await asyncio.shield(ctx.keys.record(row))
+        if ctx.ratelimit is not None:
+            await ctx.ratelimit.add_tokens(key.id, row.prompt_tokens + row.completion_tokens)
+        if ctx.organic is not None and candidate is not None and request is not None:
+            await ctx.organic.maybe_add(miner=candidate.hotkey, model=model, request=request, response=response,
+                                        latency_ms=row.latency_ms, status=status)
 
     async def relay(request: Request, schema: Any, path: str) -> Response:
         started = time.perf_counter()
@@ -129,10 +135,11 @@ def create_gateway_app(ctx: GatewayContext, *, max_body_bytes: int = 4 * 1024 * 
                     usage = data.setdefault("usage", {})
                     usage["cost"] = cost_usd(usage, candidate)
                     data["id"] = generation
-                    await record(key, generation, model, candidate, usage, started, "ok")
+                    await record(key, generation, model, candidate, usage, started, "ok", request=payload,
+                                 response=data)
                     return JSONResponse(data, headers=headers)
                 return StreamingResponse(
-                    stream(response, key, generation, model, candidate, started),
+                    stream(response, key, generation, model, candidate, started, dict(payload)),
                     media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"},
                 )
         error = last_error or UpstreamError("no miner could serve the request")
@@ -142,7 +149,7 @@ def create_gateway_app(ctx: GatewayContext, *, max_body_bytes: int = 4 * 1024 * 
         raise error
 
     async def stream(response: aiohttp.ClientResponse, key: ApiKey, generation: str, model: str,
-                     candidate: Candidate, started: float) -> AsyncIterator[bytes]:
+                     candidate: Candidate, started: float, request: dict[str, Any]) -> AsyncIterator[bytes]:
         usage: dict[str, Any] = {}
         status = "ok"
         try:
@@ -177,7 +184,7 @@ def create_gateway_app(ctx: GatewayContext, *, max_body_bytes: int = 4 * 1024 * 
             raise
         finally:
             response.release()
-            await record(key, generation, model, candidate, usage, started, status)
+            await record(key, generation, model, candidate, usage, started, status, request=request)
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:

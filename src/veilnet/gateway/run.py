@@ -14,6 +14,8 @@ from veilnet.gateway.directory import MinerDirectory
 from veilnet.gateway.service import GatewayContext
 from veilnet.settings import Settings
 from veilnet.store.keys import KeyStore
+from veilnet.store.organic import OrganicStream
+from veilnet.store.ratelimit import KeyRateLimiter
 from veilnet.store.redis import open_redis
 from veilnet.store.scores import ScoreStore
 from veilnet.store.sql import open_database
@@ -40,8 +42,13 @@ async def run_gateway(settings: Settings) -> None:
             states, _ = await score_store.load()
             return {hotkey: state.ema for hotkey, state in states.items()}
 
-        ctx = GatewayContext(keypair=wallet.hotkey, keys=KeyStore(engine), directory=directory, http=http,
-                             scores=scores)
+        ctx = GatewayContext(
+            keypair=wallet.hotkey, keys=KeyStore(engine), directory=directory, http=http, scores=scores,
+            netuid=netuid,
+            ratelimit=KeyRateLimiter(redis, requests_per_minute=settings.gateway.requests_per_minute,
+                                     tokens_per_minute=settings.gateway.tokens_per_minute),
+            organic=OrganicStream(redis, netuid, sample_rate=settings.gateway.organic_sample_rate),
+        )
         config = uvicorn.Config(create_gateway_app(ctx, max_body_bytes=settings.gateway.max_body_bytes),
                                 host=settings.gateway.host, port=settings.gateway.port, log_level="warning",
                                 lifespan="off")

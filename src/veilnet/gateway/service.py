@@ -17,6 +17,8 @@ from veilnet.gateway.routing import Candidate, CircuitBreaker, rank_candidates
 from veilnet.gateway.stats import GatewayStats
 from veilnet.protocol.epistula import sign_request
 from veilnet.store.keys import ApiKey, KeyStore
+from veilnet.store.organic import OrganicStream
+from veilnet.store.ratelimit import KeyRateLimiter
 
 __all__ = ["GatewayContext", "authenticate_key", "cost_usd", "open_miner_request", "route"]
 
@@ -32,6 +34,8 @@ class GatewayContext:
     http: aiohttp.ClientSession
     scores: Callable[[], Awaitable[dict[str, float]]]
     netuid: int = 1
+    ratelimit: KeyRateLimiter | None = None
+    organic: OrganicStream | None = None
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     stats: GatewayStats = field(default_factory=GatewayStats)
     rng: random.Random = field(default_factory=random.Random)
@@ -44,6 +48,8 @@ async def authenticate_key(ctx: GatewayContext, authorization: str | None) -> Ap
     key = await ctx.keys.authenticate(authorization[7:].strip())
     if key.remaining_usd <= 0:
         raise PaymentRequired(f"API key {key.prefix}… is out of credit; top it up")
+    if ctx.ratelimit is not None:
+        await ctx.ratelimit.admit(key.id)
     return key
 
 

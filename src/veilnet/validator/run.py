@@ -8,6 +8,7 @@ import aiohttp
 
 from veilnet.chain.connect import chain_from_settings
 from veilnet.models.llamacpp import LlamaCppEngine
+from veilnet.scoring import ScoreParams
 from veilnet.settings import Settings
 from veilnet.store.redis import open_redis
 from veilnet.store.scores import ScoreStore
@@ -31,5 +32,6 @@ async def run_validator_process(settings: Settings) -> None:
         ctx = ValidatorContext(
             keypair=wallet.hotkey, chain=chain, netuid=netuid, reference=reference, http=http,
             scores=ScoreStore(redis, wallet.hotkey.ss58_address, netuid), settings=settings.validator,
+            params=ScoreParams(sharpen=settings.validator.sharpen_exponent),
         )
         await run_validator(ctx)
