@@ -154,3 +154,18 @@ async def test_honest_miners_earn_and_the_cheater_gets_nothing(tmp_path: Path, r
             validator.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await validator
+
+
+def test_organic_requests_are_replayed_as_bounded_chat_challenges() -> None:
+    import json
+
+    from veilnet.validator.service import replay_request
+
+    sample = {"request": json.dumps({"model": SMOL, "messages": [{"role": "user", "content": "hi"}],
+                                     "max_tokens": 500, "stream": True, "stream_options": {"include_usage": True}})}
+    request = replay_request(sample, SMOL)
+    assert request is not None
+    assert request["max_tokens"] == 64 and request["stream"] is False and request["logprobs"] is True
+    assert "stream_options" not in request
+    assert replay_request(sample, "other-model") is None
+    assert replay_request({"request": "not json"}, SMOL) is None

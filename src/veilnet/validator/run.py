@@ -10,6 +10,7 @@ from veilnet.chain.connect import chain_from_settings
 from veilnet.models.llamacpp import LlamaCppEngine
 from veilnet.scoring import ScoreParams
 from veilnet.settings import Settings
+from veilnet.store.organic import OrganicStream
 from veilnet.store.redis import open_redis
 from veilnet.store.scores import ScoreStore
 from veilnet.validator.service import ValidatorContext, run_validator
@@ -33,5 +34,6 @@ async def run_validator_process(settings: Settings) -> None:
             keypair=wallet.hotkey, chain=chain, netuid=netuid, reference=reference, http=http,
             scores=ScoreStore(redis, wallet.hotkey.ss58_address, netuid), settings=settings.validator,
             params=ScoreParams(sharpen=settings.validator.sharpen_exponent),
+            organic=OrganicStream(redis, netuid, sample_rate=1.0),
         )
         await run_validator(ctx)

@@ -14,6 +14,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from bittensor_wallet import Keypair
@@ -28,11 +29,12 @@ from veilnet.models.engine import ModelEngine
 from veilnet.protocol.epistula import sign_request, verify_response
 from veilnet.scoring import Observation, ScoreParams, ScoreState, update_scores, weights_from_scores
 from veilnet.settings import ValidatorSettings
+from veilnet.store.organic import OrganicStream
 from veilnet.store.scores import ScoreStore
 from veilnet.tasks.chat import verify_chat_answer
 from veilnet.tasks.prompts import synthetic_chat_request
 
-__all__ = ["ValidatorContext", "challenge_miner", "run_validator", "set_weights_for"]
+__all__ = ["ValidatorContext", "challenge_miner", "replay_request", "run_validator", "set_weights_for"]
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +53,39 @@ class ValidatorContext:
     params: ScoreParams = field(default_factory=ScoreParams)
     rng: random.Random = field(default_factory=random.Random)
     request_timeout: float = 60.0
+    organic: OrganicStream | None = None
+    replay_share: float = 0.3
+
+
+def replay_request(sample: dict[str, str], model: str) -> dict[str, Any] | None:
+    """An anonymised organic chat request re-asked as a challenge (logprobs on, bounded length)."""
+    try:
+        request = json.loads(sample["request"])
+    except (KeyError, ValueError):
+        return None
+    if not isinstance(request, dict) or request.get("model") != model or not isinstance(request.get("messages"), list):
+        return None
+    request.update({"stream": False, "logprobs": True, "top_logprobs": 1,
+                    "max_tokens": min(int(request.get("max_tokens") or 64), 64)})
+    request.pop("stream_options", None)
+    return request
 
 
 def _is_miner(neuron: NeuronInfo, me: str) -> bool:
     return neuron.hotkey != me and neuron.axon is not None and neuron.axon.is_served
 
 
-async def challenge_miner(ctx: ValidatorContext, neuron: NeuronInfo, model: str) -> Observation:
-    """One signed synthetic request to ``neuron``; the answer verified with probability ``verify_rate``."""
+async def challenge_miner(
+    ctx: ValidatorContext, neuron: NeuronInfo, model: str, samples: list[dict[str, str]] | None = None
+) -> Observation:
+    """One signed synthetic request to ``neuron`` — a fresh prompt, or a replayed organic one — verified with
+    probability ``verify_rate``."""
     assert neuron.axon is not None
-    request = synthetic_chat_request(model, ctx.rng)
+    request = None
+    if samples and ctx.rng.random() < ctx.replay_share:
+        request = replay_request(ctx.rng.choice(samples), model)
+    if request is None:
+        request = synthetic_chat_request(model, ctx.rng)
     body = json.dumps(request).encode()
     headers = sign_request(ctx.keypair, body, neuron.hotkey)
     headers.update({"Content-Type": "application/json", TRAFFIC_HEADER: "synthetic"})
@@ -129,7 +154,8 @@ async def run_validator(ctx: ValidatorContext, *, round_interval: float = 1.0) -
         metagraph = await ctx.chain.get_metagraph(ctx.netuid)
         miners = [n for n in metagraph.neurons if _is_miner(n, ctx.keypair.ss58_address)]
         models = ctx.settings.reference_models
-        results = await asyncio.gather(*(challenge_miner(ctx, n, m) for n in miners for m in models))
+        samples = await ctx.organic.read(100) if ctx.organic is not None else []
+        results = await asyncio.gather(*(challenge_miner(ctx, n, m, samples) for n in miners for m in models))
         observations.extend(results)
         block = await ctx.chain.get_current_block()
         if block >= epoch_at:
