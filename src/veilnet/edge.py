@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
 
 from veilnet.errors import (
     AuthenticationError,
@@ -23,7 +26,7 @@ from veilnet.errors import (
     VeilnetError,
 )
 
-__all__ = ["error_body", "install_error_handlers", "status_for"]
+__all__ = ["error_body", "install_error_handlers", "parse_body", "status_for"]
 
 log = logging.getLogger(__name__)
 
@@ -89,3 +92,19 @@ def install_error_handlers(app: FastAPI) -> None:
             {"error": {"message": "internal error", "type": "server_error", "param": None, "code": "internal_error"}},
             status_code=500,
         )
+
+
+def parse_body(schema: type[BaseModel], body: bytes) -> Any:
+    """Parse a JSON request body into ``schema``; InvalidRequest naming the bad field otherwise."""
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidRequest("body must be a JSON object")
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first["loc"])
+        raise InvalidRequest(f"{param or 'body'}: {first['msg']}", param=param or None) from exc

@@ -14,11 +14,11 @@ import aiohttp
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ConfigDict, ValidationError
+from pydantic import ConfigDict
 
 from veilnet.dashboard import DashboardSnapshot, dashboard_router
-from veilnet.edge import error_body, install_error_handlers
-from veilnet.errors import InvalidRequest, Overloaded, PayloadTooLarge, UpstreamError, VeilnetError
+from veilnet.edge import error_body, install_error_handlers, parse_body
+from veilnet.errors import Overloaded, PayloadTooLarge, UpstreamError, VeilnetError
 from veilnet.gateway.routing import Candidate
 from veilnet.gateway.service import GatewayContext, authenticate_key, cost_usd, open_miner_request, route
 from veilnet.protocol.openai import ChatCompletionRequest, CompletionRequest
@@ -39,21 +39,6 @@ class GatewayCompletionRequest(CompletionRequest):
     model_config = ConfigDict(extra="forbid")
     provider: dict[str, Any] | None = None
     models: list[str] | None = None
-
-
-def _parse(schema: type[GatewayChatRequest] | type[GatewayCompletionRequest], body: bytes) -> Any:
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"body is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InvalidRequest("body must be a JSON object")
-    try:
-        return schema.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        param = ".".join(str(p) for p in first["loc"])
-        raise InvalidRequest(f"{param or 'body'}: {first['msg']}", param=param or None) from exc
 
 
 def create_gateway_app(ctx: GatewayContext, *, max_body_bytes: int = 4 * 1024 * 1024) -> FastAPI:
@@ -97,7 +82,7 @@ def create_gateway_app(ctx: GatewayContext, *, max_body_bytes: int = 4 * 1024 * 
         body = await request.body()
         if len(body) > max_body_bytes:
             raise PayloadTooLarge(f"request body exceeds {max_body_bytes} bytes")
-        parsed = _parse(schema, body)
+        parsed = parse_body(schema, body)
         generation = f"gen-{uuid.uuid4().hex}"
         payload = parsed.model_dump(exclude_none=True, exclude={"provider", "models"})
         models = [parsed.model, *[m for m in (parsed.models or []) if m != parsed.model]]

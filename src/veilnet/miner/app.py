@@ -9,9 +9,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from veilnet.edge import error_body, install_error_handlers
+from veilnet.edge import error_body, install_error_handlers, parse_body
 from veilnet.errors import InvalidRequest, NotFound, PayloadTooLarge, UpstreamError, VeilnetError
 from veilnet.miner.service import MinerContext, admit, authenticate
 from veilnet.models.upstream import OpenAIUpstreamEngine
@@ -37,21 +37,6 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def _parse(model: type[BaseModel], body: bytes) -> Any:
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"body is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InvalidRequest("body must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        param = ".".join(str(p) for p in first["loc"])
-        raise InvalidRequest(f"{param or 'body'}: {first['msg']}", param=param or None) from exc
-
-
 def create_miner_app(ctx: MinerContext) -> FastAPI:
     """The miner app over ``ctx`` (whose resources its owner opens and closes)."""
     app = FastAPI(title="veilnet miner", docs_url=None, redoc_url=None)
@@ -62,7 +47,7 @@ def create_miner_app(ctx: MinerContext) -> FastAPI:
     async def prepare(request: Request, schema: type[BaseModel]) -> tuple[Any, str, str]:
         body = await _read_body(request, limit)
         claims = await authenticate(ctx, request.headers, body)
-        parsed = _parse(schema, body)
+        parsed = parse_body(schema, body)
         if parsed.model not in served:
             raise NotFound(f"model {parsed.model!r} is not served here; served: {', '.join(served)}")
         traffic = request.headers.get(TRAFFIC_HEADER, "organic")
