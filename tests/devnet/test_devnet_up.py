@@ -54,6 +54,7 @@ def test_devnet_up_serves_and_rewards_miners(tmp_path: Path) -> None:
             pytest.fail(f"miners never earned incentive: {miners}")
         validator = next(n for n in status["neurons"] if n["role"] == "validator")
         assert validator["dividends"] > 0
+        assert all((n["score"] or 0) > 0 for n in miners)  # the validator's scores, read from its Redis state
     finally:
         down = _veilnet("devnet", "down", "--data-dir", data)
         assert down.returncode == 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from veilnet.chain.types import RAO_PER_TAO, Metagraph
 from veilnet.devnet.processes import is_alive
 from veilnet.devnet.runtime import DevnetRuntime
@@ -27,6 +29,7 @@ async def collect_status(runtime: DevnetRuntime) -> dict[str, Any]:
     except Exception as exc:  # status must report an unreachable chain, not crash on it
         chain_error = f"{type(exc).__name__}: {exc}"
 
+    scores = await _validator_scores(runtime)
     neurons = []
     for record in runtime.neurons:
         info = metagraph.by_hotkey(record.hotkey) if metagraph is not None else None
@@ -44,6 +47,7 @@ async def collect_status(runtime: DevnetRuntime) -> dict[str, Any]:
                 "dividends": info.dividends_f if info else None,
                 "emission": info.emission / RAO_PER_TAO if info else None,
                 "validator_permit": info.validator_permit if info else None,
+                "score": scores.get(record.hotkey) if record.role == "miner" else None,
             }
         )
     return {
@@ -63,6 +67,24 @@ async def collect_status(runtime: DevnetRuntime) -> dict[str, Any]:
     }
 
 
+async def _validator_scores(runtime: DevnetRuntime) -> dict[str, float]:
+    """The first validator's current score per miner hotkey, from its Redis state (empty if unreachable)."""
+    from veilnet.store.redis import redis_from_url
+    from veilnet.store.scores import ScoreStore
+
+    validator = next((n for n in runtime.neurons if n.role == "validator"), None)
+    if validator is None:
+        return {}
+    client = redis_from_url(runtime.redis_url, max_connections=2, timeout=2)
+    try:
+        states, _ = await ScoreStore(client, validator.hotkey, runtime.netuid).load()
+    except (OSError, RedisError):
+        return {}
+    finally:
+        await client.aclose(close_connection_pool=True)
+    return {hotkey: state.ema for hotkey, state in states.items()}
+
+
 def status_table(status: dict[str, Any]) -> Any:
     """A rich renderable of :func:`collect_status`'s result."""
     from rich.console import Group
@@ -80,7 +102,7 @@ def status_table(status: dict[str, Any]) -> Any:
         str(status["gateway_url"]),
     )
     table = Table(title="neurons", expand=False)
-    for column in ("uid", "name", "role", "stake τ", "incentive", "dividends", "emission τ", "permit", "axon"):
+    for column in ("uid", "name", "role", "stake τ", "score", "incentive", "dividends", "emission τ", "permit", "axon"):
         table.add_column(column)
 
     def fmt(value: object, digits: int = 4) -> str:
@@ -96,6 +118,7 @@ def status_table(status: dict[str, Any]) -> Any:
             neuron["name"],
             neuron["role"],
             fmt(neuron["stake"], 2),
+            fmt(neuron["score"]),
             fmt(neuron["incentive"]),
             fmt(neuron["dividends"]),
             fmt(neuron["emission"]),
