@@ -6,6 +6,7 @@ nonce); the server's typed errors come back as the same :mod:`veilnet.chain.erro
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Sequence
@@ -72,19 +73,18 @@ class DevnetChainClient:
         return int((await self._request("GET", "/block"))["block"])
 
     async def wait_for_block(self, block: int | None = None, *, timeout: float | None = None) -> int:
-        deadline = None if timeout is None else time.monotonic() + timeout
         target = block if block is not None else await self.get_current_block() + 1
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            remaining = 30.0 if deadline is None else max(0.0, deadline - time.monotonic())
+            remaining = 30.0 if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                raise ce.ChainUnavailable(f"block {target} not reached within {timeout} s")
             try:
                 data = await self._request("GET", "/wait", params={"block": target, "timeout": min(remaining, 30.0)})
                 return int(data["block"])
             except ce.ChainUnavailable:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise
-                if deadline is None:
-                    continue
-                raise
+                # the server's long poll ended without the block, or the chain blinked: poll again
+                await asyncio.sleep(0.1)
 
     async def subnet_exists(self, netuid: int) -> bool:
         return bool((await self._request("GET", f"/subnets/{netuid}/exists"))["exists"])
