@@ -22,7 +22,7 @@ from bittensor_wallet import Keypair
 from veilnet.chain import errors as ce
 from veilnet.chain.interface import Chain
 from veilnet.chain.types import Metagraph, NeuronInfo
-from veilnet.chain.weights import scores_to_u16_weights
+from veilnet.chain.weights import commit_hash, scores_to_u16_weights
 from veilnet.errors import VeilnetError
 from veilnet.logs import log_event
 from veilnet.models.engine import ModelEngine
@@ -34,7 +34,15 @@ from veilnet.store.scores import ScoreStore
 from veilnet.tasks.chat import verify_chat_answer
 from veilnet.tasks.prompts import synthetic_chat_request
 
-__all__ = ["ValidatorContext", "challenge_miner", "replay_request", "run_validator", "set_weights_for"]
+__all__ = [
+    "PendingReveal",
+    "ValidatorContext",
+    "challenge_miner",
+    "replay_request",
+    "reveal_due",
+    "run_validator",
+    "set_weights_for",
+]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +63,15 @@ class ValidatorContext:
     request_timeout: float = 60.0
     organic: OrganicStream | None = None
     replay_share: float = 0.3
+    pending_reveals: list[PendingReveal] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PendingReveal:
+    uids: list[int]
+    weights: list[int]
+    salt: list[int]
+    version_key: int
 
 
 def replay_request(sample: dict[str, str], model: str) -> dict[str, Any] | None:
@@ -139,9 +156,34 @@ async def set_weights_for(
     if not uids:
         return [], []
     hyper = await ctx.chain.get_hyperparameters(ctx.netuid)
-    await ctx.chain.set_weights(ctx.netuid, ctx.keypair, uids, values, hyper.weights_version)
-    log_event(log, "weights set", uids=uids, weights=values)
+    if hyper.commit_reveal_weights_enabled:
+        salt = [ctx.rng.randrange(65_536) for _ in range(8)]
+        digest = commit_hash(bytes(ctx.keypair.public_key or b""), ctx.netuid, uids, values, salt, hyper.weights_version)
+        await ctx.chain.commit_weights(ctx.netuid, ctx.keypair, digest)
+        ctx.pending_reveals.append(PendingReveal(uids, values, salt, hyper.weights_version))
+        log_event(log, "weights committed", uids=uids, weights=values, commit=digest.hex())
+    else:
+        await ctx.chain.set_weights(ctx.netuid, ctx.keypair, uids, values, hyper.weights_version)
+        log_event(log, "weights set", uids=uids, weights=values)
     return uids, values
+
+
+async def reveal_due(ctx: ValidatorContext) -> int:
+    """Reveal every pending commit whose reveal epoch has come; drop expired ones. Returns how many revealed."""
+    revealed = 0
+    for pending in list(ctx.pending_reveals):
+        try:
+            await ctx.chain.reveal_weights(ctx.netuid, ctx.keypair, pending.uids, pending.weights, pending.salt,
+                                           pending.version_key)
+        except ce.RevealTooEarly:
+            continue
+        except (ce.ExpiredWeightCommit, ce.NoWeightsCommitFound, ce.InvalidRevealCommitHashNotMatch) as exc:
+            log_event(log, "commit dropped", logging.WARNING, reason=exc.code)
+        else:
+            revealed += 1
+            log_event(log, "weights revealed", uids=pending.uids, weights=pending.weights)
+        ctx.pending_reveals.remove(pending)
+    return revealed
 
 
 async def run_validator(ctx: ValidatorContext, *, round_interval: float = 1.0) -> None:
@@ -165,6 +207,8 @@ async def run_validator(ctx: ValidatorContext, *, round_interval: float = 1.0) -
             await ctx.scores.save(states, tempo)
             epoch_at = await ctx.chain.get_next_epoch_block(ctx.netuid)
             pending_weights = True
+        if ctx.pending_reveals:
+            await reveal_due(ctx)
         if pending_weights:
             try:
                 await set_weights_for(ctx, metagraph, states, tempo)

@@ -1,0 +1,54 @@
+"""The validator's weight setter: plain set_weights, and commit-reveal when the subnet has it on."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import aiohttp
+import redis.asyncio as aioredis
+from bittensor_wallet import Keypair
+
+from veilnet.chain.types import RAO_PER_TAO
+from veilnet.devnet.chain import DevnetChain
+from veilnet.models.llamacpp import LlamaCppEngine
+from veilnet.scoring import ScoreState
+from veilnet.settings import ValidatorSettings
+from veilnet.store.scores import ScoreStore
+from veilnet.validator.service import ValidatorContext, reveal_due, set_weights_for
+
+OWNER_C, OWNER_H = Keypair.create_from_uri("//CrOwnerCold"), Keypair.create_from_uri("//CrOwnerHot")
+VAL_C, VAL_H = Keypair.create_from_uri("//CrValCold"), Keypair.create_from_uri("//CrValHot")
+MINER_C, MINER_H = Keypair.create_from_uri("//CrMinerCold"), Keypair.create_from_uri("//CrMinerHot")
+
+
+async def test_commit_then_reveal_in_the_reveal_epoch(tmp_path: Path, redis_client: aioredis.Redis) -> None:
+    async with DevnetChain(None, block_time=None) as chain, aiohttp.ClientSession() as http:
+        for cold in (OWNER_C, VAL_C, MINER_C):
+            await chain.fund(cold.ss58_address, 1_000 * RAO_PER_TAO)
+        netuid = await chain.register_subnet(OWNER_C, OWNER_H.ss58_address)
+        for name, value in (("tempo", 5), ("weights_rate_limit", 0), ("max_regs_per_block", 5),
+                            ("commit_reveal_weights_enabled", True)):
+            await chain.sudo_set_hyperparameter(netuid, name, value)
+        await chain.burned_register(netuid, VAL_C, VAL_H.ss58_address)
+        miner_uid = await chain.burned_register(netuid, MINER_C, MINER_H.ss58_address)
+        await chain.add_stake(netuid, VAL_C, VAL_H.ss58_address, 100 * RAO_PER_TAO)
+        while not chain.state.subnets[netuid].neurons[1].validator_permit:
+            await chain.produce_block()
+        ctx = ValidatorContext(
+            keypair=VAL_H, chain=chain, netuid=netuid,
+            reference=LlamaCppEngine(["SmolLM2-135M-Instruct"], cache_dir=tmp_path),  # not loaded: unused here
+            http=http, scores=ScoreStore(redis_client, VAL_H.ss58_address, netuid), settings=ValidatorSettings(),
+            rng=random.Random(5),
+        )
+        states = {MINER_H.ss58_address: ScoreState(ema=0.5, seen=True)}
+        uids, values = await set_weights_for(ctx, await chain.get_metagraph(netuid), states, tempo=1)
+        assert uids == [miner_uid] and values == [65535]
+        assert chain.state.subnets[netuid].neurons[1].weights == []  # committed, not visible
+        assert await reveal_due(ctx) == 0 and len(ctx.pending_reveals) == 1  # too early
+        for _ in range(12):
+            await chain.produce_block()
+            if await reveal_due(ctx):
+                break
+        assert ctx.pending_reveals == []
+        assert chain.state.subnets[netuid].neurons[1].weights == [(miner_uid, 65535)]
