@@ -25,7 +25,9 @@ from veilnet.miner import MetagraphHolder, MinerContext, create_miner_app
 from veilnet.models.engine import ModelInfo
 from veilnet.models.llamacpp import LlamaCppEngine
 from veilnet.settings import EpistulaSettings, MinerSettings, ValidatorSettings
+from veilnet.store.history import ScoreHistory
 from veilnet.store.scores import ScoreStore
+from veilnet.store.sql import open_database
 from veilnet.validator import ValidatorContext, run_validator
 
 SMOL = "SmolLM2-135M-Instruct"
@@ -96,8 +98,9 @@ async def subnet(tmp_path: Path, redis: aioredis.Redis) -> AsyncIterator[tuple[D
 
 
 async def _validator(chain: DevnetChain, netuid: int, reference: LlamaCppEngine, redis: aioredis.Redis,
-                     http: aiohttp.ClientSession, seed: int) -> asyncio.Task[None]:
+                     http: aiohttp.ClientSession, seed: int, history: ScoreHistory | None = None) -> asyncio.Task[None]:
     ctx = ValidatorContext(
+        history=history,
         keypair=VAL_H, chain=chain, netuid=netuid, reference=reference, http=http,
         scores=ScoreStore(redis, VAL_H.ss58_address, netuid),
         settings=ValidatorSettings(verify_rate=1.0, reference_models=[SMOL]), rng=random.Random(seed),
@@ -112,8 +115,10 @@ async def _wait_epochs(chain: DevnetChain, netuid: int, count: int) -> None:
 
 
 async def test_honest_miners_earn_and_the_cheater_gets_nothing(tmp_path: Path, redis_client: aioredis.Redis) -> None:
-    async with subnet(tmp_path, redis_client) as (chain, netuid, reference), aiohttp.ClientSession() as http:
-        validator = await _validator(chain, netuid, reference, redis_client, http, seed=1)
+    async with subnet(tmp_path, redis_client) as (chain, netuid, reference), aiohttp.ClientSession() as http, \
+            open_database(f"sqlite+aiosqlite:///{tmp_path / 'history.sqlite3'}") as engine:
+        history = ScoreHistory(engine, VAL_H.ss58_address, netuid)
+        validator = await _validator(chain, netuid, reference, redis_client, http, seed=1, history=history)
         try:
             val_uid = (await chain.get_metagraph(netuid)).uid_of(VAL_H.ss58_address)
             assert val_uid is not None
@@ -132,6 +137,9 @@ async def test_honest_miners_earn_and_the_cheater_gets_nothing(tmp_path: Path, r
             cheater_uid = graph.uid_of(MINERS["cheater"][1].ss58_address)
             weights = dict(chain.state.subnets[netuid].neurons[val_uid].weights)
             assert weights.get(cheater_uid, 0) == 0
+
+            points = await history.series()
+            assert {p.miner for p in points} >= {hot.ss58_address for _, hot in MINERS.values()}
 
             # restart mid-tempo: the scores survive in Redis and weights keep being set
             validator.cancel()

@@ -3,4 +3,7 @@
 Each store adds one import line here for its tables module (e.g. ``veilnet.store.gateway_tables``).
 """
 
-from veilnet.store import gateway_tables  # noqa: F401
+from veilnet.store import (
+    gateway_tables,  # noqa: F401
+    validator_tables,  # noqa: F401
+)

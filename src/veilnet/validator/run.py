@@ -10,9 +10,11 @@ from veilnet.chain.connect import chain_from_settings
 from veilnet.models.llamacpp import LlamaCppEngine
 from veilnet.scoring import ScoreParams
 from veilnet.settings import Settings
+from veilnet.store.history import ScoreHistory
 from veilnet.store.organic import OrganicStream
 from veilnet.store.redis import open_redis
 from veilnet.store.scores import ScoreStore
+from veilnet.store.sql import open_database
 from veilnet.validator.service import ValidatorContext, run_validator
 from veilnet.wallet import load_wallet
 
@@ -30,10 +32,12 @@ async def run_validator_process(settings: Settings) -> None:
                                    concurrency=1)
         await stack.enter_async_context(reference)
         http = await stack.enter_async_context(aiohttp.ClientSession())
+        engine = await stack.enter_async_context(open_database(settings.database_url()))
         ctx = ValidatorContext(
             keypair=wallet.hotkey, chain=chain, netuid=netuid, reference=reference, http=http,
             scores=ScoreStore(redis, wallet.hotkey.ss58_address, netuid), settings=settings.validator,
             params=ScoreParams(sharpen=settings.validator.sharpen_exponent),
             organic=OrganicStream(redis, netuid, sample_rate=1.0),
+            history=ScoreHistory(engine, wallet.hotkey.ss58_address, netuid),
         )
         await run_validator(ctx)

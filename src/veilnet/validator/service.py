@@ -29,6 +29,7 @@ from veilnet.models.engine import ModelEngine
 from veilnet.protocol.epistula import sign_request, verify_response
 from veilnet.scoring import Observation, ScoreParams, ScoreState, update_scores, weights_from_scores
 from veilnet.settings import ValidatorSettings
+from veilnet.store.history import ScoreHistory
 from veilnet.store.organic import OrganicStream
 from veilnet.store.scores import ScoreStore
 from veilnet.tasks.chat import verify_chat_answer
@@ -64,6 +65,7 @@ class ValidatorContext:
     organic: OrganicStream | None = None
     replay_share: float = 0.3
     pending_reveals: list[PendingReveal] = field(default_factory=list)
+    history: ScoreHistory | None = None
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,8 @@ async def run_validator(ctx: ValidatorContext, *, round_interval: float = 1.0) -
             states = update_scores(states, observations, tempo, ctx.params)
             observations = []
             await ctx.scores.save(states, tempo)
+            if ctx.history is not None:
+                await ctx.history.record(tempo, block, states)
             epoch_at = await ctx.chain.get_next_epoch_block(ctx.netuid)
             pending_weights = True
         if ctx.pending_reveals:
