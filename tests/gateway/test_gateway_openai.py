@@ -36,7 +36,8 @@ async def stack(tmp_path: Path, redis: aioredis.Redis, *, capacity_a: int = 1000
                 ) -> AsyncIterator[dict[str, Any]]:
     async with contextlib.AsyncExitStack() as es:
         upstream = await es.enter_async_context(serve_asgi(fake_upstream_app()))
-        engine = await es.enter_async_context(OpenAIUpstreamEngine(f"{upstream}/v1", ["upstream-echo", "upstream-dying"]))
+        engine = await es.enter_async_context(OpenAIUpstreamEngine(
+            f"{upstream}/v1", ["upstream-echo", "upstream-dying"], embedding_models=["upstream-echo"]))
         validators = (neuron(0, GATEWAY, 1000, True),)
         urls = {}
         for key, capacity in ((MINER_A, capacity_a), (MINER_B, 1000)):
@@ -171,3 +172,13 @@ async def test_per_key_rate_limit_and_organic_samples(tmp_path: Path, redis_clie
         assert all(sample["model"] == "upstream-echo" and sample["miner"] for sample in samples)
         assert "alice" not in samples[0]["request"]  # anonymised
         assert samples[0]["response"] and "hello there" in samples[0]["response"]
+
+
+async def test_embeddings_through_the_gateway(tmp_path: Path, redis_client: aioredis.Redis) -> None:
+    async with stack(tmp_path, redis_client) as s:
+        client: openai.AsyncOpenAI = s["client"]
+        result = await client.embeddings.create(model="upstream-echo", input="hello")
+        assert result.data[0].embedding == pytest.approx([0.1, 0.2, 0.3], rel=1e-6)  # float32 over base64
+        assert result.usage.model_extra["cost"] > 0  # type: ignore[union-attr]
+        with pytest.raises(openai.NotFoundError):
+            await client.embeddings.create(model="upstream-dying", input="hello")  # no miner embeds with it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import time
@@ -11,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -21,7 +23,7 @@ from veilnet.edge import error_body, install_error_handlers, parse_body
 from veilnet.errors import Overloaded, PayloadTooLarge, UpstreamError, VeilnetError
 from veilnet.gateway.routing import Candidate
 from veilnet.gateway.service import GatewayContext, authenticate_key, cost_usd, open_miner_request, route
-from veilnet.protocol.openai import ChatCompletionRequest, CompletionRequest
+from veilnet.protocol.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from veilnet.store.keys import ApiKey, UsageRow
 
 __all__ = ["create_gateway_app"]
@@ -36,6 +38,12 @@ class GatewayChatRequest(ChatCompletionRequest):
 
 
 class GatewayCompletionRequest(CompletionRequest):
+    model_config = ConfigDict(extra="forbid")
+    provider: dict[str, Any] | None = None
+    models: list[str] | None = None
+
+
+class GatewayEmbeddingRequest(EmbeddingRequest):
     model_config = ConfigDict(extra="forbid")
     provider: dict[str, Any] | None = None
     models: list[str] | None = None
@@ -85,12 +93,16 @@ def create_gateway_app(ctx: GatewayContext, *, max_body_bytes: int = 4 * 1024 * 
         parsed = parse_body(schema, body)
         generation = f"gen-{uuid.uuid4().hex}"
         payload = parsed.model_dump(exclude_none=True, exclude={"provider", "models"})
+        # miners answer embeddings as floats; base64 (the openai SDK's default) is encoded here
+        wants_base64 = payload.get("encoding_format") == "base64"
+        if wants_base64:
+            payload["encoding_format"] = "float"
         models = [parsed.model, *[m for m in (parsed.models or []) if m != parsed.model]]
         last_error: VeilnetError | None = None
         for model in models:
             payload["model"] = model
             try:
-                candidates = await route(ctx, model, parsed.provider)
+                candidates = await route(ctx, model, parsed.provider, embeddings=path == "/v1/embeddings")
             except VeilnetError as exc:
                 last_error = exc
                 continue
@@ -112,14 +124,19 @@ def create_gateway_app(ctx: GatewayContext, *, max_body_bytes: int = 4 * 1024 * 
                     continue
                 ctx.breaker.success(candidate.hotkey)
                 headers = {"X-Generation-Id": generation}
-                if not parsed.stream:
+                if not getattr(parsed, "stream", False):
                     try:
                         data = await response.json()
                     finally:
                         response.release()
                     usage = data.setdefault("usage", {})
                     usage["cost"] = cost_usd(usage, candidate)
-                    data["id"] = generation
+                    if "choices" in data:
+                        data["id"] = generation
+                    if wants_base64:
+                        for item in data.get("data", []):
+                            vector = np.asarray(item.get("embedding", []), dtype="<f4")
+                            item["embedding"] = base64.b64encode(vector.tobytes()).decode()
                     await record(key, generation, model, candidate, usage, started, "ok", request=payload,
                                  response=data)
                     return JSONResponse(data, headers=headers)
@@ -178,6 +195,10 @@ def create_gateway_app(ctx: GatewayContext, *, max_body_bytes: int = 4 * 1024 * 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         return await relay(request, GatewayCompletionRequest, "/v1/completions")
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Response:
+        return await relay(request, GatewayEmbeddingRequest, "/v1/embeddings")
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:

@@ -25,6 +25,7 @@ class MinerOffer:
     price_input: float
     price_output: float
     context_length: int
+    embeddings: bool = False
 
 
 class MinerDirectory:
@@ -48,7 +49,8 @@ class MinerDirectory:
                 return []  # the axon answers for another hotkey: never route there
             return [
                 MinerOffer(hotkey, url, m["id"], float(m["price_input_per_million"]),
-                           float(m["price_output_per_million"]), int(m["context_length"]))
+                           float(m["price_output_per_million"]), int(m["context_length"]),
+                           bool(m.get("embeddings", False)))
                 for m in data["models"]
             ]
         except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError):
@@ -68,7 +70,7 @@ class MinerDirectory:
             out.setdefault(offer.model, []).append(offer)
         return out
 
-    def candidates(self, model: str, scores: dict[str, float]) -> list[Candidate]:
+    def candidates(self, model: str, scores: dict[str, float], *, embeddings: bool = False) -> list[Candidate]:
         incentive = {}
         if self.metagraph is not None:
             incentive = {n.hotkey: n.incentive_f for n in self.metagraph.neurons}
@@ -76,5 +78,5 @@ class MinerDirectory:
             Candidate(o.hotkey, o.url, scores.get(o.hotkey, incentive.get(o.hotkey, 0.0)), o.price_input,
                       o.price_output, o.context_length)
             for o in self.offers
-            if o.model == model
+            if o.model == model and (o.embeddings or not embeddings)
         ]

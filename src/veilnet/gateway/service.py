@@ -53,9 +53,11 @@ async def authenticate_key(ctx: GatewayContext, authorization: str | None) -> Ap
     return key
 
 
-async def route(ctx: GatewayContext, model: str, provider: dict[str, Any] | None) -> list[Candidate]:
+async def route(
+    ctx: GatewayContext, model: str, provider: dict[str, Any] | None, *, embeddings: bool = False
+) -> list[Candidate]:
     """Healthy miners serving ``model`` in the order to try them (OpenRouter ``provider`` preferences)."""
-    candidates = ctx.directory.candidates(model, await ctx.scores())
+    candidates = ctx.directory.candidates(model, await ctx.scores(), embeddings=embeddings)
     if not candidates:
         served = sorted(ctx.directory.models())
         raise NotFound(f"no miner serves model {model!r}; available: {', '.join(served) or 'none yet'}",

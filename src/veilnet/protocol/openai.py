@@ -72,5 +72,5 @@ class CompletionRequest(_Sampling):
 class EmbeddingRequest(_Strict):
     model: str = Field(min_length=1)
     input: str | list[str] = Field(min_length=1)
-    encoding_format: Literal["float"] = "float"
+    encoding_format: Literal["float", "base64"] = "float"
     user: str | None = None
