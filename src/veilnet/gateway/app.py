@@ -49,6 +49,14 @@ class GatewayEmbeddingRequest(EmbeddingRequest):
     models: list[str] | None = None
 
 
+def _seconds(value: str | None) -> float | None:
+    """A Retry-After header in seconds (HTTP dates and garbage are ignored)."""
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
 def create_gateway_app(ctx: GatewayContext, *, max_body_bytes: int = 4 * 1024 * 1024) -> FastAPI:
     app = FastAPI(title="veilnet gateway", docs_url=None, redoc_url=None)
     install_error_handlers(app)
@@ -114,11 +122,8 @@ def create_gateway_app(ctx: GatewayContext, *, max_body_bytes: int = 4 * 1024 * 
                     last_error = UpstreamError(f"miner {candidate.hotkey[:8]}… unreachable: {exc}")
                     continue
                 if response.status != 200:
-                    retry_after = response.headers.get("Retry-After")
-                    ctx.breaker.failure(
-                        candidate.hotkey,
-                        retry_after=float(retry_after) if response.status == 429 and retry_after else None,
-                    )
+                    retry_after = _seconds(response.headers.get("Retry-After")) if response.status == 429 else None
+                    ctx.breaker.failure(candidate.hotkey, retry_after=retry_after)
                     last_error = UpstreamError(f"miner {candidate.hotkey[:8]}… answered HTTP {response.status}")
                     response.release()
                     continue
@@ -127,8 +132,16 @@ def create_gateway_app(ctx: GatewayContext, *, max_body_bytes: int = 4 * 1024 * 
                 if not getattr(parsed, "stream", False):
                     try:
                         data = await response.json()
+                    except (aiohttp.ClientError, ValueError, TimeoutError) as exc:
+                        ctx.breaker.failure(candidate.hotkey)
+                        last_error = UpstreamError(f"miner {candidate.hotkey[:8]}… sent an unreadable answer: {exc}")
+                        continue
                     finally:
                         response.release()
+                    if not isinstance(data, dict):
+                        ctx.breaker.failure(candidate.hotkey)
+                        last_error = UpstreamError(f"miner {candidate.hotkey[:8]}… answered with a non-object")
+                        continue
                     usage = data.setdefault("usage", {})
                     usage["cost"] = cost_usd(usage, candidate)
                     if "choices" in data:
