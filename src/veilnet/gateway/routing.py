@@ -23,12 +23,26 @@ class Candidate:
         return self.price_input + self.price_output
 
 
-def rank_candidates(candidates: list[Candidate], rng: random.Random, *, sort: str | None = None) -> list[Candidate]:
+def rank_candidates(
+    candidates: list[Candidate],
+    rng: random.Random,
+    *,
+    sort: str | None = None,
+    latency_ms: dict[str, float] | None = None,
+    throughput: dict[str, float] | None = None,
+) -> list[Candidate]:
     """Order to try miners in. By default a random order weighted by validator score per unit of price
     (so good, cheap miners are tried first most of the time, and every healthy miner gets some traffic);
-    ``sort="price"`` tries the cheapest first."""
+    ``sort`` = ``price`` (cheapest first), ``latency`` (lowest recent p50 first) or ``throughput`` (most
+    tokens/s first); miners without recent measurements come after the measured ones."""
     if sort == "price":
         return sorted(candidates, key=lambda c: (c.blended_price, -c.score))
+    if sort == "latency":
+        known = latency_ms or {}
+        return sorted(candidates, key=lambda c: (c.hotkey not in known, known.get(c.hotkey, 0.0), c.blended_price))
+    if sort == "throughput":
+        rates = throughput or {}
+        return sorted(candidates, key=lambda c: (c.hotkey not in rates, -rates.get(c.hotkey, 0.0), c.blended_price))
     pool = list(candidates)
     ordered: list[Candidate] = []
     while pool:

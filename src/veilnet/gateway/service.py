@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 from bittensor_wallet import Keypair
 
-from veilnet.errors import AuthenticationError, NotFound, Overloaded, PaymentRequired
+from veilnet.errors import AuthenticationError, InvalidRequest, NotFound, Overloaded, PaymentRequired
 from veilnet.gateway.directory import MinerDirectory
 from veilnet.gateway.routing import Candidate, CircuitBreaker, rank_candidates
 from veilnet.gateway.stats import GatewayStats
@@ -73,7 +73,11 @@ async def route(
     if "completion" in max_price:
         candidates = [c for c in candidates if c.price_output <= float(max_price["completion"])]
     healthy = [c for c in candidates if ctx.breaker.allows(c.hotkey)]
-    ordered = rank_candidates(healthy, ctx.rng, sort=provider.get("sort"))
+    sort = provider.get("sort")
+    if sort not in (None, "price", "latency", "throughput"):
+        raise InvalidRequest("provider.sort must be price, latency or throughput", param="provider.sort")
+    ordered = rank_candidates(healthy, ctx.rng, sort=sort, latency_ms=ctx.stats.latency_p50() if sort == "latency" else None,
+                              throughput=ctx.stats.throughput() if sort == "throughput" else None)
     order = provider.get("order") or []
     if order:
         ordered.sort(key=lambda c: order.index(c.hotkey) if c.hotkey in order else len(order))

@@ -39,7 +39,8 @@ class GatewayStats:
                                   ["miner_uid"], registry=self.registry)
         self.score = Gauge("veilnet_miner_score", "The validator's score of a miner", ["miner_uid"],
                            registry=self.registry)
-        self._samples: dict[str, deque[tuple[float, float, bool]]] = defaultdict(lambda: deque(maxlen=10_000))
+        # (monotonic time, latency ms, ok, completion tokens) per miner hotkey
+        self._samples: dict[str, deque[tuple[float, float, bool, int]]] = defaultdict(lambda: deque(maxlen=10_000))
         self._history: list[EpochPoint] = []
         self._last_incentive: tuple[int, ...] | None = None
         self._epoch = 0
@@ -51,10 +52,30 @@ class GatewayStats:
         self.duration.labels(miner_uid=label).observe(latency_s)
         self.tokens.labels(kind="prompt").inc(prompt_tokens)
         self.tokens.labels(kind="completion").inc(completion_tokens)
-        self._samples[hotkey].append((time.monotonic(), latency_s * 1000, ok))
+        self._samples[hotkey].append((time.monotonic(), latency_s * 1000, ok, completion_tokens))
 
-    def _window(self, hotkey: str, now: float) -> list[tuple[float, float, bool]]:
+    def _window(self, hotkey: str, now: float) -> list[tuple[float, float, bool, int]]:
         return [s for s in self._samples.get(hotkey, ()) if now - s[0] <= WINDOW_SECONDS]
+
+    def latency_p50(self) -> dict[str, float]:
+        """Recent median latency (ms) of successful requests per miner."""
+        now = time.monotonic()
+        out = {}
+        for hotkey in list(self._samples):
+            ok = [s[1] for s in self._window(hotkey, now) if s[2]]
+            if ok:
+                out[hotkey] = statistics.median(ok)
+        return out
+
+    def throughput(self) -> dict[str, float]:
+        """Recent completion tokens per second of request time per miner."""
+        now = time.monotonic()
+        out = {}
+        for hotkey in list(self._samples):
+            ok = [s for s in self._window(hotkey, now) if s[2] and s[1] > 0]
+            if ok:
+                out[hotkey] = sum(s[3] for s in ok) / (sum(s[1] for s in ok) / 1000)
+        return out
 
     def snapshot_source(
         self, directory: MinerDirectory, breaker: CircuitBreaker, netuid: int,
