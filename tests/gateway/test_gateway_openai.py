@@ -182,3 +182,20 @@ async def test_embeddings_through_the_gateway(tmp_path: Path, redis_client: aior
         assert result.usage.model_extra["cost"] > 0  # type: ignore[union-attr]
         with pytest.raises(openai.NotFoundError):
             await client.embeddings.create(model="upstream-dying", input="hello")  # no miner embeds with it
+
+
+async def test_bad_provider_preferences_are_400s_naming_the_field(tmp_path: Path, redis_client: aioredis.Redis) -> None:
+    async with stack(tmp_path, redis_client) as s:
+        client: openai.AsyncOpenAI = s["client"]
+        for provider, field in [({"max_price": {"prompt": "cheap"}}, "provider.max_price.prompt"),
+                                ({"sort": "fastest"}, "provider.sort"), ({"tier": "gold"}, "provider.tier")]:
+            with pytest.raises(openai.BadRequestError) as bad:
+                await client.chat.completions.create(model="upstream-echo", extra_body={"provider": provider},
+                                                     messages=[{"role": "user", "content": "hi"}])
+            assert bad.value.body["param"] == field  # type: ignore[index]
+        pinned = await client.chat.completions.create(
+            model="upstream-echo", messages=[{"role": "user", "content": "hi"}],
+            extra_body={"provider": {"order": [MINER_B.ss58_address], "allow_fallbacks": False}})
+        assert pinned.choices[0].message.content == "hello there"
+        rows = await s["keys"].usage_rows(s["key"].id)
+        assert rows[-1].miner == MINER_B.ss58_address

@@ -22,6 +22,7 @@ from veilnet.chain.types import RAO_PER_TAO
 from veilnet.devnet.processes import (
     ServiceFailed,
     ServiceProcess,
+    is_alive,
     start_service,
     stop_pid,
     veilnet_command,
@@ -93,7 +94,7 @@ async def devnet_up(settings: Settings, options: DevnetOptions, progress: Progre
         raise ConfigError("a devnet needs at least one miner and one validator")
     data_dir = settings.devnet.data_dir
     existing = load_runtime(data_dir)
-    if existing is not None and any(_alive(s.pid) for s in existing.services):
+    if existing is not None and any(is_alive(s.pid) for s in existing.services):
         raise ConfigError(
             f"a devnet is already running from {data_dir} (gateway {existing.gateway_url}); "
             "use `veilnet devnet status` or `veilnet devnet down`"
@@ -231,7 +232,7 @@ async def devnet_up(settings: Settings, options: DevnetOptions, progress: Progre
 
         await asyncio.sleep(1.0)
         for service in validators:  # validators serve no HTTP: make sure they did not die at start
-            if not _alive(service.pid):
+            if not is_alive(service.pid):
                 raise ServiceFailed(f"{service.name} exited at start; last log lines ({service.log_path}):\n"
                                     f"{service.log_tail()}")
         progress("creating an API key")
@@ -264,12 +265,6 @@ async def devnet_up(settings: Settings, options: DevnetOptions, progress: Progre
         for service in reversed(started):
             stop_pid(service.pid)
         raise
-
-
-def _alive(pid: int) -> bool:
-    from veilnet.devnet.processes import is_alive
-
-    return is_alive(pid)
 
 
 def _wallet_settings(path: Path, name: str) -> WalletSettings:
@@ -346,7 +341,7 @@ def devnet_down(data_dir: Path) -> list[str]:
         return []
     stopped = []
     for service in reversed(runtime.services):
-        if _alive(service.pid):
+        if is_alive(service.pid):
             stop_pid(service.pid)
             stopped.append(service.name)
     return stopped

@@ -16,14 +16,13 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ConfigDict
 
 from veilnet.dashboard import DashboardSnapshot, dashboard_router
 from veilnet.edge import error_body, install_error_handlers, parse_body
 from veilnet.errors import Overloaded, PayloadTooLarge, UpstreamError, VeilnetError
 from veilnet.gateway.routing import Candidate
 from veilnet.gateway.service import GatewayContext, authenticate_key, cost_usd, open_miner_request, route
-from veilnet.protocol.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from veilnet.protocol.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RoutingFields
 from veilnet.store.keys import ApiKey, UsageRow
 
 __all__ = ["create_gateway_app"]
@@ -31,22 +30,16 @@ __all__ = ["create_gateway_app"]
 log = logging.getLogger(__name__)
 
 
-class GatewayChatRequest(ChatCompletionRequest):
-    model_config = ConfigDict(extra="forbid")
-    provider: dict[str, Any] | None = None
-    models: list[str] | None = None
+class GatewayChatRequest(ChatCompletionRequest, RoutingFields):
+    pass
 
 
-class GatewayCompletionRequest(CompletionRequest):
-    model_config = ConfigDict(extra="forbid")
-    provider: dict[str, Any] | None = None
-    models: list[str] | None = None
+class GatewayCompletionRequest(CompletionRequest, RoutingFields):
+    pass
 
 
-class GatewayEmbeddingRequest(EmbeddingRequest):
-    model_config = ConfigDict(extra="forbid")
-    provider: dict[str, Any] | None = None
-    models: list[str] | None = None
+class GatewayEmbeddingRequest(EmbeddingRequest, RoutingFields):
+    pass
 
 
 def _seconds(value: str | None) -> float | None:

@@ -11,18 +11,19 @@ from typing import Any
 import aiohttp
 from bittensor_wallet import Keypair
 
-from veilnet.errors import AuthenticationError, InvalidRequest, NotFound, Overloaded, PaymentRequired
+from veilnet.errors import AuthenticationError, NotFound, Overloaded, PaymentRequired
 from veilnet.gateway.directory import MinerDirectory
 from veilnet.gateway.routing import Candidate, CircuitBreaker, rank_candidates
 from veilnet.gateway.stats import GatewayStats
 from veilnet.protocol.epistula import sign_request
+from veilnet.protocol.headers import TRAFFIC_HEADER
+from veilnet.protocol.openai import ProviderPreferences
 from veilnet.store.keys import ApiKey, KeyStore
 from veilnet.store.organic import OrganicStream
 from veilnet.store.ratelimit import KeyRateLimiter
 
 __all__ = ["GatewayContext", "authenticate_key", "cost_usd", "open_miner_request", "route"]
 
-TRAFFIC_HEADER = "X-Veilnet-Traffic"
 MAX_ATTEMPTS = 3
 
 
@@ -54,7 +55,7 @@ async def authenticate_key(ctx: GatewayContext, authorization: str | None) -> Ap
 
 
 async def route(
-    ctx: GatewayContext, model: str, provider: dict[str, Any] | None, *, embeddings: bool = False
+    ctx: GatewayContext, model: str, provider: ProviderPreferences | None, *, embeddings: bool = False
 ) -> list[Candidate]:
     """Healthy miners serving ``model`` in the order to try them (OpenRouter ``provider`` preferences)."""
     candidates = ctx.directory.candidates(model, await ctx.scores(), embeddings=embeddings)
@@ -62,26 +63,27 @@ async def route(
         served = sorted(ctx.directory.models())
         raise NotFound(f"no miner serves model {model!r}; available: {', '.join(served) or 'none yet'}",
                        code="model_not_found")
-    provider = provider or {}
-    only, ignore = provider.get("only"), provider.get("ignore") or []
-    if only:
-        candidates = [c for c in candidates if c.hotkey in only]
-    candidates = [c for c in candidates if c.hotkey not in ignore]
-    max_price = provider.get("max_price") or {}
-    if "prompt" in max_price:
-        candidates = [c for c in candidates if c.price_input <= float(max_price["prompt"])]
-    if "completion" in max_price:
-        candidates = [c for c in candidates if c.price_output <= float(max_price["completion"])]
+    prefs = provider or ProviderPreferences()
+    if prefs.only:
+        candidates = [c for c in candidates if c.hotkey in prefs.only]
+    candidates = [c for c in candidates if c.hotkey not in (prefs.ignore or [])]
+    if prefs.max_price is not None:
+        prompt_max, completion_max = prefs.max_price.prompt, prefs.max_price.completion
+        candidates = [
+            c for c in candidates
+            if (prompt_max is None or c.price_input <= prompt_max)
+            and (completion_max is None or c.price_output <= completion_max)
+        ]
     healthy = [c for c in candidates if ctx.breaker.allows(c.hotkey)]
-    sort = provider.get("sort")
-    if sort not in (None, "price", "latency", "throughput"):
-        raise InvalidRequest("provider.sort must be price, latency or throughput", param="provider.sort")
-    ordered = rank_candidates(healthy, ctx.rng, sort=sort, latency_ms=ctx.stats.latency_p50() if sort == "latency" else None,
-                              throughput=ctx.stats.throughput() if sort == "throughput" else None)
-    order = provider.get("order") or []
-    if order:
+    ordered = rank_candidates(
+        healthy, ctx.rng, sort=prefs.sort,
+        latency_ms=ctx.stats.latency_p50() if prefs.sort == "latency" else None,
+        throughput=ctx.stats.throughput() if prefs.sort == "throughput" else None,
+    )
+    if prefs.order:
+        order = prefs.order
         ordered.sort(key=lambda c: order.index(c.hotkey) if c.hotkey in order else len(order))
-    if provider.get("allow_fallbacks") is False:
+    if not prefs.allow_fallbacks:
         ordered = ordered[:1]
     if not ordered:
         raise Overloaded(f"no healthy miner can serve {model!r} within the provider preferences", retry_after=5)

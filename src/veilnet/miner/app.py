@@ -16,13 +16,13 @@ from veilnet.errors import InvalidRequest, NotFound, PayloadTooLarge, UpstreamEr
 from veilnet.miner.service import MinerContext, admit, authenticate
 from veilnet.models.upstream import OpenAIUpstreamEngine
 from veilnet.protocol.epistula import StreamSigner, sign_response
+from veilnet.protocol.headers import TRAFFIC_HEADER
 from veilnet.protocol.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
-__all__ = ["TRAFFIC_HEADER", "create_miner_app"]
+__all__ = ["create_miner_app"]
 
 log = logging.getLogger(__name__)
 
-TRAFFIC_HEADER = "X-Veilnet-Traffic"
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -15,6 +15,9 @@ __all__ = [
     "ChatMessage",
     "CompletionRequest",
     "EmbeddingRequest",
+    "MaxPrice",
+    "ProviderPreferences",
+    "RoutingFields",
     "StreamOptions",
 ]
 
@@ -74,3 +77,28 @@ class EmbeddingRequest(_Strict):
     input: str | list[str] = Field(min_length=1)
     encoding_format: Literal["float", "base64"] = "float"
     user: str | None = None
+
+
+class MaxPrice(_Strict):
+    """USD per million tokens (OpenRouter's ``provider.max_price``)."""
+
+    prompt: float | None = Field(default=None, ge=0)
+    completion: float | None = Field(default=None, ge=0)
+
+
+class ProviderPreferences(_Strict):
+    """OpenRouter's ``provider`` object (the parts the gateway honours); miners are named by hotkey."""
+
+    order: list[str] | None = None
+    only: list[str] | None = None
+    ignore: list[str] | None = None
+    allow_fallbacks: bool = True
+    sort: Literal["price", "latency", "throughput"] | None = None
+    max_price: MaxPrice | None = None
+
+
+class RoutingFields(_Strict):
+    """The gateway's extensions to an OpenAI request: routing preferences and the ``models`` fallback list."""
+
+    provider: ProviderPreferences | None = None
+    models: list[str] | None = None

@@ -27,6 +27,7 @@ from veilnet.errors import VeilnetError
 from veilnet.logs import log_event
 from veilnet.models.engine import ModelEngine
 from veilnet.protocol.epistula import sign_request, verify_response
+from veilnet.protocol.headers import TRAFFIC_HEADER
 from veilnet.scoring import Observation, ScoreParams, ScoreState, update_scores, weights_from_scores
 from veilnet.settings import ValidatorSettings
 from veilnet.store.history import ScoreHistory
@@ -47,7 +48,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TRAFFIC_HEADER = "X-Veilnet-Traffic"
 
 
 @dataclass
