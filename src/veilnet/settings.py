@@ -70,6 +70,9 @@ class ChainSettings(_Section):
     network: str = "devnet"
     devnet_url: str = "http://127.0.0.1:9944"
     netuid: int = 1
+    block_time: float = Field(default=12.0, gt=0)  # seconds; 0.25 for a fast-blocks localnet
+    connect_attempts: int = Field(default=5, ge=1)
+    connect_timeout: float = Field(default=20.0, gt=0)  # seconds per attempt, metadata download included
 
 
 class RedisSettings(_Section):
@@ -115,7 +118,11 @@ class MinerSettings(_Section):
 
 
 class ValidatorSettings(_Section):
+    """``commit_reveal``: how weights are committed when the subnet has commit-reveal on. ``auto`` uses
+    timelocked commits (drand; the chain reveals) where the chain supports them, hash commits otherwise."""
+
     verify_rate: float = 0.5
+    commit_reveal: Literal["auto", "timelocked", "hash"] = "auto"
     sharpen_exponent: float = 2.0
     reference_models: list[str] = Field(default_factory=lambda: ["SmolLM2-135M-Instruct"])
 

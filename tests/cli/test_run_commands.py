@@ -19,15 +19,24 @@ def test_missing_wallet_is_a_clear_error(command: list[str], tmp_path: Path, mon
     assert "Traceback" not in result.output
 
 
-def test_real_network_without_backend_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_subtensor_node_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.conftest import free_port
+
     from veilnet.wallet import create_wallet
 
     create_wallet(tmp_path, "default", password=None)
     monkeypatch.setenv("VEILNET_WALLET__PATH", str(tmp_path))
-    monkeypatch.setenv("VEILNET_CHAIN__NETWORK", "finney")
+    port = free_port()
+    monkeypatch.setenv("VEILNET_CHAIN__NETWORK", f"ws://127.0.0.1:{port}")
+    monkeypatch.setenv("VEILNET_CHAIN__CONNECT_ATTEMPTS", "2")
     result = CliRunner().invoke(app, ["validator", "run"])
     assert result.exit_code == 1
-    assert "Subtensor backend" in result.output
+    assert f"Subtensor node at ws://127.0.0.1:{port} unreachable after 2 attempts" in result.output
+    assert "Traceback" not in result.output
+
+    monkeypatch.setenv("VEILNET_CHAIN__NETWORK", "mainnet")
+    result = CliRunner().invoke(app, ["validator", "run"])
+    assert result.exit_code == 1 and "'mainnet' is not known" in result.output
 
 
 def test_unreachable_devnet_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,6 +7,7 @@ message).
     ChainError (veilnet.errors)
     ├── ChainUnavailable               the node / devnet server cannot be reached
     ├── ChainStateCorrupt              the devnet state file is unreadable
+    ├── TimelockUnsupported            the backend has no drand timelock commit-reveal (the devnet)
     ├── InvalidSignature               a devnet request signature does not verify
     ├── BadOrigin                      the signer may not make this call
     ├── SubnetNotExists
@@ -64,6 +65,7 @@ __all__ = [
     "SettingWeightsTooFast",
     "SubNetRegistrationDisabled",
     "SubnetNotExists",
+    "TimelockUnsupported",
     "TooManyRegistrationsThisBlock",
     "TooManyRegistrationsThisInterval",
     "TooManyUnrevealedCommits",
@@ -98,6 +100,16 @@ class ChainStateCorrupt(ChainError):
     code = "chain_state_corrupt"
 
 
+class TimelockUnsupported(ChainError):
+    """The backend cannot do timelocked commit-reveal (the devnet has no drand beacon)."""
+
+    code = "timelock_unsupported"
+
+    def __init__(self, message: str = "this chain does not support timelocked commit-reveal; use hash "
+                 "commit-reveal (commit_weights / reveal_weights)") -> None:
+        super().__init__(message)
+
+
 class InvalidSignature(_PalletError):
     pass
 
@@ -107,7 +119,7 @@ class BadOrigin(_PalletError):
 
 
 class SubnetNotExists(_PalletError):
-    pallet_error = "SubNetworkDoesNotExist"
+    pass
 
 
 class NotRegistered(_PalletError):

@@ -24,6 +24,9 @@ __all__ = ["Chain"]
 class Chain(Protocol):
     """Async access to a Subtensor-like chain. Implementations are async context managers."""
 
+    #: whether the backend supports timelocked commit-reveal (``commit_timelocked_weights``)
+    timelocked_commits: bool
+
     async def __aenter__(self) -> Chain: ...
 
     async def __aexit__(self, *exc_info: object) -> None: ...
@@ -107,3 +110,15 @@ class Chain(Protocol):
         salt: Sequence[int],
         version_key: int,
     ) -> None: ...
+
+    async def commit_timelocked_weights(
+        self,
+        netuid: int,
+        hotkey: Keypair,
+        uids: Sequence[int],
+        weights: Sequence[int],
+        version_key: int,
+    ) -> int:
+        """Timelocked commit-reveal: commit weights encrypted to a drand round, which the chain reveals
+        itself. Returns the drand round. Backends without drand raise ``ChainError(code="timelock_unsupported")``."""
+        ...

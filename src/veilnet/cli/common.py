@@ -15,7 +15,7 @@ from rich.console import Console
 from veilnet.errors import VeilnetError
 from veilnet.settings import Settings, load_settings
 
-__all__ = ["CliState", "console", "err_console", "fail", "run_async", "settings_from", "veilnet_errors"]
+__all__ = ["CliState", "ask_coldkey_password", "console", "err_console", "fail", "run_async", "settings_from", "veilnet_errors"]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -38,6 +38,22 @@ def settings_from(ctx: typer.Context, **overrides: Any) -> Settings:
     if state._settings is None:
         state._settings = load_settings(state.config_file, **overrides)
     return state._settings
+
+
+def ask_coldkey_password(settings: Settings) -> None:
+    """Registration and staking sign with the coldkey: ask for its password on a terminal when it is
+    encrypted and none was given (VEILNET_WALLET__COLDKEY_PASSWORD serves automation)."""
+    import sys
+
+    from pydantic import SecretStr
+
+    from veilnet.wallet import load_wallet
+
+    if settings.wallet.coldkey_password is not None or not sys.stdin.isatty():
+        return
+    if load_wallet(settings.wallet).coldkey_is_encrypted():
+        password = typer.prompt(f"password for the coldkey of wallet {settings.wallet.name!r}", hide_input=True)
+        settings.wallet.coldkey_password = SecretStr(password)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from veilnet.cli.common import settings_from, veilnet_errors
+from veilnet.cli.common import ask_coldkey_password, settings_from, veilnet_errors
 
 __all__ = ["app"]
 
@@ -41,6 +41,8 @@ def run(
         "auto_register": register or miner.auto_register,
     }
     settings.miner = miner.model_validate({**miner.model_dump(), **updates})
+    if settings.miner.auto_register:
+        ask_coldkey_password(settings)
     configure_logging(settings.log)
     try:
         asyncio.run(run_miner(settings))

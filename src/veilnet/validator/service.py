@@ -151,14 +151,22 @@ async def challenge_miner(
 async def set_weights_for(
     ctx: ValidatorContext, metagraph: Metagraph, states: dict[str, ScoreState], tempo: int
 ) -> tuple[list[int], list[int]]:
-    """Convert the states to u16 weights by uid and set them (commit-reveal is not handled here yet)."""
+    """Convert the states to u16 weights by uid and set them, committing them when the subnet has
+    commit-reveal on: timelocked (the chain reveals) or hash-committed (revealed later by :func:`reveal_due`)."""
     weights = weights_from_scores(states, tempo, ctx.params)
     by_uid = {n.uid: weights.get(n.hotkey, 0.0) for n in metagraph.neurons if n.hotkey in weights}
     uids, values = scores_to_u16_weights(by_uid)
     if not uids:
         return [], []
     hyper = await ctx.chain.get_hyperparameters(ctx.netuid)
-    if hyper.commit_reveal_weights_enabled:
+    mode = ctx.settings.commit_reveal
+    timelocked = mode == "timelocked" or (mode == "auto" and ctx.chain.timelocked_commits)
+    if hyper.commit_reveal_weights_enabled and timelocked:
+        reveal_round = await ctx.chain.commit_timelocked_weights(
+            ctx.netuid, ctx.keypair, uids, values, hyper.weights_version
+        )
+        log_event(log, "weights committed (timelocked)", uids=uids, weights=values, reveal_round=reveal_round)
+    elif hyper.commit_reveal_weights_enabled:
         salt = [ctx.rng.randrange(65_536) for _ in range(8)]
         digest = commit_hash(bytes(ctx.keypair.public_key or b""), ctx.netuid, uids, values, salt, hyper.weights_version)
         await ctx.chain.commit_weights(ctx.netuid, ctx.keypair, digest)

@@ -32,14 +32,18 @@ class VeilnetWallet:
     hotkey: Keypair
     coldkeypub_ss58: str
 
+    def coldkey_is_encrypted(self) -> bool:
+        wallet = Wallet(name=self.name, hotkey=self.hotkey_name, path=str(self.path))
+        try:
+            return bool(wallet.coldkey_file.is_encrypted())
+        except Exception as exc:  # bittensor_wallet raises its own KeyFileError types
+            raise WalletError(f"cannot read coldkey of wallet {self.name!r}: {exc}") from exc
+
     def unlock_coldkey(self, password: SecretStr | str | None) -> Keypair:
         """The coldkey keypair; ``password`` is needed when the coldkey file is encrypted."""
         wallet = Wallet(name=self.name, hotkey=self.hotkey_name, path=str(self.path))
         secret = password.get_secret_value() if isinstance(password, SecretStr) else password
-        try:
-            encrypted = wallet.coldkey_file.is_encrypted()
-        except Exception as exc:  # bittensor_wallet raises its own KeyFileError types
-            raise WalletError(f"cannot read coldkey of wallet {self.name!r}: {exc}") from exc
+        encrypted = self.coldkey_is_encrypted()
         if encrypted and not secret:
             raise WalletError(
                 f"the coldkey of wallet {self.name!r} is encrypted: give its password "

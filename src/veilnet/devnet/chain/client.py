@@ -29,6 +29,8 @@ def _axon(data: dict[str, Any] | None) -> AxonInfo | None:
 class DevnetChainClient:
     """Talks to ``veilnet chain serve`` at ``url``."""
 
+    timelocked_commits = False
+
     def __init__(self, url: str, *, timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
         self._timeout = timeout
@@ -176,3 +178,9 @@ class DevnetChainClient:
             {"netuid": netuid, "uids": list(uids), "weights": list(weights), "salt": list(salt),
              "version_key": version_key},
         )
+
+    async def commit_timelocked_weights(
+        self, netuid: int, hotkey: Keypair, uids: Sequence[int], weights: Sequence[int], version_key: int
+    ) -> int:
+        """The devnet has no drand beacon to reveal against: hash commit-reveal only."""
+        raise ce.TimelockUnsupported()

@@ -51,6 +51,8 @@ class DevnetChain:
     """The devnet chain in-process. ``path`` None keeps it in memory; ``block_time`` None means blocks are
     produced only by :meth:`produce_block` (deterministic tests)."""
 
+    timelocked_commits = False
+
     def __init__(self, path: Path | None = None, *, block_time: float | None = 1.0) -> None:
         self._path = path
         self._block_time = block_time
@@ -243,6 +245,12 @@ class DevnetChain:
             {"netuid": netuid, "uids": list(uids), "weights": list(weights), "salt": list(salt),
              "version_key": version_key},
         )
+
+    async def commit_timelocked_weights(
+        self, netuid: int, hotkey: Keypair, uids: Sequence[int], weights: Sequence[int], version_key: int
+    ) -> int:
+        """The devnet has no drand beacon to reveal against: hash commit-reveal only."""
+        raise ce.TimelockUnsupported()
 
 
 def _arg(args: dict[str, Any], name: str, kind: type) -> Any:
