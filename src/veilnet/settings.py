@@ -20,6 +20,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from veilnet.protocol.openai import MINER_SUPPORTED_PARAMETERS
+
 __all__ = [
     "ChainSettings",
     "DatabaseSettings",
@@ -115,6 +117,10 @@ class MinerSettings(_Section):
     max_queue: int = 16
     auto_register: bool = False
     metagraph_refresh_seconds: float = 12.0
+    # what the miner tells gateways: "deny" = it keeps no prompts or outputs (set "allow" when an upstream
+    # provider you relay to may log them); provider.data_collection=deny routes only to "deny" miners
+    data_collection: Literal["allow", "deny"] = "deny"
+    supported_parameters: list[str] = Field(default_factory=lambda: list(MINER_SUPPORTED_PARAMETERS))
 
 
 class ValidatorSettings(_Section):

@@ -32,19 +32,23 @@ MINER_A, MINER_B = Keypair.create_from_uri("//GwMinerA"), Keypair.create_from_ur
 
 
 @contextlib.asynccontextmanager
-async def stack(tmp_path: Path, redis: aioredis.Redis, *, capacity_a: int = 1000, rpm: int = 0
-                ) -> AsyncIterator[dict[str, Any]]:
+async def stack(tmp_path: Path, redis: aioredis.Redis, *, capacity_a: int = 1000, rpm: int = 0,
+                keepalive_seconds: float = 2.0) -> AsyncIterator[dict[str, Any]]:
     async with contextlib.AsyncExitStack() as es:
         upstream = await es.enter_async_context(serve_asgi(fake_upstream_app()))
         engine = await es.enter_async_context(OpenAIUpstreamEngine(
-            f"{upstream}/v1", ["upstream-echo", "upstream-dying"], embedding_models=["upstream-echo"]))
+            f"{upstream}/v1", ["upstream-echo", "upstream-dying", "upstream-slow"],
+            embedding_models=["upstream-echo"]))
         validators = (neuron(0, GATEWAY, 1000, True),)
         urls = {}
         for key, capacity in ((MINER_A, capacity_a), (MINER_B, 1000)):
+            # miner A relays to an upstream that may log and ignores logit_bias; miner B keeps nothing
+            declared = ({"data_collection": "allow", "supported_parameters": ["max_tokens", "temperature"]}
+                        if key is MINER_A else {})
             ctx = MinerContext(keypair=key, engine=engine, redis=redis,
                                metagraph=MetagraphHolder(Metagraph(1, 0, validators)),
                                settings=MinerSettings(capacity_per_window=capacity, price_input_per_million=1.0,
-                                                      price_output_per_million=2.0),
+                                                      price_output_per_million=2.0, **declared),
                                epistula=EpistulaSettings())
             urls[key.ss58_address] = await es.enter_async_context(serve_asgi(create_miner_app(ctx), lifespan="off"))
         neurons = [validators[0]]
@@ -67,7 +71,8 @@ async def stack(tmp_path: Path, redis: aioredis.Redis, *, capacity_a: int = 1000
                              rng=random.Random(0),
                              ratelimit=KeyRateLimiter(redis, requests_per_minute=rpm, tokens_per_minute=0),
                              organic=OrganicStream(redis, 1, sample_rate=1.0))
-        url = await es.enter_async_context(serve_asgi(create_gateway_app(ctx), lifespan="off"))
+        url = await es.enter_async_context(
+            serve_asgi(create_gateway_app(ctx, keepalive_seconds=keepalive_seconds), lifespan="off"))
         client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=secret, max_retries=0)
         yield {"client": client, "keys": keys, "key": key, "ctx": ctx, "url": url, "secret": secret,
                "organic": ctx.organic}
@@ -98,7 +103,7 @@ async def test_chat_stream_and_usage_cost(tmp_path: Path, redis_client: aioredis
         rows = await s["keys"].usage_rows(s["key"].id)
         assert [r.status for r in rows] == ["ok", "ok"] and all(r.miner for r in rows)
         models = await client.models.list()
-        assert {m.id for m in models.data} == {"upstream-echo", "upstream-dying"}
+        assert {m.id for m in models.data} == {"upstream-echo", "upstream-dying", "upstream-slow"}
 
 
 async def test_errors_have_openai_shapes(tmp_path: Path, redis_client: aioredis.Redis) -> None:
@@ -199,3 +204,48 @@ async def test_bad_provider_preferences_are_400s_naming_the_field(tmp_path: Path
         assert pinned.choices[0].message.content == "hello there"
         rows = await s["keys"].usage_rows(s["key"].id)
         assert rows[-1].miner == MINER_B.ss58_address
+
+
+async def test_require_parameters_and_data_collection(tmp_path: Path, redis_client: aioredis.Redis) -> None:
+    async with stack(tmp_path, redis_client) as s:
+        client: openai.AsyncOpenAI = s["client"]
+        hi = [{"role": "user", "content": "hi"}]
+        for _ in range(4):  # miner B declares logit_bias; miner A does not
+            await client.chat.completions.create(model="upstream-echo", messages=hi, logit_bias={"1": 1.0},
+                                                 extra_body={"provider": {"require_parameters": True}})
+        for _ in range(4):  # only miner B declares that it keeps no data
+            await client.chat.completions.create(model="upstream-echo", messages=hi,
+                                                 extra_body={"provider": {"data_collection": "deny"}})
+        rows = await s["keys"].usage_rows(s["key"].id)
+        assert {r.miner for r in rows} == {MINER_B.ss58_address}
+        sampled = await s["organic"].read()
+        assert len(sampled) == 4  # the require_parameters ones; data_collection=deny is never sampled
+        assert all("logit_bias" in sample["request"] for sample in sampled)
+        with pytest.raises(openai.NotFoundError) as none_left:
+            await client.chat.completions.create(
+                model="upstream-echo", messages=hi, logit_bias={"1": 1.0},
+                extra_body={"provider": {"require_parameters": True, "only": [MINER_A.ss58_address]}})
+        assert "logit_bias" in str(none_left.value) and "require_parameters" in str(none_left.value)
+        await client.chat.completions.create(model="upstream-echo", messages=hi)
+        assert len(await s["organic"].read()) == 5  # an ordinary request is sampled as before
+
+
+async def test_keepalive_comments_while_the_miner_is_slow(tmp_path: Path, redis_client: aioredis.Redis) -> None:
+    async with stack(tmp_path, redis_client, keepalive_seconds=0.1) as s:
+        body = {"model": "upstream-slow", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        headers = {"Authorization": f"Bearer {s['secret']}"}
+        async with aiohttp.ClientSession() as http, http.post(f"{s['url']}/v1/chat/completions", json=body,
+                                                               headers=headers) as response:
+            assert response.status == 200 and response.headers["X-Generation-Id"].startswith("gen-")
+            lines = [line async for line in response.content]
+        events = [line for line in lines if line.strip()]
+        data_at = next(i for i, line in enumerate(events) if line.startswith(b"data: "))
+        assert data_at >= 2 and all(line == b": keep-alive\n" for line in events[:data_at])
+        assert events[-1] == b"data: [DONE]\n"
+        # the openai SDK ignores the comments
+        stream = await s["client"].chat.completions.create(model="upstream-slow", stream=True,
+                                                           messages=[{"role": "user", "content": "hi"}])
+        text = "".join([chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices])
+        assert text == "hello there"
+        rows = await s["keys"].usage_rows(s["key"].id)
+        assert [r.status for r in rows] == ["ok", "ok"]

@@ -51,7 +51,8 @@ METAGRAPH = Metagraph(
 
 
 def fake_upstream_app() -> FastAPI:
-    """A small OpenAI-compatible upstream: model 'echo' answers; model 'dying' breaks mid-stream."""
+    """A small OpenAI-compatible upstream: model 'echo' answers; model 'dying' breaks mid-stream; model 'slow'
+    answers like 'echo' after half a second."""
     app = FastAPI()
 
     def completion(model: str, text: str) -> dict[str, Any]:
@@ -64,6 +65,8 @@ def fake_upstream_app() -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Any:
         body = await request.json()
+        if body["model"] == "upstream-slow":
+            await asyncio.sleep(0.5)
         if not body.get("stream"):
             return JSONResponse(completion(body["model"], "hello there"))
 

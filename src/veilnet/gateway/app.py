@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -21,13 +22,22 @@ from veilnet.dashboard import DashboardSnapshot, dashboard_router
 from veilnet.edge import error_body, install_error_handlers, parse_body
 from veilnet.errors import Overloaded, PayloadTooLarge, UpstreamError, VeilnetError
 from veilnet.gateway.routing import Candidate
-from veilnet.gateway.service import GatewayContext, authenticate_key, cost_usd, open_miner_request, route
+from veilnet.gateway.service import (
+    GatewayContext,
+    authenticate_key,
+    cost_usd,
+    open_miner_request,
+    requested_parameters,
+    route,
+)
 from veilnet.protocol.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RoutingFields
 from veilnet.store.keys import ApiKey, UsageRow
 
 __all__ = ["create_gateway_app"]
 
 log = logging.getLogger(__name__)
+
+KEEPALIVE_COMMENT = b": keep-alive\n\n"
 
 
 class GatewayChatRequest(ChatCompletionRequest, RoutingFields):
@@ -50,7 +60,11 @@ def _seconds(value: str | None) -> float | None:
         return None
 
 
-def create_gateway_app(ctx: GatewayContext, *, max_body_bytes: int = 4 * 1024 * 1024) -> FastAPI:
+def create_gateway_app(
+    ctx: GatewayContext, *, max_body_bytes: int = 4 * 1024 * 1024, keepalive_seconds: float = 2.0
+) -> FastAPI:
+    """``keepalive_seconds``: a stream whose miner has not answered by then starts at once and carries an SSE
+    comment (``: keep-alive``) every ``keepalive_seconds`` until the first chunk, as OpenRouter does."""
     app = FastAPI(title="veilnet gateway", docs_url=None, redoc_url=None)
     install_error_handlers(app)
 
@@ -99,65 +113,118 @@ def create_gateway_app(ctx: GatewayContext, *, max_body_bytes: int = 4 * 1024 * 
         if wants_base64:
             payload["encoding_format"] = "float"
         models = [parsed.model, *[m for m in (parsed.models or []) if m != parsed.model]]
-        last_error: VeilnetError | None = None
-        for model in models:
-            payload["model"] = model
-            try:
-                candidates = await route(ctx, model, parsed.provider, embeddings=path == "/v1/embeddings")
-            except VeilnetError as exc:
-                last_error = exc
-                continue
-            for candidate in candidates:
+        failures: list[VeilnetError] = []
+        requested = requested_parameters(payload)
+
+        async def attempts() -> AsyncGenerator[tuple[str, Candidate, aiohttp.ClientResponse], None]:
+            """Each miner that answered 200, in routing order over the ``models`` fallback list."""
+            for model in models:
+                payload["model"] = model
                 try:
-                    response = await open_miner_request(ctx, candidate, path, payload)
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    ctx.breaker.failure(candidate.hotkey)
-                    last_error = UpstreamError(f"miner {candidate.hotkey[:8]}… unreachable: {exc}")
+                    candidates = await route(ctx, model, parsed.provider, embeddings=path == "/v1/embeddings",
+                                             requested=requested)
+                except VeilnetError as exc:
+                    failures.append(exc)
                     continue
-                if response.status != 200:
-                    retry_after = _seconds(response.headers.get("Retry-After")) if response.status == 429 else None
-                    ctx.breaker.failure(candidate.hotkey, retry_after=retry_after)
-                    last_error = UpstreamError(f"miner {candidate.hotkey[:8]}… answered HTTP {response.status}")
-                    response.release()
-                    continue
-                ctx.breaker.success(candidate.hotkey)
-                headers = {"X-Generation-Id": generation}
-                if not getattr(parsed, "stream", False):
+                for candidate in candidates:
                     try:
-                        data = await response.json()
-                    except (aiohttp.ClientError, ValueError, TimeoutError) as exc:
+                        response = await open_miner_request(ctx, candidate, path, payload)
+                    except (aiohttp.ClientError, TimeoutError) as exc:
                         ctx.breaker.failure(candidate.hotkey)
-                        last_error = UpstreamError(f"miner {candidate.hotkey[:8]}… sent an unreadable answer: {exc}")
+                        failures.append(UpstreamError(f"miner {candidate.hotkey[:8]}… unreachable: {exc}"))
                         continue
-                    finally:
+                    if response.status != 200:
+                        retry_after = _seconds(response.headers.get("Retry-After")) if response.status == 429 else None
+                        ctx.breaker.failure(candidate.hotkey, retry_after=retry_after)
+                        failures.append(UpstreamError(f"miner {candidate.hotkey[:8]}… answered HTTP {response.status}"))
                         response.release()
-                    if not isinstance(data, dict):
-                        ctx.breaker.failure(candidate.hotkey)
-                        last_error = UpstreamError(f"miner {candidate.hotkey[:8]}… answered with a non-object")
                         continue
-                    usage = data.setdefault("usage", {})
-                    usage["cost"] = cost_usd(usage, candidate)
-                    if "choices" in data:
-                        data["id"] = generation
-                    if wants_base64:
-                        for item in data.get("data", []):
-                            vector = np.asarray(item.get("embedding", []), dtype="<f4")
-                            item["embedding"] = base64.b64encode(vector.tobytes()).decode()
-                    await record(key, generation, model, candidate, usage, started, "ok", request=payload,
-                                 response=data)
-                    return JSONResponse(data, headers=headers)
-                return StreamingResponse(
-                    stream(response, key, generation, model, candidate, started, dict(payload)),
-                    media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"},
-                )
-        error = last_error or UpstreamError("no miner could serve the request")
-        await record(key, generation, parsed.model, None, {}, started, "error", error.message)
-        if isinstance(error, UpstreamError):
-            raise Overloaded(f"no miner could serve the request: {error.message}", retry_after=2) from error
-        raise error
+                    ctx.breaker.success(candidate.hotkey)
+                    yield model, candidate, response
+
+        async def give_up() -> VeilnetError:
+            error = failures[-1] if failures else UpstreamError("no miner could serve the request")
+            await record(key, generation, parsed.model, None, {}, started, "error", error.message)
+            if isinstance(error, UpstreamError):
+                return Overloaded(f"no miner could serve the request: {error.message}", retry_after=2)
+            return error
+
+        headers = {"X-Generation-Id": generation}
+        # provider.data_collection=deny: nothing of the request is sampled into the validator's organic stream
+        deny = parsed.provider is not None and parsed.provider.data_collection == "deny"
+        sampled = None if deny else dict(payload)
+        if getattr(parsed, "stream", False):
+            found = attempts()
+            first = asyncio.ensure_future(anext(found, None))
+            done, _ = await asyncio.wait({first}, timeout=keepalive_seconds)
+            if done:
+                opened = first.result()
+                await found.aclose()  # later candidates are not needed once one answered
+                if opened is None:
+                    raise await give_up()
+                model, candidate, response = opened
+                events = stream(response, key, generation, model, candidate, started, sampled)
+            else:
+                # the miner is slow to answer: start the stream and keep it alive with SSE comments
+                events = stream_when_ready(first, found, give_up, key, generation, started, parsed.model, sampled)
+            return StreamingResponse(events, media_type="text/event-stream",
+                                     headers={**headers, "Cache-Control": "no-cache"})
+
+        async with contextlib.aclosing(attempts()) as tried:
+            async for model, candidate, response in tried:
+                try:
+                    data = await response.json()
+                except (aiohttp.ClientError, ValueError, TimeoutError) as exc:
+                    ctx.breaker.failure(candidate.hotkey)
+                    failures.append(UpstreamError(f"miner {candidate.hotkey[:8]}… sent an unreadable answer: {exc}"))
+                    continue
+                finally:
+                    response.release()
+                if not isinstance(data, dict):
+                    ctx.breaker.failure(candidate.hotkey)
+                    failures.append(UpstreamError(f"miner {candidate.hotkey[:8]}… answered with a non-object"))
+                    continue
+                usage = data.setdefault("usage", {})
+                usage["cost"] = cost_usd(usage, candidate)
+                if "choices" in data:
+                    data["id"] = generation
+                if wants_base64:
+                    for item in data.get("data", []):
+                        vector = np.asarray(item.get("embedding", []), dtype="<f4")
+                        item["embedding"] = base64.b64encode(vector.tobytes()).decode()
+                await record(key, generation, model, candidate, usage, started, "ok", request=sampled,
+                             response=data)
+                return JSONResponse(data, headers=headers)
+        raise await give_up()
+
+    async def stream_when_ready(
+        first: asyncio.Future[tuple[str, Candidate, aiohttp.ClientResponse] | None],
+        found: AsyncGenerator[tuple[str, Candidate, aiohttp.ClientResponse], None],
+        give_up: Callable[[], Awaitable[VeilnetError]],
+        key: ApiKey, generation: str, started: float, model: str, request: dict[str, Any] | None,
+    ) -> AsyncIterator[bytes]:
+        try:
+            while not first.done():
+                yield KEEPALIVE_COMMENT
+                await asyncio.wait({first}, timeout=keepalive_seconds)
+            opened = first.result()
+        except asyncio.CancelledError:
+            first.cancel()
+            raise
+        await found.aclose()
+        if opened is None:
+            error = await give_up()
+            error_chunk = {"id": generation, "object": "chat.completion.chunk", "model": model,
+                           "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}], **error_body(error)}
+            yield b"data: " + json.dumps(error_chunk).encode() + b"\n\n"
+            yield b"data: [DONE]\n\n"
+            return
+        answered, candidate, response = opened
+        async for line in stream(response, key, generation, answered, candidate, started, request):
+            yield line
 
     async def stream(response: aiohttp.ClientResponse, key: ApiKey, generation: str, model: str,
-                     candidate: Candidate, started: float, request: dict[str, Any]) -> AsyncIterator[bytes]:
+                     candidate: Candidate, started: float, request: dict[str, Any] | None) -> AsyncIterator[bytes]:
         usage: dict[str, Any] = {}
         status = "ok"
         try:

@@ -26,6 +26,8 @@ class MinerOffer:
     price_output: float
     context_length: int
     embeddings: bool = False
+    supported_parameters: frozenset[str] = frozenset()
+    data_collection: str = "allow"
 
 
 class MinerDirectory:
@@ -47,10 +49,12 @@ class MinerDirectory:
                 data = await response.json()
             if data.get("hotkey") != hotkey:
                 return []  # the axon answers for another hotkey: never route there
+            policy = "deny" if data.get("data_collection") == "deny" else "allow"
             return [
                 MinerOffer(hotkey, url, m["id"], float(m["price_input_per_million"]),
                            float(m["price_output_per_million"]), int(m["context_length"]),
-                           bool(m.get("embeddings", False)))
+                           bool(m.get("embeddings", False)),
+                           frozenset(str(p) for p in m.get("supported_parameters", [])), policy)
                 for m in data["models"]
             ]
         except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError):
@@ -76,7 +80,7 @@ class MinerDirectory:
             incentive = {n.hotkey: n.incentive_f for n in self.metagraph.neurons}
         return [
             Candidate(o.hotkey, o.url, scores.get(o.hotkey, incentive.get(o.hotkey, 0.0)), o.price_input,
-                      o.price_output, o.context_length)
+                      o.price_output, o.context_length, o.supported_parameters, o.data_collection)
             for o in self.offers
             if o.model == model and (o.embeddings or not embeddings)
         ]

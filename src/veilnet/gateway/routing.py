@@ -17,6 +17,8 @@ class Candidate:
     price_input: float  # USD per million tokens
     price_output: float
     context_length: int
+    supported_parameters: frozenset[str] = frozenset()
+    data_collection: str = "allow"  # the miner's declared policy: "deny" = keeps no prompts or outputs
 
     @property
     def blended_price(self) -> float:

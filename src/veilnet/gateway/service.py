@@ -17,12 +17,12 @@ from veilnet.gateway.routing import Candidate, CircuitBreaker, rank_candidates
 from veilnet.gateway.stats import GatewayStats
 from veilnet.protocol.epistula import sign_request
 from veilnet.protocol.headers import TRAFFIC_HEADER
-from veilnet.protocol.openai import ProviderPreferences
+from veilnet.protocol.openai import SAMPLING_PARAMETERS, ProviderPreferences
 from veilnet.store.keys import ApiKey, KeyStore
 from veilnet.store.organic import OrganicStream
 from veilnet.store.ratelimit import KeyRateLimiter
 
-__all__ = ["GatewayContext", "authenticate_key", "cost_usd", "open_miner_request", "route"]
+__all__ = ["GatewayContext", "authenticate_key", "cost_usd", "open_miner_request", "requested_parameters", "route"]
 
 MAX_ATTEMPTS = 3
 
@@ -54,8 +54,18 @@ async def authenticate_key(ctx: GatewayContext, authorization: str | None) -> Ap
     return key
 
 
+def requested_parameters(payload: dict[str, Any]) -> frozenset[str]:
+    """The sampling parameters a request sets (what ``provider.require_parameters`` asks miners to honour)."""
+    return frozenset(name for name in SAMPLING_PARAMETERS if payload.get(name) is not None)
+
+
 async def route(
-    ctx: GatewayContext, model: str, provider: ProviderPreferences | None, *, embeddings: bool = False
+    ctx: GatewayContext,
+    model: str,
+    provider: ProviderPreferences | None,
+    *,
+    embeddings: bool = False,
+    requested: frozenset[str] = frozenset(),
 ) -> list[Candidate]:
     """Healthy miners serving ``model`` in the order to try them (OpenRouter ``provider`` preferences)."""
     candidates = ctx.directory.candidates(model, await ctx.scores(), embeddings=embeddings)
@@ -74,6 +84,16 @@ async def route(
             if (prompt_max is None or c.price_input <= prompt_max)
             and (completion_max is None or c.price_output <= completion_max)
         ]
+    if prefs.require_parameters and requested:
+        candidates = [c for c in candidates if requested <= c.supported_parameters]
+        if not candidates:
+            raise NotFound(f"no miner serving {model!r} supports all of {', '.join(sorted(requested))} "
+                           "(provider.require_parameters)", code="no_endpoints")
+    if prefs.data_collection == "deny":
+        candidates = [c for c in candidates if c.data_collection == "deny"]
+        if not candidates:
+            raise NotFound(f"no miner serving {model!r} declares that it keeps no data "
+                           "(provider.data_collection=deny)", code="no_endpoints")
     healthy = [c for c in candidates if ctx.breaker.allows(c.hotkey)]
     ordered = rank_candidates(
         healthy, ctx.rng, sort=prefs.sort,

@@ -17,7 +17,11 @@ from veilnet.miner.service import MinerContext, admit, authenticate
 from veilnet.models.upstream import OpenAIUpstreamEngine
 from veilnet.protocol.epistula import StreamSigner, sign_response
 from veilnet.protocol.headers import TRAFFIC_HEADER
-from veilnet.protocol.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from veilnet.protocol.openai import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+)
 
 __all__ = ["create_miner_app"]
 
@@ -168,6 +172,7 @@ def create_miner_app(ctx: MinerContext) -> FastAPI:
         return {
             "hotkey": ctx.keypair.ss58_address,
             "window_seconds": s.window_seconds,
+            "data_collection": s.data_collection,
             "models": [
                 {
                     "id": info.name,
@@ -176,6 +181,7 @@ def create_miner_app(ctx: MinerContext) -> FastAPI:
                     "price_output_per_million": s.price_output_per_million,
                     "context_length": info.context_length,
                     "embeddings": info.embeddings,
+                    "supported_parameters": list(s.supported_parameters),
                 }
                 for info in served.values()
             ],

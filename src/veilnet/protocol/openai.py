@@ -11,6 +11,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
+    "MINER_SUPPORTED_PARAMETERS",
+    "SAMPLING_PARAMETERS",
     "ChatCompletionRequest",
     "ChatMessage",
     "CompletionRequest",
@@ -95,6 +97,8 @@ class ProviderPreferences(_Strict):
     allow_fallbacks: bool = True
     sort: Literal["price", "latency", "throughput"] | None = None
     max_price: MaxPrice | None = None
+    require_parameters: bool = False  # only miners that declare every sampling parameter the request sets
+    data_collection: Literal["allow", "deny"] = "allow"  # deny: only miners that declare they keep no data
 
 
 class RoutingFields(_Strict):
@@ -102,3 +106,19 @@ class RoutingFields(_Strict):
 
     provider: ProviderPreferences | None = None
     models: list[str] | None = None
+
+
+#: Request fields that change how a model samples; a miner declares which it honours (``/capacity``), and
+#: ``provider.require_parameters`` routes only to miners honouring all those a request sets.
+SAMPLING_PARAMETERS: frozenset[str] = frozenset({
+    "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "seed", "stop", "logprobs",
+    "top_logprobs", "presence_penalty", "frequency_penalty", "repetition_penalty", "min_p", "logit_bias",
+    "response_format", "tools", "tool_choice", "n",
+})
+
+#: What veilnet's miner passes to its backend by default: llama.cpp's server and vLLM-style upstreams honour
+#: all of them. An operator whose upstream ignores some declares less (``VEILNET_MINER__SUPPORTED_PARAMETERS``).
+MINER_SUPPORTED_PARAMETERS: tuple[str, ...] = (
+    "max_tokens", "max_completion_tokens", "temperature", "top_p", "seed", "stop", "logprobs", "top_logprobs",
+    "presence_penalty", "frequency_penalty", "logit_bias", "n",
+)
