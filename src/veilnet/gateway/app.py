@@ -152,7 +152,10 @@ def create_gateway_app(
         headers = {"X-Generation-Id": generation}
         # provider.data_collection=deny: nothing of the request is sampled into the validator's organic stream
         deny = parsed.provider is not None and parsed.provider.data_collection == "deny"
-        sampled = None if deny else dict(payload)
+
+        def sampled() -> dict[str, Any] | None:  # the request as sent to the miner that answered
+            return None if deny else dict(payload)
+
         if getattr(parsed, "stream", False):
             found = attempts()
             first = asyncio.ensure_future(anext(found, None))
@@ -163,7 +166,7 @@ def create_gateway_app(
                 if opened is None:
                     raise await give_up()
                 model, candidate, response = opened
-                events = stream(response, key, generation, model, candidate, started, sampled)
+                events = stream(response, key, generation, model, candidate, started, sampled())
             else:
                 # the miner is slow to answer: start the stream and keep it alive with SSE comments
                 events = stream_when_ready(first, found, give_up, key, generation, started, parsed.model, sampled)
@@ -192,7 +195,7 @@ def create_gateway_app(
                     for item in data.get("data", []):
                         vector = np.asarray(item.get("embedding", []), dtype="<f4")
                         item["embedding"] = base64.b64encode(vector.tobytes()).decode()
-                await record(key, generation, model, candidate, usage, started, "ok", request=sampled,
+                await record(key, generation, model, candidate, usage, started, "ok", request=sampled(),
                              response=data)
                 return JSONResponse(data, headers=headers)
         raise await give_up()
@@ -201,7 +204,8 @@ def create_gateway_app(
         first: asyncio.Future[tuple[str, Candidate, aiohttp.ClientResponse] | None],
         found: AsyncGenerator[tuple[str, Candidate, aiohttp.ClientResponse], None],
         give_up: Callable[[], Awaitable[VeilnetError]],
-        key: ApiKey, generation: str, started: float, model: str, request: dict[str, Any] | None,
+        key: ApiKey, generation: str, started: float, model: str,
+        sampled: Callable[[], dict[str, Any] | None],
     ) -> AsyncIterator[bytes]:
         try:
             while not first.done():
@@ -220,7 +224,7 @@ def create_gateway_app(
             yield b"data: [DONE]\n\n"
             return
         answered, candidate, response = opened
-        async for line in stream(response, key, generation, answered, candidate, started, request):
+        async for line in stream(response, key, generation, answered, candidate, started, sampled()):
             yield line
 
     async def stream(response: aiohttp.ClientResponse, key: ApiKey, generation: str, model: str,
