@@ -11,6 +11,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
+from veilnet.confidential.errors import (
+    AttestationFailed,
+    DecryptionFailed,
+    PrivacyRestricted,
+    ReceiptInvalid,
+    ResponseTampered,
+)
 from veilnet.errors import (
     AuthenticationError,
     InvalidRequest,
@@ -42,6 +49,11 @@ _STATUS: list[tuple[type[VeilnetError], int, str]] = [
     (UpstreamTimeout, 504, "upstream_error"),
     (UpstreamError, 502, "upstream_error"),
     (StoreError, 503, "service_unavailable"),
+    (DecryptionFailed, 400, "invalid_request_error"),
+    (PrivacyRestricted, 404, "not_found_error"),
+    (AttestationFailed, 502, "upstream_error"),
+    (ResponseTampered, 502, "upstream_error"),
+    (ReceiptInvalid, 502, "upstream_error"),
 ]
 
 

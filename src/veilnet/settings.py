@@ -24,6 +24,7 @@ from veilnet.protocol.openai import MINER_SUPPORTED_PARAMETERS
 
 __all__ = [
     "ChainSettings",
+    "ConfidentialSettings",
     "DatabaseSettings",
     "DevnetSettings",
     "EpistulaSettings",
@@ -133,6 +134,23 @@ class ValidatorSettings(_Section):
     reference_models: list[str] = Field(default_factory=lambda: ["SmolLM2-135M-Instruct"])
 
 
+class ConfidentialSettings(_Section):
+    """Confidential routing. Miners: ``enclave`` is how this miner attests (``off``, the development
+    ``dev`` enclave, or ``tdx`` through configfs-tsm). Verifiers (gateway, validator, client proxy):
+    the measurement policy and what they pin. With no policy file every attestation is refused."""
+
+    enclave: Literal["off", "dev", "tdx"] = "off"
+    dev_enclave_key_file: Path | None = None  # default: <data_dir>/dev-enclave.key
+    weights_sha256: dict[str, str] = Field(default_factory=dict)  # model -> digest, for upstream backends
+    policy_file: Path | None = None
+    dev_enclave_public_keys: list[str] = Field(default_factory=list)  # hex Ed25519 keys to pin
+    amd_root_certs: list[Path] = Field(default_factory=list)  # AMD ARK/ASK PEM files
+    nvidia_root_certs: list[Path] = Field(default_factory=list)  # NVIDIA Device Identity CA PEM files
+    tdx_collateral_dir: Path | None = None  # <FMSPC>.json files as dcap-qvl serialises collateral
+    pccs_url: str | None = None  # e.g. https://pccs.phala.network or your own PCCS
+    nonce_ttl: float = Field(default=60.0, gt=0)
+
+
 class GatewaySettings(_Section):
     host: str = "127.0.0.1"
     port: int = 8080
@@ -166,6 +184,7 @@ class Settings(BaseSettings):
     miner: MinerSettings = Field(default_factory=MinerSettings)
     validator: ValidatorSettings = Field(default_factory=ValidatorSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    confidential: ConfidentialSettings = Field(default_factory=ConfidentialSettings)
     devnet: DevnetSettings = Field(default_factory=DevnetSettings)
 
     def database_url(self) -> str:

@@ -1,0 +1,84 @@
+"""Confidential routing: attestation (evidence, verifiers, policy), sealing (HPKE requests, ordered
+authenticated response frames), signed usage receipts, and the miner's enclave. No web framework here;
+services call these functions (see docs/confidential.md)."""
+
+from veilnet.confidential.challenge import ATTESTATION_PATH, fetch_evidence
+from veilnet.confidential.claims import PlatformClaims, VerifiedClaims
+from veilnet.confidential.enclave import (
+    DevEnclaveProvider,
+    Enclave,
+    EvidenceProvider,
+    TdxConfigfsProvider,
+    dev_public_key_hex,
+    file_sha256,
+    load_or_create_dev_key,
+    serving_code_sha256,
+)
+from veilnet.confidential.errors import (
+    AttestationFailed,
+    DecryptionFailed,
+    PrivacyRestricted,
+    ReceiptInvalid,
+    ResponseTampered,
+    StaleKeyset,
+)
+from veilnet.confidential.exchange import ReceiptWitness, SealedExchange, parse_stream_line
+from veilnet.confidential.keyset import gpu_nonce_for, report_data_for, sign_keyset, verify_keyset_signature
+from veilnet.confidential.nonces import NonceBook
+from veilnet.confidential.policy import MeasurementPolicy, PlatformRule, load_policy
+from veilnet.confidential.receipts import sign_receipt, verify_receipt
+from veilnet.confidential.sealing import (
+    EnclaveKeyPair,
+    RequestOpener,
+    ResponseOpener,
+    ResponseSealer,
+    open_request,
+    seal_request,
+)
+from veilnet.confidential.sessions import AttestedMiner, AttestedSessions
+from veilnet.confidential.verifiers import EvidenceVerifier, TdxCollateralSource, TrustAnchors
+
+__all__ = [
+    "ATTESTATION_PATH",
+    "AttestationFailed",
+    "AttestedMiner",
+    "AttestedSessions",
+    "DecryptionFailed",
+    "DevEnclaveProvider",
+    "Enclave",
+    "EnclaveKeyPair",
+    "EvidenceProvider",
+    "EvidenceVerifier",
+    "MeasurementPolicy",
+    "NonceBook",
+    "PlatformClaims",
+    "PlatformRule",
+    "PrivacyRestricted",
+    "ReceiptInvalid",
+    "ReceiptWitness",
+    "RequestOpener",
+    "ResponseOpener",
+    "ResponseSealer",
+    "ResponseTampered",
+    "SealedExchange",
+    "StaleKeyset",
+    "TdxCollateralSource",
+    "TdxConfigfsProvider",
+    "TrustAnchors",
+    "VerifiedClaims",
+    "dev_public_key_hex",
+    "fetch_evidence",
+    "file_sha256",
+    "gpu_nonce_for",
+    "load_or_create_dev_key",
+    "load_policy",
+    "open_request",
+    "parse_stream_line",
+    "report_data_for",
+    "seal_request",
+    "serving_code_sha256",
+    "sign_keyset",
+    "sign_receipt",
+    "verify_keyset_signature",
+    "verify_receipt",
+]

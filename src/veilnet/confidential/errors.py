@@ -1,0 +1,47 @@
+"""Confidential-computing errors (all derive from :class:`veilnet.errors.ConfidentialError`).
+
+    ConfidentialError
+    ├── AttestationFailed      evidence that does not verify, or claims the policy refuses (with a reason)
+    ├── PrivacyRestricted      no miner with fresh verified attestation can serve the request
+    ├── DecryptionFailed       a sealed request that cannot be opened (wrong key, associated data, bytes)
+    │   └── StaleKeyset        sealed to a keyset the enclave no longer holds
+    ├── ResponseTampered       response frames reordered, truncated, altered, or sent in plaintext
+    └── ReceiptInvalid         a usage receipt whose signature or hashes do not match
+"""
+
+from __future__ import annotations
+
+from veilnet.errors import ConfidentialError
+
+__all__ = [
+    "AttestationFailed",
+    "DecryptionFailed",
+    "PrivacyRestricted",
+    "ReceiptInvalid",
+    "ResponseTampered",
+    "StaleKeyset",
+]
+
+
+class AttestationFailed(ConfidentialError):
+    code = "attestation_failed"
+
+
+class PrivacyRestricted(ConfidentialError):
+    code = "privacy_restricted"
+
+
+class DecryptionFailed(ConfidentialError):
+    code = "decryption_failed"
+
+
+class StaleKeyset(DecryptionFailed):
+    code = "stale_keyset"
+
+
+class ResponseTampered(ConfidentialError):
+    code = "response_tampered"
+
+
+class ReceiptInvalid(ConfidentialError):
+    code = "receipt_invalid"

@@ -1,0 +1,147 @@
+"""HPKE-sealed requests, ordered authenticated response frames and usage receipts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+
+from tests.confidential.conftest import MODEL
+from veilnet.confidential import (
+    AttestedMiner,
+    DecryptionFailed,
+    Enclave,
+    EvidenceVerifier,
+    ReceiptInvalid,
+    ReceiptWitness,
+    ResponseTampered,
+    SealedExchange,
+    StaleKeyset,
+    seal_request,
+)
+from veilnet.protocol.confidential import SealedResponse
+
+
+async def attested(enclave: Enclave, verifier: EvidenceVerifier) -> AttestedMiner:
+    nonce = verifier.challenge()
+    evidence = await enclave.attest(nonce)
+    return AttestedMiner(evidence.keyset, await verifier.verify(evidence, nonce))
+
+
+def test_request_opens_only_with_its_associated_data(make_enclave: Callable[..., Enclave]) -> None:
+    enclave = make_enclave()
+    sealed, _ = seal_request(enclave.keyset, b'{"secret":1}', endpoint="chat.completions", model=MODEL, stream=False)
+    assert b"secret" not in sealed.model_dump_json().encode()
+    assert enclave.open(sealed).plaintext == b'{"secret":1}'
+    for change in ({"model": "gemma-3-270m"}, {"stream": True}, {"endpoint": "completions"},
+                   {"request_id": "0" * 32}):
+        with pytest.raises(DecryptionFailed, match="does not open"):
+            enclave.open(sealed.model_copy(update=change))
+    with pytest.raises(StaleKeyset, match="attest again"):
+        make_enclave().open(sealed)  # sealed to another enclave's keyset
+
+
+async def test_streamed_frames_round_trip_and_the_receipt_verifies(
+    make_enclave: Callable[..., Enclave], make_verifier: Callable[..., EvidenceVerifier]
+) -> None:
+    enclave = make_enclave()
+    exchange = SealedExchange(await attested(enclave, make_verifier()), {"model": MODEL, "stream": True,
+                                                                         "messages": []}, "chat.completions")
+    opened = enclave.open(exchange.sealed)
+    assert json.loads(opened.plaintext)["stream"] is True
+    lines = [b"data: " + opened.sealer.frame(f'{{"n":{i}}}'.encode()).model_dump_json().encode() for i in range(3)]
+    lines.append(b"data: " + opened.sealer.frame(b"", final=True).model_dump_json().encode())
+    receipt = enclave.receipt(exchange.sealed, opened.sealer, {"prompt_tokens": 5, "completion_tokens": 3},
+                              price_input=0.05, price_output=0.1)
+    lines.append(b'data: {"receipt":' + receipt.model_dump_json().encode() + b"}")
+    witness = ReceiptWitness(exchange.sealed, enclave.keyset)
+    out = []
+    for line in lines:
+        witness.feed(line)
+        if (plain := exchange.open_line(line)) is not None:
+            out.append(json.loads(plain)["n"])
+    assert out == [0, 1, 2]
+    assert exchange.finish().completion_tokens == 3
+    assert witness.finish().cost_usd == pytest.approx((5 * 0.05 + 3 * 0.1) / 1e6)
+
+
+async def _stream(enclave: Enclave, verifier: EvidenceVerifier, frames: int = 3) -> tuple[SealedExchange, list[bytes]]:
+    exchange = SealedExchange(await attested(enclave, verifier), {"model": MODEL, "stream": True}, "chat.completions")
+    opened = enclave.open(exchange.sealed)
+    lines = [b"data: " + opened.sealer.frame(b"{}", final=i == frames - 1).model_dump_json().encode()
+             for i in range(frames)]
+    return exchange, lines
+
+
+async def test_reordered_frames_are_refused(make_enclave: Callable[..., Enclave],
+                                            make_verifier: Callable[..., EvidenceVerifier]) -> None:
+    exchange, lines = await _stream(make_enclave(), make_verifier())
+    exchange.open_line(lines[0])
+    with pytest.raises(ResponseTampered, match="frame 2 arrived where frame 1 was due"):
+        exchange.open_line(lines[2])
+
+
+async def test_relabelled_frame_fails_authentication(make_enclave: Callable[..., Enclave],
+                                                     make_verifier: Callable[..., EvidenceVerifier]) -> None:
+    exchange, lines = await _stream(make_enclave(), make_verifier())
+    exchange.open_line(lines[0])
+    forged = json.loads(lines[2][6:])
+    forged["seq"] = 1  # a relay renumbers frame 2 to slip it in place of frame 1
+    with pytest.raises(ResponseTampered, match="fails authentication"):
+        exchange.open_line(b"data: " + json.dumps(forged).encode())
+
+
+async def test_truncated_stream_is_refused(make_enclave: Callable[..., Enclave],
+                                           make_verifier: Callable[..., EvidenceVerifier]) -> None:
+    exchange, lines = await _stream(make_enclave(), make_verifier())
+    for line in lines[:-1]:
+        exchange.open_line(line)
+    with pytest.raises(ResponseTampered, match="without its final frame"):
+        exchange.finish()
+    exchange2, lines2 = await _stream(make_enclave(), make_verifier())
+    exchange2.open_line(lines2[0])
+    forged = json.loads(lines2[1][6:])
+    forged["final"] = True  # claiming an early end
+    with pytest.raises(ResponseTampered, match="fails authentication"):
+        exchange2.open_line(b"data: " + json.dumps(forged).encode())
+
+
+async def test_sealed_json_answer_and_receipt_tampering(make_enclave: Callable[..., Enclave],
+                                                        make_verifier: Callable[..., EvidenceVerifier]) -> None:
+    enclave = make_enclave()
+    miner = await attested(enclave, make_verifier())
+
+    def answer(exchange: SealedExchange, tokens: int = 7) -> SealedResponse:
+        opened = enclave.open(exchange.sealed)
+        frame = opened.sealer.frame(b'{"choices":[]}', final=True)
+        receipt = enclave.receipt(exchange.sealed, opened.sealer, {"completion_tokens": tokens},
+                                  price_input=0.0, price_output=1.0)
+        return SealedResponse(request_id=exchange.sealed.request_id, frames=[frame], receipt=receipt)
+
+    exchange = SealedExchange(miner, {"model": MODEL}, "chat.completions")
+    assert exchange.open_response(answer(exchange).model_dump_json().encode()) == {"choices": []}
+    assert exchange.receipt is not None and exchange.receipt.completion_tokens == 7
+
+    exchange = SealedExchange(miner, {"model": MODEL}, "chat.completions")
+    response = answer(exchange)
+    inflated = response.receipt.model_copy(update={"completion_tokens": 7000})
+    with pytest.raises(ReceiptInvalid, match="not signed"):
+        exchange.open_response(response.model_copy(update={"receipt": inflated}).model_dump_json().encode())
+
+    other = SealedExchange(miner, {"model": MODEL}, "chat.completions")
+    replayed = answer(other)  # a valid receipt, but for another request
+    exchange = SealedExchange(miner, {"model": MODEL}, "chat.completions")
+    with pytest.raises(ResponseTampered):
+        exchange.open_response(replayed.model_dump_json().encode())
+    witness = ReceiptWitness(exchange.sealed, enclave.keyset)
+    witness.feed_response(replayed)
+    with pytest.raises(ReceiptInvalid, match="request_id"):
+        witness.finish()
+
+
+def test_plaintext_downgrade_is_refused() -> None:
+    with pytest.raises(ResponseTampered, match="plaintext downgrade") as refused:
+        SealedExchange.check_encrypted({"Content-Type": "application/json"})
+    assert refused.value.code == "plaintext_downgrade"
+    SealedExchange.check_encrypted({"X-Veilnet-Encryption": "hpke-v1"})
