@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from veilnet.cli import chain as chain_cli
+from veilnet.cli import confidential as confidential_cli
 from veilnet.cli import devnet as devnet_cli
 from veilnet.cli import gateway as gateway_cli
 from veilnet.cli import keys as keys_cli
@@ -43,6 +44,7 @@ app.add_typer(validator_cli.app, name="validator")
 app.add_typer(gateway_cli.app, name="gateway")
 app.add_typer(keys_cli.app, name="keys")
 app.add_typer(devnet_cli.app, name="devnet")
+app.command("confidential-proxy")(confidential_cli.confidential_proxy)
 
 
 def main() -> None:

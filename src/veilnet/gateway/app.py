@@ -10,17 +10,28 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
 
+from veilnet.confidential.errors import PrivacyRestricted, ReceiptInvalid, ResponseTampered, StaleKeyset
+from veilnet.confidential.exchange import ReceiptWitness, SealedExchange
 from veilnet.dashboard import DashboardSnapshot, dashboard_router
 from veilnet.edge import error_body, install_error_handlers, parse_body
-from veilnet.errors import Overloaded, PayloadTooLarge, UpstreamError, VeilnetError
+from veilnet.errors import (
+    ConfidentialError,
+    InvalidRequest,
+    Overloaded,
+    PayloadTooLarge,
+    UpstreamError,
+    VeilnetError,
+)
+from veilnet.gateway.confidential import attested_for, describe, fetch_miner_evidence
 from veilnet.gateway.routing import Candidate
 from veilnet.gateway.service import (
     GatewayContext,
@@ -30,6 +41,14 @@ from veilnet.gateway.service import (
     requested_parameters,
     route,
 )
+from veilnet.protocol.confidential import (
+    ENCRYPTION_SCHEME,
+    AttestationRelayRequest,
+    ConfidentialRelayRequest,
+    SealedResponse,
+    UsageReceipt,
+)
+from veilnet.protocol.headers import ENCRYPTION_HEADER, SIMULATED_HEADER
 from veilnet.protocol.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RoutingFields
 from veilnet.store.keys import ApiKey, UsageRow
 
@@ -38,6 +57,10 @@ __all__ = ["create_gateway_app"]
 log = logging.getLogger(__name__)
 
 KEEPALIVE_COMMENT = b": keep-alive\n\n"
+ENDPOINTS: dict[str, Literal["chat.completions", "completions"]] = {
+    "/v1/chat/completions": "chat.completions", "/v1/completions": "completions",
+}
+Attempt = tuple[str, Candidate, aiohttp.ClientResponse, "SealedExchange | None"]
 
 
 class GatewayChatRequest(ChatCompletionRequest, RoutingFields):
@@ -75,6 +98,11 @@ def create_gateway_app(
             return await build_snapshot()
 
     app.include_router(dashboard_router(_Source()))
+
+    def receipt_usage(receipt: UsageReceipt, candidate: Candidate) -> dict[str, Any]:
+        usage: dict[str, Any] = {"prompt_tokens": receipt.prompt_tokens, "completion_tokens": receipt.completion_tokens}
+        usage["cost"] = cost_usd(usage, candidate)
+        return usage
 
     async def record(key: ApiKey, generation: str, model: str, candidate: Candidate | None, usage: dict[str, Any],
                      started: float, status: str, error: str | None = None,
@@ -116,8 +144,13 @@ def create_gateway_app(
         failures: list[VeilnetError] = []
         requested = requested_parameters(payload)
 
-        async def attempts() -> AsyncGenerator[tuple[str, Candidate, aiohttp.ClientResponse], None]:
-            """Each miner that answered 200, in routing order over the ``models`` fallback list."""
+        confidential = parsed.provider.confidential if parsed.provider is not None else "off"
+        attestation_prefs = parsed.provider.attestation if parsed.provider is not None else None
+        endpoint = ENDPOINTS.get(path)
+
+        async def attempts() -> AsyncGenerator[Attempt, None]:
+            """Each miner that answered 200, in routing order over the ``models`` fallback list. Attested miners
+            of a confidential request get it sealed to their enclave (the exchange opens their answer)."""
             for model in models:
                 payload["model"] = model
                 try:
@@ -127,8 +160,12 @@ def create_gateway_app(
                     failures.append(exc)
                     continue
                 for candidate in candidates:
+                    attested = (attested_for(ctx, candidate.hotkey, model, attestation_prefs)
+                                if confidential != "off" and endpoint is not None else None)
+                    exchange = SealedExchange(attested, payload, endpoint) if attested and endpoint else None
                     try:
-                        response = await open_miner_request(ctx, candidate, path, payload)
+                        response = await open_miner_request(
+                            ctx, candidate, path, payload, sealed_body=exchange.body() if exchange else None)
                     except (aiohttp.ClientError, TimeoutError) as exc:
                         ctx.breaker.failure(candidate.hotkey)
                         failures.append(UpstreamError(f"miner {candidate.hotkey[:8]}… unreachable: {exc}"))
@@ -139,19 +176,28 @@ def create_gateway_app(
                         failures.append(UpstreamError(f"miner {candidate.hotkey[:8]}… answered HTTP {response.status}"))
                         response.release()
                         continue
+                    if exchange is not None:
+                        try:
+                            exchange.check_encrypted(response.headers)
+                        except ConfidentialError as exc:
+                            ctx.breaker.failure(candidate.hotkey)
+                            failures.append(exc)
+                            response.release()
+                            continue
                     ctx.breaker.success(candidate.hotkey)
-                    yield model, candidate, response
+                    yield model, candidate, response, exchange
 
         async def give_up() -> VeilnetError:
             error = failures[-1] if failures else UpstreamError("no miner could serve the request")
             await record(key, generation, parsed.model, None, {}, started, "error", error.message)
-            if isinstance(error, UpstreamError):
+            if isinstance(error, UpstreamError | ResponseTampered | ReceiptInvalid):
                 return Overloaded(f"no miner could serve the request: {error.message}", retry_after=2)
             return error
 
         headers = {"X-Generation-Id": generation}
-        # provider.data_collection=deny: nothing of the request is sampled into the validator's organic stream
-        deny = parsed.provider is not None and parsed.provider.data_collection == "deny"
+        # provider.data_collection=deny or confidential: nothing of the request is sampled into the validator's organic stream
+        deny = parsed.provider is not None and (parsed.provider.data_collection == "deny"
+                                                or parsed.provider.confidential != "off")
 
         def sampled() -> dict[str, Any] | None:  # the request as sent to the miner that answered
             return None if deny else dict(payload)
@@ -165,8 +211,8 @@ def create_gateway_app(
                 await found.aclose()  # later candidates are not needed once one answered
                 if opened is None:
                     raise await give_up()
-                model, candidate, response = opened
-                events = stream(response, key, generation, model, candidate, started, sampled())
+                model, candidate, response, exchange = opened
+                events = stream(response, key, generation, model, candidate, started, sampled(), exchange)
             else:
                 # the miner is slow to answer: start the stream and keep it alive with SSE comments
                 events = stream_when_ready(first, found, give_up, key, generation, started, parsed.model, sampled)
@@ -174,12 +220,16 @@ def create_gateway_app(
                                      headers={**headers, "Cache-Control": "no-cache"})
 
         async with contextlib.aclosing(attempts()) as tried:
-            async for model, candidate, response in tried:
+            async for model, candidate, response, exchange in tried:
                 try:
-                    data = await response.json()
+                    data = exchange.open_response(await response.read()) if exchange else await response.json()
                 except (aiohttp.ClientError, ValueError, TimeoutError) as exc:
                     ctx.breaker.failure(candidate.hotkey)
                     failures.append(UpstreamError(f"miner {candidate.hotkey[:8]}… sent an unreadable answer: {exc}"))
+                    continue
+                except ConfidentialError as exc:  # tampered frames or a bad receipt: never bill, try the next
+                    ctx.breaker.failure(candidate.hotkey)
+                    failures.append(exc)
                     continue
                 finally:
                     response.release()
@@ -188,6 +238,10 @@ def create_gateway_app(
                     failures.append(UpstreamError(f"miner {candidate.hotkey[:8]}… answered with a non-object"))
                     continue
                 usage = data.setdefault("usage", {})
+                if exchange is not None and exchange.receipt is not None:  # bill from the enclave's receipt
+                    usage.update(prompt_tokens=exchange.receipt.prompt_tokens,
+                                 completion_tokens=exchange.receipt.completion_tokens)
+                    headers[SIMULATED_HEADER] = "true" if exchange.receipt.simulated else "false"
                 usage["cost"] = cost_usd(usage, candidate)
                 if "choices" in data:
                     data["id"] = generation
@@ -201,8 +255,8 @@ def create_gateway_app(
         raise await give_up()
 
     async def stream_when_ready(
-        first: asyncio.Future[tuple[str, Candidate, aiohttp.ClientResponse] | None],
-        found: AsyncGenerator[tuple[str, Candidate, aiohttp.ClientResponse], None],
+        first: asyncio.Future[Attempt | None],
+        found: AsyncGenerator[Attempt, None],
         give_up: Callable[[], Awaitable[VeilnetError]],
         key: ApiKey, generation: str, started: float, model: str,
         sampled: Callable[[], dict[str, Any] | None],
@@ -217,24 +271,40 @@ def create_gateway_app(
             raise
         await found.aclose()
         if opened is None:
-            error = await give_up()
-            error_chunk = {"id": generation, "object": "chat.completion.chunk", "model": model,
-                           "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}], **error_body(error)}
-            yield b"data: " + json.dumps(error_chunk).encode() + b"\n\n"
-            yield b"data: [DONE]\n\n"
+            yield error_event(generation, model, await give_up())
             return
-        answered, candidate, response = opened
-        async for line in stream(response, key, generation, answered, candidate, started, sampled()):
+        answered, candidate, response, exchange = opened
+        async for line in stream(response, key, generation, answered, candidate, started, sampled(), exchange):
             yield line
 
+    def error_event(generation: str, model: str, error: VeilnetError) -> bytes:
+        """OpenRouter's shape for an error after streaming began, then the end of the stream."""
+        chunk = {"id": generation, "object": "chat.completion.chunk", "model": model,
+                 "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}], **error_body(error)}
+        return b"data: " + json.dumps(chunk).encode() + b"\n\n" + b"data: [DONE]\n\n"
+
     async def stream(response: aiohttp.ClientResponse, key: ApiKey, generation: str, model: str,
-                     candidate: Candidate, started: float, request: dict[str, Any] | None) -> AsyncIterator[bytes]:
+                     candidate: Candidate, started: float, request: dict[str, Any] | None,
+                     exchange: SealedExchange | None = None) -> AsyncIterator[bytes]:
         usage: dict[str, Any] = {}
         status = "ok"
         try:
-            async for line in response.content:
+            async for raw in response.content:
+                line: bytes = raw
                 if line.startswith(b": "):
                     continue  # the miner's signature comment is for validators, not apps
+                if exchange is not None:  # a stream the gateway sealed: open each frame, strictly in order
+                    if line.startswith(b"data: [DONE]"):
+                        receipt = exchange.finish()  # billing follows the enclave's signed receipt
+                        usage = {"prompt_tokens": receipt.prompt_tokens, "completion_tokens": receipt.completion_tokens,
+                                 "cost": cost_usd({"prompt_tokens": receipt.prompt_tokens,
+                                                   "completion_tokens": receipt.completion_tokens}, candidate)}
+                        yield b"data: [DONE]\n\n"
+                        continue
+                    plain = exchange.open_line(line)
+                    if plain is None:
+                        continue
+                    line = b"data: " + plain + b"\n"
                 if line.startswith(b"data: {") and b'"usage"' in line:
                     chunk = json.loads(line[6:])
                     if chunk.get("usage"):
@@ -250,14 +320,14 @@ def create_gateway_app(
                                  "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}],
                                  "error": chunk["error"]}
                         line = b"data: " + json.dumps(chunk).encode() + b"\n"
-                yield line
+                yield line + b"\n" if exchange is not None else line
         except (aiohttp.ClientError, TimeoutError) as exc:
             status = "error"
-            error = error_body(UpstreamError(f"miner failed mid-stream: {exc}"))
-            error_chunk = {"id": generation, "object": "chat.completion.chunk", "model": model,
-                           "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}], **error}
-            yield b"data: " + json.dumps(error_chunk).encode() + b"\n\n"
-            yield b"data: [DONE]\n\n"
+            yield error_event(generation, model, UpstreamError(f"miner failed mid-stream: {exc}"))
+        except ConfidentialError as exc:  # tampered, truncated or unreceipted: the app is told, nothing billed
+            status, usage = "error", {}
+            ctx.breaker.failure(candidate.hotkey)
+            yield error_event(generation, model, exc)
         except asyncio.CancelledError:
             status = "client_disconnected"
             raise
@@ -265,13 +335,140 @@ def create_gateway_app(
             response.release()
             await record(key, generation, model, candidate, usage, started, status, request=request)
 
+    async def relay_sealed(request: Request, path: str) -> Response:
+        """A request the client sealed to an enclave it attested itself: forwarded as ciphertext the
+        gateway cannot read; the gateway checks the miner's attestation and bills from its signed receipt."""
+        started = time.perf_counter()
+        key = await authenticate_key(ctx, request.headers.get("authorization"))
+        if request.headers.get(ENCRYPTION_HEADER) != ENCRYPTION_SCHEME:
+            raise InvalidRequest(f"{ENCRYPTION_HEADER} must be {ENCRYPTION_SCHEME}", param=ENCRYPTION_HEADER)
+        body = await request.body()
+        if len(body) > max_body_bytes:
+            raise PayloadTooLarge(f"request body exceeds {max_body_bytes} bytes")
+        relayed: ConfidentialRelayRequest = parse_body(ConfidentialRelayRequest, body)
+        sealed = relayed.sealed
+        if sealed.endpoint != ENDPOINTS[path]:
+            raise InvalidRequest(f"sealed request is for {sealed.endpoint}, sent to {path}", param="sealed.endpoint")
+        attested = attested_for(ctx, relayed.miner, sealed.model, None)
+        if attested is None:
+            raise PrivacyRestricted(f"miner {relayed.miner} has no fresh verified attestation for {sealed.model!r} "
+                                    "at this gateway")
+        if attested.claims.keyset_digest != sealed.keyset_digest:
+            raise StaleKeyset("the request is sealed to a keyset the miner no longer attests; fetch its "
+                              "attestation again", code="stale_keyset")
+        candidate = next((c for c in ctx.directory.candidates(sealed.model, {}) if c.hotkey == relayed.miner), None)
+        if candidate is None:
+            raise PrivacyRestricted(f"miner {relayed.miner} does not serve {sealed.model!r}")
+        if not ctx.breaker.allows(candidate.hotkey):
+            raise Overloaded(f"miner {relayed.miner[:8]}… is cooling down after failures", retry_after=5)
+        generation = f"gen-{uuid.uuid4().hex}"
+        try:
+            response = await open_miner_request(ctx, candidate, path, None,
+                                                sealed_body=sealed.model_dump_json().encode())
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            ctx.breaker.failure(candidate.hotkey)
+            await record(key, generation, sealed.model, candidate, {}, started, "error", "miner unreachable")
+            raise Overloaded(f"miner {relayed.miner[:8]}… unreachable: {exc}", retry_after=2) from exc
+        headers = {"X-Generation-Id": generation, ENCRYPTION_HEADER: ENCRYPTION_SCHEME,
+                   SIMULATED_HEADER: "true" if attested.claims.simulated else "false"}
+        witness = ReceiptWitness(sealed, attested.keyset)
+        if response.status != 200:
+            try:
+                data = await response.json(content_type=None)
+            except (aiohttp.ClientError, ValueError, TimeoutError):
+                data = None
+            finally:
+                response.release()
+            ctx.breaker.failure(candidate.hotkey)
+            await record(key, generation, sealed.model, candidate, {}, started, "error", f"HTTP {response.status}")
+            if 400 <= response.status < 500 and isinstance(data, dict) and "error" in data:
+                return JSONResponse(data, status_code=response.status)  # the enclave's verdict on the request
+            raise Overloaded(f"miner {relayed.miner[:8]}… answered HTTP {response.status}", retry_after=2)
+        try:
+            SealedExchange.check_encrypted(response.headers)
+        except ConfidentialError:
+            response.release()
+            ctx.breaker.failure(candidate.hotkey)
+            await record(key, generation, sealed.model, candidate, {}, started, "error", "plaintext downgrade")
+            raise
+        if not sealed.stream:
+            try:
+                raw = await response.read()
+                witness.feed_response(SealedResponse.model_validate_json(raw))
+                receipt = witness.finish()
+            except (aiohttp.ClientError, TimeoutError, ValidationError, ConfidentialError) as exc:
+                ctx.breaker.failure(candidate.hotkey)
+                await record(key, generation, sealed.model, candidate, {}, started, "error", str(exc)[:200])
+                raise ResponseTampered(f"miner {relayed.miner[:8]}… sent an unusable sealed answer") from exc
+            finally:
+                response.release()
+            await record(key, generation, sealed.model, candidate, receipt_usage(receipt, candidate), started, "ok")
+            return Response(raw, media_type="application/json", headers=headers)
+
+        async def events() -> AsyncIterator[bytes]:
+            usage: dict[str, Any] = {}
+            status = "ok"
+            try:
+                async for line in response.content:
+                    if line.startswith(b": "):
+                        continue
+                    witness.feed(line)
+                    yield line
+                usage = receipt_usage(witness.finish(), candidate)
+            except (aiohttp.ClientError, TimeoutError, ConfidentialError) as exc:
+                status = "error"
+                ctx.breaker.failure(candidate.hotkey)
+                log.warning("sealed stream failed", extra={"miner": candidate.hotkey, "reason": str(exc)[:200]})
+                # the client's own checks refuse the stream (no final frame or receipt); nothing is billed
+            except asyncio.CancelledError:
+                status = "client_disconnected"
+                raise
+            finally:
+                response.release()
+                await record(key, generation, sealed.model, candidate, usage, started, status)
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={**headers, "Cache-Control": "no-cache"})
+
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
+        if ENCRYPTION_HEADER in request.headers:
+            return await relay_sealed(request, "/v1/chat/completions")
         return await relay(request, GatewayChatRequest, "/v1/chat/completions")
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
+        if ENCRYPTION_HEADER in request.headers:
+            return await relay_sealed(request, "/v1/completions")
         return await relay(request, GatewayCompletionRequest, "/v1/completions")
+
+    @app.get("/v1/confidential/miners")
+    async def confidential_miners(request: Request, model: str | None = None) -> dict[str, Any]:
+        """Miners this gateway has verified attestation for (clients verify again, themselves)."""
+        await authenticate_key(ctx, request.headers.get("authorization"))
+        if ctx.attestations is None:
+            return {"object": "list", "data": []}
+        scores = await ctx.scores()
+        offers = {(o.hotkey, o.model): o for o in ctx.directory.offers}
+        data = []
+        for miner in ctx.attestations.fresh():
+            served = [m for m in miner.claims.models if (miner.hotkey, m) in offers and (model is None or m == model)]
+            if not served:
+                continue
+            offer = offers[(miner.hotkey, served[0])]
+            data.append(describe(miner, {"price": {"prompt": offer.price_input / 1e6,
+                                                   "completion": offer.price_output / 1e6},
+                                         "score": scores.get(miner.hotkey, 0.0)}))
+        data.sort(key=lambda d: -float(d["score"]))
+        return {"object": "list", "data": data}
+
+    @app.post("/v1/confidential/attestation")
+    async def confidential_attestation(request: Request) -> Response:
+        """Relay a client's challenge to one miner and return its evidence untouched for the client to verify."""
+        await authenticate_key(ctx, request.headers.get("authorization"))
+        challenge: AttestationRelayRequest = parse_body(AttestationRelayRequest, await request.body())
+        evidence = await fetch_miner_evidence(ctx, challenge.miner, bytes.fromhex(challenge.nonce))
+        return Response(evidence.model_dump_json().encode(), media_type="application/json")
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Response:

@@ -28,6 +28,7 @@ class MinerOffer:
     embeddings: bool = False
     supported_parameters: frozenset[str] = frozenset()
     data_collection: str = "allow"
+    confidential: str | None = None  # the TEE platform the miner says it attests with
 
 
 class MinerDirectory:
@@ -50,11 +51,13 @@ class MinerDirectory:
             if data.get("hotkey") != hotkey:
                 return []  # the axon answers for another hotkey: never route there
             policy = "deny" if data.get("data_collection") == "deny" else "allow"
+            tee = data.get("confidential")
+            platform = str(tee["platform"]) if isinstance(tee, dict) and tee.get("platform") else None
             return [
                 MinerOffer(hotkey, url, m["id"], float(m["price_input_per_million"]),
                            float(m["price_output_per_million"]), int(m["context_length"]),
                            bool(m.get("embeddings", False)),
-                           frozenset(str(p) for p in m.get("supported_parameters", [])), policy)
+                           frozenset(str(p) for p in m.get("supported_parameters", [])), policy, platform)
                 for m in data["models"]
             ]
         except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError):
@@ -67,6 +70,10 @@ class MinerDirectory:
             except Exception:  # keep routing on the last directory; the failure is logged
                 log.warning("miner directory refresh failed", exc_info=True)
             await asyncio.sleep(interval)
+
+    def confidential_miners(self) -> dict[str, str]:
+        """hotkey -> axon URL of every miner that says it serves sealed requests."""
+        return {o.hotkey: o.url for o in self.offers if o.confidential is not None}
 
     def models(self) -> dict[str, list[MinerOffer]]:
         out: dict[str, list[MinerOffer]] = {}

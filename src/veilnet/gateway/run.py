@@ -9,7 +9,10 @@ import aiohttp
 import uvicorn
 
 from veilnet.chain.connect import chain_from_settings
+from veilnet.confidential.config import verifier_from_settings
+from veilnet.confidential.sessions import AttestedSessions
 from veilnet.gateway.app import create_gateway_app
+from veilnet.gateway.confidential import attest_forever
 from veilnet.gateway.directory import MinerDirectory
 from veilnet.gateway.service import GatewayContext
 from veilnet.settings import Settings
@@ -48,7 +51,10 @@ async def run_gateway(settings: Settings) -> None:
             ratelimit=KeyRateLimiter(redis, requests_per_minute=settings.gateway.requests_per_minute,
                                      tokens_per_minute=settings.gateway.tokens_per_minute),
             organic=OrganicStream(redis, netuid, sample_rate=settings.gateway.organic_sample_rate),
+            attestations=AttestedSessions(verifier_from_settings(settings.confidential)),
         )
+        attester = asyncio.create_task(attest_forever(ctx))
+        stack.callback(attester.cancel)
         config = uvicorn.Config(create_gateway_app(ctx, max_body_bytes=settings.gateway.max_body_bytes),
                                 host=settings.gateway.host, port=settings.gateway.port, log_level="warning",
                                 lifespan="off")

@@ -11,12 +11,16 @@ from typing import Any
 import aiohttp
 from bittensor_wallet import Keypair
 
+from veilnet.confidential.errors import PrivacyRestricted
+from veilnet.confidential.sessions import AttestedSessions
 from veilnet.errors import AuthenticationError, NotFound, Overloaded, PaymentRequired
+from veilnet.gateway.confidential import attested_for
 from veilnet.gateway.directory import MinerDirectory
 from veilnet.gateway.routing import Candidate, CircuitBreaker, rank_candidates
 from veilnet.gateway.stats import GatewayStats
+from veilnet.protocol.confidential import ENCRYPTION_SCHEME
 from veilnet.protocol.epistula import sign_request
-from veilnet.protocol.headers import TRAFFIC_HEADER
+from veilnet.protocol.headers import ENCRYPTION_HEADER, TRAFFIC_HEADER
 from veilnet.protocol.openai import SAMPLING_PARAMETERS, ProviderPreferences
 from veilnet.store.keys import ApiKey, KeyStore
 from veilnet.store.organic import OrganicStream
@@ -41,6 +45,7 @@ class GatewayContext:
     stats: GatewayStats = field(default_factory=GatewayStats)
     rng: random.Random = field(default_factory=random.Random)
     request_timeout: float = 120.0
+    attestations: AttestedSessions | None = None  # None: this gateway routes no confidential requests
 
 
 async def authenticate_key(ctx: GatewayContext, authorization: str | None) -> ApiKey:
@@ -94,6 +99,14 @@ async def route(
         if not candidates:
             raise NotFound(f"no miner serving {model!r} declares that it keeps no data "
                            "(provider.data_collection=deny)", code="no_endpoints")
+    attested: set[str] = set()
+    if prefs.confidential != "off":
+        attested = {c.hotkey for c in candidates if attested_for(ctx, c.hotkey, model, prefs.attestation)}
+        if prefs.confidential == "required":
+            candidates = [c for c in candidates if c.hotkey in attested]
+            if not candidates:
+                raise PrivacyRestricted(f"no miner serving {model!r} has fresh verified TEE attestation meeting "
+                                        "the request's provider.attestation (provider.confidential=required)")
     healthy = [c for c in candidates if ctx.breaker.allows(c.hotkey)]
     ordered = rank_candidates(
         healthy, ctx.rng, sort=prefs.sort,
@@ -103,6 +116,8 @@ async def route(
     if prefs.order:
         order = prefs.order
         ordered.sort(key=lambda c: order.index(c.hotkey) if c.hotkey in order else len(order))
+    if prefs.confidential == "preferred":
+        ordered.sort(key=lambda c: c.hotkey not in attested)  # attested first; stable within each group
     if not prefs.allow_fallbacks:
         ordered = ordered[:1]
     if not ordered:
@@ -117,12 +132,16 @@ def cost_usd(usage: dict[str, Any], candidate: Candidate) -> float:
 
 
 async def open_miner_request(
-    ctx: GatewayContext, candidate: Candidate, path: str, payload: dict[str, Any]
+    ctx: GatewayContext, candidate: Candidate, path: str, payload: dict[str, Any] | None, *,
+    sealed_body: bytes | None = None,
 ) -> aiohttp.ClientResponse:
-    """POST the signed request to a miner; the caller owns (and releases) the response."""
-    body = json.dumps(payload).encode()
+    """POST the signed request (or ``sealed_body``, a sealed envelope) to a miner; the caller owns (and
+    releases) the response."""
+    body = sealed_body if sealed_body is not None else json.dumps(payload).encode()
     headers = sign_request(ctx.keypair, body, candidate.hotkey)
     headers.update({"Content-Type": "application/json", TRAFFIC_HEADER: "organic"})
+    if sealed_body is not None:
+        headers[ENCRYPTION_HEADER] = ENCRYPTION_SCHEME
     return await ctx.http.post(
         f"{candidate.url}{path}", data=body, headers=headers,
         timeout=aiohttp.ClientTimeout(total=ctx.request_timeout, sock_connect=5),

@@ -11,12 +11,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 
+from veilnet.confidential.challenge import ATTESTATION_PATH
 from veilnet.edge import error_body, install_error_handlers, parse_body
 from veilnet.errors import InvalidRequest, NotFound, PayloadTooLarge, UpstreamError, VeilnetError
+from veilnet.miner.sealed import serve_sealed
 from veilnet.miner.service import MinerContext, admit, authenticate
 from veilnet.models.upstream import OpenAIUpstreamEngine
+from veilnet.protocol.confidential import ENCRYPTION_SCHEME, AttestationChallenge, SealedRequest
 from veilnet.protocol.epistula import StreamSigner, sign_response
-from veilnet.protocol.headers import TRAFFIC_HEADER
+from veilnet.protocol.headers import ENCRYPTION_HEADER, TRAFFIC_HEADER
 from veilnet.protocol.openai import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -59,6 +62,16 @@ def create_miner_app(ctx: MinerContext) -> FastAPI:
             raise InvalidRequest(f"{TRAFFIC_HEADER} must be organic or synthetic", param=TRAFFIC_HEADER)
         await admit(ctx, claims.signed_by, synthetic=traffic == "synthetic")
         return parsed, claims.uuid, claims.signed_by
+
+    def sealed_requested(request: Request) -> bool:
+        scheme = request.headers.get(ENCRYPTION_HEADER)
+        if scheme is None:
+            return False
+        if scheme != ENCRYPTION_SCHEME:
+            raise InvalidRequest(f"{ENCRYPTION_HEADER} must be {ENCRYPTION_SCHEME}", param=ENCRYPTION_HEADER)
+        if ctx.enclave is None:
+            raise NotFound("this miner serves no sealed requests (no enclave)", code="confidential_unavailable")
+        return True
 
     def signed_json(data: dict[str, Any], request_uuid: str, caller: str) -> Response:
         body = json.dumps(data, separators=(",", ":")).encode()
@@ -116,6 +129,12 @@ def create_miner_app(ctx: MinerContext) -> FastAPI:
         stream: Callable[[dict[str, Any]], AsyncIterator[dict[str, Any]]],
         raw_path: str,
     ) -> Response:
+        if sealed_requested(request):
+            sealed, request_uuid, caller = await prepare(request, SealedRequest)
+            if sealed.endpoint != raw_path.strip("/").replace("/", "."):
+                raise InvalidRequest(f"sealed request is for {sealed.endpoint}, sent to {raw_path}", param="endpoint")
+            assert ctx.enclave is not None
+            return await serve_sealed(ctx, ctx.enclave, sealed, schema, once, stream, request_uuid, caller)
         parsed, request_uuid, caller = await prepare(request, schema)
         payload = parsed.model_dump(exclude_none=True)
         engine = ctx.engine
@@ -155,6 +174,16 @@ def create_miner_app(ctx: MinerContext) -> FastAPI:
         result = await ctx.engine.embeddings(parsed.model_dump(exclude_none=True))
         return signed_json(result, request_uuid, caller)
 
+    @app.post(ATTESTATION_PATH)
+    async def attestation(request: Request) -> Response:
+        body = await _read_body(request, limit)
+        claims = await authenticate(ctx, request.headers, body)
+        challenge = parse_body(AttestationChallenge, body)
+        if ctx.enclave is None:
+            raise NotFound("this miner has no enclave to attest", code="confidential_unavailable")
+        evidence = await ctx.enclave.attest(bytes.fromhex(challenge.nonce))
+        return signed_json(evidence.model_dump(mode="json"), claims.uuid, claims.signed_by)
+
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
         return {
@@ -173,6 +202,9 @@ def create_miner_app(ctx: MinerContext) -> FastAPI:
             "hotkey": ctx.keypair.ss58_address,
             "window_seconds": s.window_seconds,
             "data_collection": s.data_collection,
+            "confidential": None if ctx.enclave is None else {
+                "platform": ctx.enclave.provider.platform, "keyset_digest": ctx.enclave.keyset_digest.hex(),
+            },
             "models": [
                 {
                     "id": info.name,

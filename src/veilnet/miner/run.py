@@ -10,9 +10,11 @@ import uvicorn
 
 from veilnet.chain import errors as ce
 from veilnet.chain.connect import chain_from_settings
+from veilnet.confidential.config import enclave_from_settings
 from veilnet.errors import ConfigError
 from veilnet.miner.app import create_miner_app
 from veilnet.miner.service import MetagraphHolder, MinerContext
+from veilnet.models.catalog import model_path
 from veilnet.models.llamacpp import LlamaCppEngine
 from veilnet.models.upstream import OpenAIUpstreamEngine
 from veilnet.settings import Settings
@@ -67,9 +69,12 @@ async def run_miner(settings: Settings) -> None:
         holder = MetagraphHolder(metagraph)
         refresher = asyncio.create_task(holder.refresh_forever(chain, netuid, settings.miner.metagraph_refresh_seconds))
         stack.callback(refresher.cancel)
+        weights = {name: model_path(name, settings.data_dir / "models") if settings.miner.backend == "llamacpp" else None
+                   for name in settings.miner.models}
+        enclave = enclave_from_settings(settings.confidential, settings.data_dir, wallet.hotkey, weights)
         ctx = MinerContext(
             keypair=wallet.hotkey, engine=engine, redis=redis, metagraph=holder, settings=settings.miner,
-            epistula=settings.epistula,
+            epistula=settings.epistula, enclave=enclave,
         )
         config = uvicorn.Config(
             create_miner_app(ctx), host=settings.miner.host, port=settings.miner.port, log_level="warning",

@@ -12,6 +12,7 @@ from bittensor_wallet import Keypair
 
 from veilnet.chain.interface import Chain
 from veilnet.chain.types import Metagraph
+from veilnet.confidential.enclave import Enclave
 from veilnet.errors import PermissionDenied, StoreError
 from veilnet.models.engine import ModelEngine
 from veilnet.protocol.epistula import EpistulaClaims, EpistulaError, verify_request
@@ -50,6 +51,7 @@ class MinerContext:
     metagraph: MetagraphHolder
     settings: MinerSettings
     epistula: EpistulaSettings
+    enclave: Enclave | None = None  # set when this miner serves sealed (confidential) requests
     quota: QuotaStore = field(init=False)
     replay_keys: KeySpace = field(init=False)
 

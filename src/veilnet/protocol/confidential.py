@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidat
 __all__ = [
     "ENCRYPTION_SCHEME",
     "AttestationChallenge",
+    "AttestationRelayRequest",
     "B64Bytes",
+    "ConfidentialRelayRequest",
     "Evidence",
     "GpuEvidence",
     "Keyset",
@@ -174,3 +176,17 @@ class SealedResponse(_Strict):
     request_id: str
     frames: list[SealedFrame] = Field(min_length=1)
     receipt: UsageReceipt
+
+
+class ConfidentialRelayRequest(_Strict):
+    """What a client sends the gateway: the sealed request and the attested miner it is sealed to."""
+
+    miner: str = Field(min_length=1)
+    sealed: SealedRequest
+
+
+class AttestationRelayRequest(_Strict):
+    """A client's challenge, relayed by the gateway to one miner."""
+
+    miner: str = Field(min_length=1)
+    nonce: str = Field(pattern=_HEX64)

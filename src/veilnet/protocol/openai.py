@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 __all__ = [
     "MINER_SUPPORTED_PARAMETERS",
     "SAMPLING_PARAMETERS",
+    "AttestationPreferences",
     "ChatCompletionRequest",
     "ChatMessage",
     "CompletionRequest",
@@ -88,6 +89,14 @@ class MaxPrice(_Strict):
     completion: float | None = Field(default=None, ge=0)
 
 
+class AttestationPreferences(_Strict):
+    """Which attested miners a confidential request accepts (on top of the gateway's own policy)."""
+
+    platforms: list[Literal["tdx", "sev-snp", "dev"]] | None = None
+    gpu_required: bool = False
+    policy_version: int | None = Field(default=None, ge=0)  # minimum version of the policy verified under
+
+
 class ProviderPreferences(_Strict):
     """OpenRouter's ``provider`` object (the parts the gateway honours); miners are named by hotkey."""
 
@@ -99,6 +108,10 @@ class ProviderPreferences(_Strict):
     max_price: MaxPrice | None = None
     require_parameters: bool = False  # only miners that declare every sampling parameter the request sets
     data_collection: Literal["allow", "deny"] = "allow"  # deny: only miners that declare they keep no data
+    # required: only miners with fresh verified TEE attestation, the request sealed to the enclave;
+    # preferred: those first, others as fallbacks
+    confidential: Literal["required", "preferred", "off"] = "off"
+    attestation: AttestationPreferences | None = None
 
 
 class RoutingFields(_Strict):

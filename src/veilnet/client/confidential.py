@@ -1,0 +1,213 @@
+"""An OpenAI-compatible client for confidential requests through a veilnet gateway.
+
+For each model it asks the gateway which miners are attested, challenges one itself with a fresh nonce
+(relayed by the gateway), verifies the evidence locally under *its own* policy and pinned keys, seals the
+request to the attested key, and opens the answer frame by frame, checking the enclave's usage receipt.
+The gateway sees only ciphertext. Attestation is verified once per miner and reused until it expires.
+Anything that does not verify is refused: there is no plaintext fallback.
+
+    async with ConfidentialClient("https://gateway.example/v1", api_key, verifier) as client:
+        answer = await client.chat.completions.create(model="SmolLM2-135M-Instruct", messages=[...])
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any, Literal
+
+import aiohttp
+
+from veilnet.confidential.errors import AttestationFailed, PrivacyRestricted
+from veilnet.confidential.exchange import SealedExchange
+from veilnet.confidential.sessions import AttestedMiner, AttestedSessions
+from veilnet.confidential.verifiers import EvidenceVerifier
+from veilnet.errors import (
+    AuthenticationError,
+    InvalidRequest,
+    NotFound,
+    PaymentRequired,
+    PermissionDenied,
+    RateLimited,
+    UpstreamError,
+    VeilnetError,
+)
+from veilnet.protocol.confidential import ENCRYPTION_SCHEME, Evidence
+from veilnet.protocol.headers import ENCRYPTION_HEADER
+
+__all__ = ["ConfidentialClient", "error_from_response"]
+
+Endpoint = Literal["chat.completions", "completions"]
+_PATHS: dict[Endpoint, str] = {"chat.completions": "/chat/completions", "completions": "/completions"}
+
+
+def error_from_response(status: int, body: bytes) -> VeilnetError:
+    """The gateway's OpenAI-shaped error as the matching veilnet error (code and message kept)."""
+    try:
+        error = json.loads(body).get("error") or {}
+    except (ValueError, AttributeError):
+        error = {}
+    message = str(error.get("message") or f"gateway answered HTTP {status}")
+    code = error.get("code")
+    if code == "privacy_restricted":
+        return PrivacyRestricted(message)
+    if code == "attestation_failed":
+        return AttestationFailed(message)
+    if status == 429:
+        return RateLimited(message, retry_after=1.0, code=code)
+    by_status: dict[int, type[VeilnetError]] = {400: InvalidRequest, 401: AuthenticationError, 402: PaymentRequired,
+                                                 403: PermissionDenied, 404: NotFound}
+    return by_status.get(status, UpstreamError)(message, code=code)
+
+
+class _Create:
+    def __init__(self, client: ConfidentialClient, endpoint: Endpoint) -> None:
+        self._client, self._endpoint = client, endpoint
+
+    async def create(self, **request: Any) -> dict[str, Any] | AsyncIterator[dict[str, Any]]:
+        return await self._client.create(self._endpoint, request)
+
+
+class _Chat:
+    def __init__(self, client: ConfidentialClient) -> None:
+        self.completions = _Create(client, "chat.completions")
+
+
+class ConfidentialClient:
+    """``base_url``: the gateway's ``…/v1``. ``verifier``: this client's own policy and pinned anchors."""
+
+    def __init__(self, base_url: str, api_key: str | None, verifier: EvidenceVerifier, *,
+                 http: aiohttp.ClientSession | None = None, timeout: float = 300.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.sessions = AttestedSessions(verifier)
+        self._http = http
+        self._owns_http = http is None
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10)
+        self.chat = _Chat(self)
+        self.completions = _Create(self, "completions")
+
+    async def __aenter__(self) -> ConfidentialClient:
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self._owns_http and self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            raise RuntimeError("use ConfidentialClient as 'async with' (or pass http=)")
+        return self._http
+
+    def _headers(self, api_key: str | None) -> dict[str, str]:
+        key = api_key or self.api_key
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    async def get_json(self, path: str, api_key: str | None, **params: str) -> Any:
+        async with self.http.get(f"{self.base_url}{path}", params=params, headers=self._headers(api_key),
+                                 timeout=self._timeout) as response:
+            body = await response.read()
+            if response.status != 200:
+                raise error_from_response(response.status, body)
+            return json.loads(body)
+
+    async def _evidence(self, hotkey: str, nonce: bytes, api_key: str | None) -> Evidence:
+        async with self.http.post(f"{self.base_url}/confidential/attestation",
+                                  json={"miner": hotkey, "nonce": nonce.hex()}, headers=self._headers(api_key),
+                                  timeout=self._timeout) as response:
+            body = await response.read()
+            if response.status != 200:
+                raise error_from_response(response.status, body)
+        try:
+            return Evidence.model_validate_json(body)
+        except ValueError as exc:
+            raise AttestationFailed(f"evidence for {hotkey} is malformed: {exc}") from exc
+
+    async def attested_miner(self, model: str, *, api_key: str | None = None) -> AttestedMiner:
+        """A miner serving ``model`` whose attestation this client verified (the gateway's order is kept)."""
+        listed = await self.get_json("/confidential/miners", api_key, model=model)
+        reasons = []
+        for entry in listed.get("data", []):
+            hotkey = str(entry.get("miner"))
+            try:
+                return await self.sessions.ensure(
+                    hotkey, lambda nonce, h=hotkey: self._evidence(h, nonce, api_key), model=model)  # type: ignore[misc]
+            except AttestationFailed as exc:
+                reasons.append(f"{hotkey[:8]}…: {exc.message}")
+        if reasons:
+            raise AttestationFailed(f"no miner serving {model!r} passed this client's attestation checks: "
+                                    + "; ".join(reasons))
+        raise PrivacyRestricted(f"no attested miner serves {model!r} at this gateway")
+
+    async def create(self, endpoint: Endpoint, request: dict[str, Any], *,
+                     api_key: str | None = None) -> dict[str, Any] | AsyncIterator[dict[str, Any]]:
+        """Run one OpenAI request sealed end to end: a response dict, or an async iterator of chunks."""
+        lines = await self.open(endpoint, request, api_key=api_key)
+        if isinstance(lines, dict):
+            return lines
+
+        async def chunks() -> AsyncIterator[dict[str, Any]]:
+            async for line in lines:
+                if line.startswith(b"data: {"):
+                    yield json.loads(line[6:])
+
+        return chunks()
+
+    async def open(self, endpoint: Endpoint, request: dict[str, Any], *,
+                   api_key: str | None = None) -> dict[str, Any] | AsyncIterator[bytes]:
+        """Like :meth:`create`, but a stream comes back as plaintext SSE lines (what the proxy relays)."""
+        model = request.get("model")
+        if not isinstance(model, str) or not model:
+            raise InvalidRequest("model is required", param="model")
+        miner = await self.attested_miner(model, api_key=api_key)
+        exchange = SealedExchange(miner, request, endpoint)
+        body = json.dumps({"miner": miner.hotkey, "sealed": json.loads(exchange.body())}).encode()
+        headers = {**self._headers(api_key), "Content-Type": "application/json", ENCRYPTION_HEADER: ENCRYPTION_SCHEME}
+        response = await self.http.post(f"{self.base_url}{_PATHS[endpoint]}", data=body, headers=headers,
+                                        timeout=self._timeout)
+        if response.status != 200:
+            error_body = await response.read()
+            response.release()
+            raise error_from_response(response.status, error_body)
+        try:
+            exchange.check_encrypted(response.headers)
+        except VeilnetError:
+            response.release()
+            raise
+        if not exchange.stream:
+            try:
+                data = exchange.open_response(await response.read())
+            finally:
+                response.release()
+            data["veilnet"] = _provenance(miner, exchange)
+            return data
+        return self._stream(response, exchange, miner)
+
+    @staticmethod
+    async def _stream(response: aiohttp.ClientResponse, exchange: SealedExchange,
+                      miner: AttestedMiner) -> AsyncIterator[bytes]:
+        try:
+            async for line in response.content:
+                if line.startswith(b"data: [DONE]"):
+                    exchange.finish()  # final frame and receipt both arrived and verified
+                    yield b"data: [DONE]\n\n"
+                    return
+                plain = exchange.open_line(line)
+                if plain is not None:
+                    yield b"data: " + plain + b"\n\n"
+            exchange.finish()  # the stream ended without [DONE]: truncated unless the final frame came
+        finally:
+            response.release()
+
+
+def _provenance(miner: AttestedMiner, exchange: SealedExchange) -> dict[str, Any]:
+    receipt = exchange.receipt
+    return {"miner": miner.hotkey, "platform": miner.claims.platform, "simulated": miner.claims.simulated,
+            "policy_id": miner.claims.policy_id,
+            "receipt": receipt.model_dump(mode="json") if receipt is not None else None}

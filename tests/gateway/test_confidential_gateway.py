@@ -1,0 +1,294 @@
+"""Confidential routing end to end: the official openai SDK -> the confidential proxy -> the gateway ->
+a miner's development enclave -> a real loopback upstream, and each refusal a hostile party could cause."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+import redis.asyncio as aioredis
+from bittensor_wallet import Keypair
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from tests.conftest import serve_asgi
+from tests.miner.conftest import fake_upstream_app, neuron
+
+from veilnet.chain.types import AxonInfo, Metagraph
+from veilnet.client import ConfidentialClient, create_proxy_app
+from veilnet.confidential import (
+    AttestedSessions,
+    DevEnclaveProvider,
+    Enclave,
+    EvidenceVerifier,
+    MeasurementPolicy,
+    PlatformRule,
+    TrustAnchors,
+    serving_code_sha256,
+)
+from veilnet.confidential.enclave import EnclaveKeyPair
+from veilnet.confidential.keyset import sign_keyset
+from veilnet.gateway import GatewayContext, create_gateway_app
+from veilnet.gateway.confidential import refresh_attestations
+from veilnet.gateway.directory import MinerDirectory
+from veilnet.miner import MetagraphHolder, MinerContext, create_miner_app
+from veilnet.models.upstream import OpenAIUpstreamEngine
+from veilnet.protocol.confidential import ModelMeasurement
+from veilnet.settings import EpistulaSettings, MinerSettings
+from veilnet.store.keys import KeyStore
+from veilnet.store.organic import OrganicStream
+from veilnet.store.sql import open_database
+
+GATEWAY = Keypair.create_from_uri("//ConfGateway")
+ENCLAVE_MINER, PLAIN_MINER = Keypair.create_from_uri("//ConfMinerTee"), Keypair.create_from_uri("//ConfMinerPlain")
+MODELS = ["upstream-echo", "upstream-slow"]
+SECRET = "my bank password is hunter2"
+
+
+def policy(**overrides: Any) -> MeasurementPolicy:
+    return MeasurementPolicy.model_validate({
+        "id": "e2e", "version": 2, "allow_simulated": True,
+        "platforms": {"dev": PlatformRule(measurements=[{"code_sha256": serving_code_sha256()}],
+                                          tcb_status=["Simulated"])},
+        **overrides,
+    })
+
+
+def rewrite(app: ASGIApp, *, request: Callable[[str, bytes], bytes] | None = None,
+            response_headers: Callable[[str, list[tuple[bytes, bytes]]], list[tuple[bytes, bytes]]] | None = None,
+            response: Callable[[str, bytes], bytes] | None = None) -> ASGIApp:
+    """A hostile hop: rewrites request bodies, response headers or (whole, unstreamed) response bodies."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        path = scope["path"]
+        if request is not None:
+            body = b""
+            while True:
+                message = await receive()
+                body += message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+            body = request(path, body)
+            sent = False
+
+            async def replay() -> Message:
+                nonlocal sent
+                if sent:
+                    return await receive()
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            downstream_receive: Receive = replay
+        else:
+            downstream_receive = receive
+        held: list[Message] = []
+
+        async def forward(message: Message) -> None:
+            if message["type"] == "http.response.start" and response_headers is not None:
+                message = {**message, "headers": response_headers(path, list(message["headers"]))}
+            if response is None:
+                await send(message)
+                return
+            held.append(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                start, *bodies = held
+                data = response(path, b"".join(m.get("body", b"") for m in bodies))
+                headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+                headers.append((b"content-length", str(len(data)).encode()))
+                await send({**start, "headers": headers})
+                await send({"type": "http.response.body", "body": data})
+
+        await app(scope, downstream_receive, forward)
+
+    return wrapped
+
+
+@contextlib.asynccontextmanager
+async def subnet(tmp_path: Path, redis: aioredis.Redis, *, miner_hop: Callable[[ASGIApp], ASGIApp] = lambda a: a,
+                 gateway_hop: Callable[[ASGIApp], ASGIApp] = lambda a: a,
+                 client_policy: MeasurementPolicy | None = None) -> AsyncIterator[dict[str, Any]]:
+    dev_key = Ed25519PrivateKey.generate()
+    anchors = TrustAnchors(dev_enclave_keys=(dev_key.public_key(),))
+    async with contextlib.AsyncExitStack() as es:
+        upstream = await es.enter_async_context(serve_asgi(fake_upstream_app()))
+        engine = await es.enter_async_context(OpenAIUpstreamEngine(f"{upstream}/v1", MODELS))
+        validators = (neuron(0, GATEWAY, 1000, True),)
+        urls = {}
+        for key in (ENCLAVE_MINER, PLAIN_MINER):
+            enclave = None
+            if key is ENCLAVE_MINER:
+                enclave = Enclave(key, DevEnclaveProvider(dev_key, {"code_sha256": serving_code_sha256()}),
+                                  [ModelMeasurement(id=m, weights_sha256="ab" * 32) for m in MODELS],
+                                  code_sha256=serving_code_sha256())
+            ctx = MinerContext(keypair=key, engine=engine, redis=redis,
+                               metagraph=MetagraphHolder(Metagraph(1, 0, validators)),
+                               settings=MinerSettings(price_input_per_million=1.0, price_output_per_million=2.0),
+                               epistula=EpistulaSettings(), enclave=enclave)
+            app = create_miner_app(ctx)
+            urls[key.ss58_address] = await es.enter_async_context(
+                serve_asgi(miner_hop(app) if key is ENCLAVE_MINER else app, lifespan="off"))
+        neurons = [validators[0]]
+        for uid, key in ((1, ENCLAVE_MINER), (2, PLAIN_MINER)):
+            host, port = urls[key.ss58_address].removeprefix("http://").split(":")
+            base = neuron(uid, key, 0, False)
+            neurons.append(base.__class__(**{**{f: getattr(base, f) for f in base.__slots__},
+                                             "axon": AxonInfo(ip=host, port=int(port))}))
+        http = await es.enter_async_context(aiohttp.ClientSession())
+        directory = MinerDirectory(http, GATEWAY.ss58_address)
+        await directory.refresh(Metagraph(1, 0, tuple(neurons)))
+        sql = await es.enter_async_context(open_database(f"sqlite+aiosqlite:///{tmp_path / 'gw.sqlite3'}"))
+        keys = KeyStore(sql)
+        secret, api_key = await keys.create("tests", credit_usd=10.0)
+
+        async def scores() -> dict[str, float]:
+            return {ENCLAVE_MINER.ss58_address: 0.5, PLAIN_MINER.ss58_address: 0.5}
+
+        ctx = GatewayContext(keypair=GATEWAY, keys=keys, directory=directory, http=http, scores=scores,
+                             rng=random.Random(0), organic=OrganicStream(redis, 1, sample_rate=1.0),
+                             attestations=AttestedSessions(EvidenceVerifier(policy(), anchors)))
+        assert await refresh_attestations(ctx) == {}
+        gateway = await es.enter_async_context(serve_asgi(gateway_hop(create_gateway_app(ctx)), lifespan="off"))
+        client = await es.enter_async_context(
+            ConfidentialClient(f"{gateway}/v1", None, EvidenceVerifier(client_policy or policy(), anchors)))
+        proxy = await es.enter_async_context(serve_asgi(create_proxy_app(client), lifespan="off"))
+        sdk = openai.AsyncOpenAI(base_url=f"{proxy}/v1", api_key=secret, max_retries=0)
+        direct = openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key=secret, max_retries=0)
+        yield {"sdk": sdk, "direct": direct, "keys": keys, "key": api_key, "ctx": ctx, "client": client,
+               "organic": ctx.organic}
+        await sdk.close()
+        await direct.close()
+
+
+def _hello(content: str = SECRET) -> list[Any]:
+    return [{"role": "user", "content": content}]
+
+
+async def test_openai_sdk_through_the_proxy_end_to_end(tmp_path: Path, redis_client: aioredis.Redis) -> None:
+    seen: list[bytes] = []
+
+    def spy(path: str, body: bytes) -> bytes:
+        seen.append(body)
+        return body
+
+    async with subnet(tmp_path, redis_client, gateway_hop=lambda app: rewrite(app, request=spy)) as s:
+        sdk: openai.AsyncOpenAI = s["sdk"]
+        raw = await sdk.chat.completions.with_raw_response.create(model="upstream-echo", messages=_hello())
+        completion = raw.parse()
+        assert completion.choices[0].message.content == "hello there"
+        assert raw.headers["X-Veilnet-Simulated"] == "true"
+        provenance = completion.model_extra["veilnet"]
+        assert provenance["miner"] == ENCLAVE_MINER.ss58_address and provenance["simulated"] is True
+        assert provenance["receipt"]["completion_tokens"] == 2
+        stream = await sdk.chat.completions.create(model="upstream-echo", messages=_hello(), stream=True)
+        text = ""
+        async for chunk in stream:
+            if chunk.choices:
+                text += chunk.choices[0].delta.content or ""
+        assert text == "hello there"
+        models = await sdk.models.list()
+        assert {m.id for m in models.data} == set(MODELS)
+        # the gateway carried ciphertext only, never sampled it for validators, and billed from receipts
+        posts = [b for b in seen if b]
+        assert posts and not any(SECRET.encode() in b or b"hunter2" in b for b in posts)
+        assert await s["organic"].read() == []
+        rows = await s["keys"].usage_rows(s["key"].id)
+        assert [r.status for r in rows] == ["ok", "ok"]
+        assert {r.miner for r in rows} == {ENCLAVE_MINER.ss58_address}
+        assert rows[0].completion_tokens in (2, 3) and all(r.cost_usd > 0 for r in rows)
+        # attestation is verified once per session, not per request
+        assert len(s["client"].sessions.fresh()) == 1
+
+
+async def test_provider_confidential_required_routes_to_attested_miners_only(
+    tmp_path: Path, redis_client: aioredis.Redis
+) -> None:
+    async with subnet(tmp_path, redis_client) as s:
+        direct: openai.AsyncOpenAI = s["direct"]
+        for _ in range(4):
+            raw = await direct.chat.completions.with_raw_response.create(
+                model="upstream-echo", messages=_hello(), extra_body={"provider": {"confidential": "required"}})
+            assert raw.parse().choices[0].message.content == "hello there"
+            assert raw.headers["X-Veilnet-Simulated"] == "true"
+        stream = await direct.chat.completions.create(model="upstream-echo", messages=_hello(), stream=True,
+                                                      extra_body={"provider": {"confidential": "required"}})
+        assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == "hello there"
+        rows = await s["keys"].usage_rows(s["key"].id)
+        assert {r.miner for r in rows} == {ENCLAVE_MINER.ss58_address} and len(rows) == 5
+        assert await s["organic"].read() == []
+        with pytest.raises(openai.NotFoundError) as restricted:
+            await direct.chat.completions.create(
+                model="upstream-echo", messages=_hello(),
+                extra_body={"provider": {"confidential": "required", "attestation": {"platforms": ["tdx"]}}})
+        assert restricted.value.body["code"] == "privacy_restricted"  # type: ignore[index]
+        raw = await direct.chat.completions.with_raw_response.create(
+            model="upstream-echo", messages=_hello(),
+            extra_body={"provider": {"confidential": "preferred", "attestation": {"gpu_required": True}}})
+        assert raw.parse().choices[0].message.content == "hello there"  # no GPU-attested miner: plain fallback
+
+
+async def test_key_substitution_by_the_gateway_is_refused_by_the_client(
+    tmp_path: Path, redis_client: aioredis.Redis
+) -> None:
+    def swap_key(path: str, body: bytes) -> bytes:
+        if not path.endswith("/confidential/attestation"):
+            return body
+        evidence = json.loads(body)
+        keyset = evidence["keyset"]
+        rogue = Keypair.create_from_uri("//ConfMinerTee")  # even re-signed with the real hotkey
+        import base64
+
+        from veilnet.protocol.confidential import Keyset
+        ks = Keyset.model_validate({**keyset, "hpke_public_key": base64.b64encode(EnclaveKeyPair.generate().public_bytes).decode()})
+        evidence["keyset"] = json.loads(sign_keyset(ks, rogue).model_dump_json())
+        return json.dumps(evidence).encode()
+
+    async with subnet(tmp_path, redis_client, gateway_hop=lambda app: rewrite(app, response=swap_key)) as s:
+        with pytest.raises(openai.APIStatusError) as refused:
+            await s["sdk"].chat.completions.create(model="upstream-echo", messages=_hello())
+        assert refused.value.status_code == 502
+        assert refused.value.body["code"] == "attestation_failed"  # type: ignore[index]
+        assert "report_data does not bind" in refused.value.body["message"]  # type: ignore[index]
+        assert await s["keys"].usage_rows(s["key"].id) == []
+
+
+async def test_model_swapped_in_the_envelope_does_not_open(tmp_path: Path, redis_client: aioredis.Redis) -> None:
+    def swap_model(path: str, body: bytes) -> bytes:
+        if path != "/v1/chat/completions" or not body:
+            return body
+        data = json.loads(body)
+        data["sealed"]["model"] = "upstream-slow"  # both are attested; the associated data is not
+        return json.dumps(data).encode()
+
+    async with subnet(tmp_path, redis_client, gateway_hop=lambda app: rewrite(app, request=swap_model)) as s:
+        with pytest.raises(openai.BadRequestError) as refused:
+            await s["sdk"].chat.completions.create(model="upstream-echo", messages=_hello())
+        assert refused.value.body["code"] == "decryption_failed"  # type: ignore[index]
+
+
+async def test_plaintext_downgrade_by_the_miner_is_refused(tmp_path: Path, redis_client: aioredis.Redis) -> None:
+    def strip(path: str, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        return [(k, v) for k, v in headers if k.lower() != b"x-veilnet-encryption"]
+
+    async with subnet(tmp_path, redis_client, miner_hop=lambda app: rewrite(app, response_headers=strip)) as s:
+        with pytest.raises(openai.APIStatusError) as refused:
+            await s["sdk"].chat.completions.create(model="upstream-echo", messages=_hello())
+        assert refused.value.status_code == 502
+        assert refused.value.body["code"] == "plaintext_downgrade"  # type: ignore[index]
+
+
+async def test_dev_enclave_refused_when_the_client_does_not_allow_it(
+    tmp_path: Path, redis_client: aioredis.Redis
+) -> None:
+    async with subnet(tmp_path, redis_client, client_policy=policy(allow_simulated=False)) as s:
+        with pytest.raises(openai.APIStatusError) as refused:
+            await s["sdk"].chat.completions.create(model="upstream-echo", messages=_hello())
+        assert refused.value.status_code == 502
+        assert "allow_simulated is off" in refused.value.body["message"]  # type: ignore[index]
