@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from veilnet.scoring import Observation, ScoreParams, ScoreState, update_scores, weights_from_scores
+from veilnet.scoring import (
+    Observation,
+    ScoreParams,
+    ScoreState,
+    tempo_components,
+    update_scores,
+    weights_from_scores,
+)
 
 
 def ok(miner: str, *, verified: bool | None = None, quality: float | None = None, ttft: float = 100,
@@ -64,3 +71,22 @@ def test_sharpening_widens_the_gap() -> None:
     assert flat["a"] == pytest.approx(2 / 3)
     assert sharp["a"] > flat["a"]
     assert sum(sharp.values()) == pytest.approx(1.0)
+
+
+def test_attested_capacity_earns_more_and_failed_attestation_costs_reliability() -> None:
+    def serve(miner: str) -> list[Observation]:
+        return [Observation(miner=miner, model="m", task="chat", outcome="ok", verified=True, quality=1.0,
+                            ttft_ms=100, tokens_per_s=50, completion_tokens=10, price_per_million=1.0)] * 4
+
+    observations = [
+        *serve("attested"), *serve("plain"), *serve("failing"),
+        Observation(miner="attested", model="", task="attestation", outcome="ok", attested=True),
+        Observation(miner="failing", model="", task="attestation", outcome="error", attested=False),
+    ]
+    parts = tempo_components(observations, ScoreParams())
+    assert parts["attested"].attested and not parts["plain"].attested and not parts["failing"].attested
+    assert parts["attested"].served == parts["plain"].served == 4  # attestation is not a served request
+    assert parts["failing"].reliability == pytest.approx(4 / 5)
+    states = update_scores({}, observations, tempo=1)
+    assert states["attested"].ema == pytest.approx(states["plain"].ema * 1.2)
+    assert states["failing"].ema < states["plain"].ema

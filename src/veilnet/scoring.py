@@ -50,6 +50,7 @@ class Observation:
     tokens_per_s: float | None = None
     completion_tokens: int = 0
     price_per_million: float = 0.0
+    attested: bool | None = None  # task "attestation": whether the miner's TEE evidence verified
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,7 @@ class ScoreParams:
     weight_volume: float = 0.1
     weight_price: float = 0.1
     rate_limited_penalty: float = 0.5  # a 429 within the validator's quota counts as half a failure
+    attested_bonus: float = 0.2  # verified TEE attestation: attested capacity earns this much more
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,7 @@ class TempoComponents:
     caught: bool
     served: int = 0
     extra: dict[str, float] = field(default_factory=dict)
+    attested: bool = False
 
 
 def _ratio(value: float, best: float) -> float:
@@ -92,10 +95,15 @@ def _ratio(value: float, best: float) -> float:
 
 
 def tempo_components(observations: Iterable[Observation], params: ScoreParams) -> dict[str, TempoComponents]:
-    """Per-miner components of one tempo's observations."""
+    """Per-miner components of one tempo's observations. Attestation challenges (task ``attestation``) count
+    for reliability (a miner offering confidential serving whose evidence fails has failed a request) and
+    mark the miner attested when every one of them verified; they count for nothing else."""
     by_miner: dict[str, list[Observation]] = defaultdict(list)
+    attestations: dict[str, list[Observation]] = defaultdict(list)
     for obs in observations:
-        by_miner[obs.miner].append(obs)
+        (attestations if obs.task == "attestation" else by_miner)[obs.miner].append(obs)
+    for miner in attestations:
+        by_miner.setdefault(miner, [])
     ttft: dict[str, float] = {}
     tps: dict[str, float] = {}
     served: dict[str, int] = {}
@@ -126,7 +134,7 @@ def tempo_components(observations: Iterable[Observation], params: ScoreParams) -
         failures = sum(
             1.0 if o.outcome in ("error", "timeout") else params.rate_limited_penalty if o.outcome == "rate_limited" else 0.0
             for o in rows
-        )
+        ) + sum(1.0 for o in attestations.get(miner, []) if o.attested is not True)
         reliability = served[miner] / (served[miner] + failures) if served[miner] + failures > 0 else 0.0
         speed_parts = []
         if miner in ttft:
@@ -139,6 +147,7 @@ def tempo_components(observations: Iterable[Observation], params: ScoreParams) -
         out[miner] = TempoComponents(
             quality=quality, speed=speed, reliability=reliability, volume=volume, price=price_score,
             caught=caught, served=served[miner],
+            attested=bool(attestations.get(miner)) and all(o.attested is True for o in attestations[miner]),
         )
     return out
 
@@ -171,6 +180,8 @@ def update_scores(
                 + params.weight_volume * part.volume
                 + params.weight_price * part.price
             ) * part.reliability  # answering nothing earns nothing, however fast the rest was
+            if part.attested:
+                raw *= 1 + params.attested_bonus
             ema = params.ema_alpha * raw + (1 - params.ema_alpha) * state.ema if state.seen else raw
         updated[miner] = ScoreState(ema=ema, quality=quality, banned_until=banned_until, seen=True)
     return updated

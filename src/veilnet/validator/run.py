@@ -7,6 +7,8 @@ import contextlib
 import aiohttp
 
 from veilnet.chain.connect import chain_from_settings
+from veilnet.confidential.config import verifier_from_settings
+from veilnet.confidential.sessions import AttestedSessions
 from veilnet.models.llamacpp import LlamaCppEngine
 from veilnet.scoring import ScoreParams
 from veilnet.settings import Settings
@@ -39,5 +41,6 @@ async def run_validator_process(settings: Settings) -> None:
             params=ScoreParams(sharpen=settings.validator.sharpen_exponent),
             organic=OrganicStream(redis, netuid, sample_rate=1.0),
             history=ScoreHistory(engine, wallet.hotkey.ss58_address, netuid),
+            attestations=AttestedSessions(verifier_from_settings(settings.confidential)),
         )
         await run_validator(ctx)

@@ -23,6 +23,9 @@ from veilnet.chain import errors as ce
 from veilnet.chain.interface import Chain
 from veilnet.chain.types import Metagraph, NeuronInfo
 from veilnet.chain.weights import commit_hash, scores_to_u16_weights
+from veilnet.confidential.challenge import fetch_evidence
+from veilnet.confidential.errors import AttestationFailed
+from veilnet.confidential.sessions import AttestedSessions
 from veilnet.errors import VeilnetError
 from veilnet.logs import log_event
 from veilnet.models.engine import ModelEngine
@@ -39,6 +42,7 @@ from veilnet.tasks.prompts import synthetic_chat_request
 __all__ = [
     "PendingReveal",
     "ValidatorContext",
+    "attest_miner",
     "challenge_miner",
     "replay_request",
     "reveal_due",
@@ -66,6 +70,7 @@ class ValidatorContext:
     replay_share: float = 0.3
     pending_reveals: list[PendingReveal] = field(default_factory=list)
     history: ScoreHistory | None = None
+    attestations: AttestedSessions | None = None  # verifies miners' TEE evidence (None: not checked)
 
 
 @dataclass(frozen=True)
@@ -196,6 +201,28 @@ async def reveal_due(ctx: ValidatorContext) -> int:
     return revealed
 
 
+async def attest_miner(ctx: ValidatorContext, neuron: NeuronInfo) -> Observation | None:
+    """Challenge the miner's enclave with a fresh nonce and verify the evidence under this validator's policy;
+    None when the miner offers no confidential serving. A verified attestation is reused until it expires."""
+    if ctx.attestations is None or neuron.axon is None:
+        return None
+    url = neuron.axon.url
+    try:
+        async with ctx.http.get(f"{url}/capacity", timeout=aiohttp.ClientTimeout(total=10)) as response:
+            capacity = await response.json(content_type=None)
+        if not isinstance(capacity, dict) or not capacity.get("confidential"):
+            return None
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None  # the chat challenge records the miner's reachability
+    try:
+        await ctx.attestations.ensure(neuron.hotkey,
+                                      lambda nonce: fetch_evidence(ctx.http, ctx.keypair, url, neuron.hotkey, nonce))
+    except AttestationFailed as exc:
+        log_event(log, "attestation failed", logging.WARNING, miner=neuron.hotkey, reason=exc.message)
+        return Observation(miner=neuron.hotkey, model="", task="attestation", outcome="error", attested=False)
+    return Observation(miner=neuron.hotkey, model="", task="attestation", outcome="ok", attested=True)
+
+
 async def run_validator(ctx: ValidatorContext, *, round_interval: float = 1.0) -> None:
     """Challenge, score and set weights until cancelled."""
     states, tempo = await ctx.scores.load()
@@ -209,6 +236,8 @@ async def run_validator(ctx: ValidatorContext, *, round_interval: float = 1.0) -
         samples = await ctx.organic.read(100) if ctx.organic is not None else []
         results = await asyncio.gather(*(challenge_miner(ctx, n, m, samples) for n in miners for m in models))
         observations.extend(results)
+        attested = await asyncio.gather(*(attest_miner(ctx, n) for n in miners))
+        observations.extend(o for o in attested if o is not None)
         block = await ctx.chain.get_current_block()
         if block >= epoch_at:
             tempo += 1
