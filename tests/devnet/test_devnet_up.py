@@ -11,9 +11,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
+from tests.conftest import free_port
 
 from veilnet.devnet.processes import is_alive
 
@@ -42,6 +44,7 @@ def test_devnet_up_serves_and_rewards_miners(tmp_path: Path) -> None:
                                                 messages=[{"role": "user", "content": "Say hello"}])
         assert answer.choices[0].message.content
         assert answer.usage is not None and answer.usage.model_extra["cost"] > 0
+        _confidential_requests(client, status, tmp_path / "devnet")
 
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
@@ -60,3 +63,45 @@ def test_devnet_up_serves_and_rewards_miners(tmp_path: Path) -> None:
         assert down.returncode == 0
     runtime = json.loads((tmp_path / "devnet" / "devnet.json").read_text())
     assert not any(is_alive(s["pid"]) for s in runtime["services"])
+
+
+def _confidential_requests(client: openai.OpenAI, status: dict[str, Any], data: Path) -> None:
+    """The devnet's miners serve sealed requests from the development enclave: through the gateway with
+    provider.confidential=required, and end to end through `veilnet confidential-proxy`."""
+    hello = [{"role": "user", "content": "Say hello"}]
+    deadline = time.monotonic() + 60
+    while True:  # the gateway attests miners right after it starts
+        try:
+            raw = client.chat.completions.with_raw_response.create(
+                model="SmolLM2-135M-Instruct", max_tokens=8, messages=hello,
+                extra_body={"provider": {"confidential": "required"}})
+            break
+        except openai.NotFoundError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+    assert raw.parse().choices[0].message.content and raw.headers["X-Veilnet-Simulated"] == "true"
+    from veilnet.confidential import dev_public_key_hex, load_or_create_dev_key
+
+    port = free_port()
+    proxy = subprocess.Popen(
+        [sys.executable, "-m", "veilnet", "confidential-proxy", "--gateway", f"{status['gateway_url']}/v1",
+         "--port", str(port), "--policy", str(data / "attestation-policy.json"),
+         "--dev-enclave-key", dev_public_key_hex(load_or_create_dev_key(data / "dev-enclave.key"))],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        sdk = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=status["api_key"], max_retries=0)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                stream = sdk.chat.completions.create(model="SmolLM2-135M-Instruct", max_tokens=8, messages=hello,
+                                                     stream=True)
+                break
+            except openai.APIConnectionError:
+                if time.monotonic() > deadline or proxy.poll() is not None:
+                    raise
+                time.sleep(0.3)
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=10)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import socket
 import time
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from veilnet.chain.types import RAO_PER_TAO
+from veilnet.confidential.enclave import dev_public_key_hex, load_or_create_dev_key, serving_code_sha256
+from veilnet.confidential.policy import MeasurementPolicy, PlatformRule
 from veilnet.devnet.processes import (
     ServiceFailed,
     ServiceProcess,
@@ -175,6 +178,7 @@ async def devnet_up(settings: Settings, options: DevnetOptions, progress: Progre
             "VEILNET_CHAIN__NETUID": str(netuid),
             "VEILNET_DATABASE__URL": database_url,
             "VEILNET_DATA_DIR": str(data_dir),
+            **_confidential_env(data_dir),
         }
 
         # --- miners ----------------------------------------------------------------------------------
@@ -196,6 +200,7 @@ async def devnet_up(settings: Settings, options: DevnetOptions, progress: Progre
                     VEILNET_MINER__PORT=str(port),
                     VEILNET_MINER__MODELS=f'["{options.model}"]',
                     VEILNET_MINER__METAGRAPH_REFRESH_SECONDS=str(max(2.0, options.block_time * 4)),
+                    VEILNET_CONFIDENTIAL__ENCLAVE="dev",
                 ),
             )
             record(service, neuron.axon_url)
@@ -269,6 +274,24 @@ async def devnet_up(settings: Settings, options: DevnetOptions, progress: Progre
 
 def _wallet_settings(path: Path, name: str) -> WalletSettings:
     return WalletSettings(name=name, hotkey="default", path=path)
+
+
+def _confidential_env(data_dir: Path) -> dict[str, str]:
+    """Devnet miners serve sealed requests from the development enclave; gateway and validators pin its key
+    and accept it under a policy that allows simulated evidence of exactly this veilnet's serving code."""
+    key_file = data_dir / "dev-enclave.key"
+    key = load_or_create_dev_key(key_file)
+    policy_file = data_dir / "attestation-policy.json"
+    policy = MeasurementPolicy(
+        id="devnet", version=1, allow_simulated=True,
+        platforms={"dev": PlatformRule(measurements=[{"code_sha256": serving_code_sha256()}], tcb_status=["Simulated"])},
+    )
+    policy_file.write_text(policy.model_dump_json(indent=2))
+    return {
+        "VEILNET_CONFIDENTIAL__DEV_ENCLAVE_KEY_FILE": str(key_file),
+        "VEILNET_CONFIDENTIAL__POLICY_FILE": str(policy_file),
+        "VEILNET_CONFIDENTIAL__DEV_ENCLAVE_PUBLIC_KEYS": json.dumps([dev_public_key_hex(key)]),
+    }
 
 
 async def _start_bundled_redis(directory: Path, log_dir: Path) -> tuple[str, ServiceProcess]:
