@@ -33,7 +33,7 @@ from veilnet.errors import (
     UpstreamError,
     VeilnetError,
 )
-from veilnet.protocol.confidential import ENCRYPTION_SCHEME, Evidence
+from veilnet.protocol.confidential import ENCRYPTION_SCHEME, ConfidentialRelayRequest, Evidence
 from veilnet.protocol.headers import ENCRYPTION_HEADER
 
 __all__ = ["ConfidentialClient", "error_from_response"]
@@ -85,6 +85,7 @@ class ConfidentialClient:
         self._http = http
         self._owns_http = http is None
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10)
+        self._chosen: dict[str, str] = {}  # model -> hotkey of the attested miner in use
         self.chat = _Chat(self)
         self.completions = _Create(self, "completions")
 
@@ -130,14 +131,20 @@ class ConfidentialClient:
             raise AttestationFailed(f"evidence for {hotkey} is malformed: {exc}") from exc
 
     async def attested_miner(self, model: str, *, api_key: str | None = None) -> AttestedMiner:
-        """A miner serving ``model`` whose attestation this client verified (the gateway's order is kept)."""
+        """A miner serving ``model`` whose attestation this client verified (the gateway's order is kept).
+        The choice is kept while its attestation is fresh, so a session costs one listing and one challenge."""
+        chosen = self._chosen.get(model)
+        if chosen is not None and (miner := self.sessions.get(chosen)) is not None and model in miner.claims.models:
+            return miner
         listed = await self.get_json("/confidential/miners", api_key, model=model)
         reasons = []
         for entry in listed.get("data", []):
             hotkey = str(entry.get("miner"))
             try:
-                return await self.sessions.ensure(
+                miner = await self.sessions.ensure(
                     hotkey, lambda nonce, h=hotkey: self._evidence(h, nonce, api_key), model=model)  # type: ignore[misc]
+                self._chosen[model] = hotkey
+                return miner
             except AttestationFailed as exc:
                 reasons.append(f"{hotkey[:8]}…: {exc.message}")
         if reasons:
@@ -167,14 +174,18 @@ class ConfidentialClient:
             raise InvalidRequest("model is required", param="model")
         miner = await self.attested_miner(model, api_key=api_key)
         exchange = SealedExchange(miner, request, endpoint)
-        body = json.dumps({"miner": miner.hotkey, "sealed": json.loads(exchange.body())}).encode()
+        body = ConfidentialRelayRequest(miner=miner.hotkey, sealed=exchange.sealed).model_dump_json().encode()
         headers = {**self._headers(api_key), "Content-Type": "application/json", ENCRYPTION_HEADER: ENCRYPTION_SCHEME}
         response = await self.http.post(f"{self.base_url}{_PATHS[endpoint]}", data=body, headers=headers,
                                         timeout=self._timeout)
         if response.status != 200:
             error_body = await response.read()
             response.release()
-            raise error_from_response(response.status, error_body)
+            error = error_from_response(response.status, error_body)
+            if error.code in ("privacy_restricted", "stale_keyset", "attestation_failed"):
+                self._chosen.pop(model, None)  # the gateway no longer routes to that enclave: choose again
+                self.sessions.forget(miner.hotkey)
+            raise error
         try:
             exchange.check_encrypted(response.headers)
         except VeilnetError:

@@ -87,7 +87,8 @@ class Keyset(_Strict):
     hotkey_signature: str = ""  # sr25519 over "veilnet-keyset-v1:" + digest hex, by ``hotkey``
 
     def digest(self) -> bytes:
-        """SHA-256 of the canonical JSON of every field but the hotkey signature."""
+        """SHA-256 of the canonical JSON of every field but the hotkey signature. Computed every time on
+        purpose: a cached value would survive ``model_copy(update=...)`` and vouch for changed keys."""
         return hashlib.sha256(canonical_json(self.model_dump(mode="json", exclude={"hotkey_signature"}))).digest()
 
     def model(self, model_id: str) -> ModelMeasurement | None:

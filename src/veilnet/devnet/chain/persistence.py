@@ -7,6 +7,7 @@ A restart reads the snapshot back and continues from the same block. A corrupt o
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -20,10 +21,17 @@ _SCHEMA = "CREATE TABLE IF NOT EXISTS chain_state (id INTEGER PRIMARY KEY CHECK 
 
 
 class StateFile:
-    """One SQLite file holding the chain's latest state. Methods are blocking: call them in a thread."""
+    """One SQLite file holding the chain's latest state. Methods are blocking: call them in a thread.
+
+    A save runs to completion in its thread even when the task awaiting it is cancelled (shutdown while a
+    block is being saved), so saves and close share a lock: close waits for the save, and a save after
+    close is dropped instead of touching a closed connection.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._mutex = threading.Lock()
+        self._closed = False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
@@ -50,11 +58,17 @@ class StateFile:
         return state
 
     def save(self, state: ChainState) -> None:
-        self._db.execute(
-            "INSERT INTO chain_state (id, block, state) VALUES (1, ?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET block = excluded.block, state = excluded.state",
-            (state.block, state.model_dump_json()),
-        )
+        snapshot = state.model_dump_json()
+        with self._mutex:
+            if self._closed:
+                return
+            self._db.execute(
+                "INSERT INTO chain_state (id, block, state) VALUES (1, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET block = excluded.block, state = excluded.state",
+                (state.block, snapshot),
+            )
 
     def close(self) -> None:
-        self._db.close()
+        with self._mutex:
+            self._closed = True
+            self._db.close()

