@@ -321,6 +321,8 @@ def create_gateway_app(
                                  "error": chunk["error"]}
                         line = b"data: " + json.dumps(chunk).encode() + b"\n"
                 yield line + b"\n" if exchange is not None else line
+            if exchange is not None and exchange.receipt is None:
+                exchange.finish()  # ended without its final frame and receipt: truncated, refused below
         except (aiohttp.ClientError, TimeoutError) as exc:
             status = "error"
             yield error_event(generation, model, UpstreamError(f"miner failed mid-stream: {exc}"))
@@ -379,7 +381,8 @@ def create_gateway_app(
                 data = None
             finally:
                 response.release()
-            ctx.breaker.failure(candidate.hotkey)
+            if response.status >= 500 or response.status == 429:  # a 4xx is the enclave refusing the request
+                ctx.breaker.failure(candidate.hotkey)
             await record(key, generation, sealed.model, candidate, {}, started, "error", f"HTTP {response.status}")
             if 400 <= response.status < 500 and isinstance(data, dict) and "error" in data:
                 return JSONResponse(data, status_code=response.status)  # the enclave's verdict on the request
