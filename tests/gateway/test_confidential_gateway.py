@@ -17,10 +17,10 @@ import redis.asyncio as aioredis
 from bittensor_wallet import Keypair
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from tests.conftest import serve_asgi
-from tests.miner.conftest import fake_upstream_app, neuron
+from tests.conftest import free_port, serve_asgi
+from tests.miner.conftest import fake_upstream_app, neuron, served_neuron
 
-from veilnet.chain.types import AxonInfo, Metagraph
+from veilnet.chain.types import Metagraph
 from veilnet.client import ConfidentialClient, create_proxy_app
 from veilnet.confidential import (
     AttestedSessions,
@@ -39,7 +39,7 @@ from veilnet.gateway.confidential import refresh_attestations
 from veilnet.gateway.directory import MinerDirectory
 from veilnet.miner import MetagraphHolder, MinerContext, create_miner_app
 from veilnet.models.upstream import OpenAIUpstreamEngine
-from veilnet.protocol.confidential import ModelMeasurement
+from veilnet.protocol.confidential import Keyset, ModelMeasurement
 from veilnet.settings import EpistulaSettings, MinerSettings
 from veilnet.store.keys import KeyStore
 from veilnet.store.organic import OrganicStream
@@ -137,10 +137,7 @@ async def subnet(tmp_path: Path, redis: aioredis.Redis, *, miner_hop: Callable[[
                 serve_asgi(miner_hop(app) if key is ENCLAVE_MINER else app, lifespan="off"))
         neurons = [validators[0]]
         for uid, key in ((1, ENCLAVE_MINER), (2, PLAIN_MINER)):
-            host, port = urls[key.ss58_address].removeprefix("http://").split(":")
-            base = neuron(uid, key, 0, False)
-            neurons.append(base.__class__(**{**{f: getattr(base, f) for f in base.__slots__},
-                                             "axon": AxonInfo(ip=host, port=int(port))}))
+            neurons.append(served_neuron(uid, key, urls[key.ss58_address]))
         http = await es.enter_async_context(aiohttp.ClientSession())
         directory = MinerDirectory(http, GATEWAY.ss58_address)
         await directory.refresh(Metagraph(1, 0, tuple(neurons)))
@@ -241,13 +238,10 @@ async def test_key_substitution_by_the_gateway_is_refused_by_the_client(
         if not path.endswith("/confidential/attestation"):
             return body
         evidence = json.loads(body)
-        keyset = evidence["keyset"]
-        rogue = Keypair.create_from_uri("//ConfMinerTee")  # even re-signed with the real hotkey
-        import base64
-
-        from veilnet.protocol.confidential import Keyset
-        ks = Keyset.model_validate({**keyset, "hpke_public_key": base64.b64encode(EnclaveKeyPair.generate().public_bytes).decode()})
-        evidence["keyset"] = json.loads(sign_keyset(ks, rogue).model_dump_json())
+        swapped = Keyset.model_validate(evidence["keyset"]).model_copy(
+            update={"hpke_public_key": EnclaveKeyPair.generate().public_bytes})
+        # even re-signed with the real hotkey, the swapped keys do not match the report_data
+        evidence["keyset"] = json.loads(sign_keyset(swapped, ENCLAVE_MINER).model_dump_json())
         return json.dumps(evidence).encode()
 
     async with subnet(tmp_path, redis_client, gateway_hop=lambda app: rewrite(app, response=swap_key)) as s:
@@ -292,3 +286,16 @@ async def test_dev_enclave_refused_when_the_client_does_not_allow_it(
             await s["sdk"].chat.completions.create(model="upstream-echo", messages=_hello())
         assert refused.value.status_code == 502
         assert "allow_simulated is off" in refused.value.body["message"]  # type: ignore[index]
+
+
+async def test_proxy_names_an_unreachable_gateway_instead_of_failing_with_500() -> None:
+    gone = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    async with ConfidentialClient(gone, "vn-x", EvidenceVerifier(policy(), TrustAnchors())) as client, \
+            serve_asgi(create_proxy_app(client), lifespan="off") as proxy:
+        sdk = openai.AsyncOpenAI(base_url=f"{proxy}/v1", api_key="vn-x", max_retries=0)
+        with pytest.raises(openai.APIStatusError) as failed:
+            await sdk.chat.completions.create(model="upstream-echo", messages=_hello())
+        await sdk.close()
+    assert failed.value.status_code == 502
+    assert failed.value.body["code"] == "upstream_error"  # type: ignore[index]
+    assert gone in failed.value.body["message"]  # type: ignore[index]

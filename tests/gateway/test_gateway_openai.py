@@ -14,9 +14,9 @@ import pytest
 import redis.asyncio as aioredis
 from bittensor_wallet import Keypair
 from tests.conftest import serve_asgi
-from tests.miner.conftest import fake_upstream_app, neuron
+from tests.miner.conftest import fake_upstream_app, neuron, served_neuron
 
-from veilnet.chain.types import AxonInfo, Metagraph
+from veilnet.chain.types import Metagraph
 from veilnet.gateway import GatewayContext, create_gateway_app
 from veilnet.gateway.directory import MinerDirectory
 from veilnet.miner import MetagraphHolder, MinerContext, create_miner_app
@@ -53,10 +53,7 @@ async def stack(tmp_path: Path, redis: aioredis.Redis, *, capacity_a: int = 1000
             urls[key.ss58_address] = await es.enter_async_context(serve_asgi(create_miner_app(ctx), lifespan="off"))
         neurons = [validators[0]]
         for uid, key in ((1, MINER_A), (2, MINER_B)):
-            host, port = urls[key.ss58_address].removeprefix("http://").split(":")
-            base = neuron(uid, key, 0, False)
-            neurons.append(base.__class__(**{**{f: getattr(base, f) for f in base.__slots__},
-                                             "axon": AxonInfo(ip=host, port=int(port))}))
+            neurons.append(served_neuron(uid, key, urls[key.ss58_address]))
         http = await es.enter_async_context(aiohttp.ClientSession())
         directory = MinerDirectory(http, GATEWAY.ss58_address)
         await directory.refresh(Metagraph(1, 0, tuple(neurons)))

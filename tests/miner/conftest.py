@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from tests.conftest import serve_asgi
-from veilnet.chain.types import Metagraph, NeuronInfo
+from veilnet.chain.types import AxonInfo, Metagraph, NeuronInfo
 from veilnet.miner import MetagraphHolder, MinerContext, create_miner_app
 from veilnet.models.engine import ModelEngine
 from veilnet.models.upstream import OpenAIUpstreamEngine
@@ -36,6 +37,12 @@ def neuron(uid: int, key: Keypair, stake: int, permit: bool) -> NeuronInfo:
         validator_permit=permit, incentive=0, dividends=0, emission=0, consensus=0, validator_trust=0,
         last_update=0, block_at_registration=0, active=True,
     )
+
+
+def served_neuron(uid: int, key: Keypair, url: str) -> NeuronInfo:
+    """A miner neuron whose axon is the loopback server at ``url`` (``http://127.0.0.1:PORT``)."""
+    host, port = url.removeprefix("http://").split(":")
+    return dataclasses.replace(neuron(uid, key, 0, False), axon=AxonInfo(ip=host, port=int(port)))
 
 
 METAGRAPH = Metagraph(

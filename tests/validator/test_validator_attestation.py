@@ -12,9 +12,9 @@ from bittensor_wallet import Keypair
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tests.conftest import serve_asgi
 from tests.gateway.test_confidential_gateway import policy
-from tests.miner.conftest import neuron
+from tests.miner.conftest import neuron, served_neuron
 
-from veilnet.chain.types import AxonInfo, Metagraph, NeuronInfo
+from veilnet.chain.types import Metagraph, NeuronInfo
 from veilnet.confidential import (
     AttestedSessions,
     DevEnclaveProvider,
@@ -52,10 +52,7 @@ async def miners(redis: aioredis.Redis, dev_key: Ed25519PrivateKey) -> AsyncIter
                                metagraph=MetagraphHolder(Metagraph(1, 0, validators)), settings=MinerSettings(),
                                epistula=EpistulaSettings(), enclave=enclave)
             url = await es.enter_async_context(serve_asgi(create_miner_app(ctx), lifespan="off"))
-            host, port = url.removeprefix("http://").split(":")
-            base = neuron(uid, key, 0, False)
-            out[key.ss58_address] = base.__class__(**{**{f: getattr(base, f) for f in base.__slots__},
-                                                      "axon": AxonInfo(ip=host, port=int(port))})
+            out[key.ss58_address] = served_neuron(uid, key, url)
         yield out
 
 

@@ -12,8 +12,9 @@ Anything that does not verify is refused: there is no plaintext fallback.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 from typing import Any, Literal
 
@@ -59,6 +60,15 @@ def error_from_response(status: int, body: bytes) -> VeilnetError:
     by_status: dict[int, type[VeilnetError]] = {400: InvalidRequest, 401: AuthenticationError, 402: PaymentRequired,
                                                  403: PermissionDenied, 404: NotFound}
     return by_status.get(status, UpstreamError)(message, code=code)
+
+
+@contextlib.contextmanager
+def _gateway_errors(base_url: str) -> Iterator[None]:
+    """aiohttp failures talking to the gateway, as veilnet's UpstreamError (the cause kept)."""
+    try:
+        yield
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise UpstreamError(f"gateway {base_url} failed: {exc or type(exc).__name__}") from exc
 
 
 class _Create:
@@ -111,20 +121,25 @@ class ConfidentialClient:
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     async def get_json(self, path: str, api_key: str | None, **params: str) -> Any:
-        async with self.http.get(f"{self.base_url}{path}", params=params, headers=self._headers(api_key),
-                                 timeout=self._timeout) as response:
-            body = await response.read()
-            if response.status != 200:
-                raise error_from_response(response.status, body)
+        with _gateway_errors(self.base_url):
+            async with self.http.get(f"{self.base_url}{path}", params=params, headers=self._headers(api_key),
+                                     timeout=self._timeout) as response:
+                body = await response.read()
+        if response.status != 200:
+            raise error_from_response(response.status, body)
+        try:
             return json.loads(body)
+        except ValueError as exc:
+            raise UpstreamError(f"gateway answered {path} with something that is not JSON") from exc
 
     async def _evidence(self, hotkey: str, nonce: bytes, api_key: str | None) -> Evidence:
-        async with self.http.post(f"{self.base_url}/confidential/attestation",
-                                  json={"miner": hotkey, "nonce": nonce.hex()}, headers=self._headers(api_key),
-                                  timeout=self._timeout) as response:
-            body = await response.read()
-            if response.status != 200:
-                raise error_from_response(response.status, body)
+        with _gateway_errors(self.base_url):
+            async with self.http.post(f"{self.base_url}/confidential/attestation",
+                                      json={"miner": hotkey, "nonce": nonce.hex()}, headers=self._headers(api_key),
+                                      timeout=self._timeout) as response:
+                body = await response.read()
+        if response.status != 200:
+            raise error_from_response(response.status, body)
         try:
             return Evidence.model_validate_json(body)
         except ValueError as exc:
@@ -176,16 +191,18 @@ class ConfidentialClient:
         exchange = SealedExchange(miner, request, endpoint)
         body = ConfidentialRelayRequest(miner=miner.hotkey, sealed=exchange.sealed).model_dump_json().encode()
         headers = {**self._headers(api_key), "Content-Type": "application/json", ENCRYPTION_HEADER: ENCRYPTION_SCHEME}
-        response = await self.http.post(f"{self.base_url}{_PATHS[endpoint]}", data=body, headers=headers,
-                                        timeout=self._timeout)
-        if response.status != 200:
-            error_body = await response.read()
-            response.release()
-            error = error_from_response(response.status, error_body)
-            if error.code in ("privacy_restricted", "stale_keyset", "attestation_failed"):
-                self._chosen.pop(model, None)  # the gateway no longer routes to that enclave: choose again
-                self.sessions.forget(miner.hotkey)
-            raise error
+        with _gateway_errors(self.base_url):
+            response = await self.http.post(f"{self.base_url}{_PATHS[endpoint]}", data=body, headers=headers,
+                                            timeout=self._timeout)
+            if response.status != 200:
+                try:
+                    error = error_from_response(response.status, await response.read())
+                finally:
+                    response.release()
+                if error.code in ("privacy_restricted", "stale_keyset", "attestation_failed"):
+                    self._chosen.pop(model, None)  # the gateway no longer routes to that enclave: choose again
+                    self.sessions.forget(miner.hotkey)
+                raise error
         try:
             exchange.check_encrypted(response.headers)
         except VeilnetError:
@@ -193,25 +210,25 @@ class ConfidentialClient:
             raise
         if not exchange.stream:
             try:
-                data = exchange.open_response(await response.read())
+                with _gateway_errors(self.base_url):
+                    data = exchange.open_response(await response.read())
             finally:
                 response.release()
             data["veilnet"] = _provenance(miner, exchange)
             return data
-        return self._stream(response, exchange, miner)
+        return self._stream(response, exchange)
 
-    @staticmethod
-    async def _stream(response: aiohttp.ClientResponse, exchange: SealedExchange,
-                      miner: AttestedMiner) -> AsyncIterator[bytes]:
+    async def _stream(self, response: aiohttp.ClientResponse, exchange: SealedExchange) -> AsyncIterator[bytes]:
         try:
-            async for line in response.content:
-                if line.startswith(b"data: [DONE]"):
-                    exchange.finish()  # final frame and receipt both arrived and verified
-                    yield b"data: [DONE]\n\n"
-                    return
-                plain = exchange.open_line(line)
-                if plain is not None:
-                    yield b"data: " + plain + b"\n\n"
+            with _gateway_errors(self.base_url):
+                async for line in response.content:
+                    if line.startswith(b"data: [DONE]"):
+                        exchange.finish()  # final frame and receipt both arrived and verified
+                        yield b"data: [DONE]\n\n"
+                        return
+                    plain = exchange.open_line(line)
+                    if plain is not None:
+                        yield b"data: " + plain + b"\n\n"
             exchange.finish()  # the stream ended without [DONE]: truncated unless the final frame came
         finally:
             response.release()

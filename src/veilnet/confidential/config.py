@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bittensor_wallet import Keypair
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from veilnet.confidential.enclave import (
@@ -31,8 +32,8 @@ from veilnet.settings import ConfidentialSettings
 __all__ = ["dev_key_path", "enclave_from_settings", "trust_anchors_from_settings", "verifier_from_settings"]
 
 
-def _certificates(paths: list[Path]) -> tuple[object, ...]:
-    out = []
+def _certificates(paths: list[Path]) -> tuple[x509.Certificate, ...]:
+    out: list[x509.Certificate] = []
     for path in paths:
         try:
             out.extend(load_certificates(path.read_bytes()))
@@ -48,8 +49,8 @@ def trust_anchors_from_settings(settings: ConfidentialSettings) -> TrustAnchors:
         raise ConfigError(f"confidential.dev_enclave_public_keys: not a hex Ed25519 public key ({exc})") from exc
     return TrustAnchors(
         dev_enclave_keys=dev_keys,
-        amd_roots=_certificates(settings.amd_root_certs),  # type: ignore[arg-type]
-        nvidia_roots=_certificates(settings.nvidia_root_certs),  # type: ignore[arg-type]
+        amd_roots=_certificates(settings.amd_root_certs),
+        nvidia_roots=_certificates(settings.nvidia_root_certs),
         tdx_collateral=TdxCollateralSource(settings.tdx_collateral_dir, settings.pccs_url),
     )
 

@@ -26,6 +26,7 @@ from veilnet.protocol.confidential import (
     SealedResponse,
     UsageReceipt,
 )
+from veilnet.protocol.headers import ENCRYPTION_HEADER
 
 __all__ = ["ReceiptWitness", "SealedExchange", "parse_stream_line"]
 
@@ -94,7 +95,7 @@ class SealedExchange:
     @staticmethod
     def check_encrypted(headers: Any) -> None:
         """A 2xx answer to a sealed request must say it is sealed; anything else is a plaintext downgrade."""
-        if headers.get("X-Veilnet-Encryption") != ENCRYPTION_SCHEME:
+        if headers.get(ENCRYPTION_HEADER) != ENCRYPTION_SCHEME:
             raise ResponseTampered("the answer to a sealed request is not encrypted (plaintext downgrade refused)",
                                    code="plaintext_downgrade")
 

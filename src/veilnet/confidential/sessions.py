@@ -39,7 +39,8 @@ class AttestedSessions:
         return miner
 
     def fresh(self) -> list[AttestedMiner]:
-        return [m for hotkey in list(self._miners) if (m := self.get(hotkey)) is not None]  # type: ignore[misc]
+        fresh = [self.get(hotkey) for hotkey in list(self._miners)]
+        return [miner for miner in fresh if miner is not None]
 
     def forget(self, hotkey: str) -> None:
         self._miners.pop(hotkey, None)

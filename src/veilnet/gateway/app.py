@@ -295,10 +295,8 @@ def create_gateway_app(
                     continue  # the miner's signature comment is for validators, not apps
                 if exchange is not None:  # a stream the gateway sealed: open each frame, strictly in order
                     if line.startswith(b"data: [DONE]"):
-                        receipt = exchange.finish()  # billing follows the enclave's signed receipt
-                        usage = {"prompt_tokens": receipt.prompt_tokens, "completion_tokens": receipt.completion_tokens,
-                                 "cost": cost_usd({"prompt_tokens": receipt.prompt_tokens,
-                                                   "completion_tokens": receipt.completion_tokens}, candidate)}
+                        # billing follows the enclave's signed receipt
+                        usage = receipt_usage(exchange.finish(), candidate)
                         yield b"data: [DONE]\n\n"
                         continue
                     plain = exchange.open_line(line)
@@ -357,7 +355,7 @@ def create_gateway_app(
                                     "at this gateway")
         if attested.claims.keyset_digest != sealed.keyset_digest:
             raise StaleKeyset("the request is sealed to a keyset the miner no longer attests; fetch its "
-                              "attestation again", code="stale_keyset")
+                              "attestation again")
         candidate = next((c for c in ctx.directory.candidates(sealed.model, {}) if c.hotkey == relayed.miner), None)
         if candidate is None:
             raise PrivacyRestricted(f"miner {relayed.miner} does not serve {sealed.model!r}")

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 
 from veilnet.confidential.challenge import ATTESTATION_PATH
+from veilnet.confidential.enclave import Enclave
 from veilnet.edge import error_body, install_error_handlers, parse_body
 from veilnet.errors import InvalidRequest, NotFound, PayloadTooLarge, UpstreamError, VeilnetError
 from veilnet.miner.sealed import serve_sealed
@@ -63,15 +64,16 @@ def create_miner_app(ctx: MinerContext) -> FastAPI:
         await admit(ctx, claims.signed_by, synthetic=traffic == "synthetic")
         return parsed, claims.uuid, claims.signed_by
 
-    def sealed_requested(request: Request) -> bool:
+    def enclave_for(request: Request) -> Enclave | None:
+        """The enclave when ``request`` is sealed, None when it is plain."""
         scheme = request.headers.get(ENCRYPTION_HEADER)
         if scheme is None:
-            return False
+            return None
         if scheme != ENCRYPTION_SCHEME:
             raise InvalidRequest(f"{ENCRYPTION_HEADER} must be {ENCRYPTION_SCHEME}", param=ENCRYPTION_HEADER)
         if ctx.enclave is None:
             raise NotFound("this miner serves no sealed requests (no enclave)", code="confidential_unavailable")
-        return True
+        return ctx.enclave
 
     def signed_json(data: dict[str, Any], request_uuid: str, caller: str) -> Response:
         body = json.dumps(data, separators=(",", ":")).encode()
@@ -129,12 +131,12 @@ def create_miner_app(ctx: MinerContext) -> FastAPI:
         stream: Callable[[dict[str, Any]], AsyncIterator[dict[str, Any]]],
         raw_path: str,
     ) -> Response:
-        if sealed_requested(request):
+        enclave = enclave_for(request)
+        if enclave is not None:
             sealed, request_uuid, caller = await prepare(request, SealedRequest)
             if sealed.endpoint != raw_path.strip("/").replace("/", "."):
                 raise InvalidRequest(f"sealed request is for {sealed.endpoint}, sent to {raw_path}", param="endpoint")
-            assert ctx.enclave is not None
-            return await serve_sealed(ctx, ctx.enclave, sealed, schema, once, stream, request_uuid, caller)
+            return await serve_sealed(ctx, enclave, sealed, schema, once, stream, request_uuid, caller)
         parsed, request_uuid, caller = await prepare(request, schema)
         payload = parsed.model_dump(exclude_none=True)
         engine = ctx.engine

@@ -206,6 +206,8 @@ async def attest_miner(ctx: ValidatorContext, neuron: NeuronInfo) -> Observation
     None when the miner offers no confidential serving. A verified attestation is reused until it expires."""
     if ctx.attestations is None or neuron.axon is None:
         return None
+    if ctx.attestations.get(neuron.hotkey) is not None:  # still fresh: no request to the miner this round
+        return Observation(miner=neuron.hotkey, model="", task="attestation", outcome="ok", attested=True)
     url = neuron.axon.url
     try:
         async with ctx.http.get(f"{url}/capacity", timeout=aiohttp.ClientTimeout(total=10)) as response:
