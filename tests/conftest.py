@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import redis.asyncio as aioredis
@@ -19,6 +22,8 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from veilnet.store.redis import redis_from_url
+
+T = TypeVar("T")
 
 
 @pytest.fixture(autouse=True)
@@ -143,3 +148,31 @@ async def serve_asgi(app: ASGIApp, *, lifespan: str = "auto") -> AsyncIterator[s
     finally:
         server.should_exit = True
         await task
+
+
+@contextlib.contextmanager
+def in_thread(factory: Callable[[], contextlib.AbstractAsyncContextManager[T]]) -> Iterator[T]:
+    """Enter ``factory()`` on an event loop in a thread of its own and yield its value to a synchronous caller
+    (schemathesis's tests are synchronous); the context is exited, on that loop, when the caller is done."""
+    ready: concurrent.futures.Future[T] = concurrent.futures.Future()
+    done = threading.Event()
+
+    async def hold() -> None:
+        try:
+            async with factory() as value:
+                ready.set_result(value)
+                while not done.is_set():
+                    await asyncio.sleep(0.05)
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+            else:
+                raise
+
+    thread = threading.Thread(target=asyncio.run, args=(hold(),), name="in-thread-loop", daemon=True)
+    thread.start()
+    try:
+        yield ready.result(timeout=60)
+    finally:
+        done.set()
+        thread.join(timeout=30)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
+from pydantic.json_schema import models_json_schema
 
 from veilnet.confidential.errors import (
     AttestationFailed,
@@ -33,7 +36,7 @@ from veilnet.errors import (
     VeilnetError,
 )
 
-__all__ = ["error_body", "install_error_handlers", "parse_body", "status_for"]
+__all__ = ["document_json_bodies", "error_body", "install_error_handlers", "parse_body", "status_for"]
 
 log = logging.getLogger(__name__)
 
@@ -120,3 +123,31 @@ def parse_body(schema: type[BaseModel], body: bytes) -> Any:
         first = exc.errors()[0]
         param = ".".join(str(p) for p in first["loc"])
         raise InvalidRequest(f"{param or 'body'}: {first['msg']}", param=param or None) from exc
+
+
+def document_json_bodies(app: FastAPI, bodies: Mapping[str, type[BaseModel]], *, bearer: frozenset[str]) -> None:
+    """Declare each ``POST`` route's JSON body (``bodies``: path -> schema) and the bearer-key security of the
+    paths in ``bearer`` in the app's OpenAPI document. The routes read the raw body themselves (to check its
+    size and the caller's key before parsing), so FastAPI cannot infer these."""
+
+    def build() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        _, defs = models_json_schema([(model, "validation") for model in bodies.values()],
+                                     ref_template="#/components/schemas/{model}")
+        components = document.setdefault("components", {})
+        components.setdefault("schemas", {}).update(defs.get("$defs", {}))
+        components["securitySchemes"] = {"apiKey": {"type": "http", "scheme": "bearer"}}
+        for path, model in bodies.items():
+            document["paths"][path]["post"]["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+            }
+        for path in bearer:
+            for operation in document["paths"][path].values():
+                operation["security"] = [{"apiKey": []}]
+        app.openapi_schema = document
+        return document
+
+    app.openapi = build  # type: ignore[method-assign]

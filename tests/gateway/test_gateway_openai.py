@@ -2,78 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import random
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import openai
 import pytest
 import redis.asyncio as aioredis
-from bittensor_wallet import Keypair
-from tests.conftest import serve_asgi
-from tests.miner.conftest import fake_upstream_app, neuron, served_neuron
-
-from veilnet.chain.types import Metagraph
-from veilnet.gateway import GatewayContext, create_gateway_app
-from veilnet.gateway.directory import MinerDirectory
-from veilnet.miner import MetagraphHolder, MinerContext, create_miner_app
-from veilnet.models.upstream import OpenAIUpstreamEngine
-from veilnet.settings import EpistulaSettings, MinerSettings
-from veilnet.store.keys import KeyStore
-from veilnet.store.organic import OrganicStream
-from veilnet.store.ratelimit import KeyRateLimiter
-from veilnet.store.sql import open_database
-
-GATEWAY = Keypair.create_from_uri("//GatewayValidator")
-MINER_A, MINER_B = Keypair.create_from_uri("//GwMinerA"), Keypair.create_from_uri("//GwMinerB")
-
-
-@contextlib.asynccontextmanager
-async def stack(tmp_path: Path, redis: aioredis.Redis, *, capacity_a: int = 1000, rpm: int = 0,
-                keepalive_seconds: float = 2.0) -> AsyncIterator[dict[str, Any]]:
-    async with contextlib.AsyncExitStack() as es:
-        upstream = await es.enter_async_context(serve_asgi(fake_upstream_app()))
-        engine = await es.enter_async_context(OpenAIUpstreamEngine(
-            f"{upstream}/v1", ["upstream-echo", "upstream-dying", "upstream-slow"],
-            embedding_models=["upstream-echo"]))
-        validators = (neuron(0, GATEWAY, 1000, True),)
-        urls = {}
-        for key, capacity in ((MINER_A, capacity_a), (MINER_B, 1000)):
-            # miner A relays to an upstream that may log and ignores logit_bias; miner B keeps nothing
-            declared = ({"data_collection": "allow", "supported_parameters": ["max_tokens", "temperature"]}
-                        if key is MINER_A else {})
-            ctx = MinerContext(keypair=key, engine=engine, redis=redis,
-                               metagraph=MetagraphHolder(Metagraph(1, 0, validators)),
-                               settings=MinerSettings(capacity_per_window=capacity, price_input_per_million=1.0,
-                                                      price_output_per_million=2.0, **declared),
-                               epistula=EpistulaSettings())
-            urls[key.ss58_address] = await es.enter_async_context(serve_asgi(create_miner_app(ctx), lifespan="off"))
-        neurons = [validators[0]]
-        for uid, key in ((1, MINER_A), (2, MINER_B)):
-            neurons.append(served_neuron(uid, key, urls[key.ss58_address]))
-        http = await es.enter_async_context(aiohttp.ClientSession())
-        directory = MinerDirectory(http, GATEWAY.ss58_address)
-        await directory.refresh(Metagraph(1, 0, tuple(neurons)))
-        engine_sql = await es.enter_async_context(open_database(f"sqlite+aiosqlite:///{tmp_path / 'gw.sqlite3'}"))
-        keys = KeyStore(engine_sql)
-        secret, key = await keys.create("tests", credit_usd=10.0)
-
-        async def scores() -> dict[str, float]:
-            return {MINER_A.ss58_address: 0.9, MINER_B.ss58_address: 0.1}
-
-        ctx = GatewayContext(keypair=GATEWAY, keys=keys, directory=directory, http=http, scores=scores,
-                             rng=random.Random(0),
-                             ratelimit=KeyRateLimiter(redis, requests_per_minute=rpm, tokens_per_minute=0),
-                             organic=OrganicStream(redis, 1, sample_rate=1.0))
-        url = await es.enter_async_context(
-            serve_asgi(create_gateway_app(ctx, keepalive_seconds=keepalive_seconds), lifespan="off"))
-        client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=secret, max_retries=0)
-        yield {"client": client, "keys": keys, "key": key, "ctx": ctx, "url": url, "secret": secret,
-               "organic": ctx.organic}
-        await client.close()
+from tests.gateway.conftest import MINER_A, MINER_B, stack
 
 
 async def test_chat_stream_and_usage_cost(tmp_path: Path, redis_client: aioredis.Redis) -> None:
@@ -201,6 +136,11 @@ async def test_bad_provider_preferences_are_400s_naming_the_field(tmp_path: Path
         assert pinned.choices[0].message.content == "hello there"
         rows = await s["keys"].usage_rows(s["key"].id)
         assert rows[-1].miner == MINER_B.ss58_address
+        for provider in ({"only": ["5NoSuchMiner"]}, {"max_price": {"completion": 0.5}}):  # both price 2.0
+            with pytest.raises(openai.NotFoundError) as none_match:
+                await client.chat.completions.create(model="upstream-echo", extra_body={"provider": provider},
+                                                     messages=[{"role": "user", "content": "hi"}])
+            assert none_match.value.body["code"] == "no_endpoints"  # type: ignore[index]
 
 
 async def test_require_parameters_and_data_collection(tmp_path: Path, redis_client: aioredis.Redis) -> None:

@@ -92,6 +92,23 @@ def fake_upstream_app() -> FastAPI:
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Any:
+        body = await request.json()
+        answer = completion(body["model"], "hello there")
+        answer.update(object="text_completion", choices=[{"index": 0, "text": "hello there", "finish_reason": "stop"}])
+        if not body.get("stream"):
+            return JSONResponse(answer)
+
+        async def events() -> AsyncIterator[bytes]:
+            for word in ["hel", "lo", " there"]:
+                chunk = {"id": "c", "object": "text_completion", "created": 1, "model": body["model"],
+                         "choices": [{"index": 0, "text": word, "finish_reason": None}]}
+                yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Any:
         body = await request.json()

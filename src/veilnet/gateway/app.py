@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from veilnet.confidential.errors import PrivacyRestricted, ReceiptInvalid, ResponseTampered, StaleKeyset
 from veilnet.confidential.exchange import ReceiptWitness, SealedExchange
 from veilnet.dashboard import DashboardSnapshot, dashboard_router
-from veilnet.edge import error_body, install_error_handlers, parse_body
+from veilnet.edge import document_json_bodies, error_body, install_error_handlers, parse_body
 from veilnet.errors import (
     ConfidentialError,
     InvalidRequest,
@@ -502,4 +502,10 @@ def create_gateway_app(
     async def health() -> dict[str, Any]:
         return {"status": "ok", "miners": len({o.hotkey for o in ctx.directory.offers}),
                 "breakers": ctx.breaker.states()}
+
+    document_json_bodies(app, {
+        "/v1/chat/completions": GatewayChatRequest, "/v1/completions": GatewayCompletionRequest,
+        "/v1/embeddings": GatewayEmbeddingRequest, "/v1/confidential/attestation": AttestationRelayRequest,
+    }, bearer=frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/api/v1/key",
+                         "/v1/confidential/miners", "/v1/confidential/attestation"}))
     return app

@@ -99,6 +99,9 @@ async def route(
         if not candidates:
             raise NotFound(f"no miner serving {model!r} declares that it keeps no data "
                            "(provider.data_collection=deny)", code="no_endpoints")
+    if not candidates:
+        raise NotFound(f"no miner serving {model!r} matches the request's provider preferences (only, ignore, "
+                       "max_price)", code="no_endpoints")
     attested: set[str] = set()
     if prefs.confidential != "off":
         attested = {c.hotkey for c in candidates if attested_for(ctx, c.hotkey, model, prefs.attestation)}
