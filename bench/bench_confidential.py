@@ -150,7 +150,7 @@ async def main(requests: int, concurrency: int) -> None:
         directory = MinerDirectory(http, gateway_key.ss58_address)
         await directory.refresh(Metagraph(1, 0, (*validators, neuron(1, miner_key, False, AxonInfo(ip=host, port=int(port))))))
         sql = await es.enter_async_context(open_database(f"sqlite+aiosqlite:///{tempfile.mkdtemp()}/gw.sqlite3"))
-        keys = KeyStore(sql)
+        keys = await es.enter_async_context(KeyStore(sql))
         secret, _ = await keys.create("bench", credit_usd=1e9)
 
         async def scores() -> dict[str, float]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from veilnet.errors import AuthenticationError, InvalidRequest, NotFound
@@ -17,7 +19,7 @@ async def test_keys_are_hashed_charged_and_revocable(sql_url: str) -> None:
         assert (await store.authenticate(secret)).id == key.id
         with pytest.raises(AuthenticationError):
             await store.authenticate(secret + "x")
-        await store.record(UsageRow("gen-1", key.id, "m", "miner", 10, 20, 0.25, 12.0, "ok"))
+        store.record(UsageRow("gen-1", key.id, "m", "miner", 10, 20, 0.25, 12.0, "ok"))
         assert (await store.authenticate(secret)).remaining_usd == pytest.approx(0.75)
         await store.topup(key.id, 2.0)
         assert (await store.authenticate(secret)).remaining_usd == pytest.approx(2.75)
@@ -33,3 +35,21 @@ async def test_keys_are_hashed_charged_and_revocable(sql_url: str) -> None:
     # the schema survives a reopen (migrations are idempotent)
     async with open_database(sql_url) as engine:
         assert len(await KeyStore(engine).all_keys()) == 1
+
+
+async def test_ledger_rows_are_written_in_batches_and_charged_at_once(sql_url: str) -> None:
+    async with open_database(sql_url) as engine:
+        other = KeyStore(engine)  # another process's view: the database only
+        async with KeyStore(engine, flush_seconds=0.05) as store:
+            secret, key = await store.create("app", credit_usd=1.0)
+            for n in range(3):
+                store.record(UsageRow(f"gen-{n}", key.id, "m", "miner", 1, 2, 0.25, 5.0, "ok"))
+            assert (await store.authenticate(secret)).remaining_usd == pytest.approx(0.25)  # before any write
+            await asyncio.sleep(0.3)  # the background writer's batch
+            assert [r.generation_id for r in await other.usage_rows(key.id)] == ["gen-0", "gen-1", "gen-2"]
+            assert (await other.authenticate(secret)).remaining_usd == pytest.approx(0.25)
+            assert (await store.authenticate(secret)).remaining_usd == pytest.approx(0.25)  # not charged twice
+            store.record(UsageRow("gen-last", key.id, "m", "miner", 1, 2, 0.25, 5.0, "ok"))
+        # leaving the store wrote the last row
+        assert [r.generation_id for r in await other.usage_rows(key.id)][-1] == "gen-last"
+        assert (await KeyStore(engine).authenticate(secret)).remaining_usd == pytest.approx(0.0)

@@ -31,7 +31,7 @@ MINER_A, MINER_B = Keypair.create_from_uri("//GwMinerA"), Keypair.create_from_ur
 
 
 @contextlib.asynccontextmanager
-async def stack(tmp_path: Path, redis: aioredis.Redis, *, capacity_a: int = 1000, rpm: int = 0,
+async def stack(tmp_path: Path, redis: aioredis.Redis, *, capacity_a: int = 1000, rpm: int = 0, tpm: int = 0,
                 keepalive_seconds: float = 2.0) -> AsyncIterator[dict[str, Any]]:
     async with contextlib.AsyncExitStack() as es:
         upstream = await es.enter_async_context(serve_asgi(fake_upstream_app()))
@@ -57,7 +57,7 @@ async def stack(tmp_path: Path, redis: aioredis.Redis, *, capacity_a: int = 1000
         directory = MinerDirectory(http, GATEWAY.ss58_address)
         await directory.refresh(Metagraph(1, 0, tuple(neurons)))
         engine_sql = await es.enter_async_context(open_database(f"sqlite+aiosqlite:///{tmp_path / 'gw.sqlite3'}"))
-        keys = KeyStore(engine_sql)
+        keys = await es.enter_async_context(KeyStore(engine_sql))
         secret, key = await keys.create("tests", credit_usd=10.0)
 
         async def scores() -> dict[str, float]:
@@ -65,7 +65,8 @@ async def stack(tmp_path: Path, redis: aioredis.Redis, *, capacity_a: int = 1000
 
         ctx = GatewayContext(keypair=GATEWAY, keys=keys, directory=directory, http=http, scores=scores,
                              rng=random.Random(0),
-                             ratelimit=KeyRateLimiter(redis, requests_per_minute=rpm, tokens_per_minute=0),
+                             ratelimit=await es.enter_async_context(
+                                 KeyRateLimiter(redis, requests_per_minute=rpm, tokens_per_minute=tpm)),
                              organic=OrganicStream(redis, 1, sample_rate=1.0))
         url = await es.enter_async_context(
             serve_asgi(create_gateway_app(ctx, keepalive_seconds=keepalive_seconds), lifespan="off"))

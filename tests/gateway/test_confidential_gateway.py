@@ -37,6 +37,7 @@ from veilnet.confidential.keyset import sign_keyset
 from veilnet.gateway import GatewayContext, create_gateway_app
 from veilnet.gateway.confidential import refresh_attestations
 from veilnet.gateway.directory import MinerDirectory
+from veilnet.gateway.service import drain_background
 from veilnet.miner import MetagraphHolder, MinerContext, create_miner_app
 from veilnet.models.upstream import OpenAIUpstreamEngine
 from veilnet.protocol.confidential import Keyset, ModelMeasurement
@@ -142,7 +143,7 @@ async def subnet(tmp_path: Path, redis: aioredis.Redis, *, miner_hop: Callable[[
         directory = MinerDirectory(http, GATEWAY.ss58_address)
         await directory.refresh(Metagraph(1, 0, tuple(neurons)))
         sql = await es.enter_async_context(open_database(f"sqlite+aiosqlite:///{tmp_path / 'gw.sqlite3'}"))
-        keys = KeyStore(sql)
+        keys = await es.enter_async_context(KeyStore(sql))
         secret, api_key = await keys.create("tests", credit_usd=10.0)
 
         async def scores() -> dict[str, float]:
@@ -195,6 +196,7 @@ async def test_openai_sdk_through_the_proxy_end_to_end(tmp_path: Path, redis_cli
         # the gateway carried ciphertext only, never sampled it for validators, and billed from receipts
         posts = [b for b in seen if b]
         assert posts and not any(SECRET.encode() in b or b"hunter2" in b for b in posts)
+        await drain_background(s["ctx"])
         assert await s["organic"].read() == []
         rows = await s["keys"].usage_rows(s["key"].id)
         assert [r.status for r in rows] == ["ok", "ok"]
@@ -219,6 +221,7 @@ async def test_provider_confidential_required_routes_to_attested_miners_only(
         assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == "hello there"
         rows = await s["keys"].usage_rows(s["key"].id)
         assert {r.miner for r in rows} == {ENCLAVE_MINER.ss58_address} and len(rows) == 5
+        await drain_background(s["ctx"])
         assert await s["organic"].read() == []
         with pytest.raises(openai.NotFoundError) as restricted:
             await direct.chat.completions.create(

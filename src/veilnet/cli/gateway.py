@@ -21,7 +21,7 @@ def run(
     port: Annotated[int | None, typer.Option("--port")] = None,
 ) -> None:
     """Serve /v1/chat/completions, /v1/completions, /v1/models, /api/v1/key and /health."""
-    import asyncio
+    import uvloop
 
     from veilnet.gateway.run import run_gateway
     from veilnet.logs import configure_logging
@@ -33,6 +33,6 @@ def run(
         settings.gateway.port = port
     configure_logging(settings.log)
     try:
-        asyncio.run(run_gateway(settings))
+        uvloop.run(run_gateway(settings))
     except KeyboardInterrupt:
         pass

@@ -25,7 +25,7 @@ def run(
     register: Annotated[bool, typer.Option("--register", help="Burn-register the hotkey if needed.")] = False,
 ) -> None:
     """Register if asked, serve the axon on chain and answer validators' signed requests."""
-    import asyncio
+    import uvloop
 
     from veilnet.logs import configure_logging
     from veilnet.miner.run import run_miner
@@ -45,6 +45,6 @@ def run(
         ask_coldkey_password(settings)
     configure_logging(settings.log)
     try:
-        asyncio.run(run_miner(settings))
+        uvloop.run(run_miner(settings))
     except KeyboardInterrupt:
         pass

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from veilnet.client.confidential import ConfidentialClient
@@ -22,6 +22,7 @@ from veilnet.edge import error_body, install_error_handlers, parse_body
 from veilnet.errors import VeilnetError
 from veilnet.protocol.headers import SIMULATED_HEADER
 from veilnet.protocol.openai import ChatCompletionRequest, CompletionRequest
+from veilnet.streaming import EventStreamResponse
 
 __all__ = ["create_proxy_app"]
 
@@ -59,7 +60,7 @@ def create_proxy_app(client: ConfidentialClient) -> FastAPI:
                 yield b"data: " + json.dumps(error_body(exc)).encode() + b"\n\n"
                 yield b"data: [DONE]\n\n"
 
-        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return EventStreamResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:

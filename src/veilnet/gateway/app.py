@@ -15,7 +15,7 @@ from typing import Any, Literal
 import aiohttp
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
@@ -37,6 +37,7 @@ from veilnet.gateway.service import (
     GatewayContext,
     authenticate_key,
     cost_usd,
+    in_background,
     open_miner_request,
     requested_parameters,
     route,
@@ -51,6 +52,7 @@ from veilnet.protocol.confidential import (
 from veilnet.protocol.headers import ENCRYPTION_HEADER, SIMULATED_HEADER
 from veilnet.protocol.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RoutingFields
 from veilnet.store.keys import ApiKey, UsageRow
+from veilnet.streaming import EventStreamResponse, line_blocks, lines_of, rewrite_lines
 
 __all__ = ["create_gateway_app"]
 
@@ -119,13 +121,13 @@ def create_gateway_app(
             cost_usd=float(usage.get("cost") or 0.0), latency_ms=(time.perf_counter() - started) * 1000,
             status=status, error=error,
         )
-        # shielded: a client that disconnects must not lose the ledger row
-        await asyncio.shield(ctx.keys.record(row))
+        ctx.keys.record(row)  # queued at once, so a client that disconnects cannot lose it
         if ctx.ratelimit is not None:
-            await ctx.ratelimit.add_tokens(key.id, row.prompt_tokens + row.completion_tokens)
-        if ctx.organic is not None and candidate is not None and request is not None:
-            await ctx.organic.maybe_add(miner=candidate.hotkey, model=model, request=request, response=response,
-                                        latency_ms=row.latency_ms, status=status)
+            ctx.ratelimit.add_tokens(key.id, row.prompt_tokens + row.completion_tokens)
+        if ctx.organic is not None and candidate is not None and request is not None:  # the response won't wait
+            in_background(ctx, ctx.organic.maybe_add(miner=candidate.hotkey, model=model, request=request,
+                                                     response=response, latency_ms=row.latency_ms, status=status),
+                          "organic sample")
 
     async def relay(request: Request, schema: Any, path: str) -> Response:
         started = time.perf_counter()
@@ -216,8 +218,7 @@ def create_gateway_app(
             else:
                 # the miner is slow to answer: start the stream and keep it alive with SSE comments
                 events = stream_when_ready(first, found, give_up, key, generation, started, parsed.model, sampled)
-            return StreamingResponse(events, media_type="text/event-stream",
-                                     headers={**headers, "Cache-Control": "no-cache"})
+            return EventStreamResponse(events, headers={**headers, "Cache-Control": "no-cache"})
 
         async with contextlib.aclosing(attempts()) as tried:
             async for model, candidate, response, exchange in tried:
@@ -260,13 +261,13 @@ def create_gateway_app(
         give_up: Callable[[], Awaitable[VeilnetError]],
         key: ApiKey, generation: str, started: float, model: str,
         sampled: Callable[[], dict[str, Any] | None],
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         try:
             while not first.done():
                 yield KEEPALIVE_COMMENT
                 await asyncio.wait({first}, timeout=keepalive_seconds)
             opened = first.result()
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, GeneratorExit):  # the client went away
             first.cancel()
             raise
         await found.aclose()
@@ -274,8 +275,10 @@ def create_gateway_app(
             yield error_event(generation, model, await give_up())
             return
         answered, candidate, response, exchange = opened
-        async for line in stream(response, key, generation, answered, candidate, started, sampled(), exchange):
-            yield line
+        async with contextlib.aclosing(stream(response, key, generation, answered, candidate, started, sampled(),
+                                              exchange)) as relayed:
+            async for line in relayed:
+                yield line
 
     def error_event(generation: str, model: str, error: VeilnetError) -> bytes:
         """OpenRouter's shape for an error after streaming began, then the end of the stream."""
@@ -285,40 +288,49 @@ def create_gateway_app(
 
     async def stream(response: aiohttp.ClientResponse, key: ApiKey, generation: str, model: str,
                      candidate: Candidate, started: float, request: dict[str, Any] | None,
-                     exchange: SealedExchange | None = None) -> AsyncIterator[bytes]:
+                     exchange: SealedExchange | None = None) -> AsyncGenerator[bytes, None]:
         usage: dict[str, Any] = {}
         status = "ok"
         try:
-            async for raw in response.content:
-                line: bytes = raw
+            def plain_line(line: bytes) -> bytes:
+                """A line worth a look: the miner's signature comment (for validators, not apps), the usage
+                chunk (cost added) or an error (OpenRouter's shape for an error after streaming began)."""
+                nonlocal usage, status
                 if line.startswith(b": "):
-                    continue  # the miner's signature comment is for validators, not apps
-                if exchange is not None:  # a stream the gateway sealed: open each frame, strictly in order
+                    return b""
+                if not line.startswith(b"data: {"):
+                    return line
+                chunk = json.loads(line[6:])
+                if chunk.get("usage"):
+                    usage = chunk["usage"]
+                    usage["cost"] = cost_usd(usage, candidate)
+                elif "error" in chunk and "choices" not in chunk:
+                    status = "error"
+                    chunk = {"id": generation, "object": "chat.completion.chunk", "model": model,
+                             "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}], "error": chunk["error"]}
+                else:
+                    return line
+                return b"data: " + json.dumps(chunk).encode() + b"\n"
+
+            async for block in line_blocks(response.content):
+                if exchange is None:
+                    block = rewrite_lines(block, (b'"usage"', b'"error"'), plain_line)
+                    if block:
+                        yield block
+                    continue
+                out: list[bytes] = []
+                for line in lines_of(block):  # a stream the gateway sealed: open each frame, strictly in order
+                    if line.startswith(b": "):
+                        continue
                     if line.startswith(b"data: [DONE]"):
-                        # billing follows the enclave's signed receipt
-                        usage = receipt_usage(exchange.finish(), candidate)
-                        yield b"data: [DONE]\n\n"
+                        usage = receipt_usage(exchange.finish(), candidate)  # billed from the enclave's receipt
+                        out.append(b"data: [DONE]\n\n")
                         continue
                     plain = exchange.open_line(line)
-                    if plain is None:
-                        continue
-                    line = b"data: " + plain + b"\n"
-                if line.startswith(b"data: {") and b'"usage"' in line:
-                    chunk = json.loads(line[6:])
-                    if chunk.get("usage"):
-                        usage = chunk["usage"]
-                        usage["cost"] = cost_usd(usage, candidate)
-                        line = b"data: " + json.dumps(chunk).encode() + b"\n"
-                if line.startswith(b"data: {") and b'"error"' in line:
-                    chunk = json.loads(line[6:])
-                    if "error" in chunk and "choices" not in chunk:
-                        # OpenRouter's shape for an error after streaming began
-                        status = "error"
-                        chunk = {"id": generation, "object": "chat.completion.chunk", "model": model,
-                                 "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}],
-                                 "error": chunk["error"]}
-                        line = b"data: " + json.dumps(chunk).encode() + b"\n"
-                yield line + b"\n" if exchange is not None else line
+                    if plain is not None:
+                        out.append(plain_line(b"data: " + plain + b"\n") + b"\n")
+                if out:
+                    yield b"".join(out)
             if exchange is not None and exchange.receipt is None:
                 exchange.finish()  # ended without its final frame and receipt: truncated, refused below
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -328,7 +340,7 @@ def create_gateway_app(
             status, usage = "error", {}
             ctx.breaker.failure(candidate.hotkey)
             yield error_event(generation, model, exc)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, GeneratorExit):  # the client went away
             status = "client_disconnected"
             raise
         finally:
@@ -410,26 +422,26 @@ def create_gateway_app(
             usage: dict[str, Any] = {}
             status = "ok"
             try:
-                async for line in response.content:
-                    if line.startswith(b": "):
-                        continue
-                    witness.feed(line)
-                    yield line
+                async for block in line_blocks(response.content):
+                    out = [line for line in lines_of(block) if not line.startswith(b": ")]
+                    for line in out:
+                        witness.feed(line)
+                    if out:
+                        yield b"".join(out)
                 usage = receipt_usage(witness.finish(), candidate)
             except (aiohttp.ClientError, TimeoutError, ConfidentialError) as exc:
                 status = "error"
                 ctx.breaker.failure(candidate.hotkey)
                 log.warning("sealed stream failed", extra={"miner": candidate.hotkey, "reason": str(exc)[:200]})
                 # the client's own checks refuse the stream (no final frame or receipt); nothing is billed
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, GeneratorExit):  # the client went away
                 status = "client_disconnected"
                 raise
             finally:
                 response.release()
                 await record(key, generation, sealed.model, candidate, usage, started, status)
 
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={**headers, "Cache-Control": "no-cache"})
+        return EventStreamResponse(events(), headers={**headers, "Cache-Control": "no-cache"})
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import aiohttp
 import uvicorn
@@ -14,7 +15,7 @@ from veilnet.confidential.sessions import AttestedSessions
 from veilnet.gateway.app import create_gateway_app
 from veilnet.gateway.confidential import attest_forever
 from veilnet.gateway.directory import MinerDirectory
-from veilnet.gateway.service import GatewayContext
+from veilnet.gateway.service import GatewayContext, drain_background
 from veilnet.settings import Settings
 from veilnet.store.keys import KeyStore
 from veilnet.store.organic import OrganicStream
@@ -24,7 +25,13 @@ from veilnet.store.scores import ScoreStore
 from veilnet.store.sql import open_database
 from veilnet.wallet import load_wallet
 
-__all__ = ["run_gateway"]
+__all__ = ["open_miner_http", "run_gateway"]
+
+
+def open_miner_http() -> aiohttp.ClientSession:
+    """The gateway's one HTTP session to miners: no cap on open connections (aiohttp's default of 100 would
+    queue the 101st concurrent stream behind the others); each miner refuses what it cannot take with 429."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
 
 
 async def run_gateway(settings: Settings) -> None:
@@ -34,22 +41,31 @@ async def run_gateway(settings: Settings) -> None:
         chain = await stack.enter_async_context(chain_from_settings(settings.chain))
         redis = await stack.enter_async_context(open_redis(settings.redis))
         engine = await stack.enter_async_context(open_database(settings.database_url()))
-        http = await stack.enter_async_context(aiohttp.ClientSession())
+        http = await stack.enter_async_context(open_miner_http())
+        keys = await stack.enter_async_context(KeyStore(engine))
+        ratelimit = await stack.enter_async_context(KeyRateLimiter(
+            redis, requests_per_minute=settings.gateway.requests_per_minute,
+            tokens_per_minute=settings.gateway.tokens_per_minute))
         directory = MinerDirectory(http, wallet.hotkey.ss58_address)
         await directory.refresh(await chain.get_metagraph(netuid))
         refresher = asyncio.create_task(directory.refresh_forever(chain, netuid))
         stack.callback(refresher.cancel)
         score_store = ScoreStore(redis, wallet.hotkey.ss58_address, netuid)
 
+        latest: tuple[float, dict[str, float]] = (0.0, {})
+
         async def scores() -> dict[str, float]:
-            states, _ = await score_store.load()
-            return {hotkey: state.ema for hotkey, state in states.items()}
+            """The validator's scores, read from Redis at most once a second (they change once a tempo)."""
+            nonlocal latest
+            if time.monotonic() - latest[0] > 1.0:
+                states, _ = await score_store.load()
+                latest = (time.monotonic(), {hotkey: state.ema for hotkey, state in states.items()})
+            return latest[1]
 
         ctx = GatewayContext(
-            keypair=wallet.hotkey, keys=KeyStore(engine), directory=directory, http=http, scores=scores,
+            keypair=wallet.hotkey, keys=keys, directory=directory, http=http, scores=scores,
             netuid=netuid,
-            ratelimit=KeyRateLimiter(redis, requests_per_minute=settings.gateway.requests_per_minute,
-                                     tokens_per_minute=settings.gateway.tokens_per_minute),
+            ratelimit=ratelimit,
             organic=OrganicStream(redis, netuid, sample_rate=settings.gateway.organic_sample_rate),
             attestations=AttestedSessions(verifier_from_settings(settings.confidential)),
         )
@@ -58,4 +74,7 @@ async def run_gateway(settings: Settings) -> None:
         config = uvicorn.Config(create_gateway_app(ctx, max_body_bytes=settings.gateway.max_body_bytes),
                                 host=settings.gateway.host, port=settings.gateway.port, log_level="warning",
                                 lifespan="off")
-        await uvicorn.Server(config).serve()
+        try:
+            await uvicorn.Server(config).serve()
+        finally:
+            await drain_background(ctx)  # then the key store writes the last ledger rows as the stack closes

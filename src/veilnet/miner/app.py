@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from veilnet.confidential.challenge import ATTESTATION_PATH
@@ -26,6 +26,7 @@ from veilnet.protocol.openai import (
     CompletionRequest,
     EmbeddingRequest,
 )
+from veilnet.streaming import EventStreamResponse
 
 __all__ = ["create_miner_app"]
 
@@ -79,7 +80,7 @@ def create_miner_app(ctx: MinerContext) -> FastAPI:
         body = json.dumps(data, separators=(",", ":")).encode()
         return Response(body, media_type="application/json", headers=sign_response(ctx.keypair, body, request_uuid, caller))
 
-    def sse(chunks: AsyncIterator[dict[str, Any]], request_uuid: str, caller: str) -> StreamingResponse:
+    def sse(chunks: AsyncIterator[dict[str, Any]], request_uuid: str, caller: str) -> EventStreamResponse:
         signer = StreamSigner(ctx.keypair, request_uuid, caller)
 
         async def events() -> AsyncIterator[bytes]:
@@ -94,12 +95,12 @@ def create_miner_app(ctx: MinerContext) -> FastAPI:
             yield signer.feed(b"data: [DONE]\n\n")
             yield signer.final_line()
 
-        return StreamingResponse(
+        return EventStreamResponse(
             events(), media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "Epistula-Signed-By": ctx.keypair.ss58_address},
         )
 
-    def sse_raw(first: bytes, rest: AsyncIterator[bytes], request_uuid: str, caller: str) -> StreamingResponse:
+    def sse_raw(first: bytes, rest: AsyncIterator[bytes], request_uuid: str, caller: str) -> EventStreamResponse:
         """Pass an upstream's SSE bytes through as they arrive; add an error event if it ends early."""
         signer = StreamSigner(ctx.keypair, request_uuid, caller)
 
@@ -119,7 +120,7 @@ def create_miner_app(ctx: MinerContext) -> FastAPI:
                 yield signer.feed(b"data: [DONE]\n\n")
             yield signer.final_line()
 
-        return StreamingResponse(
+        return EventStreamResponse(
             events(), media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "Epistula-Signed-By": ctx.keypair.ss58_address},
         )

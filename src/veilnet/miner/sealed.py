@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from pydantic import BaseModel
 
 from veilnet.confidential.enclave import Enclave
@@ -19,6 +19,7 @@ from veilnet.miner.service import MinerContext
 from veilnet.protocol.confidential import ENCRYPTION_SCHEME, SealedRequest, SealedResponse
 from veilnet.protocol.epistula import StreamSigner, sign_response
 from veilnet.protocol.headers import ENCRYPTION_HEADER, SIMULATED_HEADER
+from veilnet.streaming import EventStreamResponse
 
 __all__ = ["serve_sealed"]
 
@@ -82,6 +83,6 @@ async def serve_sealed(
         yield signer.feed(b"data: [DONE]\n\n")
         yield signer.final_line()
 
-    return StreamingResponse(events(), media_type="text/event-stream",
+    return EventStreamResponse(events(), media_type="text/event-stream",
                              headers={**headers, "Cache-Control": "no-cache",
                                       "Epistula-Signed-By": ctx.keypair.ss58_address})

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import hashlib
+import logging
 import secrets
 import time
 from dataclasses import dataclass
+from types import TracebackType
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -15,6 +20,8 @@ from veilnet.errors import AuthenticationError, InvalidRequest, NotFound, StoreE
 from veilnet.store.gateway_tables import api_keys, usage
 
 __all__ = ["ApiKey", "KeyStore", "UsageRow"]
+
+log = logging.getLogger(__name__)
 
 KEY_PREFIX = "vn-"
 
@@ -58,8 +65,41 @@ def _row(row: object) -> ApiKey:
 
 
 class KeyStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    """Keys and the ledger on one SQL engine, built for the gateway's hot path.
+
+    A key read from the database is trusted for ``cache_seconds`` (a key revoked or topped up by another
+    process, such as ``veilnet keys``, takes effect within that; by this store, at once). Ledger rows are
+    written in batches, one transaction at most ``flush_seconds`` after the request; until then their cost
+    already counts against the key here. :meth:`flush` writes them now, and leaving ``async with`` writes the
+    rest. A failed write keeps the rows and is retried.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, cache_seconds: float = 2.0, flush_seconds: float = 0.25) -> None:
         self._engine = engine
+        self._cache_seconds = cache_seconds
+        self._flush_seconds = flush_seconds
+        self._cache: dict[str, tuple[float, ApiKey]] = {}  # key hash -> (valid until, key as read)
+        self._pending: list[tuple[UsageRow, float]] = []  # rows not yet written, with their time
+        self._unwritten_cost: dict[int, float] = {}  # key id -> cost of its pending rows
+        self._flusher: asyncio.Task[None] | None = None
+        self._writing = asyncio.Lock()
+
+    async def __aenter__(self) -> KeyStore:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Write what is pending and stop the background writer (once it is idle, never mid-transaction)."""
+        await self.flush()
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        await self.flush()
 
     async def create(self, name: str, credit_usd: float) -> tuple[str, ApiKey]:
         """A new key; the secret is returned once and only its hash is stored."""
@@ -79,14 +119,25 @@ class KeyStore:
         return secret, ApiKey(key_id, name, secret[:10], credit_usd, 0.0, False)
 
     async def authenticate(self, secret: str) -> ApiKey:
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(select(api_keys).where(api_keys.c.key_hash == _hash(secret)))).first()
-        if row is None:
-            raise AuthenticationError("invalid API key", code="invalid_api_key")
-        key = _row(row)
+        digest = _hash(secret)
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > now:
+            key = cached[1]
+        else:
+            try:
+                async with self._engine.connect() as conn:
+                    row = (await conn.execute(select(api_keys).where(api_keys.c.key_hash == digest))).first()
+            except SQLAlchemyError as exc:
+                raise StoreError(f"cannot read API keys: {exc}") from exc
+            if row is None:
+                raise AuthenticationError("invalid API key", code="invalid_api_key")
+            key = _row(row)
+            self._cache[digest] = (now + self._cache_seconds, key)
         if key.revoked:
             raise AuthenticationError("this API key was revoked", code="invalid_api_key")
-        return key
+        unwritten = self._unwritten_cost.get(key.id, 0.0)
+        return dataclasses.replace(key, spent_usd=key.spent_usd + unwritten) if unwritten else key
 
     async def all_keys(self) -> list[ApiKey]:
         async with self._engine.connect() as conn:
@@ -97,6 +148,7 @@ class KeyStore:
             result = await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(**values))
         if result.rowcount == 0:
             raise NotFound(f"no API key with id {key_id}")
+        self._cache = {digest: entry for digest, entry in self._cache.items() if entry[1].id != key_id}
 
     async def revoke(self, key_id: int) -> None:
         await self._update(key_id, revoked=True)
@@ -106,17 +158,56 @@ class KeyStore:
             raise InvalidRequest("top-up amount must be positive", param="amount")
         await self._update(key_id, credit_usd=api_keys.c.credit_usd + amount_usd)
 
-    async def record(self, row: UsageRow) -> None:
-        """Write the ledger row and charge the key in one transaction."""
-        async with self._engine.begin() as conn:
-            await conn.execute(insert(usage).values(**row.__dict__, created_at=time.time()))
-            if row.cost_usd:
-                await conn.execute(
-                    update(api_keys).where(api_keys.c.id == row.key_id)
-                    .values(spent_usd=api_keys.c.spent_usd + row.cost_usd)
-                )
+    def record(self, row: UsageRow) -> None:
+        """Queue the ledger row (needs a running event loop); its cost counts against the key at once, the row is written within
+        ``flush_seconds`` (with the others of that moment, in one transaction)."""
+        self._pending.append((row, time.time()))
+        if row.cost_usd:
+            self._unwritten_cost[row.key_id] = self._unwritten_cost.get(row.key_id, 0.0) + row.cost_usd
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._write_soon())
+
+    async def _write_soon(self) -> None:
+        delay = self._flush_seconds
+        while self._pending:
+            await asyncio.sleep(delay)
+            try:
+                await self.flush()
+            except StoreError as exc:
+                delay = min(5.0, max(0.5, delay * 2))
+                log.warning("usage ledger write failed; retrying in %.1f s: %s", delay, exc.message)
+
+    async def flush(self) -> None:
+        """Write every pending ledger row and charge the keys, in one transaction."""
+        async with self._writing:
+            batch, self._pending = self._pending, []
+            if not batch:
+                return
+            costs: dict[int, float] = {}
+            for row, _ in batch:
+                if row.cost_usd:
+                    costs[row.key_id] = costs.get(row.key_id, 0.0) + row.cost_usd
+            try:
+                async with self._engine.begin() as conn:
+                    await conn.execute(insert(usage), [{**row.__dict__, "created_at": at} for row, at in batch])
+                    for key_id, cost in costs.items():
+                        await conn.execute(update(api_keys).where(api_keys.c.id == key_id)
+                                           .values(spent_usd=api_keys.c.spent_usd + cost))
+            except BaseException as exc:  # nothing is lost: the batch goes back in front of newer rows
+                self._pending[:0] = batch
+                if isinstance(exc, SQLAlchemyError):
+                    raise StoreError(f"cannot write the usage ledger: {exc}") from exc
+                raise
+            for key_id, cost in costs.items():
+                left = self._unwritten_cost.pop(key_id, 0.0) - cost
+                if left > 1e-12:
+                    self._unwritten_cost[key_id] = left
+            for digest, (until, key) in list(self._cache.items()):  # the cached keys now owe what was written
+                if key.id in costs:
+                    self._cache[digest] = (until, dataclasses.replace(key, spent_usd=key.spent_usd + costs[key.id]))
 
     async def usage_rows(self, key_id: int) -> list[UsageRow]:
+        await self.flush()
         async with self._engine.connect() as conn:
             rows = (await conn.execute(select(usage).where(usage.c.key_id == key_id).order_by(usage.c.id))).all()
         return [

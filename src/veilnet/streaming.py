@@ -1,0 +1,103 @@
+"""Relaying server-sent events with as little work per chunk as the stream allows.
+
+:class:`EventStreamResponse` is Starlette's ``StreamingResponse`` without the anyio task group it starts per
+response to notice a client that goes away (a measurable share of a relay's CPU): one waiter on ``receive``
+cancels the stream the moment the client disconnects, as Starlette does, and the response ends quietly.
+:func:`line_blocks` reads an upstream stream by network read, in whole lines, so a relay writes (and, when
+nothing in a block needs a look, inspects) once per read, not once per line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+from fastapi.responses import StreamingResponse
+from starlette.types import Message, Receive, Scope, Send
+
+__all__ = ["EventStreamResponse", "line_blocks", "lines_of", "rewrite_lines"]
+
+
+class EventStreamResponse(StreamingResponse):
+    media_type = "text/event-stream"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        finished = gone = False
+
+        def on_message(waiter: asyncio.Future[Message]) -> None:
+            nonlocal gone
+            # the request body was read by the route: the next message is the client going away
+            if not finished and not waiter.cancelled() and waiter.result().get("type") == "http.disconnect":
+                gone = True
+                task.cancel()
+
+        waiter = asyncio.ensure_future(receive())
+        waiter.add_done_callback(on_message)
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            async for chunk in self.body_iterator:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            finished = True
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not gone:
+                raise
+            task.uncancel()  # the client left: nothing more to send, and nothing went wrong here
+        finally:
+            finished = True
+            waiter.cancel()
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+async def line_blocks(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """The stream as it arrives, cut at the last newline of each network read (the rest waits for the next),
+    so every block holds whole lines. A last line without a newline comes as it is."""
+    rest = b""
+    async for data in content.iter_any():
+        data = rest + data
+        cut = data.rfind(b"\n") + 1
+        rest = data[cut:]
+        if cut:
+            yield data[:cut]
+    if rest:
+        yield rest
+
+
+def lines_of(block: bytes) -> list[bytes]:
+    """The lines of a block from :func:`line_blocks`, each with its newline (the last one may lack it)."""
+    pieces = block.split(b"\n")
+    tail = pieces.pop()
+    return [piece + b"\n" for piece in pieces] + ([tail] if tail else [])
+
+
+def rewrite_lines(block: bytes, needles: tuple[bytes, ...], rewrite: Callable[[bytes], bytes]) -> bytes:
+    """``block`` with each line that starts with ``: `` (an SSE comment) or contains one of ``needles``
+    replaced by ``rewrite(line)`` (newline included). Only those lines are looked at: a stream's ordinary
+    chunks pass through as one slice, however many there are."""
+    spans: set[tuple[int, int]] = set()
+
+    def line_at(pos: int) -> tuple[int, int]:
+        end = block.find(b"\n", pos)
+        return block.rfind(b"\n", 0, pos) + 1, len(block) if end == -1 else end + 1
+
+    if block.startswith(b": "):
+        spans.add(line_at(0))
+    for needle in (b"\n: ", *needles):
+        pos = block.find(needle)
+        while pos != -1:
+            span = line_at(pos + 1 if needle == b"\n: " else pos)
+            spans.add(span)
+            pos = block.find(needle, span[1])
+    if not spans:
+        return block
+    out, cursor = [], 0
+    for start, end in sorted(spans):
+        out += [block[cursor:start], rewrite(block[start:end])]
+        cursor = end
+    out.append(block[cursor:])
+    return b"".join(out)
