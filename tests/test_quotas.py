@@ -1,6 +1,7 @@
 import pytest
 
-from veilnet.quotas import Quota, quota_for, quota_table
+from tests.miner.conftest import METAGRAPH, SMALL_VALIDATOR, VALIDATOR
+from veilnet.quotas import Quota, quota_for, quota_table, synthetic_budget, validator_stakes
 
 
 def test_quota_is_floor_of_stake_share() -> None:
@@ -20,3 +21,19 @@ def test_bad_parameters() -> None:
         quota_table(-1, {"a": 1})
     with pytest.raises(ValueError):
         quota_table(1, {"a": 1}, synthetic_share=1.5)
+
+
+def test_organic_traffic_uses_the_quota_first_and_synthetic_fills_the_rest() -> None:
+    quota = Quota(total=10, synthetic=5)
+    assert synthetic_budget(quota, organic_used=0, synthetic_used=0) == 5  # the synthetic share caps it
+    assert synthetic_budget(quota, organic_used=7, synthetic_used=0) == 3  # organic came first
+    assert synthetic_budget(quota, organic_used=7, synthetic_used=2) == 1
+    assert synthetic_budget(quota, organic_used=12, synthetic_used=0) == 0  # organic spent it all
+    assert synthetic_budget(quota, organic_used=0, synthetic_used=1, cap=3) == 2  # the validator's own cap
+
+
+def test_the_validator_plans_with_the_stakes_the_miner_enforces() -> None:
+    stakes = validator_stakes(METAGRAPH.neurons)
+    assert stakes == {VALIDATOR.ss58_address: 3_000, SMALL_VALIDATOR.ss58_address: 1_000}  # permits only
+    assert quota_for(100, stakes, VALIDATOR.ss58_address, 0.5).total == 75
+    assert len(validator_stakes(METAGRAPH.neurons, min_stake=10)) == 3  # a miner's min_stake admits more

@@ -8,10 +8,12 @@ organic requests come first and synthetic ones fill what is left. Pure functions
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["Quota", "quota_for", "quota_table"]
+from veilnet.chain.types import NeuronInfo
+
+__all__ = ["Quota", "quota_for", "quota_table", "synthetic_budget", "validator_stakes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,3 +39,21 @@ def quota_table(capacity: int, stakes: Mapping[str, int], synthetic_share: float
 def quota_for(capacity: int, stakes: Mapping[str, int], hotkey: str, synthetic_share: float = 1.0) -> Quota:
     """One validator's quota (zero when it is not among ``stakes``)."""
     return quota_table(capacity, stakes, synthetic_share).get(hotkey, Quota(0, 0))
+
+
+def validator_stakes(neurons: Iterable[NeuronInfo], min_stake: int | None = None) -> dict[str, int]:
+    """The callers a miner shares its capacity among: validators with a permit (or at least ``min_stake``)."""
+    return {
+        n.hotkey: n.stake
+        for n in neurons
+        if n.validator_permit or (min_stake is not None and n.stake >= min_stake)
+    }
+
+
+def synthetic_budget(quota: Quota, organic_used: int, synthetic_used: int, cap: int | None = None) -> int:
+    """How many more synthetic requests a validator may send a miner this window: organic traffic uses the
+    quota first, synthetic requests fill what is left (never past the synthetic share, nor ``cap``)."""
+    room = min(quota.synthetic - synthetic_used, quota.total - organic_used - synthetic_used)
+    if cap is not None:
+        room = min(room, cap - synthetic_used)
+    return max(0, room)

@@ -129,6 +129,7 @@ class ValidatorSettings(_Section):
     timelocked commits (drand; the chain reveals) where the chain supports them, hash commits otherwise."""
 
     verify_rate: float = 0.5
+    challenges_per_window: int = Field(default=12, ge=1)  # per miner, within the quota left after organic
     commit_reveal: Literal["auto", "timelocked", "hash"] = "auto"
     sharpen_exponent: float = 2.0
     reference_models: list[str] = Field(default_factory=lambda: ["SmolLM2-135M-Instruct"])

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from veilnet.cli import app as cli_app
 from veilnet.settings import Settings
+from veilnet.validator.service import ROLES
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -43,6 +44,22 @@ def veilnet_commands() -> set[tuple[str, ...]]:
     return commands
 
 
+def test_helm_runs_each_validator_role_with_the_validator_wallet() -> None:
+    template = (HELM / "templates" / "validator.yaml").read_text()
+    listed = re.search(r'range \$role := list ((?:"[a-z]+" ?)+)', template)
+    assert listed is not None and re.findall(r'"([a-z]+)"', listed.group(1)) == list(ROLES)
+    assert 'args: ["validator", "run", "--role", {{ $role | quote }}]' in template
+    values = yaml.safe_load((HELM / "values.yaml").read_text())
+    assert set(values["validator"]["roles"]) == set(ROLES) and values["validator"]["roles"]["scorer"]["replicas"] >= 1
+    # every container gets its component's wallet and, for servers, a host and port to listen on
+    for name, wallet in [("miner", ".Values.miner.wallet"), ("gateway", ".Values.validator.wallet"),
+                         ("validator", "$.Values.validator.wallet")]:
+        text = (HELM / "templates" / f"{name}.yaml").read_text()
+        assert f'"wallet" {wallet}' in text, name
+    assert '"VEILNET_MINER__HOST" "0.0.0.0"' in (HELM / "templates" / "miner.yaml").read_text()
+    assert '"VEILNET_GATEWAY__HOST" "0.0.0.0"' in (HELM / "templates" / "gateway.yaml").read_text()
+
+
 def test_compose_matches_official_schema() -> None:
     jsonschema = pytest.importorskip("jsonschema")
     schema = json.loads(COMPOSE_SCHEMA.read_text())
@@ -57,12 +74,16 @@ def test_compose_has_every_service() -> None:
         "redis",
         "postgres",
         "miner",
-        "validator",
+        "validator-challenger",
+        "validator-scorer",
+        "validator-weights",
         "gateway",
         "prometheus",
         "grafana",
     } <= set(services)
-    assert services["validator"]["command"] == ["validator", "run"]
+    for role in ROLES:
+        assert services[f"validator-{role}"]["command"] == ["validator", "run", "--role", role]
+        assert services[f"validator-{role}"]["environment"]["VEILNET_WALLET__NAME"].startswith("${VALIDATOR_WALLET")
     for mount in services["prometheus"]["volumes"] + services["grafana"]["volumes"]:
         host = mount.split(":")[0]
         if host.startswith("./"):

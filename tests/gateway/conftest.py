@@ -22,7 +22,7 @@ from veilnet.miner import MetagraphHolder, MinerContext, create_miner_app
 from veilnet.models.upstream import OpenAIUpstreamEngine
 from veilnet.settings import EpistulaSettings, MinerSettings
 from veilnet.store.keys import KeyStore
-from veilnet.store.organic import OrganicStream
+from veilnet.store.organic import OrganicStream, RequestCounter
 from veilnet.store.ratelimit import KeyRateLimiter
 from veilnet.store.sql import open_database
 
@@ -67,7 +67,9 @@ async def stack(tmp_path: Path, redis: aioredis.Redis, *, capacity_a: int = 1000
                              rng=random.Random(0),
                              ratelimit=await es.enter_async_context(
                                  KeyRateLimiter(redis, requests_per_minute=rpm, tokens_per_minute=tpm)),
-                             organic=OrganicStream(redis, 1, sample_rate=1.0))
+                             organic=OrganicStream(redis, 1, sample_rate=1.0),
+                             organic_counts=await es.enter_async_context(
+                                 RequestCounter(redis, "organic", GATEWAY.ss58_address, 1)))
         url = await es.enter_async_context(
             serve_asgi(create_gateway_app(ctx, keepalive_seconds=keepalive_seconds), lifespan="off"))
         client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=secret, max_retries=0)

@@ -107,6 +107,8 @@ async def test_per_key_rate_limit_and_organic_samples(tmp_path: Path, redis_clie
             await client.chat.completions.create(model="upstream-echo", messages=[{"role": "user", "content": "hi"}])
         assert 1 <= int(limited.value.response.headers["Retry-After"]) <= 60
         await drain_background(s["ctx"])  # organic samples are written after the response
+        counts = s["ctx"].organic_counts  # what the challenger leaves room for in this validator's quotas
+        assert sum([await counts.used(m.ss58_address, 0) for m in (MINER_A, MINER_B)]) == 2
         samples = await s["organic"].read()
         assert len(samples) == 2
         assert all(sample["model"] == "upstream-echo" and sample["miner"] for sample in samples)

@@ -28,6 +28,7 @@ from veilnet.models.upstream import OpenAIUpstreamEngine
 from veilnet.protocol.confidential import ModelMeasurement
 from veilnet.settings import EpistulaSettings, MinerSettings, ValidatorSettings
 from veilnet.store.scores import ScoreStore
+from veilnet.store.validator_pipeline import ValidatorPipeline
 from veilnet.validator.service import ValidatorContext, attest_miner
 
 VALIDATOR = Keypair.create_from_uri("//AttestingValidator")
@@ -62,7 +63,8 @@ async def test_validator_scores_attested_capacity(redis_client: aioredis.Redis) 
     async with miners(redis_client, dev_key) as neurons, aiohttp.ClientSession() as http:
         ctx = ValidatorContext(keypair=VALIDATOR, chain=None, netuid=1, reference=None, http=http,  # type: ignore[arg-type]
                                scores=ScoreStore(redis_client, VALIDATOR.ss58_address, 1),
-                               settings=ValidatorSettings(), attestations=AttestedSessions(verifier))
+                               settings=ValidatorSettings(), attestations=AttestedSessions(verifier),
+                               pipeline=ValidatorPipeline(redis_client, VALIDATOR.ss58_address, 1))
         tee = await attest_miner(ctx, neurons[TEE.ss58_address])
         assert tee is not None and tee.attested is True and tee.outcome == "ok"
         assert await attest_miner(ctx, neurons[PLAIN.ss58_address]) is None  # offers no confidential serving

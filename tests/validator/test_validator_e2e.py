@@ -26,9 +26,11 @@ from veilnet.models.engine import ModelInfo
 from veilnet.models.llamacpp import LlamaCppEngine
 from veilnet.settings import EpistulaSettings, MinerSettings, ValidatorSettings
 from veilnet.store.history import ScoreHistory
+from veilnet.store.organic import RequestCounter
 from veilnet.store.scores import ScoreStore
 from veilnet.store.sql import open_database
-from veilnet.validator import ValidatorContext, run_validator
+from veilnet.store.validator_pipeline import ValidatorPipeline
+from veilnet.validator import ValidatorContext, run_challenger, run_scorer, run_validator, run_weights
 
 SMOL = "SmolLM2-135M-Instruct"
 OWNER_C, OWNER_H = Keypair.create_from_uri("//E2EOwnerCold"), Keypair.create_from_uri("//E2EOwnerHot")
@@ -98,14 +100,31 @@ async def subnet(tmp_path: Path, redis: aioredis.Redis) -> AsyncIterator[tuple[D
 
 
 async def _validator(chain: DevnetChain, netuid: int, reference: LlamaCppEngine, redis: aioredis.Redis,
-                     http: aiohttp.ClientSession, seed: int, history: ScoreHistory | None = None) -> asyncio.Task[None]:
-    ctx = ValidatorContext(
-        history=history,
-        keypair=VAL_H, chain=chain, netuid=netuid, reference=reference, http=http,
-        scores=ScoreStore(redis, VAL_H.ss58_address, netuid),
-        settings=ValidatorSettings(verify_rate=1.0, reference_models=[SMOL]), rng=random.Random(seed),
-    )
-    return asyncio.create_task(run_validator(ctx, round_interval=0.2))
+                     http: aiohttp.ClientSession, seed: int, history: ScoreHistory | None = None,
+                     separate_roles: bool = False) -> asyncio.Task[None]:
+    """The validator: one process with every role, or (``separate_roles``) one context per role as separate
+    processes would have, sharing only Redis (and the chain)."""
+
+    def context(reference: LlamaCppEngine | None, history: ScoreHistory | None, rng: int) -> ValidatorContext:
+        return ValidatorContext(
+            history=history,
+            keypair=VAL_H, chain=chain, netuid=netuid, reference=reference, http=http,
+            scores=ScoreStore(redis, VAL_H.ss58_address, netuid),
+            settings=ValidatorSettings(verify_rate=1.0, reference_models=[SMOL], challenges_per_window=600),
+            pipeline=ValidatorPipeline(redis, VAL_H.ss58_address, netuid, consumer=f"scorer-{rng}"),
+            synthetic_counts=RequestCounter(redis, "synthetic", VAL_H.ss58_address, netuid), rng=random.Random(rng),
+        )
+
+    if not separate_roles:
+        return asyncio.create_task(run_validator(context(reference, history, seed), round_interval=0.2))
+
+    async def roles() -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(run_challenger(context(None, None, seed), round_interval=0.2))
+            group.create_task(run_scorer(context(reference, None, seed + 100)))
+            group.create_task(run_weights(context(None, history, seed + 200), round_interval=0.2))
+
+    return asyncio.create_task(roles())
 
 
 async def _wait_epochs(chain: DevnetChain, netuid: int, count: int) -> None:
@@ -118,7 +137,8 @@ async def test_honest_miners_earn_and_the_cheater_gets_nothing(tmp_path: Path, r
     async with subnet(tmp_path, redis_client) as (chain, netuid, reference), aiohttp.ClientSession() as http, \
             open_database(f"sqlite+aiosqlite:///{tmp_path / 'history.sqlite3'}") as engine:
         history = ScoreHistory(engine, VAL_H.ss58_address, netuid)
-        validator = await _validator(chain, netuid, reference, redis_client, http, seed=1, history=history)
+        validator = await _validator(chain, netuid, reference, redis_client, http, seed=1, history=history,
+                                     separate_roles=True)
         try:
             val_uid = (await chain.get_metagraph(netuid)).uid_of(VAL_H.ss58_address)
             assert val_uid is not None
@@ -151,7 +171,8 @@ async def test_honest_miners_earn_and_the_cheater_gets_nothing(tmp_path: Path, r
             points = await history.series()
             assert {p.miner for p in points} >= {hot.ss58_address for _, hot in MINERS.values()}
 
-            # restart mid-tempo: the scores survive in Redis and weights keep being set
+            # restart mid-tempo as one process with every role: the scores survive in Redis and weights
+            # keep being set
             validator.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await validator

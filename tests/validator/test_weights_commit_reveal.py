@@ -18,6 +18,7 @@ from veilnet.models.llamacpp import LlamaCppEngine
 from veilnet.scoring import ScoreState
 from veilnet.settings import ValidatorSettings
 from veilnet.store.scores import ScoreStore
+from veilnet.store.validator_pipeline import ValidatorPipeline
 from veilnet.validator.service import ValidatorContext, reveal_due, set_weights_for
 
 OWNER_C, OWNER_H = Keypair.create_from_uri("//CrOwnerCold"), Keypair.create_from_uri("//CrOwnerHot")
@@ -60,7 +61,7 @@ async def _validator_with_commit_reveal(
         keypair=VAL_H, chain=chain, netuid=netuid,
         reference=LlamaCppEngine(["SmolLM2-135M-Instruct"], cache_dir=tmp_path),  # not loaded: unused here
         http=http, scores=ScoreStore(redis_client, VAL_H.ss58_address, netuid), settings=settings,
-        rng=random.Random(5),
+        pipeline=ValidatorPipeline(redis_client, VAL_H.ss58_address, netuid), rng=random.Random(5),
     )
     return ctx, netuid, miner_uid
 

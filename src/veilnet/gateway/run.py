@@ -18,7 +18,7 @@ from veilnet.gateway.directory import MinerDirectory
 from veilnet.gateway.service import GatewayContext, drain_background
 from veilnet.settings import Settings
 from veilnet.store.keys import KeyStore
-from veilnet.store.organic import OrganicStream
+from veilnet.store.organic import OrganicStream, RequestCounter
 from veilnet.store.ratelimit import KeyRateLimiter
 from veilnet.store.redis import open_redis
 from veilnet.store.scores import ScoreStore
@@ -66,6 +66,7 @@ async def run_gateway(settings: Settings) -> None:
             keypair=wallet.hotkey, keys=keys, directory=directory, http=http, scores=scores,
             netuid=netuid,
             ratelimit=ratelimit,
+            organic_counts=await stack.enter_async_context(RequestCounter(redis, "organic", wallet.hotkey.ss58_address, netuid)),
             organic=OrganicStream(redis, netuid, sample_rate=settings.gateway.organic_sample_rate),
             attestations=AttestedSessions(verifier_from_settings(settings.confidential)),
         )

@@ -25,7 +25,7 @@ from veilnet.protocol.epistula import sign_request
 from veilnet.protocol.headers import ENCRYPTION_HEADER, TRAFFIC_HEADER
 from veilnet.protocol.openai import SAMPLING_PARAMETERS, ProviderPreferences
 from veilnet.store.keys import ApiKey, KeyStore
-from veilnet.store.organic import OrganicStream
+from veilnet.store.organic import OrganicStream, RequestCounter
 from veilnet.store.ratelimit import KeyRateLimiter
 
 __all__ = [
@@ -48,6 +48,7 @@ class GatewayContext:
     netuid: int = 1
     ratelimit: KeyRateLimiter | None = None
     organic: OrganicStream | None = None
+    organic_counts: RequestCounter | None = None  # requests per miner, which the challenger leaves room for
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     stats: GatewayStats = field(default_factory=GatewayStats)
     rng: random.Random = field(default_factory=random.Random)
@@ -172,6 +173,8 @@ async def open_miner_request(
     headers.update({"Content-Type": "application/json", TRAFFIC_HEADER: "organic"})
     if sealed_body is not None:
         headers[ENCRYPTION_HEADER] = ENCRYPTION_SCHEME
+    if ctx.organic_counts is not None:
+        ctx.organic_counts.count(candidate.hotkey)  # it uses this validator's quota at the miner
     return await ctx.http.post(
         f"{candidate.url}{path}", data=body, headers=headers,
         timeout=aiohttp.ClientTimeout(total=ctx.request_timeout, sock_connect=5),

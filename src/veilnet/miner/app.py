@@ -204,6 +204,7 @@ def create_miner_app(ctx: MinerContext) -> FastAPI:
         return {
             "hotkey": ctx.keypair.ss58_address,
             "window_seconds": s.window_seconds,
+            "synthetic_share": s.synthetic_share,
             "data_collection": s.data_collection,
             "confidential": None if ctx.enclave is None else {
                 "platform": ctx.enclave.provider.platform, "keyset_digest": ctx.enclave.keyset_digest.hex(),

@@ -16,7 +16,7 @@ from veilnet.confidential.enclave import Enclave
 from veilnet.errors import PermissionDenied, StoreError
 from veilnet.models.engine import ModelEngine
 from veilnet.protocol.epistula import EpistulaClaims, EpistulaError, verify_request
-from veilnet.quotas import quota_for
+from veilnet.quotas import quota_for, validator_stakes
 from veilnet.settings import EpistulaSettings, MinerSettings
 from veilnet.store.quota import QuotaStore
 from veilnet.store.redis import KeySpace
@@ -81,19 +81,11 @@ async def authenticate(ctx: MinerContext, headers: Mapping[str, str], body: byte
     return claims
 
 
-def _validator_stakes(metagraph: Metagraph, min_stake: int | None) -> dict[str, int]:
-    return {
-        n.hotkey: n.stake
-        for n in metagraph.neurons
-        if n.validator_permit or (min_stake is not None and n.stake >= min_stake)
-    }
-
-
 async def admit(ctx: MinerContext, caller: str, *, synthetic: bool) -> None:
     """Consume one request of ``caller``'s stake-proportional quota (429 when spent)."""
     quota = quota_for(
         ctx.settings.capacity_per_window,
-        _validator_stakes(ctx.metagraph.current, ctx.epistula.min_stake),
+        validator_stakes(ctx.metagraph.current.neurons, ctx.epistula.min_stake),
         caller,
         ctx.settings.synthetic_share,
     )

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import hashlib
-import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -17,11 +15,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from veilnet.errors import AuthenticationError, InvalidRequest, NotFound, StoreError
+from veilnet.store.flusher import Flusher
 from veilnet.store.gateway_tables import api_keys, usage
 
 __all__ = ["ApiKey", "KeyStore", "UsageRow"]
-
-log = logging.getLogger(__name__)
 
 KEY_PREFIX = "vn-"
 
@@ -77,11 +74,11 @@ class KeyStore:
     def __init__(self, engine: AsyncEngine, *, cache_seconds: float = 2.0, flush_seconds: float = 0.25) -> None:
         self._engine = engine
         self._cache_seconds = cache_seconds
-        self._flush_seconds = flush_seconds
         self._cache: dict[str, tuple[float, ApiKey]] = {}  # key hash -> (valid until, key as read)
         self._pending: list[tuple[UsageRow, float]] = []  # rows not yet written, with their time
         self._unwritten_cost: dict[int, float] = {}  # key id -> cost of its pending rows
-        self._flusher: asyncio.Task[None] | None = None
+        self._writer = Flusher(self.flush, lambda: bool(self._pending), interval=flush_seconds,
+                               what="usage ledger")
         self._writing = asyncio.Lock()
 
     async def __aenter__(self) -> KeyStore:
@@ -93,12 +90,7 @@ class KeyStore:
 
     async def aclose(self) -> None:
         """Write what is pending and stop the background writer (once it is idle, never mid-transaction)."""
-        await self.flush()
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-            self._flusher = None
+        await self._writer.aclose()
         await self.flush()
 
     async def create(self, name: str, credit_usd: float) -> tuple[str, ApiKey]:
@@ -164,18 +156,7 @@ class KeyStore:
         self._pending.append((row, time.time()))
         if row.cost_usd:
             self._unwritten_cost[row.key_id] = self._unwritten_cost.get(row.key_id, 0.0) + row.cost_usd
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._write_soon())
-
-    async def _write_soon(self) -> None:
-        delay = self._flush_seconds
-        while self._pending:
-            await asyncio.sleep(delay)
-            try:
-                await self.flush()
-            except StoreError as exc:
-                delay = min(5.0, max(0.5, delay * 2))
-                log.warning("usage ledger write failed; retrying in %.1f s: %s", delay, exc.message)
+        self._writer.soon()
 
     async def flush(self) -> None:
         """Write every pending ledger row and charge the keys, in one transaction."""

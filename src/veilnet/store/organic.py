@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from typing import Any
 
 import redis.asyncio as aioredis
 
-__all__ = ["OrganicStream"]
+from veilnet.errors import StoreError
+from veilnet.store.flusher import Flusher
+from veilnet.store.redis import KeySpace
+
+__all__ = ["OrganicStream", "RequestCounter"]
 
 MAXLEN = 10_000
 
@@ -51,3 +56,62 @@ class OrganicStream:
             for _, fields in reversed(entries)
             if fields
         ]
+
+
+class RequestCounter:
+    """How many requests of one ``kind`` (``organic`` from the gateway, ``synthetic`` from the challenger)
+    this validator sent each miner, in buckets of ``BUCKET_MS``:
+    ``veilnet:requests:<kind>:<validator>:<netuid>:<miner>:<bucket start ms>``. Both use the validator's quota
+    at the miner; the challenger spends only what organic traffic left. Counted in-process and added to Redis
+    every ``flush_seconds`` in one pipeline (so a restarted challenger knows what it already sent); kept an
+    hour."""
+
+    BUCKET_MS = 10_000
+    KEEP_MS = 3_600_000
+
+    def __init__(self, redis: aioredis.Redis, kind: str, validator: str, netuid: int, *,
+                 flush_seconds: float = 1.0) -> None:
+        self._redis = redis
+        self._keys = KeySpace(f"veilnet:requests:{kind}:{validator}:{netuid}")
+        self._unwritten: dict[tuple[str, int], int] = {}
+        self._writer = Flusher(self.flush, lambda: bool(self._unwritten), interval=flush_seconds,
+                               what=f"{kind} request counts")
+
+    async def __aenter__(self) -> RequestCounter:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._writer.aclose()
+
+    def count(self, miner: str, *, now_ms: int | None = None) -> None:
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        bucket = (miner, now - now % self.BUCKET_MS)
+        self._unwritten[bucket] = self._unwritten.get(bucket, 0) + 1
+        self._writer.soon()
+
+    async def flush(self) -> None:
+        batch, self._unwritten = self._unwritten, {}
+        if not batch:
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for (miner, start), n in batch.items():
+                    pipe.incrby(self._keys(miner, start), n)
+                    pipe.pexpire(self._keys(miner, start), self.KEEP_MS)
+                await pipe.execute()
+        except (aioredis.RedisError, OSError) as exc:
+            for bucket, n in batch.items():
+                self._unwritten[bucket] = self._unwritten.get(bucket, 0) + n
+            raise StoreError(f"cannot count requests: {exc}") from exc
+
+    async def used(self, miner: str, since_ms: int, *, now_ms: int | None = None) -> int:
+        """Requests sent ``miner`` from the bucket holding ``since_ms`` to now (by every process of this
+        validator, as written so far; this process's unwritten ones included)."""
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        since_ms = max(since_ms, now - self.KEEP_MS)  # older buckets have expired
+        starts = range(since_ms - since_ms % self.BUCKET_MS, now + 1, self.BUCKET_MS)
+        if not starts:
+            return 0
+        values = await self._redis.mget([self._keys(miner, start) for start in starts])
+        mine = sum(n for (who, start), n in self._unwritten.items() if who == miner and start >= starts[0])
+        return mine + sum(int(v) for v in values if v is not None)

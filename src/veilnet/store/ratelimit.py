@@ -12,8 +12,6 @@ cost the gateway a sixth of its throughput).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from types import TracebackType
@@ -21,6 +19,7 @@ from types import TracebackType
 import redis.asyncio as aioredis
 
 from veilnet.errors import RateLimited, StoreError
+from veilnet.store.flusher import Flusher
 from veilnet.store.redis import KeySpace
 
 __all__ = ["KeyRateLimiter"]
@@ -38,10 +37,10 @@ class KeyRateLimiter:
         self._keys = KeySpace("veilnet:ratelimit")
         self.rpm = requests_per_minute  # 0: no limit
         self.tpm = tokens_per_minute  # 0: no limit
-        self.sync_seconds = sync_seconds
         self._shared: dict[Slot, tuple[int, int]] = {}  # (requests, tokens) in Redis at the last sync
         self._unsynced: dict[Slot, list[int]] = {}  # [requests, tokens] counted here since
-        self._syncer: asyncio.Task[None] | None = None
+        self._syncer = Flusher(self.sync, lambda: bool(self._shared), interval=sync_seconds,
+                               what="rate limits (per process until Redis answers)")
 
     async def __aenter__(self) -> KeyRateLimiter:
         return self
@@ -52,14 +51,7 @@ class KeyRateLimiter:
 
     async def aclose(self) -> None:
         """Stop syncing; this process's last counts are added to Redis."""
-        if self._syncer is not None:
-            self._syncer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._syncer
-            self._syncer = None
-        if self._unsynced:
-            with contextlib.suppress(StoreError):
-                await self.sync()
+        await self._syncer.aclose()
 
     @staticmethod
     def _slot(key_id: int, now_ms: int | None) -> tuple[Slot, int]:
@@ -85,7 +77,7 @@ class KeyRateLimiter:
                                   retry_after=max(1.0, left_ms / 1000))
         self._unsynced.setdefault(slot, [0, 0])[0] += 1
         self._shared.setdefault(slot, (0, 0))
-        self._sync_soon()
+        self._syncer.soon()
 
     async def _read(self, slot: Slot) -> None:
         key_id, start = slot
@@ -102,19 +94,7 @@ class KeyRateLimiter:
             slot, _ = self._slot(key_id, now_ms)
             self._unsynced.setdefault(slot, [0, 0])[1] += tokens
             self._shared.setdefault(slot, (0, 0))
-            self._sync_soon()
-
-    def _sync_soon(self) -> None:
-        if self._syncer is None or self._syncer.done():
-            self._syncer = asyncio.get_running_loop().create_task(self._sync_while_active())
-
-    async def _sync_while_active(self) -> None:
-        while self._shared:
-            await asyncio.sleep(self.sync_seconds)
-            try:
-                await self.sync()
-            except StoreError as exc:
-                log.warning("rate limits are per process until Redis answers again: %s", exc.message)
+            self._syncer.soon()
 
     async def sync(self, *, now_ms: int | None = None) -> None:
         """Add this process's counts to Redis and read back the shared totals of every active key."""

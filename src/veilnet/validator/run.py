@@ -1,8 +1,10 @@
-"""Running a validator process: open the chain, Redis, the reference model and HTTP, then loop."""
+"""Running validator roles in a process: open the chain, Redis, SQL, HTTP and — for a scorer — the reference
+model, then run the roles (all three unless told otherwise; separate processes share the work over Redis)."""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Collection
 
 import aiohttp
 
@@ -13,34 +15,41 @@ from veilnet.models.llamacpp import LlamaCppEngine
 from veilnet.scoring import ScoreParams
 from veilnet.settings import Settings
 from veilnet.store.history import ScoreHistory
-from veilnet.store.organic import OrganicStream
+from veilnet.store.organic import OrganicStream, RequestCounter
 from veilnet.store.redis import open_redis
 from veilnet.store.scores import ScoreStore
 from veilnet.store.sql import open_database
-from veilnet.validator.service import ValidatorContext, run_validator
+from veilnet.store.validator_pipeline import ValidatorPipeline
+from veilnet.validator.service import ROLES, ValidatorContext, run_validator
 from veilnet.wallet import load_wallet
 
 __all__ = ["run_validator_process"]
 
 
-async def run_validator_process(settings: Settings) -> None:
-    """Challenge, verify, score and set weights until cancelled (all roles in this process)."""
+async def run_validator_process(settings: Settings, roles: Collection[str] = ROLES) -> None:
+    """Challenge, verify, score and set weights (the given roles) until cancelled."""
     wallet = load_wallet(settings.wallet)
     netuid = settings.chain.netuid
+    me = wallet.hotkey.ss58_address
     async with contextlib.AsyncExitStack() as stack:
         chain = await stack.enter_async_context(chain_from_settings(settings.chain))
         redis = await stack.enter_async_context(open_redis(settings.redis))
-        reference = LlamaCppEngine(settings.validator.reference_models, cache_dir=settings.data_dir / "models",
-                                   concurrency=1)
-        await stack.enter_async_context(reference)
+        reference = None
+        if "scorer" in roles:  # only scorers hold the model
+            reference = LlamaCppEngine(settings.validator.reference_models, cache_dir=settings.data_dir / "models",
+                                       concurrency=1)
+            await stack.enter_async_context(reference)
         http = await stack.enter_async_context(aiohttp.ClientSession())
         engine = await stack.enter_async_context(open_database(settings.database_url()))
         ctx = ValidatorContext(
             keypair=wallet.hotkey, chain=chain, netuid=netuid, reference=reference, http=http,
-            scores=ScoreStore(redis, wallet.hotkey.ss58_address, netuid), settings=settings.validator,
+            scores=ScoreStore(redis, me, netuid), settings=settings.validator,
+            pipeline=ValidatorPipeline(redis, me, netuid),
             params=ScoreParams(sharpen=settings.validator.sharpen_exponent),
             organic=OrganicStream(redis, netuid, sample_rate=1.0),
-            history=ScoreHistory(engine, wallet.hotkey.ss58_address, netuid),
+            history=ScoreHistory(engine, me, netuid),
             attestations=AttestedSessions(verifier_from_settings(settings.confidential)),
+            organic_counts=RequestCounter(redis, "organic", me, netuid),
+            synthetic_counts=await stack.enter_async_context(RequestCounter(redis, "synthetic", me, netuid)),
         )
-        await run_validator(ctx)
+        await run_validator(ctx, roles=roles)

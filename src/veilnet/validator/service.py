@@ -1,18 +1,23 @@
-"""The validator loop as plain async functions over a :class:`ValidatorContext`.
+"""The validator's three roles as plain async functions over a :class:`ValidatorContext`, talking through
+Redis (:mod:`veilnet.store.validator_pipeline`), so one process runs them all or each runs (and scales) apart:
 
-Each round challenges every served miner with a synthetic request (within this validator's quota at that
-miner), verifies a random share of the answers against the reference model and records observations.
-When the chain passes an epoch boundary the tempo's observations are folded into the score states
-(:mod:`veilnet.scoring`), saved in Redis, converted to u16 weights and set on chain.
+- challenger: keeps the metagraph fresh and sends each served miner signed synthetic requests, spread evenly
+  over each quota window and within this validator's quota there (the miner's own quota function), after
+  the organic traffic the gateway sent it; checks TEE attestation; stores each answer.
+- scorer: verifies a random share of the answers against the reference model and stores observations.
+- weights: at each epoch folds the tempo's observations into the score states (:mod:`veilnet.scoring`),
+  saves them in Redis, converts them to u16 weights and sets (or commits) them on chain.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import random
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,24 +36,34 @@ from veilnet.logs import log_event
 from veilnet.models.engine import ModelEngine
 from veilnet.protocol.epistula import sign_request, verify_response
 from veilnet.protocol.headers import TRAFFIC_HEADER
+from veilnet.quotas import quota_for, synthetic_budget, validator_stakes
 from veilnet.scoring import Observation, ScoreParams, ScoreState, update_scores, weights_from_scores
 from veilnet.settings import ValidatorSettings
 from veilnet.store.history import ScoreHistory
-from veilnet.store.organic import OrganicStream
+from veilnet.store.organic import OrganicStream, RequestCounter
 from veilnet.store.scores import ScoreStore
+from veilnet.store.validator_pipeline import ChallengeRecord, ValidatorPipeline
 from veilnet.tasks.chat import verify_chat_answer
 from veilnet.tasks.prompts import synthetic_chat_request
 
 __all__ = [
+    "ROLES",
+    "MinerTerms",
     "PendingReveal",
     "ValidatorContext",
+    "ask_miner",
     "attest_miner",
-    "challenge_miner",
     "replay_request",
     "reveal_due",
+    "run_challenger",
+    "run_scorer",
     "run_validator",
+    "run_weights",
+    "score_answer",
     "set_weights_for",
 ]
+
+ROLES = ("challenger", "scorer", "weights")
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +74,11 @@ class ValidatorContext:
     keypair: Keypair
     chain: Chain
     netuid: int
-    reference: ModelEngine
+    reference: ModelEngine | None  # the scorer's; None in processes that run no scorer
     http: aiohttp.ClientSession
     scores: ScoreStore
     settings: ValidatorSettings
+    pipeline: ValidatorPipeline
     params: ScoreParams = field(default_factory=ScoreParams)
     rng: random.Random = field(default_factory=random.Random)
     request_timeout: float = 60.0
@@ -71,6 +87,19 @@ class ValidatorContext:
     pending_reveals: list[PendingReveal] = field(default_factory=list)
     history: ScoreHistory | None = None
     attestations: AttestedSessions | None = None  # verifies miners' TEE evidence (None: not checked)
+    organic_counts: RequestCounter | None = None  # the gateway's requests to each miner (None: no gateway)
+    synthetic_counts: RequestCounter | None = None  # this validator's challenges (None: counted in process)
+
+
+@dataclass(frozen=True)
+class MinerTerms:
+    """What a miner's ``/capacity`` says about the quota it grants and the models it serves."""
+
+    capacity: int
+    window_seconds: int
+    synthetic_share: float
+    models: tuple[str, ...]
+    fetched_at: float
 
 
 @dataclass(frozen=True)
@@ -99,11 +128,11 @@ def _is_miner(neuron: NeuronInfo, me: str) -> bool:
     return neuron.hotkey != me and neuron.axon is not None and neuron.axon.is_served
 
 
-async def challenge_miner(
+async def ask_miner(
     ctx: ValidatorContext, neuron: NeuronInfo, model: str, samples: list[dict[str, str]] | None = None
-) -> Observation:
-    """One signed synthetic request to ``neuron`` — a fresh prompt, or a replayed organic one — verified with
-    probability ``verify_rate``."""
+) -> ChallengeRecord:
+    """One signed synthetic request to ``neuron`` — a fresh prompt, or a replayed organic one. The answer,
+    when there is one to verify, travels with the observation to a scorer."""
     assert neuron.axon is not None
     request = None
     if samples and ctx.rng.random() < ctx.replay_share:
@@ -114,6 +143,8 @@ async def challenge_miner(
     headers = sign_request(ctx.keypair, body, neuron.hotkey)
     headers.update({"Content-Type": "application/json", TRAFFIC_HEADER: "synthetic"})
     start = time.perf_counter()
+    if ctx.synthetic_counts is not None:
+        ctx.synthetic_counts.count(neuron.hotkey)
     try:
         async with ctx.http.post(
             f"{neuron.axon.url}/v1/chat/completions", data=body, headers=headers,
@@ -123,14 +154,14 @@ async def challenge_miner(
             status = response.status
             response_headers = dict(response.headers)
     except TimeoutError:
-        return Observation(miner=neuron.hotkey, model=model, task="chat", outcome="timeout")
+        return ChallengeRecord(Observation(miner=neuron.hotkey, model=model, task="chat", outcome="timeout"))
     except aiohttp.ClientError:
-        return Observation(miner=neuron.hotkey, model=model, task="chat", outcome="error")
+        return ChallengeRecord(Observation(miner=neuron.hotkey, model=model, task="chat", outcome="error"))
     elapsed = time.perf_counter() - start
     if status == 429:
-        return Observation(miner=neuron.hotkey, model=model, task="chat", outcome="rate_limited")
+        return ChallengeRecord(Observation(miner=neuron.hotkey, model=model, task="chat", outcome="rate_limited"))
     if status != 200:
-        return Observation(miner=neuron.hotkey, model=model, task="chat", outcome="error")
+        return ChallengeRecord(Observation(miner=neuron.hotkey, model=model, task="chat", outcome="error"))
     try:
         verify_response(response_headers, content, request_uuid=headers["Epistula-Uuid"],
                         caller=ctx.keypair.ss58_address, expected_signer=neuron.hotkey)
@@ -138,19 +169,27 @@ async def challenge_miner(
         completion_tokens = int(answer["usage"]["completion_tokens"])
     except (VeilnetError, ValueError, KeyError, TypeError):
         # an unsigned, mis-signed or malformed answer is a failed verification, not a network error
-        return Observation(miner=neuron.hotkey, model=model, task="chat", outcome="ok", verified=False, quality=0.0)
-    verified: bool | None = None
-    quality: float | None = None
-    if ctx.rng.random() < ctx.settings.verify_rate:
-        verdict = await verify_chat_answer(ctx.reference, request, answer, rng=ctx.rng)
-        verified, quality = verdict.ok, verdict.quality
-        if not verdict.ok:
-            log_event(log, "verification failed", logging.WARNING, miner=neuron.hotkey, reason=verdict.reason)
-    return Observation(
-        miner=neuron.hotkey, model=model, task="chat", outcome="ok", verified=verified, quality=quality,
-        ttft_ms=elapsed * 1000, tokens_per_s=completion_tokens / elapsed if elapsed > 0 else None,
-        completion_tokens=completion_tokens,
+        return ChallengeRecord(Observation(miner=neuron.hotkey, model=model, task="chat", outcome="ok",
+                                           verified=False, quality=0.0))
+    observation = Observation(
+        miner=neuron.hotkey, model=model, task="chat", outcome="ok", ttft_ms=elapsed * 1000,
+        tokens_per_s=completion_tokens / elapsed if elapsed > 0 else None, completion_tokens=completion_tokens,
     )
+    return ChallengeRecord(observation, request, answer)
+
+
+async def score_answer(ctx: ValidatorContext, record: ChallengeRecord) -> Observation:
+    """The challenge's observation, its answer verified against the reference model with probability
+    ``verify_rate`` (an answer not drawn stays unverified: it counts as missing, never as zero)."""
+    observation = record.observation
+    if record.request is None or record.answer is None or ctx.rng.random() >= ctx.settings.verify_rate:
+        return observation
+    if ctx.reference is None:
+        raise RuntimeError("this process runs a scorer without a reference model")
+    verdict = await verify_chat_answer(ctx.reference, record.request, record.answer, rng=ctx.rng)
+    if not verdict.ok:
+        log_event(log, "verification failed", logging.WARNING, miner=observation.miner, reason=verdict.reason)
+    return dataclasses.replace(observation, verified=verdict.ok, quality=verdict.quality)
 
 
 async def set_weights_for(
@@ -225,27 +264,97 @@ async def attest_miner(ctx: ValidatorContext, neuron: NeuronInfo) -> Observation
     return Observation(miner=neuron.hotkey, model="", task="attestation", outcome="ok", attested=True)
 
 
-async def run_validator(ctx: ValidatorContext, *, round_interval: float = 1.0) -> None:
-    """Challenge, score and set weights until cancelled."""
+async def miner_terms(ctx: ValidatorContext, neuron: NeuronInfo) -> MinerTerms | None:
+    """The miner's ``/capacity`` (None when it does not answer or answers nonsense)."""
+    assert neuron.axon is not None
+    try:
+        async with ctx.http.get(f"{neuron.axon.url}/capacity", timeout=aiohttp.ClientTimeout(total=10)) as response:
+            data = await response.json(content_type=None)
+        models = tuple(str(m["id"]) for m in data["models"])
+        capacity = min(int(m["capacity_per_window"]) for m in data["models"]) if models else 0
+        return MinerTerms(capacity=capacity, window_seconds=max(1, int(data.get("window_seconds", 60))),
+                          synthetic_share=float(data.get("synthetic_share", 1.0)), models=models,
+                          fetched_at=time.monotonic())
+    except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError):
+        return None
+
+
+async def run_challenger(ctx: ValidatorContext, *, round_interval: float = 1.0) -> None:
+    """Challenge every served miner until cancelled: each gets this validator's synthetic budget for the
+    window (quota left after organic traffic, at most ``challenges_per_window``), spread evenly over what is
+    left of the window at random spacing, one request per challenge for one of the models it serves that the
+    scorer can verify. A miner whose terms are unknown is challenged once a round (to record it failing)."""
+    terms: dict[str, MinerTerms] = {}
+    sent: dict[tuple[str, int], int] = {}  # (miner, window start ms) -> challenges sent, this process
+    due: dict[str, float] = {}
+    me = ctx.keypair.ss58_address
+    while True:
+        metagraph = await ctx.chain.get_metagraph(ctx.netuid)
+        miners = [n for n in metagraph.neurons if _is_miner(n, me)]
+        stakes = validator_stakes(metagraph.neurons)
+        samples = await ctx.organic.read(100) if ctx.organic is not None else []
+        now = time.time()
+        ready: list[tuple[NeuronInfo, str]] = []
+        for neuron in miners:
+            known = terms.get(neuron.hotkey)
+            if known is None or time.monotonic() - known.fetched_at > 60:
+                fetched = await miner_terms(ctx, neuron)
+                if fetched is not None:
+                    terms[neuron.hotkey] = known = fetched
+            if due.get(neuron.hotkey, 0.0) > now:
+                continue
+            models = [m for m in ctx.settings.reference_models if known is None or m in known.models]
+            if known is None or not models:
+                ready.append((neuron, ctx.rng.choice(ctx.settings.reference_models)))
+                due[neuron.hotkey] = now + round_interval
+                continue
+            window_ms = known.window_seconds * 1000
+            now_ms = int(now * 1000)
+            start_ms = now_ms - now_ms % window_ms
+            organic = await ctx.organic_counts.used(neuron.hotkey, start_ms) if ctx.organic_counts else 0
+            used = (await ctx.synthetic_counts.used(neuron.hotkey, start_ms) if ctx.synthetic_counts
+                    else sent.get((neuron.hotkey, start_ms), 0))
+            quota = quota_for(known.capacity, stakes, me, known.synthetic_share)
+            budget = synthetic_budget(quota, organic, used, cap=ctx.settings.challenges_per_window)
+            left_s = (start_ms + window_ms - now_ms) / 1000
+            if budget == 0:
+                due[neuron.hotkey] = now + left_s  # the next window
+                continue
+            due[neuron.hotkey] = now + left_s / budget * ctx.rng.uniform(0.5, 1.5)
+            sent[(neuron.hotkey, start_ms)] = used + 1
+            ready.append((neuron, ctx.rng.choice(models)))
+        for stale in [k for k in sent if k[1] < int(now * 1000) - 3_600_000]:
+            del sent[stale]
+        records = await asyncio.gather(*(ask_miner(ctx, n, m, samples) for n, m in ready))
+        for record in records:
+            await ctx.pipeline.add_answer(record)
+        attested = await asyncio.gather(*(attest_miner(ctx, n) for n in miners))
+        for observation in attested:
+            if observation is not None:
+                await ctx.pipeline.add_observation(observation)
+        await asyncio.sleep(round_interval)
+
+
+async def run_scorer(ctx: ValidatorContext) -> None:
+    """Verify and record answers until cancelled (several scorers share the work)."""
+    while True:
+        for entry_id, record in await ctx.pipeline.claim_answers():
+            await ctx.pipeline.record(entry_id, await score_answer(ctx, record))
+
+
+async def run_weights(ctx: ValidatorContext, *, round_interval: float = 1.0) -> None:
+    """At each epoch fold the tempo's observations into the scores and set weights, until cancelled."""
     states, tempo = await ctx.scores.load()
-    observations: list[Observation] = []
     epoch_at = await ctx.chain.get_next_epoch_block(ctx.netuid)
     pending_weights = False
     while True:
-        metagraph = await ctx.chain.get_metagraph(ctx.netuid)
-        miners = [n for n in metagraph.neurons if _is_miner(n, ctx.keypair.ss58_address)]
-        models = ctx.settings.reference_models
-        samples = await ctx.organic.read(100) if ctx.organic is not None else []
-        results = await asyncio.gather(*(challenge_miner(ctx, n, m, samples) for n in miners for m in models))
-        observations.extend(results)
-        attested = await asyncio.gather(*(attest_miner(ctx, n) for n in miners))
-        observations.extend(o for o in attested if o is not None)
         block = await ctx.chain.get_current_block()
         if block >= epoch_at:
+            observations, ids = await ctx.pipeline.take_observations()
             tempo += 1
             states = update_scores(states, observations, tempo, ctx.params)
-            observations = []
             await ctx.scores.save(states, tempo)
+            await ctx.pipeline.forget(ids)
             if ctx.history is not None:
                 await ctx.history.record(tempo, block, states)
             epoch_at = await ctx.chain.get_next_epoch_block(ctx.netuid)
@@ -254,10 +363,24 @@ async def run_validator(ctx: ValidatorContext, *, round_interval: float = 1.0) -
             await reveal_due(ctx)
         if pending_weights:
             try:
-                await set_weights_for(ctx, metagraph, states, tempo)
+                await set_weights_for(ctx, await ctx.chain.get_metagraph(ctx.netuid), states, tempo)
                 pending_weights = False
             except (ce.SettingWeightsTooFast, ce.NoValidatorPermit) as exc:
                 log_event(log, "weights deferred", reason=exc.code)
             except ce.ChainUnavailable as exc:
                 log_event(log, "chain unavailable; weights retried next round", logging.WARNING, reason=exc.message)
         await asyncio.sleep(round_interval)
+
+
+async def run_validator(ctx: ValidatorContext, *, roles: Collection[str] = ROLES, round_interval: float = 1.0) -> None:
+    """Run the given roles (all three by default) side by side until cancelled."""
+    unknown = set(roles) - set(ROLES)
+    if unknown or not roles:
+        raise ValueError(f"roles must be among {', '.join(ROLES)}; got {', '.join(sorted(roles)) or 'none'}")
+    loops = {"challenger": lambda: run_challenger(ctx, round_interval=round_interval),
+             "scorer": lambda: run_scorer(ctx),
+             "weights": lambda: run_weights(ctx, round_interval=round_interval)}
+    async with asyncio.TaskGroup() as group:
+        for role in ROLES:
+            if role in roles:
+                group.create_task(loops[role](), name=f"validator-{role}")

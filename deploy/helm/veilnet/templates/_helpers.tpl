@@ -3,19 +3,25 @@ app.kubernetes.io/name: veilnet
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{- /* A container's common part. Call with (dict "root" $ "wallet" <values wallet> "env" <map of extra env>). */ -}}
 {{- define "veilnet.podCommon" -}}
-image: "{{ .Values.image.repository }}:{{ .Values.image.tag }}"
-imagePullPolicy: {{ .Values.image.pullPolicy }}
+image: "{{ .root.Values.image.repository }}:{{ .root.Values.image.tag }}"
+imagePullPolicy: {{ .root.Values.image.pullPolicy }}
 envFrom:
   - configMapRef:
-      name: {{ .Release.Name }}-veilnet
+      name: {{ .root.Release.Name }}-veilnet
 env:
   - name: VEILNET_DATABASE__URL
     valueFrom:
-      secretKeyRef: {name: {{ .Values.database.existingSecret }}, key: url}
+      secretKeyRef: {name: {{ .root.Values.database.existingSecret }}, key: url}
   - name: VEILNET_WALLET__COLDKEY_PASSWORD
     valueFrom:
-      secretKeyRef: {name: {{ .Values.wallets.existingSecret }}, key: coldkey-password, optional: true}
+      secretKeyRef: {name: {{ .root.Values.wallets.existingSecret }}, key: coldkey-password, optional: true}
+  - {name: VEILNET_WALLET__NAME, value: {{ .wallet.name | quote }}}
+  - {name: VEILNET_WALLET__HOTKEY, value: {{ .wallet.hotkey | quote }}}
+  {{- range $name, $value := .env }}
+  - {name: {{ $name }}, value: {{ $value | toString | quote }}}
+  {{- end }}
 volumeMounts:
   - name: wallets
     mountPath: /home/veilnet/.bittensor/wallets

@@ -1,0 +1,54 @@
+"""A background writer for stores that count in-process and write in batches (ledger rows, rate-limit and
+organic counters): one task, started when there is something to write, that calls ``flush`` every
+``interval`` while ``pending()`` holds and retries (logging) while the store is unreachable."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from veilnet.errors import StoreError
+
+__all__ = ["Flusher"]
+
+log = logging.getLogger(__name__)
+
+
+class Flusher:
+    def __init__(self, flush: Callable[[], Awaitable[None]], pending: Callable[[], bool], *, interval: float,
+                 what: str) -> None:
+        self._flush = flush
+        self._pending = pending
+        self.interval = interval
+        self._what = what
+        self._task: asyncio.Task[None] | None = None
+
+    def soon(self) -> None:
+        """Make sure a flush follows within ``interval`` (needs a running event loop)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        delay = self.interval
+        while self._pending():
+            await asyncio.sleep(delay)
+            try:
+                await self._flush()
+                delay = self.interval
+            except StoreError as exc:
+                delay = min(5.0, max(0.5, delay * 2))
+                log.warning("%s: write failed, retrying in %.1f s: %s", self._what, delay, exc.message)
+
+    async def aclose(self) -> None:
+        """Write what is pending, then stop (the last write is the caller's own ``flush``)."""
+        try:
+            await self._flush()
+        except StoreError as exc:
+            log.error("%s: not written at shutdown, lost: %s", self._what, exc.message)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

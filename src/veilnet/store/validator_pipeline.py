@@ -1,0 +1,121 @@
+"""The validator's roles talk through Redis streams, so each runs (and scales) on its own.
+
+``veilnet:validator:<hotkey>:<netuid>:answers``: what the challenger got back — one entry per challenge
+(field ``record``: the observation, and the request and answer when there is an answer to verify). Scorers
+read it in the consumer group ``scorers`` (each entry to one scorer; entries a dead scorer held are claimed
+by another after ``claim_after_ms``) and acknowledge what they have recorded.
+
+``veilnet:validator:<hotkey>:<netuid>:observations``: scored observations (field ``observation``), which the
+weights role folds into the score states at each epoch and then deletes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from veilnet.scoring import Observation
+from veilnet.store.redis import KeySpace
+
+__all__ = ["ChallengeRecord", "ValidatorPipeline"]
+
+GROUP = "scorers"
+MAXLEN = 100_000
+
+
+@dataclass(frozen=True)
+class ChallengeRecord:
+    observation: Observation
+    request: dict[str, Any] | None = None  # set when there is an answer to verify
+    answer: dict[str, Any] | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({"observation": asdict(self.observation), "request": self.request, "answer": self.answer})
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> ChallengeRecord:
+        data = json.loads(raw)
+        return cls(Observation(**data["observation"]), data.get("request"), data.get("answer"))
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class ValidatorPipeline:
+    def __init__(self, redis: aioredis.Redis, validator: str, netuid: int, *, consumer: str | None = None,
+                 claim_after_ms: int = 120_000) -> None:
+        self._redis = redis
+        keys = KeySpace(f"veilnet:validator:{validator}:{netuid}")
+        self.answers = keys("answers")
+        self.observations = keys("observations")
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self._claim_after_ms = claim_after_ms
+        self._group_ready = False
+
+    async def add_answer(self, record: ChallengeRecord) -> None:
+        await self._redis.xadd(self.answers, {"record": record.to_json()},  # type: ignore[arg-type]
+                               maxlen=MAXLEN, approximate=True)
+
+    async def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            await self._redis.xgroup_create(self.answers, GROUP, id="0", mkstream=True)
+        except aioredis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    async def claim_answers(self, count: int = 4, block_ms: int = 1000) -> list[tuple[str, ChallengeRecord]]:
+        """Up to ``count`` answers for this scorer: first any a silent scorer left unacknowledged for too long,
+        else new ones (waiting up to ``block_ms``)."""
+        await self._ensure_group()
+        _, stale, *_ = await self._redis.xautoclaim(self.answers, GROUP, self.consumer,
+                                                    min_idle_time=self._claim_after_ms, count=count)
+        entries = list(stale or [])
+        if not entries:
+            reply: Any = await self._redis.xreadgroup(GROUP, self.consumer, {self.answers: ">"}, count=count,
+                                                      block=block_ms)
+            # RESP3 answers {stream: entries}, RESP2 [[stream, entries]]
+            streams = reply.values() if isinstance(reply, dict) else [item[1] for item in reply or []]
+            entries = [entry for stream_entries in streams for entry in stream_entries]
+        out = []
+        for entry_id, fields in entries:
+            if not fields:
+                continue
+            raw = {_text(k): v for k, v in fields.items()}
+            out.append((_text(entry_id), ChallengeRecord.from_json(raw["record"])))
+        return out
+
+    async def record(self, entry_id: str, observation: Observation) -> None:
+        """Store the scored observation and acknowledge its answer, in one transaction."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(self.observations, {"observation": json.dumps(asdict(observation))},  # type: ignore[arg-type]
+                      maxlen=MAXLEN, approximate=True)
+            pipe.xack(self.answers, GROUP, entry_id)
+            await pipe.execute()
+
+    async def add_observation(self, observation: Observation) -> None:
+        await self._redis.xadd(self.observations, {"observation": json.dumps(asdict(observation))},  # type: ignore[arg-type]
+                               maxlen=MAXLEN, approximate=True)
+
+    async def take_observations(self) -> tuple[list[Observation], list[str]]:
+        """Every stored observation, with the ids to :meth:`forget` once they are folded."""
+        entries: Any = await self._redis.xrange(self.observations, "-", "+")
+        observations, ids = [], []
+        for entry_id, fields in entries or []:
+            ids.append(_text(entry_id))
+            if fields:
+                raw = {_text(k): v for k, v in fields.items()}
+                observations.append(Observation(**json.loads(raw["observation"])))
+        return observations, ids
+
+    async def forget(self, ids: list[str]) -> None:
+        for start in range(0, len(ids), 1000):
+            await self._redis.xdel(self.observations, *ids[start:start + 1000])

@@ -1,0 +1,61 @@
+"""The validator's roles over real Redis: answers shared among scorers, observations folded once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+
+from veilnet.scoring import Observation
+from veilnet.store.organic import RequestCounter
+from veilnet.store.validator_pipeline import ChallengeRecord, ValidatorPipeline
+
+
+async def test_each_answer_goes_to_one_scorer_and_a_dead_scorers_answers_are_taken_over(
+    redis_client: aioredis.Redis,
+) -> None:
+    challenger = ValidatorPipeline(redis_client, "val", 1)
+    first = ValidatorPipeline(redis_client, "val", 1, consumer="first", claim_after_ms=100)
+    second = ValidatorPipeline(redis_client, "val", 1, consumer="second", claim_after_ms=100)
+    await first.claim_answers(block_ms=1)  # the group exists before answers arrive
+    for n in range(4):
+        observation = Observation(miner=f"m{n}", model="smol", task="chat", outcome="ok", completion_tokens=n)
+        await challenger.add_answer(ChallengeRecord(observation, {"model": "smol"}, {"choices": []}))
+    taken = await first.claim_answers(count=2, block_ms=10)
+    rest = await second.claim_answers(count=10, block_ms=10)
+    assert [r.observation.miner for _, r in taken] == ["m0", "m1"]
+    assert [r.observation.miner for _, r in rest] == ["m2", "m3"]
+    assert taken[0][1].request == {"model": "smol"}
+    for entry_id, record in rest:
+        await second.record(entry_id, record.observation)
+    # "first" dies holding m0 and m1: after claim_after_ms another scorer takes them over
+    await asyncio.sleep(0.2)
+    reclaimed = await second.claim_answers(count=10, block_ms=10)
+    assert sorted(r.observation.miner for _, r in reclaimed) == ["m0", "m1"]
+    for entry_id, record in reclaimed:
+        await second.record(entry_id, record.observation)
+    observations, ids = await challenger.take_observations()
+    assert sorted(o.miner for o in observations) == ["m0", "m1", "m2", "m3"]
+    await challenger.forget(ids)
+    assert (await challenger.take_observations())[0] == []
+    assert await second.claim_answers(block_ms=10) == []  # nothing left unacknowledged
+
+
+async def test_request_counts_are_shared_per_window(redis_client: aioredis.Redis) -> None:
+    now = 1_800_000_000_000
+    async with RequestCounter(redis_client, "organic", "val", 1, flush_seconds=0.01) as gateway_a, \
+            RequestCounter(redis_client, "organic", "val", 1) as gateway_b:
+        for _ in range(3):
+            gateway_a.count("miner", now_ms=now)
+        gateway_b.count("miner", now_ms=now + 15_000)
+        gateway_b.count("other", now_ms=now)
+        assert await gateway_a.used("miner", now, now_ms=now + 20_000) == 3  # its own, not yet written
+        await gateway_b.flush()
+        reader = RequestCounter(redis_client, "organic", "val", 1)
+        assert await reader.used("miner", now, now_ms=now + 20_000) == 1  # only what is written
+        await gateway_a.flush()
+        assert await reader.used("miner", now, now_ms=now + 20_000) == 4
+        assert await reader.used("miner", now + 10_000, now_ms=now + 20_000) == 1  # a later window start
+        # "since the beginning of time" reads only the hour Redis keeps, not 10^8 empty buckets
+        assert await reader.used("miner", 0, now_ms=now + 20_000) == 4
+        assert await reader.used("miner", 0, now_ms=now + RequestCounter.KEEP_MS + 20_000) == 0
