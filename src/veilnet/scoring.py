@@ -26,6 +26,7 @@ from typing import Literal
 
 __all__ = [
     "Observation",
+    "Outcome",
     "ScoreParams",
     "ScoreState",
     "TempoComponents",

@@ -106,6 +106,7 @@ class MinerSettings(_Section):
     external_ip: str | None = None
     backend: Literal["llamacpp", "openai"] = "llamacpp"
     models: list[str] = Field(default_factory=lambda: ["SmolLM2-135M-Instruct"])
+    embedding_models: list[str] = Field(default_factory=list)  # those of `models` also served on /v1/embeddings
     upstream_url: str | None = None
     upstream_api_key: SecretStr | None = None
     upstream_model_map: dict[str, str] = Field(default_factory=dict)
@@ -133,6 +134,9 @@ class ValidatorSettings(_Section):
     commit_reveal: Literal["auto", "timelocked", "hash"] = "auto"
     sharpen_exponent: float = 2.0
     reference_models: list[str] = Field(default_factory=lambda: ["SmolLM2-135M-Instruct"])
+    # share of challenges that ask for embeddings, to miners serving a reference model's embeddings (0: none;
+    # scorers then load no embedding context)
+    embedding_share: float = Field(default=0.25, ge=0.0, le=1.0)
 
 
 class ConfidentialSettings(_Section):

@@ -44,6 +44,10 @@ def test_devnet_up_serves_and_rewards_miners(tmp_path: Path) -> None:
                                                 messages=[{"role": "user", "content": "Say hello"}])
         assert answer.choices[0].message.content
         assert answer.usage is not None and answer.usage.model_extra["cost"] > 0
+        # the devnet's miners embed too (the SDK asks for base64 and decodes it)
+        vectors = client.embeddings.create(model="SmolLM2-135M-Instruct", input=["hello", "a lighthouse"])
+        assert [len(item.embedding) for item in vectors.data] == [576, 576]
+        assert abs(sum(x * x for x in vectors.data[0].embedding) - 1.0) < 1e-3
         _confidential_requests(client, status, tmp_path / "devnet")
 
         deadline = time.monotonic() + 180

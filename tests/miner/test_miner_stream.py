@@ -1,18 +1,21 @@
-"""Streaming through the miner: the upstream relay (incl. an upstream that dies) and the real SmolLM2."""
+"""Streaming through the miner: the upstream relay (incl. an upstream that dies) and the real SmolLM2
+(chat, completions and embeddings)."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tests.miner.conftest import MINER, VALIDATOR, signed
 from veilnet.models.llamacpp import LlamaCppEngine
 from veilnet.models.upstream import OpenAIUpstreamEngine
-from veilnet.protocol.epistula import verify_stream
+from veilnet.protocol.epistula import verify_response, verify_stream
 
 SMOL = "SmolLM2-135M-Instruct"
 
@@ -79,7 +82,8 @@ async def test_unreachable_upstream_is_502(make_miner: Any) -> None:
 @pytest.fixture(scope="module")
 def smol_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaCppEngine]:
     """The real SmolLM2, loaded once for this module (requests are sequential, so no loop binds it)."""
-    engine = LlamaCppEngine([SMOL], cache_dir=Path(tmp_path_factory.mktemp("models")), concurrency=2)
+    engine = LlamaCppEngine([SMOL], cache_dir=Path(tmp_path_factory.mktemp("models")), concurrency=2,
+                            embedding_models=[SMOL])
     engine.load()
     yield engine
 
@@ -129,6 +133,30 @@ async def test_real_model_streaming_and_stop(make_miner: Any, smol_engine: Llama
                                "temperature": 0})
         completion = (await client.post("/v1/completions", content=raw, headers=headers)).json()
         assert "Paris" in completion["choices"][0]["text"]
+
+
+@pytest.mark.model
+async def test_real_model_embeddings_as_floats_or_base64(make_miner: Any, smol_engine: LlamaCppEngine) -> None:
+    texts = ["a red apple", "a green pear"]
+    async with make_miner(smol_engine) as client:
+        capacity = (await client.get("/capacity")).json()
+        assert [(m["id"], m["embeddings"]) for m in capacity["models"]] == [(SMOL, True)]
+        raw, headers = signed({"model": SMOL, "input": texts})
+        floats = await client.post("/v1/embeddings", content=raw, headers=headers)
+        assert floats.status_code == 200, floats.text
+        verify_response(dict(floats.headers), floats.content, request_uuid=headers["Epistula-Uuid"],
+                        caller=VALIDATOR.ss58_address, expected_signer=MINER.ss58_address)
+        data = floats.json()["data"]
+        assert [len(item["embedding"]) for item in data] == [576, 576]
+        raw, headers = signed({"model": SMOL, "input": texts, "encoding_format": "base64"})
+        packed = (await client.post("/v1/embeddings", content=raw, headers=headers)).json()["data"]
+        for as_float, as_base64 in zip(data, packed, strict=True):
+            decoded = np.frombuffer(base64.b64decode(as_base64["embedding"]), dtype="<f4")
+            assert np.allclose(decoded, as_float["embedding"], atol=1e-6)
+        raw, headers = signed({"model": SMOL, "input": "word " * 3000})
+        too_long = await client.post("/v1/embeddings", content=raw, headers=headers)
+        assert too_long.status_code == 400
+        assert too_long.json()["error"]["param"] == "input" and "2048 tokens" in too_long.json()["error"]["message"]
 
 
 @pytest.mark.model

@@ -199,6 +199,7 @@ async def devnet_up(settings: Settings, options: DevnetOptions, progress: Progre
                     VEILNET_MINER__HOST="127.0.0.1",
                     VEILNET_MINER__PORT=str(port),
                     VEILNET_MINER__MODELS=f'["{options.model}"]',
+                    VEILNET_MINER__EMBEDDING_MODELS=f'["{options.model}"]',
                     VEILNET_MINER__METAGRAPH_REFRESH_SECONDS=str(max(2.0, options.block_time * 4)),
                     VEILNET_CONFIDENTIAL__ENCLAVE="dev",
                 ),

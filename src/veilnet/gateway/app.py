@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
@@ -13,7 +12,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
 import aiohttp
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -50,7 +48,13 @@ from veilnet.protocol.confidential import (
     UsageReceipt,
 )
 from veilnet.protocol.headers import ENCRYPTION_HEADER, SIMULATED_HEADER
-from veilnet.protocol.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RoutingFields
+from veilnet.protocol.openai import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    RoutingFields,
+    encode_embeddings_base64,
+)
 from veilnet.store.keys import ApiKey, UsageRow
 from veilnet.streaming import EventStreamResponse, line_blocks, lines_of, rewrite_lines
 
@@ -247,9 +251,7 @@ def create_gateway_app(
                 if "choices" in data:
                     data["id"] = generation
                 if wants_base64:
-                    for item in data.get("data", []):
-                        vector = np.asarray(item.get("embedding", []), dtype="<f4")
-                        item["embedding"] = base64.b64encode(vector.tobytes()).decode()
+                    encode_embeddings_base64(data)
                 await record(key, generation, model, candidate, usage, started, "ok", request=sampled(),
                              response=data)
                 return JSONResponse(data, headers=headers)

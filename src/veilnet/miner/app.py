@@ -25,6 +25,7 @@ from veilnet.protocol.openai import (
     ChatCompletionRequest,
     CompletionRequest,
     EmbeddingRequest,
+    encode_embeddings_base64,
 )
 from veilnet.streaming import EventStreamResponse
 
@@ -174,7 +175,11 @@ def create_miner_app(ctx: MinerContext) -> FastAPI:
         parsed, request_uuid, caller = await prepare(request, EmbeddingRequest)
         if not served[parsed.model].embeddings:
             raise NotFound(f"model {parsed.model!r} has no embeddings on this miner")
-        result = await ctx.engine.embeddings(parsed.model_dump(exclude_none=True))
+        payload = parsed.model_dump(exclude_none=True)
+        wants_base64 = payload.pop("encoding_format", "float") == "base64"  # engines answer floats
+        result = await ctx.engine.embeddings(payload)
+        if wants_base64:
+            encode_embeddings_base64(result)
         return signed_json(result, request_uuid, caller)
 
     @app.post(ATTESTATION_PATH)

@@ -31,14 +31,14 @@ def build_engine(settings: Settings) -> LlamaCppEngine | OpenAIUpstreamEngine:
     if miner.backend == "llamacpp":
         return LlamaCppEngine(
             miner.models, cache_dir=settings.data_dir / "models", concurrency=miner.max_concurrency,
-            queue=miner.max_queue,
+            queue=miner.max_queue, embedding_models=miner.embedding_models,
         )
     if miner.upstream_url is None:
         raise ConfigError("backend 'openai' needs VEILNET_MINER__UPSTREAM_URL (e.g. http://127.0.0.1:8000/v1)")
     key = miner.upstream_api_key.get_secret_value() if miner.upstream_api_key else None
     return OpenAIUpstreamEngine(
         miner.upstream_url, miner.models, api_key=key, model_map=miner.upstream_model_map,
-        concurrency=miner.max_concurrency, queue=miner.max_queue,
+        concurrency=miner.max_concurrency, queue=miner.max_queue, embedding_models=miner.embedding_models,
     )
 
 

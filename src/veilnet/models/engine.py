@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["ModelEngine", "ModelInfo"]
+from veilnet.errors import ConfigError
+
+__all__ = ["ModelEngine", "ModelInfo", "check_embedding_models"]
 
 
 @dataclass(frozen=True)
@@ -31,3 +33,12 @@ class ModelEngine(Protocol):
     def completion_stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]: ...
 
     async def embeddings(self, request: dict[str, Any]) -> dict[str, Any]: ...
+
+
+def check_embedding_models(models: list[str], embedding_models: list[str] | None) -> list[str]:
+    """``embedding_models`` (the served models that also embed), refused unless each is among ``models``."""
+    not_served = [name for name in embedding_models or [] if name not in models]
+    if not_served:
+        raise ConfigError(f"embedding models {', '.join(not_served)} are not among the served models "
+                          f"({', '.join(models)})")
+    return list(embedding_models or [])

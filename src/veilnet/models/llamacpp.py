@@ -15,12 +15,13 @@ from typing import Any
 
 from veilnet.errors import InvalidRequest, NotFound, UpstreamError
 from veilnet.models.catalog import MODELS, model_path
-from veilnet.models.engine import ModelInfo
+from veilnet.models.engine import ModelInfo, check_embedding_models
 from veilnet.models.limits import Admission
 
 __all__ = ["LlamaCppEngine"]
 
 _DONE = object()
+EMBEDDING_BATCH = 2048  # tokens per embeddings input (llama.cpp embeds an input in one micro-batch)
 
 
 class LlamaCppEngine:
@@ -35,11 +36,14 @@ class LlamaCppEngine:
         queue: int = 16,
         threads: int = 2,
         context_length: int = 4096,
+        embedding_models: list[str] | None = None,
     ) -> None:
         for name in models:
             if name not in MODELS:
                 raise NotFound(f"unknown model {name!r}; known: {', '.join(MODELS)}")
         self._names = list(models)
+        self._embedding_names = check_embedding_models(self._names, embedding_models)
+        self._embedders: dict[str, Any] = {}  # a second llama.cpp context per model, pooling for embeddings
         self._cache_dir = cache_dir
         self._concurrency = concurrency
         self._threads = threads
@@ -56,11 +60,20 @@ class LlamaCppEngine:
         for name in self._names:
             if name not in self._servers:
                 self._servers[name] = self._load(name)
+        for name in self._embedding_names:
+            if name not in self._embedders:
+                self._embedders[name] = self._load(name, embeddings=True)
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._servers.clear()  # xllamacpp frees the model when the Server is collected
+        self._embedders.clear()
 
-    def _load(self, name: str) -> Any:
+    @property
+    def embedding_input_tokens(self) -> int:
+        """The most tokens one embeddings input may have (llama.cpp embeds each input in one batch)."""
+        return min(self._context, EMBEDDING_BATCH)
+
+    def _load(self, name: str, *, embeddings: bool = False) -> Any:
         import xllamacpp
 
         params = xllamacpp.CommonParams()
@@ -71,10 +84,21 @@ class LlamaCppEngine:
         params.cpuparams_batch.n_threads = self._threads
         params.warmup = False
         params.verbosity = -1
+        if embeddings:  # mean-pooled, L2-normalised vectors, as OpenAI's embeddings are
+            params.embedding = True
+            params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
+            params.n_batch = params.n_ubatch = self.embedding_input_tokens
+            # One slot: with several, llama.cpp decodes inputs side by side in one batch and they bleed into
+            # each other's vectors (cosine to the input embedded alone drops to ~0.93); inputs take turns.
+            params.n_parallel = 1
+            params.n_ctx = self.embedding_input_tokens
         return xllamacpp.Server(params)
 
     def models(self) -> list[ModelInfo]:
-        return [ModelInfo(name, min(MODELS[name].context_length, self._context)) for name in self._names]
+        return [
+            ModelInfo(name, min(MODELS[name].context_length, self._context), embeddings=name in self._embedding_names)
+            for name in self._names
+        ]
 
     def _server(self, request: dict[str, Any]) -> tuple[str, Any]:
         name = str(request.get("model"))
@@ -163,4 +187,26 @@ class LlamaCppEngine:
         return self._stream(server.handle_completions, name, request)
 
     async def embeddings(self, request: dict[str, Any]) -> dict[str, Any]:
-        raise NotFound(f"model {request.get('model')!r} has no embeddings on this miner")
+        name = str(request.get("model"))
+        server = self._embedders.get(name)
+        if server is None:
+            raise NotFound(f"model {name!r} has no embeddings on this miner")
+        native = {"input": request.get("input")}  # floats always: the gateway encodes base64 itself
+        async with self._admission.slot():
+            try:
+                result = await asyncio.to_thread(server.handle_embeddings, native)
+            except ValueError as exc:  # llama.cpp's own request validation
+                raise InvalidRequest(str(exc), param="input") from exc
+        if not isinstance(result, dict):
+            raise UpstreamError("llama.cpp returned no result")
+        error = result.get("error")
+        if error is not None:
+            message = str(error.get("message", error)) if isinstance(error, dict) else str(error)
+            if "too large to process" in message:
+                raise InvalidRequest(f"an input is longer than the {self.embedding_input_tokens} tokens model "
+                                     f"{name!r} embeds at once; split it", param="input")
+            if isinstance(error, dict) and error.get("code") == 400:
+                raise InvalidRequest(f"llama.cpp refused the input: {message}", param="input")
+            raise UpstreamError(f"llama.cpp error: {message}")
+        result["model"] = name
+        return result

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 
 from veilnet.errors import InvalidRequest, NotFound, UpstreamError, UpstreamTimeout
-from veilnet.models.engine import ModelInfo
+from veilnet.models.engine import ModelInfo, check_embedding_models
 from veilnet.models.limits import Admission
 
 __all__ = ["OpenAIUpstreamEngine"]
@@ -41,7 +41,7 @@ class OpenAIUpstreamEngine:
         self._names = list(models)
         self._map = dict(model_map or {})
         self._context = context_length
-        self._embedding = set(embedding_models or [])
+        self._embedding = set(check_embedding_models(self._names, embedding_models))
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._admission = Admission(concurrency, queue)
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10)

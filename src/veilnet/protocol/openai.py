@@ -6,8 +6,10 @@ Only pydantic and the standard library. Between validator/gateway and miner unkn
 
 from __future__ import annotations
 
+import base64
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "ProviderPreferences",
     "RoutingFields",
     "StreamOptions",
+    "encode_embeddings_base64",
 ]
 
 
@@ -135,3 +138,10 @@ MINER_SUPPORTED_PARAMETERS: tuple[str, ...] = (
     "max_tokens", "max_completion_tokens", "temperature", "top_p", "seed", "stop", "logprobs", "top_logprobs",
     "presence_penalty", "frequency_penalty", "logit_bias", "n",
 )
+
+
+def encode_embeddings_base64(answer: dict[str, Any]) -> None:
+    """Turn an embeddings answer's float vectors into OpenAI's base64 form (little-endian float32), in place."""
+    for item in answer.get("data", []):
+        vector = np.asarray(item.get("embedding", []), dtype="<f4")
+        item["embedding"] = base64.b64encode(vector.tobytes()).decode()

@@ -12,24 +12,12 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
 from typing import Any
 
 from veilnet.models.engine import ModelEngine
+from veilnet.tasks.verdict import Verdict, failed
 
-__all__ = ["ChatVerdict", "verify_chat_answer"]
-
-
-@dataclass(frozen=True)
-class ChatVerdict:
-    ok: bool
-    quality: float  # share of checked positions that passed (1.0 when all did)
-    reason: str | None
-    checked: int
-
-
-def _fail(reason: str, quality: float = 0.0, checked: int = 0) -> ChatVerdict:
-    return ChatVerdict(ok=False, quality=quality, reason=reason, checked=checked)
+__all__ = ["verify_chat_answer"]
 
 
 async def verify_chat_answer(
@@ -41,27 +29,27 @@ async def verify_chat_answer(
     rng: random.Random | None = None,
     logprob_tolerance: float = 1.0,
     min_quality: float = 0.75,
-) -> ChatVerdict:
+) -> Verdict:
     """Check ``response`` (a miner's non-streamed chat completion) for ``request`` with ``reference``."""
     rng = rng or random.Random()
     if response.get("model") != request.get("model"):
-        return _fail(f"answered as model {response.get('model')!r}, asked {request.get('model')!r}")
+        return failed(f"answered as model {response.get('model')!r}, asked {request.get('model')!r}")
     try:
         choice = response["choices"][0]
         content = choice["message"]["content"] or ""
         tokens = choice["logprobs"]["content"]
         usage = response["usage"]
     except (KeyError, IndexError, TypeError):
-        return _fail("answer lacks choices, message, logprobs or usage")
+        return failed("answer lacks choices, message, logprobs or usage")
     if "".join(t["token"] for t in tokens) != content:
-        return _fail("the returned tokens do not spell the returned text")
+        return failed("the returned tokens do not spell the returned text")
     if usage.get("completion_tokens") != len(tokens):
-        return _fail(f"usage claims {usage.get('completion_tokens')} completion tokens, {len(tokens)} returned")
+        return failed(f"usage claims {usage.get('completion_tokens')} completion tokens, {len(tokens)} returned")
     max_tokens = request.get("max_tokens") or request.get("max_completion_tokens")
     if max_tokens is not None and len(tokens) > max_tokens:
-        return _fail(f"{len(tokens)} tokens returned for max_tokens {max_tokens}")
+        return failed(f"{len(tokens)} tokens returned for max_tokens {max_tokens}")
     if choice.get("finish_reason") == "length" and max_tokens is not None and len(tokens) != max_tokens:
-        return _fail("finish_reason 'length' before max_tokens was reached (premature end)")
+        return failed("finish_reason 'length' before max_tokens was reached (premature end)")
 
     raw_temperature = request.get("temperature")
     temperature = float(raw_temperature) if isinstance(raw_temperature, int | float) else 1.0
@@ -72,12 +60,12 @@ async def verify_chat_answer(
 
     first = await reference.chat({**base, "messages": messages})
     if first.get("usage", {}).get("prompt_tokens") != usage.get("prompt_tokens"):
-        return _fail(
+        return failed(
             f"usage claims {usage.get('prompt_tokens')} prompt tokens; the reference counts "
             f"{first.get('usage', {}).get('prompt_tokens')}"
         )
     if not tokens:
-        return ChatVerdict(ok=True, quality=1.0, reason=None, checked=0)
+        return Verdict(ok=True, quality=1.0, reason=None, checked=0)
     chosen = sorted(rng.sample(range(len(tokens)), min(positions, len(tokens))))
     passed = 0
     reasons: list[str] = []
@@ -103,5 +91,5 @@ async def verify_chat_answer(
         passed += 1
     quality = passed / len(chosen)
     if quality < min_quality:
-        return _fail("; ".join(reasons[:3]), quality=quality, checked=len(chosen))
-    return ChatVerdict(ok=True, quality=quality, reason="; ".join(reasons[:3]) or None, checked=len(chosen))
+        return failed("; ".join(reasons[:3]), quality=quality, checked=len(chosen))
+    return Verdict(ok=True, quality=quality, reason="; ".join(reasons[:3]) or None, checked=len(chosen))

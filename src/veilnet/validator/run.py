@@ -36,8 +36,9 @@ async def run_validator_process(settings: Settings, roles: Collection[str] = ROL
         redis = await stack.enter_async_context(open_redis(settings.redis))
         reference = None
         if "scorer" in roles:  # only scorers hold the model
-            reference = LlamaCppEngine(settings.validator.reference_models, cache_dir=settings.data_dir / "models",
-                                       concurrency=1)
+            models = settings.validator.reference_models
+            reference = LlamaCppEngine(models, cache_dir=settings.data_dir / "models", concurrency=1,
+                                       embedding_models=models if settings.validator.embedding_share > 0 else None)
             await stack.enter_async_context(reference)
         http = await stack.enter_async_context(aiohttp.ClientSession())
         engine = await stack.enter_async_context(open_database(settings.database_url()))

@@ -37,14 +37,15 @@ from veilnet.models.engine import ModelEngine
 from veilnet.protocol.epistula import sign_request, verify_response
 from veilnet.protocol.headers import TRAFFIC_HEADER
 from veilnet.quotas import quota_for, synthetic_budget, validator_stakes
-from veilnet.scoring import Observation, ScoreParams, ScoreState, update_scores, weights_from_scores
+from veilnet.scoring import Observation, Outcome, ScoreParams, ScoreState, update_scores, weights_from_scores
 from veilnet.settings import ValidatorSettings
 from veilnet.store.history import ScoreHistory
 from veilnet.store.organic import OrganicStream, RequestCounter
 from veilnet.store.scores import ScoreStore
 from veilnet.store.validator_pipeline import ChallengeRecord, ValidatorPipeline
 from veilnet.tasks.chat import verify_chat_answer
-from veilnet.tasks.prompts import synthetic_chat_request
+from veilnet.tasks.embeddings import verify_embeddings_answer
+from veilnet.tasks.prompts import synthetic_chat_request, synthetic_embeddings_request
 
 __all__ = [
     "ROLES",
@@ -100,6 +101,7 @@ class MinerTerms:
     synthetic_share: float
     models: tuple[str, ...]
     fetched_at: float
+    embedding_models: frozenset[str] = frozenset()  # those of ``models`` it also embeds with
 
 
 @dataclass(frozen=True)
@@ -128,17 +130,29 @@ def _is_miner(neuron: NeuronInfo, me: str) -> bool:
     return neuron.hotkey != me and neuron.axon is not None and neuron.axon.is_served
 
 
+CHALLENGE_PATHS = {"chat": "/v1/chat/completions", "embeddings": "/v1/embeddings"}
+
+
 async def ask_miner(
-    ctx: ValidatorContext, neuron: NeuronInfo, model: str, samples: list[dict[str, str]] | None = None
+    ctx: ValidatorContext, neuron: NeuronInfo, model: str, samples: list[dict[str, str]] | None = None,
+    *, task: str = "chat",
 ) -> ChallengeRecord:
-    """One signed synthetic request to ``neuron`` — a fresh prompt, or a replayed organic one. The answer,
-    when there is one to verify, travels with the observation to a scorer."""
+    """One signed synthetic request to ``neuron``: for ``chat`` a fresh prompt or a replayed organic one,
+    for ``embeddings`` random texts. The answer, when there is one to verify, travels with the observation to
+    a scorer. Embeddings answers count for reliability, volume and quality, not speed (their latency is not
+    comparable with a generation's)."""
     assert neuron.axon is not None
     request = None
-    if samples and ctx.rng.random() < ctx.replay_share:
+    if task == "embeddings":
+        request = synthetic_embeddings_request(model, ctx.rng)
+    elif samples and ctx.rng.random() < ctx.replay_share:
         request = replay_request(ctx.rng.choice(samples), model)
     if request is None:
         request = synthetic_chat_request(model, ctx.rng)
+
+    def seen(outcome: Outcome, **details: Any) -> Observation:
+        return Observation(miner=neuron.hotkey, model=model, task=task, outcome=outcome, **details)
+
     body = json.dumps(request).encode()
     headers = sign_request(ctx.keypair, body, neuron.hotkey)
     headers.update({"Content-Type": "application/json", TRAFFIC_HEADER: "synthetic"})
@@ -147,33 +161,36 @@ async def ask_miner(
         ctx.synthetic_counts.count(neuron.hotkey)
     try:
         async with ctx.http.post(
-            f"{neuron.axon.url}/v1/chat/completions", data=body, headers=headers,
+            f"{neuron.axon.url}{CHALLENGE_PATHS[task]}", data=body, headers=headers,
             timeout=aiohttp.ClientTimeout(total=ctx.request_timeout),
         ) as response:
             content = await response.read()
             status = response.status
             response_headers = dict(response.headers)
     except TimeoutError:
-        return ChallengeRecord(Observation(miner=neuron.hotkey, model=model, task="chat", outcome="timeout"))
+        return ChallengeRecord(seen("timeout"))
     except aiohttp.ClientError:
-        return ChallengeRecord(Observation(miner=neuron.hotkey, model=model, task="chat", outcome="error"))
+        return ChallengeRecord(seen("error"))
     elapsed = time.perf_counter() - start
     if status == 429:
-        return ChallengeRecord(Observation(miner=neuron.hotkey, model=model, task="chat", outcome="rate_limited"))
+        return ChallengeRecord(seen("rate_limited"))
     if status != 200:
-        return ChallengeRecord(Observation(miner=neuron.hotkey, model=model, task="chat", outcome="error"))
+        return ChallengeRecord(seen("error"))
     try:
         verify_response(response_headers, content, request_uuid=headers["Epistula-Uuid"],
                         caller=ctx.keypair.ss58_address, expected_signer=neuron.hotkey)
         answer = json.loads(content)
-        completion_tokens = int(answer["usage"]["completion_tokens"])
+        if not isinstance(answer, dict):
+            raise TypeError("the answer is not a JSON object")
+        completion_tokens = int(answer["usage"]["completion_tokens"]) if task == "chat" else 0
     except (VeilnetError, ValueError, KeyError, TypeError):
         # an unsigned, mis-signed or malformed answer is a failed verification, not a network error
-        return ChallengeRecord(Observation(miner=neuron.hotkey, model=model, task="chat", outcome="ok",
-                                           verified=False, quality=0.0))
-    observation = Observation(
-        miner=neuron.hotkey, model=model, task="chat", outcome="ok", ttft_ms=elapsed * 1000,
-        tokens_per_s=completion_tokens / elapsed if elapsed > 0 else None, completion_tokens=completion_tokens,
+        return ChallengeRecord(seen("ok", verified=False, quality=0.0))
+    if task != "chat":
+        return ChallengeRecord(seen("ok"), request, answer)
+    observation = seen(
+        "ok", ttft_ms=elapsed * 1000, tokens_per_s=completion_tokens / elapsed if elapsed > 0 else None,
+        completion_tokens=completion_tokens,
     )
     return ChallengeRecord(observation, request, answer)
 
@@ -186,7 +203,10 @@ async def score_answer(ctx: ValidatorContext, record: ChallengeRecord) -> Observ
         return observation
     if ctx.reference is None:
         raise RuntimeError("this process runs a scorer without a reference model")
-    verdict = await verify_chat_answer(ctx.reference, record.request, record.answer, rng=ctx.rng)
+    if observation.task == "embeddings":
+        verdict = await verify_embeddings_answer(ctx.reference, record.request, record.answer)
+    else:
+        verdict = await verify_chat_answer(ctx.reference, record.request, record.answer, rng=ctx.rng)
     if not verdict.ok:
         log_event(log, "verification failed", logging.WARNING, miner=observation.miner, reason=verdict.reason)
     return dataclasses.replace(observation, verified=verdict.ok, quality=verdict.quality)
@@ -274,7 +294,8 @@ async def miner_terms(ctx: ValidatorContext, neuron: NeuronInfo) -> MinerTerms |
         capacity = min(int(m["capacity_per_window"]) for m in data["models"]) if models else 0
         return MinerTerms(capacity=capacity, window_seconds=max(1, int(data.get("window_seconds", 60))),
                           synthetic_share=float(data.get("synthetic_share", 1.0)), models=models,
-                          fetched_at=time.monotonic())
+                          fetched_at=time.monotonic(),
+                          embedding_models=frozenset(str(m["id"]) for m in data["models"] if m.get("embeddings")))
     except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError):
         return None
 
@@ -294,7 +315,7 @@ async def run_challenger(ctx: ValidatorContext, *, round_interval: float = 1.0) 
         stakes = validator_stakes(metagraph.neurons)
         samples = await ctx.organic.read(100) if ctx.organic is not None else []
         now = time.time()
-        ready: list[tuple[NeuronInfo, str]] = []
+        ready: list[tuple[NeuronInfo, str, str]] = []  # (miner, model, task)
         for neuron in miners:
             known = terms.get(neuron.hotkey)
             if known is None or time.monotonic() - known.fetched_at > 60:
@@ -305,7 +326,7 @@ async def run_challenger(ctx: ValidatorContext, *, round_interval: float = 1.0) 
                 continue
             models = [m for m in ctx.settings.reference_models if known is None or m in known.models]
             if known is None or not models:
-                ready.append((neuron, ctx.rng.choice(ctx.settings.reference_models)))
+                ready.append((neuron, ctx.rng.choice(ctx.settings.reference_models), "chat"))
                 due[neuron.hotkey] = now + round_interval
                 continue
             window_ms = known.window_seconds * 1000
@@ -322,10 +343,12 @@ async def run_challenger(ctx: ValidatorContext, *, round_interval: float = 1.0) 
                 continue
             due[neuron.hotkey] = now + left_s / budget * ctx.rng.uniform(0.5, 1.5)
             sent[(neuron.hotkey, start_ms)] = used + 1
-            ready.append((neuron, ctx.rng.choice(models)))
+            model = ctx.rng.choice(models)
+            embeds = model in known.embedding_models and ctx.rng.random() < ctx.settings.embedding_share
+            ready.append((neuron, model, "embeddings" if embeds else "chat"))
         for stale in [k for k in sent if k[1] < int(now * 1000) - 3_600_000]:
             del sent[stale]
-        records = await asyncio.gather(*(ask_miner(ctx, n, m, samples) for n, m in ready))
+        records = await asyncio.gather(*(ask_miner(ctx, n, m, samples, task=t) for n, m, t in ready))
         for record in records:
             await ctx.pipeline.add_answer(record)
         attested = await asyncio.gather(*(attest_miner(ctx, n) for n in miners))
