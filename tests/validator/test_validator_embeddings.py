@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 from pathlib import Path
 from typing import Any
@@ -122,3 +123,7 @@ async def test_embeddings_challenges_verify_honest_vectors_and_catch_a_cached_on
         assert observation.ttft_ms is None  # embeddings do not count for speed
     assert verdicts[HONEST[1].ss58_address] == {True}
     assert verdicts[CACHER[1].ss58_address] == {False}
+    # a scorer whose reference cannot embed leaves the answer unverified (missing), never failed or passed
+    chat_only = dataclasses.replace(validator, reference=LlamaCppEngine([SMOL], cache_dir=tmp_path / "models"))
+    unverified = await score_answer(chat_only, next(r for r in records if r.answer is not None))
+    assert unverified.verified is None and unverified.outcome == "ok"

@@ -191,7 +191,7 @@ class LlamaCppEngine:
         server = self._embedders.get(name)
         if server is None:
             raise NotFound(f"model {name!r} has no embeddings on this miner")
-        native = {"input": request.get("input")}  # floats always: the gateway encodes base64 itself
+        native = {"input": request.get("input")}  # floats always: the miner app encodes base64 when asked
         async with self._admission.slot():
             try:
                 result = await asyncio.to_thread(server.handle_embeddings, native)

@@ -7,9 +7,9 @@ Only pydantic and the standard library. Between validator/gateway and miner unkn
 from __future__ import annotations
 
 import base64
+import struct
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
@@ -143,5 +143,5 @@ MINER_SUPPORTED_PARAMETERS: tuple[str, ...] = (
 def encode_embeddings_base64(answer: dict[str, Any]) -> None:
     """Turn an embeddings answer's float vectors into OpenAI's base64 form (little-endian float32), in place."""
     for item in answer.get("data", []):
-        vector = np.asarray(item.get("embedding", []), dtype="<f4")
-        item["embedding"] = base64.b64encode(vector.tobytes()).decode()
+        vector = item.get("embedding", [])
+        item["embedding"] = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()

@@ -203,10 +203,15 @@ async def score_answer(ctx: ValidatorContext, record: ChallengeRecord) -> Observ
         return observation
     if ctx.reference is None:
         raise RuntimeError("this process runs a scorer without a reference model")
-    if observation.task == "embeddings":
-        verdict = await verify_embeddings_answer(ctx.reference, record.request, record.answer)
-    else:
-        verdict = await verify_chat_answer(ctx.reference, record.request, record.answer, rng=ctx.rng)
+    try:
+        if observation.task == "embeddings":
+            verdict = await verify_embeddings_answer(ctx.reference, record.request, record.answer)
+        else:
+            verdict = await verify_chat_answer(ctx.reference, record.request, record.answer, rng=ctx.rng)
+    except VeilnetError as exc:  # the reference's own failure (e.g. a scorer set up without embeddings)
+        log_event(log, "cannot verify; the answer stays unverified", logging.ERROR, miner=observation.miner,
+                  task=observation.task, reason=exc.message)
+        return observation
     if not verdict.ok:
         log_event(log, "verification failed", logging.WARNING, miner=observation.miner, reason=verdict.reason)
     return dataclasses.replace(observation, verified=verdict.ok, quality=verdict.quality)
