@@ -121,7 +121,7 @@ def run_gateway(port: int, upstream_port: int, secret_file: str) -> None:
     from veilnet.gateway.run import open_miner_http
     from veilnet.settings import GatewaySettings, RedisSettings
     from veilnet.store.keys import KeyStore
-    from veilnet.store.organic import OrganicStream
+    from veilnet.store.organic import OrganicStream, RequestCounter
     from veilnet.store.ratelimit import KeyRateLimiter
     from veilnet.store.redis import open_redis
     from veilnet.store.sql import open_database
@@ -157,6 +157,8 @@ def run_gateway(port: int, upstream_port: int, secret_file: str) -> None:
                 ratelimit=await stack.enter_async_context(
                     KeyRateLimiter(redis, requests_per_minute=10**9, tokens_per_minute=10**12)),
                 organic=OrganicStream(redis, 1, sample_rate=settings.organic_sample_rate),
+                organic_counts=await stack.enter_async_context(
+                    RequestCounter(redis, "organic", gateway.ss58_address, 1)),
             )
             config = uvicorn.Config(create_gateway_app(ctx), host="127.0.0.1", port=port, log_level="critical",
                                     lifespan="off", backlog=4096)

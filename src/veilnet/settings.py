@@ -141,10 +141,13 @@ class ValidatorSettings(_Section):
 
 class ConfidentialSettings(_Section):
     """Confidential routing. Miners: ``enclave`` is how this miner attests (``off``, the development
-    ``dev`` enclave, or ``tdx`` through configfs-tsm). Verifiers (gateway, validator, client proxy):
-    the measurement policy and what they pin. With no policy file every attestation is refused."""
+    ``dev`` enclave, or ``tdx`` / ``sev-snp`` through configfs-tsm; a SEV-SNP guest whose host hands it no
+    VCEK fetches it from ``amd_kds_url``). Verifiers (gateway, validator, client proxy): the measurement
+    policy and what they pin. With no policy file every attestation is refused."""
 
-    enclave: Literal["off", "dev", "tdx"] = "off"
+    enclave: Literal["off", "dev", "tdx", "sev-snp"] = "off"
+    amd_kds_url: str = "https://kdsintf.amd.com"
+    amd_product: Literal["Milan", "Genoa", "Turin"] = "Milan"  # for reports older than version 3 (no CPUID)
     dev_enclave_key_file: Path | None = None  # default: <data_dir>/dev-enclave.key
     weights_sha256: dict[str, str] = Field(default_factory=dict)  # model -> digest, for upstream backends
     policy_file: Path | None = None

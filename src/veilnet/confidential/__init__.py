@@ -4,11 +4,11 @@ services call these functions (see docs/confidential.md)."""
 
 from veilnet.confidential.challenge import ATTESTATION_PATH, fetch_evidence
 from veilnet.confidential.claims import PlatformClaims, VerifiedClaims
+from veilnet.confidential.configfs import AmdKds, ConfigfsTsmProvider, certificates_from_table
 from veilnet.confidential.enclave import (
     DevEnclaveProvider,
     Enclave,
     EvidenceProvider,
-    TdxConfigfsProvider,
     dev_public_key_hex,
     file_sha256,
     load_or_create_dev_key,
@@ -40,9 +40,11 @@ from veilnet.confidential.verifiers import EvidenceVerifier, TdxCollateralSource
 
 __all__ = [
     "ATTESTATION_PATH",
+    "AmdKds",
     "AttestationFailed",
     "AttestedMiner",
     "AttestedSessions",
+    "ConfigfsTsmProvider",
     "DecryptionFailed",
     "DevEnclaveProvider",
     "Enclave",
@@ -63,9 +65,9 @@ __all__ = [
     "SealedExchange",
     "StaleKeyset",
     "TdxCollateralSource",
-    "TdxConfigfsProvider",
     "TrustAnchors",
     "VerifiedClaims",
+    "certificates_from_table",
     "dev_public_key_hex",
     "fetch_evidence",
     "file_sha256",

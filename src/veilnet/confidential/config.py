@@ -8,11 +8,11 @@ from bittensor_wallet import Keypair
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from veilnet.confidential.configfs import AmdKds, ConfigfsTsmProvider
 from veilnet.confidential.enclave import (
     DevEnclaveProvider,
     Enclave,
     EvidenceProvider,
-    TdxConfigfsProvider,
     file_sha256,
     load_or_create_dev_key,
     serving_code_sha256,
@@ -83,6 +83,9 @@ def enclave_from_settings(settings: ConfidentialSettings, data_dir: Path, hotkey
     if settings.enclave == "dev":
         provider = DevEnclaveProvider(load_or_create_dev_key(dev_key_path(settings, data_dir)),
                                       measurements={"code_sha256": code})
+    elif settings.enclave == "sev-snp":
+        kds = AmdKds(data_dir / "amd-kds", settings.amd_kds_url, settings.amd_product)
+        provider = ConfigfsTsmProvider("sev-snp", kds=kds)
     else:
-        provider = TdxConfigfsProvider()
+        provider = ConfigfsTsmProvider("tdx")
     return Enclave(hotkey, provider, models, code_sha256=code)

@@ -8,12 +8,11 @@ binding that keyset to the verifier's nonce.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,7 +20,6 @@ from bittensor_wallet import Keypair
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
-from veilnet.confidential.errors import AttestationFailed
 from veilnet.confidential.keyset import gpu_nonce_for, report_data_for, sign_keyset
 from veilnet.confidential.receipts import sign_receipt
 from veilnet.confidential.sealing import EnclaveKeyPair, RequestOpener, ResponseSealer, open_request
@@ -40,7 +38,6 @@ __all__ = [
     "DevEnclaveProvider",
     "Enclave",
     "EvidenceProvider",
-    "TdxConfigfsProvider",
     "dev_public_key_hex",
     "file_sha256",
     "load_or_create_dev_key",
@@ -49,7 +46,8 @@ __all__ = [
 
 
 class EvidenceProvider(Protocol):
-    platform: Platform
+    @property
+    def platform(self) -> Platform: ...
 
     async def evidence(self, report_data: bytes, gpu_nonce: bytes, keyset: Keyset) -> Evidence: ...
 
@@ -66,39 +64,6 @@ class DevEnclaveProvider:
     async def evidence(self, report_data: bytes, gpu_nonce: bytes, keyset: Keyset) -> Evidence:
         quote = dev_statement(self.key, report_data, self.measurements, debug=self.debug, issued_at=int(time.time()))
         return Evidence(platform="dev", quote=quote, keyset=keyset)
-
-
-@dataclass
-class TdxConfigfsProvider:
-    """A TDX guest's quote through the kernel's configfs-tsm interface (Linux 6.7+): write the 64-byte
-    report_data to ``inblob``, read the quote from ``outblob``, and check ``generation`` so a report written
-    concurrently by another process is never returned. Collateral is left to the verifier (PCCS)."""
-
-    root: Path = Path("/sys/kernel/config/tsm/report")
-    platform: Platform = "tdx"
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    async def evidence(self, report_data: bytes, gpu_nonce: bytes, keyset: Keyset) -> Evidence:
-        async with self._lock:
-            quote = await asyncio.to_thread(self._quote, report_data)
-        return Evidence(platform="tdx", quote=quote, keyset=keyset)
-
-    def _quote(self, report_data: bytes) -> bytes:
-        entry = self.root / f"veilnet-{os.getpid()}"
-        try:
-            entry.mkdir(exist_ok=True)
-            provider = (entry / "provider").read_text().strip()
-            if provider != "tdx_guest":
-                raise AttestationFailed(f"configfs-tsm provider is {provider!r}, not tdx_guest")
-            before = int((entry / "generation").read_text())
-            (entry / "inblob").write_bytes(report_data)
-            quote = (entry / "outblob").read_bytes()
-            after = int((entry / "generation").read_text())
-        except OSError as exc:
-            raise AttestationFailed(f"no TDX quote from {self.root}: {exc} (is this a TDX guest with configfs-tsm?)") from exc
-        if after != before + 1:
-            raise AttestationFailed("configfs-tsm report was rewritten concurrently; retry")
-        return quote
 
 
 def file_sha256(path: Path) -> str:
