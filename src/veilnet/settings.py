@@ -148,6 +148,7 @@ class ConfidentialSettings(_Section):
     enclave: Literal["off", "dev", "tdx", "sev-snp"] = "off"
     amd_kds_url: str = "https://kdsintf.amd.com"
     amd_product: Literal["Milan", "Genoa", "Turin"] = "Milan"  # for reports older than version 3 (no CPUID)
+    gpu_evidence: bool = False  # tdx / sev-snp miners: add every GPU's NVML attestation (confidential-computing mode)
     dev_enclave_key_file: Path | None = None  # default: <data_dir>/dev-enclave.key
     weights_sha256: dict[str, str] = Field(default_factory=dict)  # model -> digest, for upstream backends
     policy_file: Path | None = None

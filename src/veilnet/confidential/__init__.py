@@ -23,6 +23,7 @@ from veilnet.confidential.errors import (
     StaleKeyset,
 )
 from veilnet.confidential.exchange import ReceiptWitness, SealedExchange, parse_stream_line
+from veilnet.confidential.gpu import NvmlGpuEvidence
 from veilnet.confidential.keyset import gpu_nonce_for, report_data_for, sign_keyset, verify_keyset_signature
 from veilnet.confidential.nonces import NonceBook
 from veilnet.confidential.policy import MeasurementPolicy, PlatformRule, load_policy
@@ -53,6 +54,7 @@ __all__ = [
     "EvidenceVerifier",
     "MeasurementPolicy",
     "NonceBook",
+    "NvmlGpuEvidence",
     "PlatformClaims",
     "PlatformRule",
     "PrivacyRestricted",

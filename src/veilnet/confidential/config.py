@@ -18,6 +18,7 @@ from veilnet.confidential.enclave import (
     serving_code_sha256,
 )
 from veilnet.confidential.errors import AttestationFailed
+from veilnet.confidential.gpu import NvmlGpuEvidence
 from veilnet.confidential.policy import MeasurementPolicy, load_policy
 from veilnet.confidential.verifiers import (
     EvidenceVerifier,
@@ -80,12 +81,15 @@ def enclave_from_settings(settings: ConfidentialSettings, data_dir: Path, hotkey
         models.append(ModelMeasurement(id=model, weights_sha256=digest.lower()))
     code = serving_code_sha256()
     provider: EvidenceProvider
+    gpus = NvmlGpuEvidence() if settings.gpu_evidence else None
     if settings.enclave == "dev":
+        if gpus is not None:
+            raise ConfigError("confidential.gpu_evidence needs a hardware enclave (tdx or sev-snp), not dev")
         provider = DevEnclaveProvider(load_or_create_dev_key(dev_key_path(settings, data_dir)),
                                       measurements={"code_sha256": code})
     elif settings.enclave == "sev-snp":
         kds = AmdKds(data_dir / "amd-kds", settings.amd_kds_url, settings.amd_product)
-        provider = ConfigfsTsmProvider("sev-snp", kds=kds)
+        provider = ConfigfsTsmProvider("sev-snp", kds=kds, gpus=gpus)
     else:
-        provider = ConfigfsTsmProvider("tdx")
+        provider = ConfigfsTsmProvider("tdx", gpus=gpus)
     return Enclave(hotkey, provider, models, code_sha256=code)

@@ -26,6 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from veilnet.confidential.errors import AttestationFailed
+from veilnet.confidential.gpu import NvmlGpuEvidence
 from veilnet.confidential.verifiers.x509chain import load_certificates
 from veilnet.protocol.confidential import Evidence, Keyset
 
@@ -135,24 +136,27 @@ class AmdKds:
 @dataclass
 class ConfigfsTsmProvider:
     """A TDX or SEV-SNP guest's evidence through configfs-tsm. TDX collateral is left to the verifier (PCCS);
-    a SEV-SNP report travels with its VCEK chain, from the host's certificate table or else from ``kds``."""
+    a SEV-SNP report travels with its VCEK chain, from the host's certificate table or else from ``kds``.
+    With ``gpus``, every GPU's evidence for the derived GPU nonce goes along."""
 
     platform: Literal["tdx", "sev-snp"] = "tdx"
     root: Path = Path("/sys/kernel/config/tsm/report")
     kds: AmdKds | None = None
+    gpus: NvmlGpuEvidence | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def evidence(self, report_data: bytes, gpu_nonce: bytes, keyset: Keyset) -> Evidence:
         async with self._lock:
             report, table = await asyncio.to_thread(self._report, report_data)
+            gpu = await asyncio.to_thread(self.gpus.collect, gpu_nonce) if self.gpus is not None else []
         if self.platform == "tdx":
-            return Evidence(platform="tdx", quote=report, keyset=keyset)
+            return Evidence(platform="tdx", quote=report, gpu=gpu, keyset=keyset)
         chain = certificates_from_table(table) if table else None
         if chain is None:
             if self.kds is None:
                 raise AttestationFailed("the host gave no VCEK certificate and no AMD KDS is configured")
             chain = await self.kds.chain_for(report)
-        return Evidence(platform="sev-snp", quote=report, certificate_chain=chain, keyset=keyset)
+        return Evidence(platform="sev-snp", quote=report, certificate_chain=chain, gpu=gpu, keyset=keyset)
 
     def _report(self, report_data: bytes) -> tuple[bytes, bytes]:
         entry = self.root / f"veilnet-{os.getpid()}"
