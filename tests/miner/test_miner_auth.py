@@ -82,11 +82,26 @@ async def test_refusals(make_miner: Any, upstream_engine: OpenAIUpstreamEngine, 
 
 async def test_replayed_uuid_is_refused(make_miner: Any, upstream_engine: OpenAIUpstreamEngine) -> None:
     raw, headers = signed(CHAT)
-    async with make_miner(upstream_engine) as client:
+    # capacity 4, stakes 3000 and 1000: this validator gets 3 requests per window
+    async with make_miner(upstream_engine, capacity_per_window=4) as client:
         first = await client.post("/v1/chat/completions", content=raw, headers=headers)
         assert first.status_code == 200
+        for _ in range(3):  # replays are refused before they take any quota
+            again = await client.post("/v1/chat/completions", content=raw, headers=headers)
+            assert again.status_code == 401 and again.json()["error"]["code"] == "epistula_replay"
+        fresh = []
+        for _ in range(3):
+            raw, headers = signed(CHAT)
+            fresh.append((await client.post("/v1/chat/completions", content=raw, headers=headers)).status_code)
+        assert fresh == [200, 200, 429]
+        # a request refused for quota was still seen: sent again it is a replay, not another 429
         again = await client.post("/v1/chat/completions", content=raw, headers=headers)
         assert again.status_code == 401 and again.json()["error"]["code"] == "epistula_replay"
+        # the attestation endpoint keeps its own replay check
+        raw, headers = signed({"nonce": "00" * 32})
+        await client.post("/v1/attestation", content=raw, headers=headers)
+        replayed = await client.post("/v1/attestation", content=raw, headers=headers)
+        assert replayed.status_code == 401 and replayed.json()["error"]["code"] == "epistula_replay"
 
 
 async def test_responses_are_signed_by_the_miner(make_miner: Any, upstream_engine: OpenAIUpstreamEngine) -> None:

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from veilnet.confidential.errors import PrivacyRestricted, ReceiptInvalid, ResponseTampered, StaleKeyset
 from veilnet.confidential.exchange import ReceiptWitness, SealedExchange
 from veilnet.dashboard import DashboardSnapshot, dashboard_router
-from veilnet.edge import document_json_bodies, error_body, install_error_handlers, parse_body
+from veilnet.edge import FastLane, document_json_bodies, error_body, install_error_handlers, parse_body
 from veilnet.errors import (
     ConfidentialError,
     InvalidRequest,
@@ -517,6 +517,10 @@ def create_gateway_app(
         return {"status": "ok", "miners": len({o.hotkey for o in ctx.directory.offers}),
                 "breakers": ctx.breaker.states()}
 
+    # the request paths skip FastAPI's routing layers (FastLane); the routes above still define the OpenAPI
+    # document and serve anything FastLane passes on
+    app.add_middleware(FastLane, routes={"/v1/chat/completions": chat, "/v1/completions": completions,
+                                         "/v1/embeddings": embeddings})
     document_json_bodies(app, {
         "/v1/chat/completions": GatewayChatRequest, "/v1/completions": GatewayCompletionRequest,
         "/v1/embeddings": GatewayEmbeddingRequest, "/v1/confidential/attestation": AttestationRelayRequest,

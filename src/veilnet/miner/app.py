@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from veilnet.confidential.challenge import ATTESTATION_PATH
 from veilnet.confidential.enclave import Enclave
-from veilnet.edge import error_body, install_error_handlers, parse_body
+from veilnet.edge import FastLane, error_body, install_error_handlers, parse_body
 from veilnet.errors import InvalidRequest, NotFound, PayloadTooLarge, UpstreamError, VeilnetError
 from veilnet.miner.sealed import serve_sealed
 from veilnet.miner.service import MinerContext, admit, authenticate
@@ -30,6 +30,8 @@ from veilnet.protocol.openai import (
 from veilnet.streaming import EventStreamResponse
 
 __all__ = ["create_miner_app"]
+
+_DONE = b"data: [DONE]"
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +58,14 @@ def create_miner_app(ctx: MinerContext) -> FastAPI:
 
     async def prepare(request: Request, schema: type[BaseModel]) -> tuple[Any, str, str]:
         body = await _read_body(request, limit)
-        claims = await authenticate(ctx, request.headers, body)
+        claims = await authenticate(ctx, request.headers, body, check_replay=False)  # admit checks it
         parsed = parse_body(schema, body)
         if parsed.model not in served:
             raise NotFound(f"model {parsed.model!r} is not served here; served: {', '.join(served)}")
         traffic = request.headers.get(TRAFFIC_HEADER, "organic")
         if traffic not in ("organic", "synthetic"):
             raise InvalidRequest(f"{TRAFFIC_HEADER} must be organic or synthetic", param=TRAFFIC_HEADER)
-        await admit(ctx, claims.signed_by, synthetic=traffic == "synthetic")
+        await admit(ctx, claims.signed_by, synthetic=traffic == "synthetic", request_uuid=claims.uuid)
         return parsed, claims.uuid, claims.signed_by
 
     def enclave_for(request: Request) -> Enclave | None:
@@ -93,8 +95,7 @@ def create_miner_app(ctx: MinerContext) -> FastAPI:
             except Exception:
                 log.exception("stream failed")
                 yield signer.feed(b'data: {"error":{"message":"internal error","type":"server_error","code":"internal_error"}}\n\n')
-            yield signer.feed(b"data: [DONE]\n\n")
-            yield signer.final_line()
+            yield signer.feed(b"data: [DONE]\n\n") + signer.final_line()  # one write: the end and its signature
 
         return EventStreamResponse(
             events(), media_type="text/event-stream",
@@ -102,24 +103,32 @@ def create_miner_app(ctx: MinerContext) -> FastAPI:
         )
 
     def sse_raw(first: bytes, rest: AsyncIterator[bytes], request_uuid: str, caller: str) -> EventStreamResponse:
-        """Pass an upstream's SSE bytes through as they arrive; add an error event if it ends early."""
+        """Pass an upstream's SSE bytes through as they arrive; add an error event if it ends early. The read
+        that completes the stream (``data: [DONE]``) goes out with the signature line in one write, and
+        nothing after [DONE] is relayed."""
         signer = StreamSigner(ctx.keypair, request_uuid, caller)
 
         async def events() -> AsyncIterator[bytes]:
-            tail = first[-64:]
-            yield signer.feed(first)
+            tail = b""
+            problem: VeilnetError = UpstreamError("upstream stream ended before [DONE]")
             try:
-                async for data in rest:
+                data: bytes | None = first
+                while data is not None:
                     tail = (tail + data)[-64:]
-                    yield signer.feed(data)
-                ended = b"[DONE]" in tail
-                problem: VeilnetError | None = None if ended else UpstreamError("upstream stream ended before [DONE]")
+                    if _DONE in tail:
+                        yield signer.feed(data) + signer.final_line()
+                        return
+                    if data:
+                        yield signer.feed(data)
+                    data = await anext(rest, None)
             except VeilnetError as exc:
                 problem = exc
-            if problem is not None:
-                yield signer.feed(b"data: " + json.dumps(error_body(problem)).encode() + b"\n\n")
-                yield signer.feed(b"data: [DONE]\n\n")
-            yield signer.final_line()
+            finally:
+                close = getattr(rest, "aclose", None)
+                if close is not None:
+                    await close()  # the upstream response and its admission slot go back now
+            yield (signer.feed(b"data: " + json.dumps(error_body(problem)).encode() + b"\n\n")
+                   + signer.feed(b"data: [DONE]\n\n") + signer.final_line())
 
         return EventStreamResponse(
             events(), media_type="text/event-stream",
@@ -232,4 +241,6 @@ def create_miner_app(ctx: MinerContext) -> FastAPI:
     async def health() -> JSONResponse:
         return JSONResponse({"status": "ok", "hotkey": ctx.keypair.ss58_address, "models": list(served)})
 
+    app.add_middleware(FastLane, routes={"/v1/chat/completions": chat_completions, "/v1/completions": completions,
+                                         "/v1/embeddings": embeddings})
     return app

@@ -16,7 +16,7 @@ from veilnet.confidential.enclave import Enclave
 from veilnet.errors import PermissionDenied, StoreError
 from veilnet.models.engine import ModelEngine
 from veilnet.protocol.epistula import EpistulaClaims, EpistulaError, verify_request
-from veilnet.quotas import quota_for, validator_stakes
+from veilnet.quotas import Quota, quota_table, validator_stakes
 from veilnet.settings import EpistulaSettings, MinerSettings
 from veilnet.store.quota import QuotaStore
 from veilnet.store.redis import KeySpace
@@ -58,19 +58,38 @@ class MinerContext:
     def __post_init__(self) -> None:
         self.quota = QuotaStore(self.redis, self.keypair.ss58_address, self.settings.window_seconds)
         self.replay_keys = KeySpace(f"veilnet:replay:{self.keypair.ss58_address}")
+        self._quotas: tuple[Metagraph | None, tuple[object, ...], dict[str, Quota]] = (None, (), {})
+
+    def quota_table(self) -> dict[str, Quota]:
+        """Each permitted caller's quota under the current metagraph and settings (recomputed when either
+        changes, not per request: a subnet has hundreds of neurons)."""
+        metagraph, s = self.metagraph.current, self.settings
+        terms = (s.capacity_per_window, s.synthetic_share, self.epistula.min_stake)
+        cached_metagraph, cached_terms, table = self._quotas
+        if cached_metagraph is not metagraph or cached_terms != terms:
+            stakes = validator_stakes(metagraph.neurons, self.epistula.min_stake)
+            table = quota_table(s.capacity_per_window, stakes, s.synthetic_share)
+            self._quotas = (metagraph, terms, table)
+        return table
 
 
-async def authenticate(ctx: MinerContext, headers: Mapping[str, str], body: bytes) -> EpistulaClaims:
-    """Epistula checks, then replay (Redis), then the caller's standing in the metagraph."""
+def _replay_ttl_ms(ctx: MinerContext) -> int:
+    return 2 * ctx.epistula.max_clock_skew_ms + 1000  # longer than a signature stays fresh
+
+
+async def authenticate(ctx: MinerContext, headers: Mapping[str, str], body: bytes, *,
+                       check_replay: bool = True) -> EpistulaClaims:
+    """Epistula checks, then replay (Redis; ``check_replay=False`` leaves it to :func:`admit`, which checks
+    it in the same round trip as the quota), then the caller's standing in the metagraph."""
     claims = verify_request(headers, body, receiver=ctx.keypair.ss58_address, max_skew_ms=ctx.epistula.max_clock_skew_ms)
-    try:
-        fresh = await ctx.redis.set(
-            ctx.replay_keys(claims.signed_by, claims.uuid), b"1", nx=True, px=2 * ctx.epistula.max_clock_skew_ms + 1000
-        )
-    except (aioredis.RedisError, OSError) as exc:
-        raise StoreError(f"replay cache unavailable: {exc}") from exc
-    if not fresh:
-        raise EpistulaError("replay", f"request uuid {claims.uuid} was already used")
+    if check_replay:
+        try:
+            fresh = await ctx.redis.set(ctx.replay_keys(claims.signed_by, claims.uuid), b"1", nx=True,
+                                        px=_replay_ttl_ms(ctx))
+        except (aioredis.RedisError, OSError) as exc:
+            raise StoreError(f"replay cache unavailable: {exc}") from exc
+        if not fresh:
+            raise EpistulaError("replay", f"request uuid {claims.uuid} was already used")
     neuron = ctx.metagraph.current.by_hotkey(claims.signed_by)
     if neuron is None:
         raise PermissionDenied(f"caller {claims.signed_by} is not registered on subnet {ctx.metagraph.current.netuid}",
@@ -81,15 +100,15 @@ async def authenticate(ctx: MinerContext, headers: Mapping[str, str], body: byte
     return claims
 
 
-async def admit(ctx: MinerContext, caller: str, *, synthetic: bool) -> None:
-    """Consume one request of ``caller``'s stake-proportional quota (429 when spent)."""
-    quota = quota_for(
-        ctx.settings.capacity_per_window,
-        validator_stakes(ctx.metagraph.current.neurons, ctx.epistula.min_stake),
-        caller,
-        ctx.settings.synthetic_share,
-    )
+async def admit(ctx: MinerContext, caller: str, *, synthetic: bool, request_uuid: str | None = None) -> None:
+    """Consume one request of ``caller``'s stake-proportional quota (429 when spent); with ``request_uuid``,
+    refuse a replayed request first, in the same Redis round trip."""
+    quota = ctx.quota_table().get(caller, Quota(0, 0))
+    replay_key = ctx.replay_keys(caller, request_uuid) if request_uuid is not None else None
     try:
-        await ctx.quota.take(caller, quota, synthetic=synthetic)
+        used = await ctx.quota.take(caller, quota, synthetic=synthetic, replay_key=replay_key,
+                                    replay_ttl_ms=_replay_ttl_ms(ctx))
     except (aioredis.RedisError, OSError) as exc:
         raise StoreError(f"quota store unavailable: {exc}") from exc
+    if used is None:
+        raise EpistulaError("replay", f"request uuid {request_uuid} was already used")

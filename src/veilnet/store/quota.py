@@ -30,14 +30,21 @@ class QuotaStore:
         start = now_ms - now_ms % self._window_ms
         return start, start + self._window_ms
 
-    async def take(self, validator: str, quota: Quota, *, synthetic: bool, now_ms: int | None = None) -> int:
-        """Consume one request; returns how many this validator used in the window, or raises RateLimited."""
+    async def take(self, validator: str, quota: Quota, *, synthetic: bool, now_ms: int | None = None,
+                   replay_key: str | None = None, replay_ttl_ms: int = 0) -> int | None:
+        """Consume one request; returns how many this validator used in the window, or raises RateLimited.
+        With ``replay_key``, first marks the request as seen (for ``replay_ttl_ms``) in the same round trip and
+        returns None, consuming nothing, when it was seen before."""
         now = int(time.time() * 1000) if now_ms is None else now_ms
         start, end = self._window(now)
         keys = [self._keys(validator, start, "total"), self._keys(validator, start, "synthetic")]
-        ok, used = await self._take(
-            keys=keys, args=[quota.total, quota.synthetic, 1 if synthetic else 0, self._window_ms * 2]
-        )
+        args = [quota.total, quota.synthetic, 1 if synthetic else 0, self._window_ms * 2]
+        if replay_key is not None:
+            keys.append(replay_key)
+            args.append(replay_ttl_ms)
+        ok, used = await self._take(keys=keys, args=args)
+        if ok == -1:
+            return None
         if not ok:
             kind = "synthetic " if synthetic and used < quota.total else ""
             raise RateLimited(

@@ -1,7 +1,10 @@
--- Take one request from a validator's quota for the current window.
--- KEYS[1] = total counter, KEYS[2] = synthetic counter (both expire with the window)
--- ARGV[1] = total limit, ARGV[2] = synthetic limit, ARGV[3] = 1 if synthetic, ARGV[4] = window ttl ms
--- Returns {ok (1/0), used_total}
+-- Take one request from a validator's quota for the current window, after checking the request is fresh.
+-- KEYS[1] = total counter, KEYS[2] = synthetic counter (both expire with the window),
+-- KEYS[3] = (optional) the request's replay marker
+-- ARGV[1] = total limit, ARGV[2] = synthetic limit, ARGV[3] = 1 if synthetic, ARGV[4] = window ttl ms,
+-- ARGV[5] = replay marker ttl ms (with KEYS[3])
+-- Returns {1, used_total} taken, {0, used_total} quota spent, {-1, 0} the request was seen before
+if KEYS[3] and not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[5]) then return {-1, 0} end
 local total = tonumber(redis.call('GET', KEYS[1]) or '0')
 local limit = tonumber(ARGV[1])
 if total >= limit then return {0, total} end
