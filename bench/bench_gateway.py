@@ -112,13 +112,13 @@ def run_gateway(port: int, upstream_port: int, secret_file: str) -> None:
     import contextlib
     import random
 
-    import uvicorn
     import uvloop
 
     from veilnet.chain.types import AxonInfo, Metagraph, NeuronInfo
     from veilnet.gateway import GatewayContext, create_gateway_app
     from veilnet.gateway.directory import MinerDirectory
     from veilnet.gateway.run import open_miner_http
+    from veilnet.serving import serve
     from veilnet.settings import GatewaySettings, RedisSettings
     from veilnet.store.keys import KeyStore
     from veilnet.store.organic import OrganicStream, RequestCounter
@@ -160,9 +160,8 @@ def run_gateway(port: int, upstream_port: int, secret_file: str) -> None:
                 organic_counts=await stack.enter_async_context(
                     RequestCounter(redis, "organic", gateway.ss58_address, 1)),
             )
-            config = uvicorn.Config(create_gateway_app(ctx), host="127.0.0.1", port=port, log_level="critical",
-                                    lifespan="off", backlog=4096)
-            await uvicorn.Server(config).serve()
+            # served as `veilnet gateway run` serves it
+            await serve(create_gateway_app(ctx), host="127.0.0.1", port=port, log_level="critical", backlog=4096)
 
     uvloop.run(main())
 

@@ -54,11 +54,11 @@ def run_upstream(port: int, pace_s: float = 0.0) -> None:
 
 
 def run_miner(port: int, upstream_port: int) -> None:
-    import uvicorn
 
     from veilnet.chain.types import Metagraph, NeuronInfo
     from veilnet.miner import MetagraphHolder, MinerContext, create_miner_app
     from veilnet.models.upstream import OpenAIUpstreamEngine
+    from veilnet.serving import serve
     from veilnet.settings import EpistulaSettings, MinerSettings, RedisSettings
     from veilnet.store.redis import open_redis
 
@@ -79,9 +79,7 @@ def run_miner(port: int, upstream_port: int) -> None:
                 settings=MinerSettings(capacity_per_window=10**9, max_concurrency=1024, max_queue=1024),
                 epistula=EpistulaSettings(),
             )
-            config = uvicorn.Config(create_miner_app(ctx), host="127.0.0.1", port=port, log_level="critical",
-                                    lifespan="off")
-            await uvicorn.Server(config).serve()
+            await serve(create_miner_app(ctx), host="127.0.0.1", port=port, log_level="critical")  # as the CLI
 
     import uvloop
 

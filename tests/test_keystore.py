@@ -53,3 +53,34 @@ async def test_ledger_rows_are_written_in_batches_and_charged_at_once(sql_url: s
         # leaving the store wrote the last row
         assert [r.generation_id for r in await other.usage_rows(key.id)][-1] == "gen-last"
         assert (await KeyStore(engine).authenticate(secret)).remaining_usd == pytest.approx(0.0)
+
+
+async def test_a_busy_key_never_waits_on_the_database(sql_url: str) -> None:
+    from sqlalchemy import event
+
+    async with open_database(sql_url) as engine:
+        reads: list[str] = []
+
+        def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+            if statement.lstrip().upper().startswith("SELECT") and "api_keys" in statement:
+                reads.append(statement)
+
+        event.listen(engine.sync_engine, "before_cursor_execute", count)
+        async with KeyStore(engine, cache_seconds=0.4) as store:
+            secret, key = await store.create("app", credit_usd=1.0)
+            other, _ = await KeyStore(engine).create("other", credit_usd=1.0)
+            # a burst on a key nobody has read yet: one read for all of them
+            assert {k.id for k in await asyncio.gather(*(store.authenticate(secret) for _ in range(50)))} == {key.id}
+            assert len(reads) == 1
+            await asyncio.sleep(0.25)  # past half the cache time: answered from the cache, re-read behind it
+            assert (await store.authenticate(secret)).id == key.id
+            await asyncio.sleep(0.05)
+            assert len(reads) == 2
+            # another process revokes it: this process sees it within the cache time, never served stale after
+            await KeyStore(engine).revoke(key.id)
+            await asyncio.sleep(0.45)
+            with pytest.raises(AuthenticationError, match="revoked"):
+                await store.authenticate(secret)
+            with pytest.raises(AuthenticationError, match="invalid API key"):
+                await asyncio.gather(*(store.authenticate(other + "x") for _ in range(3)))
+            assert (await store.authenticate(other)).name == "other"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import redis.asyncio as aioredis
 
 from veilnet.scoring import Observation
@@ -59,3 +60,20 @@ async def test_request_counts_are_shared_per_window(redis_client: aioredis.Redis
         # "since the beginning of time" reads only the hour Redis keeps, not 10^8 empty buckets
         assert await reader.used("miner", 0, now_ms=now + 20_000) == 4
         assert await reader.used("miner", 0, now_ms=now + RequestCounter.KEEP_MS + 20_000) == 0
+
+
+async def test_organic_samples_are_drawn_at_the_rate_and_anonymised(redis_client: aioredis.Redis) -> None:
+    import random
+
+    from veilnet.store.organic import OrganicStream
+
+    never, always = OrganicStream(redis_client, 7, sample_rate=0.0), OrganicStream(redis_client, 7, sample_rate=1.0)
+    assert not any(never.draw() for _ in range(200)) and all(always.draw() for _ in range(200))
+    quarter = OrganicStream(redis_client, 7, sample_rate=0.25, rng=random.Random(1))
+    assert 200 <= sum(quarter.draw() for _ in range(1000)) <= 300
+    with pytest.raises(ValueError):
+        OrganicStream(redis_client, 7, sample_rate=1.5)
+    await always.add(miner="m", model="smol", request={"model": "smol", "user": "alice", "messages": []},
+                     response=None, latency_ms=12.0, status="ok")
+    [sample] = await always.read()
+    assert sample["miner"] == "m" and "alice" not in sample["request"] and sample["response"] == ""

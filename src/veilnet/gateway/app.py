@@ -128,9 +128,9 @@ def create_gateway_app(
         ctx.keys.record(row)  # queued at once, so a client that disconnects cannot lose it
         if ctx.ratelimit is not None:
             ctx.ratelimit.add_tokens(key.id, row.prompt_tokens + row.completion_tokens)
-        if ctx.organic is not None and candidate is not None and request is not None:  # the response won't wait
-            in_background(ctx, ctx.organic.maybe_add(miner=candidate.hotkey, model=model, request=request,
-                                                     response=response, latency_ms=row.latency_ms, status=status),
+        if ctx.organic is not None and candidate is not None and request is not None and ctx.organic.draw():
+            in_background(ctx, ctx.organic.add(miner=candidate.hotkey, model=model, request=request,  # won't wait
+                                               response=response, latency_ms=row.latency_ms, status=status),
                           "organic sample")
 
     async def relay(request: Request, schema: Any, path: str) -> Response:

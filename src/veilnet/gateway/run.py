@@ -7,7 +7,6 @@ import contextlib
 import time
 
 import aiohttp
-import uvicorn
 
 from veilnet.chain.connect import chain_from_settings
 from veilnet.confidential.config import verifier_from_settings
@@ -16,6 +15,7 @@ from veilnet.gateway.app import create_gateway_app
 from veilnet.gateway.confidential import attest_forever
 from veilnet.gateway.directory import MinerDirectory
 from veilnet.gateway.service import GatewayContext, drain_background
+from veilnet.serving import serve
 from veilnet.settings import Settings
 from veilnet.store.keys import KeyStore
 from veilnet.store.organic import OrganicStream, RequestCounter
@@ -72,10 +72,8 @@ async def run_gateway(settings: Settings) -> None:
         )
         attester = asyncio.create_task(attest_forever(ctx))
         stack.callback(attester.cancel)
-        config = uvicorn.Config(create_gateway_app(ctx, max_body_bytes=settings.gateway.max_body_bytes),
-                                host=settings.gateway.host, port=settings.gateway.port, log_level="warning",
-                                lifespan="off")
         try:
-            await uvicorn.Server(config).serve()
+            await serve(create_gateway_app(ctx, max_body_bytes=settings.gateway.max_body_bytes),
+                        host=settings.gateway.host, port=settings.gateway.port)
         finally:
             await drain_background(ctx)  # then the key store writes the last ledger rows as the stack closes

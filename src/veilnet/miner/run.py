@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 import logging
 
-import uvicorn
-
 from veilnet.chain import errors as ce
 from veilnet.chain.connect import chain_from_settings
 from veilnet.confidential.config import enclave_from_settings
@@ -17,6 +15,7 @@ from veilnet.miner.service import MetagraphHolder, MinerContext
 from veilnet.models.catalog import model_path
 from veilnet.models.llamacpp import LlamaCppEngine
 from veilnet.models.upstream import OpenAIUpstreamEngine
+from veilnet.serving import serve
 from veilnet.settings import Settings
 from veilnet.store.redis import open_redis
 from veilnet.wallet import load_wallet
@@ -76,9 +75,5 @@ async def run_miner(settings: Settings) -> None:
             keypair=wallet.hotkey, engine=engine, redis=redis, metagraph=holder, settings=settings.miner,
             epistula=settings.epistula, enclave=enclave,
         )
-        config = uvicorn.Config(
-            create_miner_app(ctx), host=settings.miner.host, port=settings.miner.port, log_level="warning",
-            lifespan="off",
-        )
         log.info("miner serving", extra={"hotkey": wallet.hotkey.ss58_address, "port": settings.miner.port})
-        await uvicorn.Server(config).serve()
+        await serve(create_miner_app(ctx), host=settings.miner.host, port=settings.miner.port)

@@ -80,6 +80,7 @@ class KeyStore:
         self._writer = Flusher(self.flush, lambda: bool(self._pending), interval=flush_seconds,
                                what="usage ledger")
         self._writing = asyncio.Lock()
+        self._reading: dict[str, asyncio.Task[ApiKey]] = {}  # key hash -> the read in flight
 
     async def __aenter__(self) -> KeyStore:
         return self
@@ -90,6 +91,9 @@ class KeyStore:
 
     async def aclose(self) -> None:
         """Write what is pending and stop the background writer (once it is idle, never mid-transaction)."""
+        for reading in list(self._reading.values()):
+            reading.cancel()
+        await asyncio.gather(*self._reading.values(), return_exceptions=True)
         await self._writer.aclose()
         await self.flush()
 
@@ -111,12 +115,39 @@ class KeyStore:
         return secret, ApiKey(key_id, name, secret[:10], credit_usd, 0.0, False)
 
     async def authenticate(self, secret: str) -> ApiKey:
+        """The key for ``secret`` (AuthenticationError when unknown or revoked), its spend including rows not
+        yet written. A cached key past half its time is re-read in the background while requests go on with
+        it, and concurrent requests for an expired key share one read, so a busy key never waits on the
+        database (nor do a thousand requests read it at once)."""
         digest = _hash(secret)
         now = time.monotonic()
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:
             key = cached[1]
+            if cached[0] - now < self._cache_seconds / 2 and digest not in self._reading:
+                self._read_soon(digest)
         else:
+            reading = self._reading.get(digest) or self._read_soon(digest)
+            key = await asyncio.shield(reading)
+        if key.revoked:
+            raise AuthenticationError("this API key was revoked", code="invalid_api_key")
+        unwritten = self._unwritten_cost.get(key.id, 0.0)
+        return dataclasses.replace(key, spent_usd=key.spent_usd + unwritten) if unwritten else key
+
+    def _read_soon(self, digest: str) -> asyncio.Task[ApiKey]:
+        task = asyncio.get_running_loop().create_task(self._read(digest))
+        self._reading[digest] = task
+        task.add_done_callback(lambda done: self._settle_read(digest, done))
+        return task
+
+    def _settle_read(self, digest: str, done: asyncio.Task[ApiKey]) -> None:
+        self._reading.pop(digest, None)
+        if not done.cancelled() and done.exception() is not None:  # retrieved here for background reads
+            if isinstance(done.exception(), AuthenticationError):
+                self._cache.pop(digest, None)  # the key is gone: the next request hears so
+
+    async def _read(self, digest: str) -> ApiKey:
+        async with self._writing:  # never between a ledger write and its cache update
             try:
                 async with self._engine.connect() as conn:
                     row = (await conn.execute(select(api_keys).where(api_keys.c.key_hash == digest))).first()
@@ -125,22 +156,20 @@ class KeyStore:
             if row is None:
                 raise AuthenticationError("invalid API key", code="invalid_api_key")
             key = _row(row)
-            self._cache[digest] = (now + self._cache_seconds, key)
-        if key.revoked:
-            raise AuthenticationError("this API key was revoked", code="invalid_api_key")
-        unwritten = self._unwritten_cost.get(key.id, 0.0)
-        return dataclasses.replace(key, spent_usd=key.spent_usd + unwritten) if unwritten else key
+            self._cache[digest] = (time.monotonic() + self._cache_seconds, key)
+            return key
 
     async def all_keys(self) -> list[ApiKey]:
         async with self._engine.connect() as conn:
             return [_row(r) for r in (await conn.execute(select(api_keys).order_by(api_keys.c.id))).all()]
 
     async def _update(self, key_id: int, **values: object) -> None:
-        async with self._engine.begin() as conn:
-            result = await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(**values))
-        if result.rowcount == 0:
-            raise NotFound(f"no API key with id {key_id}")
-        self._cache = {digest: entry for digest, entry in self._cache.items() if entry[1].id != key_id}
+        async with self._writing:  # a key read in flight cannot cache the row from before this change
+            async with self._engine.begin() as conn:
+                result = await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(**values))
+            if result.rowcount == 0:
+                raise NotFound(f"no API key with id {key_id}")
+            self._cache = {digest: entry for digest, entry in self._cache.items() if entry[1].id != key_id}
 
     async def revoke(self, key_id: int) -> None:
         await self._update(key_id, revoked=True)

@@ -33,11 +33,13 @@ class OrganicStream:
         self._rate = sample_rate
         self._rng = rng or random.Random()
 
-    async def maybe_add(self, *, miner: str, model: str, request: dict[str, Any], response: dict[str, Any] | None,
-                        latency_ms: float, status: str) -> bool:
-        """Add the request with probability ``sample_rate``; returns whether it was sampled."""
-        if self._rng.random() >= self._rate:
-            return False
+    def draw(self) -> bool:
+        """Whether the next request is sampled (probability ``sample_rate``); decided before any work."""
+        return self._rng.random() < self._rate
+
+    async def add(self, *, miner: str, model: str, request: dict[str, Any], response: dict[str, Any] | None,
+                  latency_ms: float, status: str) -> None:
+        """Add one (drawn) request to the stream, anonymised."""
         anonymised = {k: v for k, v in request.items() if k not in ("user", "provider", "models")}
         fields: dict[str, str] = {
             "miner": miner, "model": model, "request": json.dumps(anonymised),
@@ -45,7 +47,6 @@ class OrganicStream:
             "status": status,
         }
         await self._redis.xadd(self._name, fields, maxlen=MAXLEN, approximate=True)  # type: ignore[arg-type]
-        return True
 
     async def read(self, count: int = 100) -> list[dict[str, str]]:
         """The newest ``count`` samples, oldest first."""
