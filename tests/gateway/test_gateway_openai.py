@@ -124,6 +124,9 @@ async def test_embeddings_through_the_gateway(tmp_path: Path, redis_client: aior
         assert result.usage.model_extra["cost"] > 0  # type: ignore[union-attr]
         with pytest.raises(openai.NotFoundError):
             await client.embeddings.create(model="upstream-dying", input="hello")  # no miner embeds with it
+        with pytest.raises(openai.APIStatusError) as broken:  # miners answering non-vectors: no 500
+            await client.embeddings.create(model="upstream-echo", input="garbage")
+        assert broken.value.status_code == 503 and "unreadable answer" in broken.value.message
 
 
 async def test_bad_provider_preferences_are_400s_naming_the_field(tmp_path: Path, redis_client: aioredis.Redis) -> None:

@@ -112,8 +112,9 @@ def fake_upstream_app() -> FastAPI:
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Any:
         body = await request.json()
+        vector: Any = "not numbers" if body["input"] == "garbage" else [0.1, 0.2, 0.3]  # a broken backend
         return {"object": "list", "model": body["model"], "data": [{"object": "embedding", "index": 0,
-                "embedding": [0.1, 0.2, 0.3]}], "usage": {"prompt_tokens": 1, "total_tokens": 1}}
+                "embedding": vector}], "usage": {"prompt_tokens": 1, "total_tokens": 1}}
 
     return app
 

@@ -68,6 +68,9 @@ async def test_upstream_embeddings(make_miner: Any, upstream_engine: OpenAIUpstr
         raw, headers = signed({"model": "upstream-dying", "input": "hello"})
         missing = await client.post("/v1/embeddings", content=raw, headers=headers)
         assert missing.status_code == 404
+        raw, headers = signed({"model": "upstream-echo", "input": "garbage", "encoding_format": "base64"})
+        broken = await client.post("/v1/embeddings", content=raw, headers=headers)
+        assert broken.status_code == 502 and "unusable vectors" in broken.json()["error"]["message"]
 
 
 async def test_unreachable_upstream_is_502(make_miner: Any) -> None:

@@ -228,6 +228,8 @@ def create_gateway_app(
             async for model, candidate, response, exchange in tried:
                 try:
                     data = exchange.open_response(await response.read()) if exchange else await response.json()
+                    if wants_base64 and isinstance(data, dict):
+                        encode_embeddings_base64(data)
                 except (aiohttp.ClientError, ValueError, TimeoutError) as exc:
                     ctx.breaker.failure(candidate.hotkey)
                     failures.append(UpstreamError(f"miner {candidate.hotkey[:8]}… sent an unreadable answer: {exc}"))
@@ -250,8 +252,6 @@ def create_gateway_app(
                 usage["cost"] = cost_usd(usage, candidate)
                 if "choices" in data:
                     data["id"] = generation
-                if wants_base64:
-                    encode_embeddings_base64(data)
                 await record(key, generation, model, candidate, usage, started, "ok", request=sampled(),
                              response=data)
                 return JSONResponse(data, headers=headers)

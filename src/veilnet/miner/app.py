@@ -188,7 +188,10 @@ def create_miner_app(ctx: MinerContext) -> FastAPI:
         wants_base64 = payload.pop("encoding_format", "float") == "base64"  # engines answer floats
         result = await ctx.engine.embeddings(payload)
         if wants_base64:
-            encode_embeddings_base64(result)
+            try:
+                encode_embeddings_base64(result)
+            except ValueError as exc:  # the upstream answered something that is not vectors
+                raise UpstreamError(f"the embeddings backend answered unusable vectors: {exc}") from exc
         return signed_json(result, request_uuid, caller)
 
     @app.post(ATTESTATION_PATH)

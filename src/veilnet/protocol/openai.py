@@ -141,7 +141,14 @@ MINER_SUPPORTED_PARAMETERS: tuple[str, ...] = (
 
 
 def encode_embeddings_base64(answer: dict[str, Any]) -> None:
-    """Turn an embeddings answer's float vectors into OpenAI's base64 form (little-endian float32), in place."""
-    for item in answer.get("data", []):
-        vector = item.get("embedding", [])
-        item["embedding"] = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+    """Turn an embeddings answer's float vectors into OpenAI's base64 form (little-endian float32), in place;
+    ValueError when a vector is not a list of numbers."""
+    items = answer.get("data", [])
+    if not isinstance(items, list):
+        raise ValueError("data is not a list")
+    for index, item in enumerate(items):
+        vector: Any = item.get("embedding") if isinstance(item, dict) else None
+        try:
+            item["embedding"] = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        except (struct.error, TypeError) as exc:
+            raise ValueError(f"data[{index}].embedding is not a list of numbers") from exc

@@ -1,6 +1,7 @@
 """A background writer for stores that count in-process and write in batches (ledger rows, rate-limit and
 organic counters): one task, started when there is something to write, that calls ``flush`` every
-``interval`` while ``pending()`` holds and retries (logging) while the store is unreachable."""
+``interval`` while ``pending()`` holds and retries (logging) while the store is unreachable. A ``flush``
+that fails or is cancelled keeps its batch for the next one."""
 
 from __future__ import annotations
 
@@ -41,14 +42,18 @@ class Flusher:
                 delay = min(5.0, max(0.5, delay * 2))
                 log.warning("%s: write failed, retrying in %.1f s: %s", self._what, delay, exc.message)
 
-    async def aclose(self) -> None:
-        """Write what is pending, then stop (the last write is the caller's own ``flush``)."""
-        try:
-            await self._flush()
-        except StoreError as exc:
-            log.error("%s: not written at shutdown, lost: %s", self._what, exc.message)
+    async def stop(self) -> None:
+        """Stop the background task (a write it is in the middle of puts its batch back: ``flush`` must)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+    async def aclose(self) -> None:
+        """Stop, then write what is pending; what cannot be written is logged as lost."""
+        await self.stop()
+        try:
+            await self._flush()
+        except StoreError as exc:
+            log.error("%s: not written at shutdown, lost: %s", self._what, exc.message)

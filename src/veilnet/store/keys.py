@@ -94,8 +94,8 @@ class KeyStore:
         for reading in list(self._reading.values()):
             reading.cancel()
         await asyncio.gather(*self._reading.values(), return_exceptions=True)
-        await self._writer.aclose()
-        await self.flush()
+        await self._writer.stop()
+        await self.flush()  # raises StoreError, keeping the rows, when the database is unreachable
 
     async def create(self, name: str, credit_usd: float) -> tuple[str, ApiKey]:
         """A new key; the secret is returned once and only its hash is stored."""

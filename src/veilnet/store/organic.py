@@ -100,10 +100,12 @@ class RequestCounter:
                     pipe.incrby(self._keys(miner, start), n)
                     pipe.pexpire(self._keys(miner, start), self.KEEP_MS)
                 await pipe.execute()
-        except (aioredis.RedisError, OSError) as exc:
+        except BaseException as exc:  # failed or cancelled: counted again at the next flush
             for bucket, n in batch.items():
                 self._unwritten[bucket] = self._unwritten.get(bucket, 0) + n
-            raise StoreError(f"cannot count requests: {exc}") from exc
+            if isinstance(exc, aioredis.RedisError | OSError):
+                raise StoreError(f"cannot count requests: {exc}") from exc
+            raise
 
     async def used(self, miner: str, since_ms: int, *, now_ms: int | None = None) -> int:
         """Requests sent ``miner`` from the bucket holding ``since_ms`` to now (by every process of this

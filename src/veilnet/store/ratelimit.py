@@ -114,11 +114,13 @@ class KeyRateLimiter:
                         pipe.incrby(name, added)
                         pipe.pexpire(name, WINDOW_MS * 2)
                 replies = await pipe.execute()
-        except (aioredis.RedisError, OSError) as exc:
-            for slot, (requests, tokens) in pending.items():  # counted again at the next sync
+        except BaseException as exc:  # failed or cancelled: counted again at the next sync
+            for slot, (requests, tokens) in pending.items():
                 mine = self._unsynced.setdefault(slot, [0, 0])
                 mine[0] += requests
                 mine[1] += tokens
-            raise StoreError(f"rate limiter cannot reach Redis: {exc}") from exc
+            if isinstance(exc, aioredis.RedisError | OSError):
+                raise StoreError(f"rate limiter cannot reach Redis: {exc}") from exc
+            raise
         for index, slot in enumerate(slots):
             self._shared[slot] = (int(replies[4 * index]), int(replies[4 * index + 2]))

@@ -96,14 +96,16 @@ class ValidatorPipeline:
     async def record(self, entry_id: str, observation: Observation) -> None:
         """Store the scored observation and acknowledge its answer, in one transaction."""
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(self.observations, {"observation": json.dumps(asdict(observation))},  # type: ignore[arg-type]
-                      maxlen=MAXLEN, approximate=True)
+            self._add_observation(pipe, observation)
             pipe.xack(self.answers, GROUP, entry_id)
             await pipe.execute()
 
     async def add_observation(self, observation: Observation) -> None:
-        await self._redis.xadd(self.observations, {"observation": json.dumps(asdict(observation))},  # type: ignore[arg-type]
-                               maxlen=MAXLEN, approximate=True)
+        await self._add_observation(self._redis, observation)
+
+    def _add_observation(self, target: Any, observation: Observation) -> Any:
+        return target.xadd(self.observations, {"observation": json.dumps(asdict(observation))},
+                           maxlen=MAXLEN, approximate=True)
 
     async def take_observations(self) -> tuple[list[Observation], list[str]]:
         """Every stored observation, with the ids to :meth:`forget` once they are folded."""

@@ -15,6 +15,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Collection
@@ -100,7 +101,6 @@ class MinerTerms:
     window_seconds: int
     synthetic_share: float
     models: tuple[str, ...]
-    fetched_at: float
     embedding_models: frozenset[str] = frozenset()  # those of ``models`` it also embeds with
 
 
@@ -299,7 +299,6 @@ async def miner_terms(ctx: ValidatorContext, neuron: NeuronInfo) -> MinerTerms |
         capacity = min(int(m["capacity_per_window"]) for m in data["models"]) if models else 0
         return MinerTerms(capacity=capacity, window_seconds=max(1, int(data.get("window_seconds", 60))),
                           synthetic_share=float(data.get("synthetic_share", 1.0)), models=models,
-                          fetched_at=time.monotonic(),
                           embedding_models=frozenset(str(m["id"]) for m in data["models"] if m.get("embeddings")))
     except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError):
         return None
@@ -311,6 +310,7 @@ async def run_challenger(ctx: ValidatorContext, *, round_interval: float = 1.0) 
     left of the window at random spacing, one request per challenge for one of the models it serves that the
     scorer can verify. A miner whose terms are unknown is challenged once a round (to record it failing)."""
     terms: dict[str, MinerTerms] = {}
+    asked: dict[str, float] = {}  # miner -> when its terms were last asked for (monotonic)
     sent: dict[tuple[str, int], int] = {}  # (miner, window start ms) -> challenges sent, this process
     due: dict[str, float] = {}
     me = ctx.keypair.ss58_address
@@ -319,14 +319,19 @@ async def run_challenger(ctx: ValidatorContext, *, round_interval: float = 1.0) 
         miners = [n for n in metagraph.neurons if _is_miner(n, me)]
         stakes = validator_stakes(metagraph.neurons)
         samples = await ctx.organic.read(100) if ctx.organic is not None else []
+        # terms are asked for again every minute (a miner that did not answer: after 10 s), all at once
+        clock = time.monotonic()
+        to_ask = [n for n in miners
+                  if clock - asked.get(n.hotkey, -math.inf) > (60.0 if n.hotkey in terms else 10.0)]
+        for neuron, fetched in zip(to_ask, await asyncio.gather(*(miner_terms(ctx, n) for n in to_ask)),
+                                   strict=True):
+            asked[neuron.hotkey] = clock
+            if fetched is not None:
+                terms[neuron.hotkey] = fetched
         now = time.time()
         ready: list[tuple[NeuronInfo, str, str]] = []  # (miner, model, task)
         for neuron in miners:
             known = terms.get(neuron.hotkey)
-            if known is None or time.monotonic() - known.fetched_at > 60:
-                fetched = await miner_terms(ctx, neuron)
-                if fetched is not None:
-                    terms[neuron.hotkey] = known = fetched
             if due.get(neuron.hotkey, 0.0) > now:
                 continue
             models = [m for m in ctx.settings.reference_models if known is None or m in known.models]
