@@ -16,12 +16,11 @@ import contextlib
 import json
 import os
 import random
-import socket
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ import uvicorn
 from bittensor_wallet import Keypair
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
+from measure import free_port
 
 from veilnet.chain.types import AxonInfo, Metagraph, NeuronInfo
 from veilnet.client import ConfidentialClient
@@ -72,15 +72,9 @@ def upstream() -> FastAPI:
     return app
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.asynccontextmanager
 async def serve(app: Any) -> AsyncIterator[str]:
-    port = _port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", lifespan="off"))
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -98,24 +92,37 @@ def neuron(uid: int, key: Keypair, permit: bool, axon: AxonInfo | None = None) -
                       validator_trust=0, last_update=0, block_at_registration=0, active=True)
 
 
-async def measure(run_one: Callable[[], Awaitable[None]], requests: int, concurrency: int) -> tuple[float, float]:
-    """(p50 latency ms at concurrency 1, requests/s at ``concurrency``)."""
-    for _ in range(20):
-        await run_one()
-    latencies = []
-    for _ in range(requests // 2):
-        start = time.perf_counter()
-        await run_one()
-        latencies.append((time.perf_counter() - start) * 1000)
-    queue = iter(range(requests))
+ROUNDS = 3
 
-    async def worker() -> None:
-        for _ in queue:
+
+async def drain(run_one: Callable[[], Awaitable[None]], jobs: Iterator[int]) -> None:
+    for _ in jobs:
+        await run_one()
+
+
+async def measure(runs: dict[str, Callable[[], Awaitable[None]]], requests: int,
+                  concurrency: int) -> dict[str, tuple[float, float, float]]:
+    """Per kind of request: (p50 latency ms at concurrency 1, requests/s at ``concurrency``, CPU ms per
+    request at ``concurrency``), the kinds interleaved over ROUNDS rounds (rates: the median round). CPU is
+    this whole process's (client, gateway, miner and upstream all run in it)."""
+    latencies: dict[str, list[float]] = {name: [] for name in runs}
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, float] = dict.fromkeys(runs, 0.0)
+    for run_one in runs.values():
+        for _ in range(20):
             await run_one()
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return statistics.median(latencies), requests / (time.perf_counter() - start)
+    for _ in range(ROUNDS):
+        for name, run_one in runs.items():
+            for _ in range(requests // 2 // ROUNDS):
+                start = time.perf_counter()
+                await run_one()
+                latencies[name].append((time.perf_counter() - start) * 1000)
+            jobs = iter(range(requests // ROUNDS))
+            start, cpu_start = time.perf_counter(), time.process_time()
+            await asyncio.gather(*(drain(run_one, jobs) for _ in range(concurrency)))
+            rates[name].append(requests // ROUNDS / (time.perf_counter() - start))
+            cpu[name] += (time.process_time() - cpu_start) * 1000 / (requests // ROUNDS * ROUNDS)
+    return {name: (statistics.median(latencies[name]), statistics.median(rates[name]), cpu[name]) for name in runs}
 
 
 async def main(requests: int, concurrency: int) -> None:
@@ -180,19 +187,24 @@ async def main(requests: int, concurrency: int) -> None:
                 assert response.status == 200, await response.text()
                 await response.read()
 
+        sent = 0
+
         async def confidential() -> None:
+            nonlocal sent
+            sent += 1
             answer = await client.open("chat.completions", dict(request))
             assert isinstance(answer, dict) and answer["choices"]
 
-        plain_p50, plain_rps = await measure(plain, requests, concurrency)
-        conf_p50, conf_rps = await measure(confidential, requests, concurrency)
-    print(f"{requests} requests, concurrency {concurrency}, same gateway and miner (dev enclave)")
-    print(f"{'':<14}{'p50 ms (c=1)':>14}{'req/s (c=' + str(concurrency) + ')':>14}")
-    print(f"{'plain':<14}{plain_p50:>14.2f}{plain_rps:>14.1f}")
-    print(f"{'confidential':<14}{conf_p50:>14.2f}{conf_rps:>14.1f}")
+        figures = await measure({"plain": plain, "confidential": confidential}, requests, concurrency)
+    print(f"{requests} requests per kind in {ROUNDS} interleaved rounds, concurrency {concurrency}, same gateway and "
+          "miner (dev enclave); cpu: the whole stack's (one process) CPU ms per request")
+    print(f"{'':<14}{'p50 ms (c=1)':>14}{'req/s (c=' + str(concurrency) + ')':>14}{'cpu ms':>8}")
+    for name, (p50, rps, cpu) in figures.items():
+        print(f"{name:<14}{p50:>14.2f}{rps:>14.1f}{cpu:>8.2f}")
+    (plain_p50, plain_rps, _), (conf_p50, conf_rps, _) = figures["plain"], figures["confidential"]
     print(f"added p50 = {conf_p50 - plain_p50:.2f} ms (goal <= 0.5); throughput ratio = {conf_rps / plain_rps:.2f} "
           f"(goal >= 0.95)")
-    print(f"attestation challenges for {2 * requests + 40} confidential requests: {challenges} (once per session)")
+    print(f"attestation challenges for {sent} confidential requests: {challenges} (once per session)")
     vectors = Path(os.environ.get("VEILNET_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "vectors/attestation"
     if (vectors / "dcapqvl_tdx_quote").is_file():
         quote = (vectors / "dcapqvl_tdx_quote").read_bytes()

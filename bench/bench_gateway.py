@@ -20,7 +20,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,20 +30,16 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 from bittensor_wallet import Keypair
+from measure import cpu_seconds, free_port, percentile, wait_up
 
 CHUNKS = 52
+ROUNDS = 3
 MODEL = "bench-model"
 MINER = "//BenchGatewayMiner"
 GATEWAY = "//BenchGateway"
 LITELLM_KEY = "sk-bench-litellm"
 BODY = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True,
                    "stream_options": {"include_usage": True}}).encode()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_upstream(port: int, pace_s: float) -> None:
@@ -190,20 +185,6 @@ def start_litellm(binary: str, port: int, upstream_port: int) -> subprocess.Pope
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-async def wait_up(url: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            try:
-                async with session.get(url) as response:
-                    if response.status < 500:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
-
-
 async def load(url: str, headers: dict[str, str], concurrency: int, seconds: float) -> tuple[float, list[float]]:
     """Streams/s and each stream's latency (ms, request to last byte) with ``concurrency`` clients."""
     done = 0
@@ -227,10 +208,6 @@ async def load(url: str, headers: dict[str, str], concurrency: int, seconds: flo
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
     return done / elapsed, latencies
-
-
-def p(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100)[q - 1] if len(values) >= 2 else values[0]
 
 
 async def many_streams(url: str, headers: dict[str, str], count: int) -> tuple[int, int, float, list[str]]:
@@ -294,27 +271,44 @@ def main(seconds: float) -> None:
         if litellm is not None:
             asyncio.run(wait_up(f"http://127.0.0.1:{ports['litellm']}/health/liveliness", 180))
             targets["litellm"] = (f"http://127.0.0.1:{ports['litellm']}", {"Authorization": f"Bearer {LITELLM_KEY}"})
-        print(f"streams of {CHUNKS} chunks from an instant upstream; {seconds:.0f} s per cell; "
-              f"{os.cpu_count()} cores; every target its own process")
+        pids = {"direct": procs[0].pid, "bare": procs[1].pid, "gateway": procs[2].pid,
+                "litellm": litellm.pid if litellm is not None else None}
+        print(f"streams of {CHUNKS} chunks from an instant upstream; {seconds:.0f} s per cell in {ROUNDS} rounds, "
+              f"targets interleaved (streams/s: median of the rounds); {os.cpu_count()} cores; every target its "
+              "own process; cpu: the target process's CPU ms per stream")
         if litellm is None:
             print("litellm: not installed (bench/setup-litellm, or LITELLM_BIN=/path/to/litellm)")
         print(f"{'target':<9}{'conc':>5}{'streams/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'+p50 ms':>9}{'+p99 ms':>9}"
-              f"{'vs bare':>9}{'vs litellm':>11}")
+              f"{'cpu ms':>8}{'vs bare':>9}{'vs litellm':>11}")
         for concurrency in (1, 16, 64):
-            results: dict[str, tuple[float, list[float]]] = {}
-            for name, (base, headers) in targets.items():
-                headers = {**headers, "Content-Type": "application/json"}
-                asyncio.run(load(f"{base}/v1/chat/completions", headers, concurrency, 0.5))  # warm-up
-                results[name] = asyncio.run(load(f"{base}/v1/chat/completions", headers, concurrency, seconds))
-            direct = results["direct"][1]
-            for name, (rate, latencies) in results.items():
-                added = "" if name == "direct" else (f"{p(latencies, 50) - p(direct, 50):>9.2f}"
-                                                     f"{p(latencies, 99) - p(direct, 99):>9.2f}")
-                vs_bare = f"{rate / results['bare'][0]:>9.2f}" if name == "gateway" else ""
-                vs_litellm = (f"{rate / results['litellm'][0]:>11.1f}" if name == "gateway" and "litellm" in results
-                              else "")
-                print(f"{name:<9}{concurrency:>5}{rate:>11.0f}{p(latencies, 50):>9.2f}{p(latencies, 99):>9.2f}"
-                      f"{added:<18}{vs_bare}{vs_litellm}")
+            rates: dict[str, list[float]] = {name: [] for name in targets}
+            latencies: dict[str, list[float]] = {name: [] for name in targets}
+            cpu: dict[str, float] = dict.fromkeys(targets, 0.0)
+            names = list(targets)
+            for base, headers in targets.values():  # warm-up
+                asyncio.run(load(f"{base}/v1/chat/completions", {**headers, "Content-Type": "application/json"},
+                                 concurrency, 0.5))
+            for round_ in range(ROUNDS):
+                for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+                    base, headers = targets[name]
+                    before = cpu_seconds(pids[name] or 0)
+                    rate, seen = asyncio.run(load(f"{base}/v1/chat/completions",
+                                                  {**headers, "Content-Type": "application/json"},
+                                                  concurrency, seconds / ROUNDS))
+                    cpu[name] += cpu_seconds(pids[name] or 0) - before
+                    rates[name].append(rate)
+                    latencies[name] += seen
+            rate_of = {name: statistics.median(rates[name]) for name in targets}
+            direct = latencies["direct"]
+            for name in targets:
+                lat = latencies[name]
+                added = "" if name == "direct" else (f"{percentile(lat, 50) - percentile(direct, 50):>9.2f}"
+                                                     f"{percentile(lat, 99) - percentile(direct, 99):>9.2f}")
+                vs_bare = f"{rate_of[name] / rate_of['bare']:>9.2f}" if name == "gateway" else ""
+                vs_litellm = (f"{rate_of[name] / rate_of['litellm']:>11.1f}"
+                              if name == "gateway" and "litellm" in rate_of else "")
+                print(f"{name:<9}{concurrency:>5}{rate_of[name]:>11.0f}{percentile(lat, 50):>9.2f}"
+                      f"{percentile(lat, 99):>9.2f}{added:<18}{1000 * cpu[name] / len(lat):>8.2f}{vs_bare}{vs_litellm}")
         print("goals: gateway >= 0.8x bare, >= 3x litellm, <= 1 ms added p50")
     finally:
         for proc in procs:

@@ -12,25 +12,21 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
-import socket
 import statistics
 import time
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from bench_gateway import run_bare_proxy
 from bittensor_wallet import Keypair
+from measure import cpu_seconds, free_port, wait_up
 
 CHUNKS = 52
+ROUNDS = 3
 MINER = "//BenchMiner"
 VALIDATOR = "//BenchValidator"
 MODEL = "bench-model"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_upstream(port: int, pace_s: float = 0.0) -> None:
@@ -86,7 +82,7 @@ def run_miner(port: int, upstream_port: int) -> None:
     uvloop.run(main())
 
 
-async def load(url: str, concurrency: int, seconds: float, signed: bool, miner_ss58: str) -> tuple[float, float]:
+async def load(url: str, concurrency: int, seconds: float, signed: bool, miner_ss58: str) -> tuple[float, list[float]]:
     from veilnet.protocol.epistula import sign_request
 
     validator = Keypair.create_from_uri(VALIDATOR)
@@ -108,26 +104,13 @@ async def load(url: str, concurrency: int, seconds: float, signed: bool, miner_s
                         raise RuntimeError(f"HTTP {response.status}: {await response.text()}")
                     async for _ in response.content:
                         pass
-                latencies.append(time.perf_counter() - start)
+                latencies.append((time.perf_counter() - start) * 1000)
                 done += 1
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    return done / elapsed, statistics.median(latencies) * 1000
-
-
-async def wait_up(url: str) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(200):
-            try:
-                async with session.get(url) as response:
-                    if response.status < 500:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-    raise RuntimeError(f"{url} did not come up")
+    return done / elapsed, latencies
 
 
 def tokens_per_second() -> float:
@@ -144,28 +127,51 @@ def tokens_per_second() -> float:
     return asyncio.run(main())
 
 
-def compare(label: str, pace_s: float) -> None:
-    upstream_port, miner_port = free_port(), free_port()
-    procs = [
-        multiprocessing.Process(target=run_upstream, args=(upstream_port, pace_s), daemon=True),
-        multiprocessing.Process(target=run_miner, args=(miner_port, upstream_port), daemon=True),
-    ]
-    for proc in procs:
+def compare(label: str, pace_s: float, seconds: float = 4.0) -> None:
+    upstream_port, miner_port, bare_port = free_port(), free_port(), free_port()
+    procs = {
+        "direct": multiprocessing.Process(target=run_upstream, args=(upstream_port, pace_s), daemon=True),
+        "miner": multiprocessing.Process(target=run_miner, args=(miner_port, upstream_port), daemon=True),
+        "bare": multiprocessing.Process(target=run_bare_proxy, args=(bare_port, upstream_port), daemon=True),
+    }
+    for proc in procs.values():
         proc.start()
     try:
         asyncio.run(wait_up(f"http://127.0.0.1:{upstream_port}/"))
         asyncio.run(wait_up(f"http://127.0.0.1:{miner_port}/health"))
+        asyncio.run(wait_up(f"http://127.0.0.1:{bare_port}/health"))
         miner_ss58 = Keypair.create_from_uri(MINER).ss58_address
-        print(f"{label} upstream: streams of {CHUNKS} chunks, 4 s per cell")
-        print(f"{'concurrency':>11} {'direct req/s':>13} {'miner req/s':>12} {'ratio':>6} {'direct p50 ms':>14} {'miner p50 ms':>13}")
+        urls = {"direct": f"http://127.0.0.1:{upstream_port}/v1/chat/completions",
+                "miner": f"http://127.0.0.1:{miner_port}/v1/chat/completions",
+                "bare": f"http://127.0.0.1:{bare_port}/v1/chat/completions"}
+        print(f"{label} upstream: streams of {CHUNKS} chunks, {seconds:.0f} s per cell in {ROUNDS} interleaved rounds "
+              "(req/s: median of the rounds); bare: an aiohttp relay with no checks; cpu: the miner's (the bare "
+              "relay's) CPU ms per stream")
+        print(f"{'concurrency':>11} {'direct req/s':>13} {'miner req/s':>12} {'ratio':>6} {'direct p50 ms':>14} "
+              f"{'miner p50 ms':>13} {'miner cpu':>10} {'bare req/s':>11} {'bare cpu':>9}")
         for concurrency in (1, 16, 64):
-            direct, direct_p50 = asyncio.run(load(f"http://127.0.0.1:{upstream_port}/v1/chat/completions",
-                                                  concurrency, 4, False, miner_ss58))
-            via, via_p50 = asyncio.run(load(f"http://127.0.0.1:{miner_port}/v1/chat/completions",
-                                            concurrency, 4, True, miner_ss58))
-            print(f"{concurrency:>11} {direct:>13.0f} {via:>12.0f} {via / direct:>6.2f} {direct_p50:>14.1f} {via_p50:>13.1f}")
+            rates: dict[str, list[float]] = {name: [] for name in urls}
+            latencies: dict[str, list[float]] = {name: [] for name in urls}
+            cpu = dict.fromkeys(urls, 0.0)
+            names = list(urls)
+            for name, url in urls.items():  # warm-up
+                asyncio.run(load(url, concurrency, 0.5, name == "miner", miner_ss58))
+            for round_ in range(ROUNDS):
+                for name in names[round_:] + names[:round_]:
+                    before = cpu_seconds(procs[name].pid or 0)
+                    rate, seen = asyncio.run(load(urls[name], concurrency, seconds / ROUNDS, name == "miner",
+                                                  miner_ss58))
+                    cpu[name] += cpu_seconds(procs[name].pid or 0) - before
+                    rates[name].append(rate)
+                    latencies[name] += seen
+            rate_of = {name: statistics.median(rates[name]) for name in urls}
+            p50 = {name: statistics.median(latencies[name]) for name in urls}
+            per_stream = {name: 1000 * cpu[name] / len(latencies[name]) for name in urls}
+            print(f"{concurrency:>11} {rate_of['direct']:>13.0f} {rate_of['miner']:>12.0f} "
+                  f"{rate_of['miner'] / rate_of['direct']:>6.2f} {p50['direct']:>14.1f} {p50['miner']:>13.1f} "
+                  f"{per_stream['miner']:>10.2f} {rate_of['bare']:>11.0f} {per_stream['bare']:>9.2f}")
     finally:
-        for proc in procs:
+        for proc in procs.values():
             proc.terminate()
 
 

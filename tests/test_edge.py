@@ -1,5 +1,6 @@
-"""The HTTP error edge over loopback: FastLane routes answer like FastAPI's (typed errors in OpenAI's shape,
-Retry-After, a JSON 500 without a traceback) and pass everything else on to the app."""
+"""The HTTP error edge over loopback: EdgeApp's fast routes answer like FastAPI's (typed errors in OpenAI's shape,
+Retry-After, a JSON 500 without a traceback), skip the app's whole middleware stack, and pass everything
+else on to the app."""
 
 from __future__ import annotations
 
@@ -7,19 +8,33 @@ import logging
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request, Response
+from fastapi import Request, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tests.conftest import serve_asgi
-from veilnet.edge import FastLane, install_error_handlers
+from veilnet.edge import EdgeApp, install_error_handlers, read_body
 from veilnet.errors import RateLimited
 
 
-def app() -> FastAPI:
-    api = FastAPI()
+class Seen:
+    """A user middleware that notes each request it sees."""
+
+    def __init__(self, app: ASGIApp, paths: list[str]) -> None:
+        self.app = app
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.paths.append(f"{scope['method']} {scope['path']}")
+        await self.app(scope, receive, send)
+
+
+def app(seen: list[str]) -> EdgeApp:
+    api = EdgeApp()
     install_error_handlers(api)
 
     async def fast(request: Request) -> Response:
-        body = await request.body()
+        body = await read_body(request, 16)
         if body == b"limit":
             raise RateLimited("slow down", retry_after=2.4)
         if body == b"bug":
@@ -27,7 +42,7 @@ def app() -> FastAPI:
         return Response(b"fast:" + body)
 
     @api.post("/fast")
-    async def routed(request: Request) -> Response:  # what FastLane takes over
+    async def routed(request: Request) -> Response:  # what the fast route takes over
         return Response(b"routed")
 
     @api.get("/fast")
@@ -38,12 +53,14 @@ def app() -> FastAPI:
     async def other(request: Request) -> Response:
         raise RateLimited("slow down", retry_after=2.4)
 
-    api.add_middleware(FastLane, routes={"/fast": fast})
+    api.add_middleware(Seen, paths=seen)
+    api.fast_routes["/fast"] = fast
     return api
 
 
 async def test_fast_lane_answers_and_renders_errors_like_the_app(caplog: pytest.LogCaptureFixture) -> None:
-    async with serve_asgi(app(), lifespan="off") as url, httpx.AsyncClient(base_url=url) as client:
+    seen: list[str] = []
+    async with serve_asgi(app(seen), lifespan="off") as url, httpx.AsyncClient(base_url=url) as client:
         assert (await client.post("/fast", content=b"hi")).content == b"fast:hi"
         limited, routed_limited = await client.post("/fast", content=b"limit"), await client.post("/other")
         assert limited.status_code == routed_limited.status_code == 429
@@ -56,5 +73,9 @@ async def test_fast_lane_answers_and_renders_errors_like_the_app(caplog: pytest.
         assert bug.json()["error"] == {"message": "internal error", "type": "server_error", "param": None,
                                        "code": "internal_error"}
         assert "secret" not in bug.text and "unexpected error" in caplog.text
+        too_large = await client.post("/fast", content=b"x" * 17)
+        assert too_large.status_code == 413 and too_large.json()["error"]["code"] == "payload_too_large"
+        assert seen == ["POST /other"]  # the fast route never went through the app's middleware
         assert (await client.get("/fast")).content == b"get"  # other methods go on to the app
         assert (await client.post("/fast/")).status_code in (307, 404)  # and other paths
+        assert seen == ["POST /other", "GET /fast", "POST /fast/"]

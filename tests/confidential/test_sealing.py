@@ -9,10 +9,12 @@ import pytest
 
 from tests.confidential.conftest import MODEL
 from veilnet.confidential import (
+    AttestationFailed,
     AttestedMiner,
     DecryptionFailed,
     Enclave,
     EvidenceVerifier,
+    KeysetKeys,
     ReceiptInvalid,
     ReceiptWitness,
     ResponseTampered,
@@ -31,7 +33,8 @@ async def attested(enclave: Enclave, verifier: EvidenceVerifier) -> AttestedMine
 
 def test_request_opens_only_with_its_associated_data(make_enclave: Callable[..., Enclave]) -> None:
     enclave = make_enclave()
-    sealed, _ = seal_request(enclave.keyset, b'{"secret":1}', endpoint="chat.completions", model=MODEL, stream=False)
+    sealed, _ = seal_request(KeysetKeys.of(enclave.keyset), b'{"secret":1}', endpoint="chat.completions",
+                             model=MODEL, stream=False)
     assert b"secret" not in sealed.model_dump_json().encode()
     assert enclave.open(sealed).plaintext == b'{"secret":1}'
     for change in ({"model": "gemma-3-270m"}, {"stream": True}, {"endpoint": "completions"},
@@ -40,6 +43,13 @@ def test_request_opens_only_with_its_associated_data(make_enclave: Callable[...,
             enclave.open(sealed.model_copy(update=change))
     with pytest.raises(StaleKeyset, match="attest again"):
         make_enclave().open(sealed)  # sealed to another enclave's keyset
+
+
+def test_a_keyset_with_an_unusable_key_is_refused_before_any_request(make_enclave: Callable[..., Enclave]) -> None:
+    keyset = make_enclave().keyset
+    for field in ("receipt_public_key", "hpke_public_key"):
+        with pytest.raises(AttestationFailed, match="unusable public key"):
+            KeysetKeys.of(keyset.model_copy(update={field: b"\x01" * 31}))
 
 
 async def test_streamed_frames_round_trip_and_the_receipt_verifies(
@@ -55,7 +65,7 @@ async def test_streamed_frames_round_trip_and_the_receipt_verifies(
     receipt = enclave.receipt(exchange.sealed, opened.sealer, {"prompt_tokens": 5, "completion_tokens": 3},
                               price_input=0.05, price_output=0.1)
     lines.append(b'data: {"receipt":' + receipt.model_dump_json().encode() + b"}")
-    witness = ReceiptWitness(exchange.sealed, enclave.keyset)
+    witness = ReceiptWitness(exchange.sealed, KeysetKeys.of(enclave.keyset))
     out = []
     for line in lines:
         witness.feed(line)
@@ -134,7 +144,7 @@ async def test_sealed_json_answer_and_receipt_tampering(make_enclave: Callable[.
     exchange = SealedExchange(miner, {"model": MODEL}, "chat.completions")
     with pytest.raises(ResponseTampered):
         exchange.open_response(replayed.model_dump_json().encode())
-    witness = ReceiptWitness(exchange.sealed, enclave.keyset)
+    witness = ReceiptWitness(exchange.sealed, KeysetKeys.of(enclave.keyset))
     witness.feed_response(replayed)
     with pytest.raises(ReceiptInvalid, match="request_id"):
         witness.finish()

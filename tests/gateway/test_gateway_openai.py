@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -61,6 +62,31 @@ async def test_errors_have_openai_shapes(tmp_path: Path, redis_client: aioredis.
                                                       messages=[{"role": "user", "content": "hi"}])
         assert no_credit.value.status_code == 402
         await poor_client.close()
+
+
+async def test_malformed_and_oversized_bodies(tmp_path: Path, redis_client: aioredis.Redis) -> None:
+    """413 for a body over the limit, whether it declares its length or streams it chunked (it is refused
+    while it arrives), 400 naming what is wrong for bodies that are not a JSON object; nothing is billed."""
+    async with stack(tmp_path, redis_client) as s, aiohttp.ClientSession() as http:
+        url = f"{s['url']}/v1/chat/completions"
+        headers = {"Authorization": f"Bearer {s['secret']}", "Content-Type": "application/json"}
+        oversized = b'{"model":"upstream-echo","messages":[{"role":"user","content":"' + b"x" * (5 << 20) + b'"}]}'
+
+        async def chunked() -> AsyncIterator[bytes]:
+            for start in range(0, len(oversized), 1 << 16):
+                yield oversized[start:start + (1 << 16)]
+
+        for body in (oversized, chunked()):
+            async with http.post(url, data=body, headers=headers) as response:
+                assert response.status == 413
+                error = (await response.json())["error"]
+                assert error["code"] == "payload_too_large" and "4194304" in error["message"]
+        for body, message in ((b'{"model": "upstream-echo", ', "body is not valid JSON"),
+                              (b'["upstream-echo"]', "body must be a JSON object")):
+            async with http.post(url, data=body, headers=headers) as response:
+                assert response.status == 400
+                assert (await response.json())["error"]["message"].startswith(message)
+        assert await s["keys"].usage_rows(s["key"].id) == []
 
 
 async def test_fallback_before_first_token_and_error_after(tmp_path: Path, redis_client: aioredis.Redis) -> None:

@@ -30,6 +30,7 @@ from veilnet.confidential.policy import MeasurementPolicy, PlatformRule, load_po
 from veilnet.confidential.receipts import sign_receipt, verify_receipt
 from veilnet.confidential.sealing import (
     EnclaveKeyPair,
+    KeysetKeys,
     RequestOpener,
     ResponseOpener,
     ResponseSealer,
@@ -52,6 +53,7 @@ __all__ = [
     "EnclaveKeyPair",
     "EvidenceProvider",
     "EvidenceVerifier",
+    "KeysetKeys",
     "MeasurementPolicy",
     "NonceBook",
     "NvmlGpuEvidence",

@@ -16,11 +16,10 @@ from pydantic import ValidationError
 
 from veilnet.confidential.errors import ReceiptInvalid, ResponseTampered
 from veilnet.confidential.receipts import verify_receipt
-from veilnet.confidential.sealing import seal_request
+from veilnet.confidential.sealing import KeysetKeys, seal_request
 from veilnet.confidential.sessions import AttestedMiner
 from veilnet.protocol.confidential import (
     ENCRYPTION_SCHEME,
-    Keyset,
     SealedFrame,
     SealedRequest,
     SealedResponse,
@@ -49,9 +48,9 @@ def parse_stream_line(line: bytes) -> SealedFrame | UsageReceipt | None:
 class ReceiptWitness:
     """What a relay checks without a key: the ciphertext hashes and the enclave's signature on the receipt."""
 
-    def __init__(self, sealed: SealedRequest, keyset: Keyset) -> None:
+    def __init__(self, sealed: SealedRequest, keys: KeysetKeys) -> None:
         self.sealed = sealed
-        self.keyset = keyset
+        self.keys = keys
         self._frames: list[bytes] = []
         self.receipt: UsageReceipt | None = None
 
@@ -72,7 +71,7 @@ class ReceiptWitness:
         digest = hashlib.sha256()
         for ct in self._frames:
             digest.update(ct)
-        verify_receipt(self.receipt, self.keyset, request_id=self.sealed.request_id,
+        verify_receipt(self.receipt, self.keys, request_id=self.sealed.request_id,
                        request_sha256=self.sealed.ciphertext_sha256(), response_sha256=digest.hexdigest(),
                        model=self.sealed.model)
         return self.receipt
@@ -85,7 +84,7 @@ class SealedExchange:
         self.miner = miner
         self.stream = bool(payload.get("stream"))
         body = json.dumps(payload, separators=(",", ":")).encode()
-        self.sealed, self._opener = seal_request(miner.keyset, body, endpoint=endpoint, model=str(payload["model"]),
+        self.sealed, self._opener = seal_request(miner.keys, body, endpoint=endpoint, model=str(payload["model"]),
                                                  stream=self.stream)
         self.receipt: UsageReceipt | None = None
 
@@ -134,7 +133,7 @@ class SealedExchange:
         return self.receipt
 
     def _check_receipt(self, receipt: UsageReceipt) -> None:
-        verify_receipt(receipt, self.miner.keyset, request_id=self.sealed.request_id,
+        verify_receipt(receipt, self.miner.keys, request_id=self.sealed.request_id,
                        request_sha256=self.sealed.ciphertext_sha256(),
                        response_sha256=self._opener.response_sha256(), model=self.sealed.model)
         self.receipt = receipt

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import time
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from nacl.exceptions import CryptoError
 
 from veilnet.confidential.errors import ReceiptInvalid
-from veilnet.protocol.confidential import Keyset, UsageReceipt
+from veilnet.confidential.sealing import KeysetKeys
+from veilnet.protocol.confidential import UsageReceipt
 
 __all__ = ["sign_receipt", "verify_receipt"]
 
@@ -18,17 +19,16 @@ def sign_receipt(key: Ed25519PrivateKey, receipt: UsageReceipt) -> UsageReceipt:
     return receipt.model_copy(update={"signature": key.sign(receipt.signed_bytes()).hex()})
 
 
-def verify_receipt(receipt: UsageReceipt, keyset: Keyset, *, request_id: str, request_sha256: str,
+def verify_receipt(receipt: UsageReceipt, keys: KeysetKeys, *, request_id: str, request_sha256: str,
                    response_sha256: str, model: str, max_age_seconds: float = 3600.0,
                    now: float | None = None) -> None:
     """ReceiptInvalid unless the attested enclave signed this receipt for exactly this exchange."""
     try:
-        Ed25519PublicKey.from_public_bytes(keyset.receipt_public_key).verify(
-            bytes.fromhex(receipt.signature), receipt.signed_bytes())
-    except (ValueError, InvalidSignature) as exc:
+        keys.receipt_public_key.verify(receipt.signed_bytes(), bytes.fromhex(receipt.signature))
+    except (ValueError, CryptoError) as exc:
         raise ReceiptInvalid("usage receipt is not signed by the attested enclave's receipt key") from exc
     expected = {"request_id": request_id, "request_sha256": request_sha256, "response_sha256": response_sha256,
-                "model": model, "miner": keyset.hotkey, "keyset_digest": keyset.digest().hex()}
+                "model": model, "miner": keys.hotkey, "keyset_digest": keys.digest_hex}
     for name, value in expected.items():
         if getattr(receipt, name) != value:
             raise ReceiptInvalid(f"usage receipt {name} is {getattr(receipt, name)!r}, expected {value!r}")

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from veilnet.confidential.claims import VerifiedClaims
+from veilnet.confidential.sealing import KeysetKeys
 from veilnet.confidential.verifiers import EvidenceVerifier
 from veilnet.protocol.confidential import Evidence, Keyset
 
@@ -18,6 +19,10 @@ __all__ = ["AttestedMiner", "AttestedSessions"]
 class AttestedMiner:
     keyset: Keyset
     claims: VerifiedClaims
+    keys: KeysetKeys = field(init=False)  # parsed once per session, not per request (AttestationFailed if unusable)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keys", KeysetKeys.of(self.keyset))
 
     @property
     def hotkey(self) -> str:

@@ -12,20 +12,27 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
 import aiohttp
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
+from pydantic_core import to_json
 
 from veilnet.confidential.errors import PrivacyRestricted, ReceiptInvalid, ResponseTampered, StaleKeyset
 from veilnet.confidential.exchange import ReceiptWitness, SealedExchange
 from veilnet.dashboard import DashboardSnapshot, dashboard_router
-from veilnet.edge import FastLane, document_json_bodies, error_body, install_error_handlers, parse_body
+from veilnet.edge import (
+    EdgeApp,
+    document_json_bodies,
+    error_body,
+    install_error_handlers,
+    parse_body,
+    read_body,
+)
 from veilnet.errors import (
     ConfidentialError,
     InvalidRequest,
     Overloaded,
-    PayloadTooLarge,
     UpstreamError,
     VeilnetError,
 )
@@ -91,10 +98,10 @@ def _seconds(value: str | None) -> float | None:
 
 def create_gateway_app(
     ctx: GatewayContext, *, max_body_bytes: int = 4 * 1024 * 1024, keepalive_seconds: float = 2.0
-) -> FastAPI:
+) -> EdgeApp:
     """``keepalive_seconds``: a stream whose miner has not answered by then starts at once and carries an SSE
     comment (``: keep-alive``) every ``keepalive_seconds`` until the first chunk, as OpenRouter does."""
-    app = FastAPI(title="veilnet gateway", docs_url=None, redoc_url=None)
+    app = EdgeApp(title="veilnet gateway", docs_url=None, redoc_url=None)
     install_error_handlers(app)
 
     build_snapshot = ctx.stats.snapshot_source(ctx.directory, ctx.breaker, ctx.netuid, ctx.scores)
@@ -136,9 +143,7 @@ def create_gateway_app(
     async def relay(request: Request, schema: Any, path: str) -> Response:
         started = time.perf_counter()
         key = await authenticate_key(ctx, request.headers.get("authorization"))
-        body = await request.body()
-        if len(body) > max_body_bytes:
-            raise PayloadTooLarge(f"request body exceeds {max_body_bytes} bytes")
+        body = await read_body(request, max_body_bytes)
         parsed = parse_body(schema, body)
         generation = f"gen-{uuid.uuid4().hex}"
         payload = parsed.model_dump(exclude_none=True, exclude={"provider", "models"})
@@ -286,7 +291,7 @@ def create_gateway_app(
         """OpenRouter's shape for an error after streaming began, then the end of the stream."""
         chunk = {"id": generation, "object": "chat.completion.chunk", "model": model,
                  "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}], **error_body(error)}
-        return b"data: " + json.dumps(chunk).encode() + b"\n\n" + b"data: [DONE]\n\n"
+        return b"data: " + to_json(chunk) + b"\n\n" + b"data: [DONE]\n\n"
 
     async def stream(response: aiohttp.ClientResponse, key: ApiKey, generation: str, model: str,
                      candidate: Candidate, started: float, request: dict[str, Any] | None,
@@ -312,7 +317,7 @@ def create_gateway_app(
                              "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}], "error": chunk["error"]}
                 else:
                     return line
-                return b"data: " + json.dumps(chunk).encode() + b"\n"
+                return b"data: " + to_json(chunk) + b"\n"
 
             async for block in line_blocks(response.content):
                 if exchange is None:
@@ -356,9 +361,7 @@ def create_gateway_app(
         key = await authenticate_key(ctx, request.headers.get("authorization"))
         if request.headers.get(ENCRYPTION_HEADER) != ENCRYPTION_SCHEME:
             raise InvalidRequest(f"{ENCRYPTION_HEADER} must be {ENCRYPTION_SCHEME}", param=ENCRYPTION_HEADER)
-        body = await request.body()
-        if len(body) > max_body_bytes:
-            raise PayloadTooLarge(f"request body exceeds {max_body_bytes} bytes")
+        body = await read_body(request, max_body_bytes)
         relayed: ConfidentialRelayRequest = parse_body(ConfidentialRelayRequest, body)
         sealed = relayed.sealed
         if sealed.endpoint != ENDPOINTS[path]:
@@ -385,7 +388,7 @@ def create_gateway_app(
             raise Overloaded(f"miner {relayed.miner[:8]}… unreachable: {exc}", retry_after=2) from exc
         headers = {"X-Generation-Id": generation, ENCRYPTION_HEADER: ENCRYPTION_SCHEME,
                    SIMULATED_HEADER: "true" if attested.claims.simulated else "false"}
-        witness = ReceiptWitness(sealed, attested.keyset)
+        witness = ReceiptWitness(sealed, attested.keys)
         if response.status != 200:
             try:
                 data = await response.json(content_type=None)
@@ -481,7 +484,8 @@ def create_gateway_app(
     async def confidential_attestation(request: Request) -> Response:
         """Relay a client's challenge to one miner and return its evidence untouched for the client to verify."""
         await authenticate_key(ctx, request.headers.get("authorization"))
-        challenge: AttestationRelayRequest = parse_body(AttestationRelayRequest, await request.body())
+        challenge: AttestationRelayRequest = parse_body(AttestationRelayRequest,
+                                                       await read_body(request, max_body_bytes))
         evidence = await fetch_miner_evidence(ctx, challenge.miner, bytes.fromhex(challenge.nonce))
         return Response(evidence.model_dump_json().encode(), media_type="application/json")
 
@@ -517,10 +521,8 @@ def create_gateway_app(
         return {"status": "ok", "miners": len({o.hotkey for o in ctx.directory.offers}),
                 "breakers": ctx.breaker.states()}
 
-    # the request paths skip FastAPI's routing layers (FastLane); the routes above still define the OpenAPI
-    # document and serve anything FastLane passes on
-    app.add_middleware(FastLane, routes={"/v1/chat/completions": chat, "/v1/completions": completions,
-                                         "/v1/embeddings": embeddings})
+    # the request paths skip FastAPI's layers (EdgeApp); the routes above still define the OpenAPI document
+    app.fast_routes.update({"/v1/chat/completions": chat, "/v1/completions": completions, "/v1/embeddings": embeddings})
     document_json_bodies(app, {
         "/v1/chat/completions": GatewayChatRequest, "/v1/completions": GatewayCompletionRequest,
         "/v1/embeddings": GatewayEmbeddingRequest, "/v1/confidential/attestation": AttestationRelayRequest,

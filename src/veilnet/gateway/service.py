@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Coroutine
@@ -12,6 +11,7 @@ from typing import Any
 
 import aiohttp
 from bittensor_wallet import Keypair
+from pydantic_core import to_json
 
 from veilnet.confidential.errors import PrivacyRestricted
 from veilnet.confidential.sessions import AttestedSessions
@@ -36,6 +36,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
+NO_PREFERENCES = ProviderPreferences()
 
 
 @dataclass
@@ -106,7 +107,7 @@ async def route(
         served = sorted(ctx.directory.models())
         raise NotFound(f"no miner serves model {model!r}; available: {', '.join(served) or 'none yet'}",
                        code="model_not_found")
-    prefs = provider or ProviderPreferences()
+    prefs = provider or NO_PREFERENCES
     if prefs.only:
         candidates = [c for c in candidates if c.hotkey in prefs.only]
     candidates = [c for c in candidates if c.hotkey not in (prefs.ignore or [])]
@@ -168,7 +169,7 @@ async def open_miner_request(
 ) -> aiohttp.ClientResponse:
     """POST the signed request (or ``sealed_body``, a sealed envelope) to a miner; the caller owns (and
     releases) the response."""
-    body = sealed_body if sealed_body is not None else json.dumps(payload).encode()
+    body = sealed_body if sealed_body is not None else to_json(payload)
     headers = sign_request(ctx.keypair, body, candidate.hotkey)
     headers.update({"Content-Type": "application/json", TRAFFIC_HEADER: "organic"})
     if sealed_body is not None:

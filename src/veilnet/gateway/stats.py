@@ -41,6 +41,10 @@ class GatewayStats:
                            registry=self.registry)
         # (monotonic time, latency ms, ok, completion tokens) per miner hotkey
         self._samples: dict[str, deque[tuple[float, float, bool, int]]] = defaultdict(lambda: deque(maxlen=10_000))
+        self._prompt_tokens = self.tokens.labels(kind="prompt")
+        self._completion_tokens = self.tokens.labels(kind="completion")
+        # each miner's metric children, looked up once (``labels()`` costs more than the update itself)
+        self._children: dict[tuple[str, bool], tuple[Counter, Histogram]] = {}
         self._history: list[EpochPoint] = []
         self._last_incentive: tuple[int, ...] | None = None
         self._epoch = 0
@@ -48,10 +52,15 @@ class GatewayStats:
     def observe(self, hotkey: str, uid: int | None, latency_s: float, ok: bool, prompt_tokens: int = 0,
                 completion_tokens: int = 0) -> None:
         label = str(uid) if uid is not None else "none"
-        self.requests.labels(miner_uid=label, status="ok" if ok else "error").inc()
-        self.duration.labels(miner_uid=label).observe(latency_s)
-        self.tokens.labels(kind="prompt").inc(prompt_tokens)
-        self.tokens.labels(kind="completion").inc(completion_tokens)
+        children = self._children.get((label, ok))
+        if children is None:
+            children = self._children[(label, ok)] = (
+                self.requests.labels(miner_uid=label, status="ok" if ok else "error"),
+                self.duration.labels(miner_uid=label))
+        children[0].inc()
+        children[1].observe(latency_s)
+        self._prompt_tokens.inc(prompt_tokens)
+        self._completion_tokens.inc(completion_tokens)
         self._samples[hotkey].append((time.monotonic(), latency_s * 1000, ok, completion_tokens))
 
     def _window(self, hotkey: str, now: float) -> list[tuple[float, float, bool, int]]:

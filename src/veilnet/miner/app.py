@@ -7,14 +7,15 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from pydantic_core import to_json
 
 from veilnet.confidential.challenge import ATTESTATION_PATH
 from veilnet.confidential.enclave import Enclave
-from veilnet.edge import FastLane, error_body, install_error_handlers, parse_body
-from veilnet.errors import InvalidRequest, NotFound, PayloadTooLarge, UpstreamError, VeilnetError
+from veilnet.edge import EdgeApp, error_body, install_error_handlers, parse_body, read_body
+from veilnet.errors import InvalidRequest, NotFound, UpstreamError, VeilnetError
 from veilnet.miner.sealed import serve_sealed
 from veilnet.miner.service import MinerContext, admit, authenticate
 from veilnet.models.upstream import OpenAIUpstreamEngine
@@ -36,28 +37,15 @@ _DONE = b"data: [DONE]"
 log = logging.getLogger(__name__)
 
 
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > limit:
-            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
-    return bytes(body)
-
-
-def create_miner_app(ctx: MinerContext) -> FastAPI:
+def create_miner_app(ctx: MinerContext) -> EdgeApp:
     """The miner app over ``ctx`` (whose resources its owner opens and closes)."""
-    app = FastAPI(title="veilnet miner", docs_url=None, redoc_url=None)
+    app = EdgeApp(title="veilnet miner", docs_url=None, redoc_url=None)
     install_error_handlers(app)
     served = {info.name: info for info in ctx.engine.models()}
     limit = ctx.epistula.max_body_bytes
 
     async def prepare(request: Request, schema: type[BaseModel]) -> tuple[Any, str, str]:
-        body = await _read_body(request, limit)
+        body = await read_body(request, limit)
         claims = await authenticate(ctx, request.headers, body, check_replay=False)  # admit checks it
         parsed = parse_body(schema, body)
         if parsed.model not in served:
@@ -80,7 +68,7 @@ def create_miner_app(ctx: MinerContext) -> FastAPI:
         return ctx.enclave
 
     def signed_json(data: dict[str, Any], request_uuid: str, caller: str) -> Response:
-        body = json.dumps(data, separators=(",", ":")).encode()
+        body = to_json(data)
         return Response(body, media_type="application/json", headers=sign_response(ctx.keypair, body, request_uuid, caller))
 
     def sse(chunks: AsyncIterator[dict[str, Any]], request_uuid: str, caller: str) -> EventStreamResponse:
@@ -89,7 +77,7 @@ def create_miner_app(ctx: MinerContext) -> FastAPI:
         async def events() -> AsyncIterator[bytes]:
             try:
                 async for chunk in chunks:
-                    yield signer.feed(b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n")
+                    yield signer.feed(b"data: " + to_json(chunk) + b"\n\n")
             except VeilnetError as exc:  # after the first byte, errors travel in-band
                 yield signer.feed(b"data: " + json.dumps(error_body(exc)).encode() + b"\n\n")
             except Exception:
@@ -196,7 +184,7 @@ def create_miner_app(ctx: MinerContext) -> FastAPI:
 
     @app.post(ATTESTATION_PATH)
     async def attestation(request: Request) -> Response:
-        body = await _read_body(request, limit)
+        body = await read_body(request, limit)
         claims = await authenticate(ctx, request.headers, body)
         challenge = parse_body(AttestationChallenge, body)
         if ctx.enclave is None:
@@ -244,6 +232,6 @@ def create_miner_app(ctx: MinerContext) -> FastAPI:
     async def health() -> JSONResponse:
         return JSONResponse({"status": "ok", "hotkey": ctx.keypair.ss58_address, "models": list(served)})
 
-    app.add_middleware(FastLane, routes={"/v1/chat/completions": chat_completions, "/v1/completions": completions,
-                                         "/v1/embeddings": embeddings})
+    app.fast_routes.update({"/v1/chat/completions": chat_completions, "/v1/completions": completions,
+                            "/v1/embeddings": embeddings})
     return app

@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi.responses import Response
 from pydantic import BaseModel
+from pydantic_core import to_json
 
 from veilnet.confidential.enclave import Enclave
 from veilnet.confidential.sealing import ResponseSealer
@@ -51,7 +52,7 @@ async def serve_sealed(
     if not sealed.stream:
         result = await once(payload)
         usage = result.setdefault("usage", {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
-        frame = sealer.frame(json.dumps(result, separators=(",", ":")).encode(), final=True)
+        frame = sealer.frame(to_json(result), final=True)
         receipt = enclave.receipt(sealed, sealer, usage, **prices)
         body = SealedResponse(request_id=sealed.request_id, frames=[frame], receipt=receipt).model_dump_json().encode()
         return Response(body, media_type="application/json",
@@ -67,10 +68,10 @@ async def serve_sealed(
         try:
             if first is not None:
                 usage = first.get("usage") or usage
-                yield signer.feed(_frame_line(sealer, json.dumps(first, separators=(",", ":")).encode()))
+                yield signer.feed(_frame_line(sealer, to_json(first)))
             async for chunk in chunks:
                 usage = chunk.get("usage") or usage
-                yield signer.feed(_frame_line(sealer, json.dumps(chunk, separators=(",", ":")).encode()))
+                yield signer.feed(_frame_line(sealer, to_json(chunk)))
         except VeilnetError as exc:  # in-band, and sealed like everything else the client reads
             yield signer.feed(_frame_line(sealer, json.dumps(error_body(exc)).encode()))
         except Exception:
