@@ -142,6 +142,33 @@ async def test_per_key_rate_limit_and_organic_samples(tmp_path: Path, redis_clie
         assert samples[0]["response"] and "hello there" in samples[0]["response"]
 
 
+async def test_key_endpoint_reports_credit_and_rate_limits(tmp_path: Path, redis_client: aioredis.Redis) -> None:
+    async with stack(tmp_path, redis_client, rpm=5, tpm=10_000) as s, aiohttp.ClientSession() as http:
+        client: openai.AsyncOpenAI = s["client"]
+        answers = [await client.chat.completions.create(model="upstream-echo",
+                                                        messages=[{"role": "user", "content": "hi"}])
+                   for _ in range(2)]
+        spent = sum(answer.usage.model_extra["cost"] for answer in answers if answer.usage and answer.usage.model_extra)
+        url = f"{s['url']}/api/v1/key"
+        async with http.get(url, headers={"Authorization": f"Bearer {s['secret']}"}) as response:
+            assert response.status == 200
+            data = (await response.json())["data"]
+        assert data["label"] == "tests" and data["limit"] == 10.0 and data["is_free_tier"] is False
+        assert spent > 0 and data["usage"] == pytest.approx(spent)  # rows not yet in the ledger count already
+        assert data["limit_remaining"] == pytest.approx(10.0 - spent)
+        assert data["rate_limit"] == {"requests": 5, "tokens": 10_000, "interval": "1m"}
+        tokens = sum(answer.usage.total_tokens for answer in answers if answer.usage)
+        assert data["rate_limit_used"] == {"requests": 2, "tokens": tokens}  # asking does not count
+        poor_secret, _ = await s["keys"].create("poor", credit_usd=0.0)
+        async with http.get(url, headers={"Authorization": f"Bearer {poor_secret}"}) as response:
+            assert response.status == 200  # a key out of credit can still see that it is
+            assert (await response.json())["data"]["limit_remaining"] == 0.0
+        for headers in ({}, {"Authorization": "Bearer vn-nope"}, {"Authorization": s["secret"]}):
+            async with http.get(url, headers=headers) as response:
+                assert response.status == 401
+                assert (await response.json())["error"]["code"] == "invalid_api_key"
+
+
 async def test_embeddings_through_the_gateway(tmp_path: Path, redis_client: aioredis.Redis) -> None:
     async with stack(tmp_path, redis_client) as s:
         client: openai.AsyncOpenAI = s["client"]

@@ -28,11 +28,10 @@ def serve(
     """Serve the embedded devnet chain over HTTP; state persists in <data-dir>/chain.sqlite3."""
     import asyncio
 
-    import uvicorn
-
     from veilnet.devnet.chain import DevnetChain
     from veilnet.devnet.chain.server import create_chain_app
     from veilnet.logs import configure_logging
+    from veilnet.serving import serve as serve_app
 
     settings = settings_from(ctx)
     configure_logging(settings.log)
@@ -45,8 +44,6 @@ def serve(
         async with DevnetChain(directory / "chain.sqlite3", block_time=seconds) as chain:
             console.print(f"devnet chain at block {await chain.get_current_block()} serving on "
                           f"http://{bind_host}:{bind_port} (block time {seconds} s, state in {directory})")
-            config = uvicorn.Config(create_chain_app(chain), host=bind_host, port=bind_port, log_level="warning",
-                                    lifespan="off")
-            await uvicorn.Server(config).serve()
+            await serve_app(create_chain_app(chain), host=bind_host, port=bind_port)
 
     asyncio.run(main())

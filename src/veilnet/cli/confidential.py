@@ -28,11 +28,10 @@ def confidential_proxy(
     machine's policy, and requests are sealed so the gateway and the miner's operator cannot read them."""
     import asyncio
 
-    import uvicorn
-
     from veilnet.client import ConfidentialClient, create_proxy_app
     from veilnet.confidential.config import verifier_from_settings
     from veilnet.logs import configure_logging
+    from veilnet.serving import serve as serve_app
 
     settings = settings_from(ctx)
     if policy is not None:
@@ -42,13 +41,11 @@ def confidential_proxy(
     configure_logging(settings.log)
     verifier = verifier_from_settings(settings.confidential)
 
-    async def serve() -> None:
+    async def main() -> None:
         async with ConfidentialClient(gateway, api_key, verifier) as client:
-            config = uvicorn.Config(create_proxy_app(client), host=host, port=port, log_level="warning",
-                                    lifespan="off")
-            await uvicorn.Server(config).serve()
+            await serve_app(create_proxy_app(client), host=host, port=port)
 
     try:
-        asyncio.run(serve())
+        asyncio.run(main())
     except KeyboardInterrupt:
         pass

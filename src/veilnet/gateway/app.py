@@ -41,6 +41,7 @@ from veilnet.gateway.routing import Candidate
 from veilnet.gateway.service import (
     GatewayContext,
     authenticate_key,
+    bearer_key,
     cost_usd,
     in_background,
     open_miner_request,
@@ -508,9 +509,18 @@ def create_gateway_app(
 
     @app.get("/api/v1/key")
     async def key_info(request: Request) -> dict[str, Any]:
-        key = await ctx.keys.authenticate((request.headers.get("authorization") or "")[7:].strip())
-        return {"data": {"label": key.name, "limit": key.credit_usd, "usage": key.spent_usd,
-                         "limit_remaining": key.remaining_usd}}
+        """OpenRouter's key endpoint: credit (USD) and rate limits, with this minute's use of them. An
+        out-of-credit key can still ask."""
+        key = await bearer_key(ctx, request.headers.get("authorization"))
+        limiter = ctx.ratelimit
+        requests_used, tokens_used = limiter.counts(key.id) if limiter is not None else (0, 0)
+        return {"data": {
+            "label": key.name, "limit": key.credit_usd, "usage": key.spent_usd,
+            "limit_remaining": key.remaining_usd, "is_free_tier": False,
+            "rate_limit": {"requests": (limiter.rpm or None) if limiter else None,
+                           "tokens": (limiter.tpm or None) if limiter else None, "interval": "1m"},
+            "rate_limit_used": {"requests": requests_used, "tokens": tokens_used},
+        }}
 
     @app.get("/metrics")
     async def metrics() -> Response:

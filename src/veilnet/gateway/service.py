@@ -29,7 +29,7 @@ from veilnet.store.organic import OrganicStream, RequestCounter
 from veilnet.store.ratelimit import KeyRateLimiter
 
 __all__ = [
-    "GatewayContext", "authenticate_key", "cost_usd", "drain_background", "in_background", "open_miner_request",
+    "GatewayContext", "authenticate_key", "bearer_key", "cost_usd", "drain_background", "in_background", "open_miner_request",
     "requested_parameters", "route",
 ]
 
@@ -77,10 +77,17 @@ async def drain_background(ctx: GatewayContext) -> None:
         await asyncio.gather(*list(ctx.background), return_exceptions=True)
 
 
-async def authenticate_key(ctx: GatewayContext, authorization: str | None) -> ApiKey:
+async def bearer_key(ctx: GatewayContext, authorization: str | None) -> ApiKey:
+    """The API key an ``Authorization: Bearer`` header names (AuthenticationError when missing, unknown or
+    revoked)."""
     if not authorization or not authorization.lower().startswith("bearer "):
         raise AuthenticationError("missing API key: send 'Authorization: Bearer <key>'", code="invalid_api_key")
-    key = await ctx.keys.authenticate(authorization[7:].strip())
+    return await ctx.keys.authenticate(authorization[7:].strip())
+
+
+async def authenticate_key(ctx: GatewayContext, authorization: str | None) -> ApiKey:
+    """The key of a request to serve: known, in credit (PaymentRequired) and within its rate limits."""
+    key = await bearer_key(ctx, authorization)
     if key.remaining_usd <= 0:
         raise PaymentRequired(f"API key {key.prefix}… is out of credit; top it up")
     if ctx.ratelimit is not None:
