@@ -98,7 +98,7 @@ def create_miner_app(ctx: MinerContext) -> EdgeApp:
 
         async def events() -> AsyncIterator[bytes]:
             tail = b""
-            problem: VeilnetError = UpstreamError("upstream stream ended before [DONE]")
+            problem: VeilnetError | None = None
             try:
                 data: bytes | None = first
                 while data is not None:
@@ -115,6 +115,7 @@ def create_miner_app(ctx: MinerContext) -> EdgeApp:
                 close = getattr(rest, "aclose", None)
                 if close is not None:
                     await close()  # the upstream response and its admission slot go back now
+            problem = problem or UpstreamError("upstream stream ended before [DONE]")
             yield (signer.feed(b"data: " + json.dumps(error_body(problem)).encode() + b"\n\n")
                    + signer.feed(b"data: [DONE]\n\n") + signer.final_line())
 
