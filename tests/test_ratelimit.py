@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import redis.asyncio as aioredis
 
@@ -62,3 +64,20 @@ async def test_counts_survive_redis_being_away() -> None:
         assert limiter.counts(3, now_ms=NOW) == (2, 0)
     finally:
         await unreachable.aclose()
+
+
+async def test_a_burst_of_first_requests_reads_redis_once(redis_client: aioredis.Redis) -> None:
+    """A thousand requests of a key arriving together at a fresh process share one read of the key's shared
+    counts (each reading for itself once queued a thousand reads on Redis), and the limit still holds."""
+
+    async def mget_calls() -> int:
+        stats = await redis_client.info("commandstats")
+        return int(stats.get("cmdstat_mget", {}).get("calls", 0))
+
+    await redis_client.set(f"veilnet:ratelimit:9:{NOW - 1_000}:requests", 20)  # other processes' requests
+    before = await mget_calls()
+    async with KeyRateLimiter(redis_client, requests_per_minute=120, tokens_per_minute=0) as limiter:
+        results = await asyncio.gather(*(limiter.admit(9, now_ms=NOW) for _ in range(1000)), return_exceptions=True)
+    assert await mget_calls() - before == 1
+    assert sum(result is None for result in results) == 100  # 120 a minute, 20 of them taken elsewhere
+    assert all(isinstance(result, RateLimited) for result in results if result is not None)

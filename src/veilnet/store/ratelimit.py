@@ -12,6 +12,7 @@ cost the gateway a sixth of its throughput).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from types import TracebackType
@@ -39,6 +40,7 @@ class KeyRateLimiter:
         self.tpm = tokens_per_minute  # 0: no limit
         self._shared: dict[Slot, tuple[int, int]] = {}  # (requests, tokens) in Redis at the last sync
         self._unsynced: dict[Slot, list[int]] = {}  # [requests, tokens] counted here since
+        self._reading: dict[Slot, asyncio.Task[None]] = {}  # a key's first read of the minute, in flight
         self._syncer = Flusher(self.sync, lambda: bool(self._shared), interval=sync_seconds,
                                what="rate limits (per process until Redis answers)")
 
@@ -51,6 +53,9 @@ class KeyRateLimiter:
 
     async def aclose(self) -> None:
         """Stop syncing; this process's last counts are added to Redis."""
+        for reading in list(self._reading.values()):
+            reading.cancel()
+        await asyncio.gather(*self._reading.values(), return_exceptions=True)
         await self._syncer.aclose()
 
     @staticmethod
@@ -69,7 +74,11 @@ class KeyRateLimiter:
         """Count one request; RateLimited (with the seconds to the next window) when a limit is reached."""
         slot, left_ms = self._slot(key_id, now_ms)
         if slot not in self._shared:  # the key's first request here this minute: read what others counted
-            await self._read(slot)
+            reading = self._reading.get(slot)
+            if reading is None:  # requests arriving together share one read (a burst is not a burst on Redis)
+                reading = self._reading[slot] = asyncio.get_running_loop().create_task(self._read(slot))
+                reading.add_done_callback(lambda _: self._reading.pop(slot, None))
+            await asyncio.shield(reading)  # a caller that goes away does not cancel the others' read
         requests, tokens = self.counts(key_id, now_ms=now_ms)
         for kind, used, limit in (("requests", requests, self.rpm), ("tokens", tokens, self.tpm)):
             if limit and used >= limit:
