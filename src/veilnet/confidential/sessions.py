@@ -19,7 +19,8 @@ __all__ = ["AttestedMiner", "AttestedSessions"]
 class AttestedMiner:
     keyset: Keyset
     claims: VerifiedClaims
-    keys: KeysetKeys = field(init=False)  # parsed once per session, not per request (AttestationFailed if unusable)
+    # parsed once per session, not per request (AttestationFailed if unusable)
+    keys: KeysetKeys = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keys", KeysetKeys.of(self.keyset))

@@ -29,14 +29,13 @@ from veilnet.store.organic import OrganicStream, RequestCounter
 from veilnet.store.ratelimit import KeyRateLimiter
 
 __all__ = [
-    "GatewayContext", "authenticate_key", "bearer_key", "cost_usd", "drain_background", "in_background", "open_miner_request",
-    "requested_parameters", "route",
+    "GatewayContext", "authenticate_key", "bearer_key", "cost_usd", "drain_background", "in_background",
+    "open_miner_request", "requested_parameters", "route",
 ]
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
-NO_PREFERENCES = ProviderPreferences()
 
 
 @dataclass
@@ -114,7 +113,7 @@ async def route(
         served = sorted(ctx.directory.models())
         raise NotFound(f"no miner serves model {model!r}; available: {', '.join(served) or 'none yet'}",
                        code="model_not_found")
-    prefs = provider or NO_PREFERENCES
+    prefs = provider or ProviderPreferences.model_construct()  # the defaults, nothing to validate
     if prefs.only:
         candidates = [c for c in candidates if c.hotkey in prefs.only]
     candidates = [c for c in candidates if c.hotkey not in (prefs.ignore or [])]
