@@ -7,7 +7,8 @@ Targets, each its own process on loopback, each relaying the same 52-chunk SSE s
            circuit breaker, Epistula signature per request, usage ledger (SQLite), organic sampling (Redis).
            The upstream plays the miner (it answers /capacity; the gateway signs, it does not check).
   litellm  LiteLLM's proxy (`litellm --config`), when installed: set LITELLM_BIN or run bench/setup-litellm.
-At concurrency 1, 16 and 64: streams/s and p50/p99 stream latency, added over direct.
+At concurrency 1, 16 and 64, targets interleaved over three rounds: streams/s (the median round), p50/p99 stream
+latency and what it adds over direct, and each target process's CPU ms per stream.
 Goals: gateway >= 3x LiteLLM's throughput, >= 0.8x the bare proxy's, <= 1 ms added p50.
 Then: 1,000 concurrent streams (each ~1 s long) through one gateway process, errors counted.
 Run: .venv/bin/python bench/bench_gateway.py [seconds per cell, default 4]

@@ -3,7 +3,9 @@ streaming upstream directly, at concurrency 1, 16 and 64; then the embedded llam
 
 Two upstreams: "paced" streams 52 chunks 1 ms apart (1,000 tokens/s per stream, faster than any real
 inference server per stream), "instant" writes them all at once (no inference at all: what remains is pure
-HTTP work, which any proxy hop multiplies). Goal: through the miner at least 0.9x direct (paced).
+HTTP work, which any proxy hop multiplies). Goal: through the miner at least 0.9x direct (paced). Beside it,
+a bare aiohttp relay that checks nothing: the practical limit of any extra hop on the same machine. Targets are
+interleaved over three rounds (req/s: the median round); CPU ms per stream is the relay process's own.
 Run: .venv/bin/python bench/bench_miner.py — upstream, miner and load generator are separate processes.
 """
 
