@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 
 import aiohttp
 
@@ -21,7 +20,7 @@ from veilnet.store.keys import KeyStore
 from veilnet.store.organic import OrganicStream, RequestCounter
 from veilnet.store.ratelimit import KeyRateLimiter
 from veilnet.store.redis import open_redis
-from veilnet.store.scores import ScoreStore
+from veilnet.store.scores import LatestScores, ScoreStore
 from veilnet.store.sql import open_database
 from veilnet.wallet import load_wallet
 
@@ -50,17 +49,8 @@ async def run_gateway(settings: Settings) -> None:
         await directory.refresh(await chain.get_metagraph(netuid))
         refresher = asyncio.create_task(directory.refresh_forever(chain, netuid))
         stack.callback(refresher.cancel)
-        score_store = ScoreStore(redis, wallet.hotkey.ss58_address, netuid)
-
-        latest: tuple[float, dict[str, float]] = (0.0, {})
-
-        async def scores() -> dict[str, float]:
-            """The validator's scores, read from Redis at most once a second (they change once a tempo)."""
-            nonlocal latest
-            if time.monotonic() - latest[0] > 1.0:
-                states, _ = await score_store.load()
-                latest = (time.monotonic(), {hotkey: state.ema for hotkey, state in states.items()})
-            return latest[1]
+        # the validator's scores change once a tempo: re-read every second in the background
+        scores = await stack.enter_async_context(LatestScores(ScoreStore(redis, wallet.hotkey.ss58_address, netuid)))
 
         ctx = GatewayContext(
             keypair=wallet.hotkey, keys=keys, directory=directory, http=http, scores=scores,

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 from dataclasses import asdict
+from types import TracebackType
 
 import redis.asyncio as aioredis
 
 from veilnet.scoring import ScoreState
 from veilnet.store.redis import KeySpace
 
-__all__ = ["ScoreStore"]
+__all__ = ["LatestScores", "ScoreStore"]
+
+log = logging.getLogger(__name__)
 
 
 class ScoreStore:
@@ -38,3 +44,45 @@ class ScoreStore:
                 pipe.hset(self._states, mapping={k: json.dumps(asdict(v)) for k, v in states.items()})
             pipe.set(self._tempo, tempo)
             await pipe.execute()
+
+
+class LatestScores:
+    """The validator's current score (EMA) per miner hotkey, as the gateway routes by it: re-read from Redis
+    every ``interval`` seconds in the background, so no request waits on Redis (nor do a thousand requests
+    read it at once), and while Redis is away routing goes on with the last scores read (each failed read is
+    logged). Calling it returns the scores; use it with ``async with``."""
+
+    def __init__(self, store: ScoreStore, *, interval: float = 1.0) -> None:
+        self._store = store
+        self._interval = interval
+        self._latest: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> LatestScores:
+        await self.refresh()
+        self._task = asyncio.get_running_loop().create_task(self._refresh_forever())
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def __call__(self) -> dict[str, float]:
+        return self._latest
+
+    async def refresh(self) -> None:
+        """Read the scores now; on failure keep the last ones and log why."""
+        try:
+            states, _ = await self._store.load()
+        except (aioredis.RedisError, OSError, ValueError) as exc:
+            log.warning("gateway routes on the last scores read: cannot read them from Redis: %s", exc)
+            return
+        self._latest = {hotkey: state.ema for hotkey, state in states.items()}
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.refresh()
