@@ -21,7 +21,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 from bittensor_wallet import Keypair
-from measure import cpu_seconds, free_port, percentile, wait_up
+from measure import Run, free_port, interleaved, percentile, wait_up
 
 CHUNKS = 52
 ROUNDS = 3
@@ -272,8 +271,8 @@ def main(seconds: float) -> None:
         if litellm is not None:
             asyncio.run(wait_up(f"http://127.0.0.1:{ports['litellm']}/health/liveliness", 180))
             targets["litellm"] = (f"http://127.0.0.1:{ports['litellm']}", {"Authorization": f"Bearer {LITELLM_KEY}"})
-        pids = {"direct": procs[0].pid, "bare": procs[1].pid, "gateway": procs[2].pid,
-                "litellm": litellm.pid if litellm is not None else None}
+        pids = {"direct": procs[0].pid or 0, "bare": procs[1].pid or 0, "gateway": procs[2].pid or 0,
+                "litellm": litellm.pid if litellm is not None else 0}
         print(f"streams of {CHUNKS} chunks from an instant upstream; {seconds:.0f} s per cell in {ROUNDS} rounds, "
               f"targets interleaved (streams/s: median of the rounds); {os.cpu_count()} cores; every target its "
               "own process; cpu: the target process's CPU ms per stream")
@@ -282,34 +281,21 @@ def main(seconds: float) -> None:
         print(f"{'target':<9}{'conc':>5}{'streams/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'+p50 ms':>9}{'+p99 ms':>9}"
               f"{'cpu ms':>8}{'vs bare':>9}{'vs litellm':>11}")
         for concurrency in (1, 16, 64):
-            rates: dict[str, list[float]] = {name: [] for name in targets}
-            latencies: dict[str, list[float]] = {name: [] for name in targets}
-            cpu: dict[str, float] = dict.fromkeys(targets, 0.0)
-            names = list(targets)
-            for base, headers in targets.values():  # warm-up
-                asyncio.run(load(f"{base}/v1/chat/completions", {**headers, "Content-Type": "application/json"},
-                                 concurrency, 0.5))
-            for round_ in range(ROUNDS):
-                for name in names[round_ % len(names):] + names[:round_ % len(names)]:
-                    base, headers = targets[name]
-                    before = cpu_seconds(pids[name] or 0)
-                    rate, seen = asyncio.run(load(f"{base}/v1/chat/completions",
-                                                  {**headers, "Content-Type": "application/json"},
-                                                  concurrency, seconds / ROUNDS))
-                    cpu[name] += cpu_seconds(pids[name] or 0) - before
-                    rates[name].append(rate)
-                    latencies[name] += seen
-            rate_of = {name: statistics.median(rates[name]) for name in targets}
-            direct = latencies["direct"]
-            for name in targets:
-                lat = latencies[name]
+            def runner(base: str, headers: dict[str, str], c: int = concurrency) -> Run:
+                headers = {**headers, "Content-Type": "application/json"}
+                return lambda s: asyncio.run(load(f"{base}/v1/chat/completions", headers, c, s))
+
+            cells = interleaved({name: runner(*target) for name, target in targets.items()}, pids, seconds, ROUNDS)
+            direct = cells["direct"].latencies
+            for name, cell in cells.items():
+                lat = cell.latencies
                 added = "" if name == "direct" else (f"{percentile(lat, 50) - percentile(direct, 50):>9.2f}"
                                                      f"{percentile(lat, 99) - percentile(direct, 99):>9.2f}")
-                vs_bare = f"{rate_of[name] / rate_of['bare']:>9.2f}" if name == "gateway" else ""
-                vs_litellm = (f"{rate_of[name] / rate_of['litellm']:>11.1f}"
-                              if name == "gateway" and "litellm" in rate_of else "")
-                print(f"{name:<9}{concurrency:>5}{rate_of[name]:>11.0f}{percentile(lat, 50):>9.2f}"
-                      f"{percentile(lat, 99):>9.2f}{added:<18}{1000 * cpu[name] / len(lat):>8.2f}{vs_bare}{vs_litellm}")
+                vs_bare = f"{cell.rate / cells['bare'].rate:>9.2f}" if name == "gateway" else ""
+                vs_litellm = (f"{cell.rate / cells['litellm'].rate:>11.1f}"
+                              if name == "gateway" and "litellm" in cells else "")
+                print(f"{name:<9}{concurrency:>5}{cell.rate:>11.0f}{percentile(lat, 50):>9.2f}"
+                      f"{percentile(lat, 99):>9.2f}{added:<18}{cell.cpu_ms:>8.2f}{vs_bare}{vs_litellm}")
         print("goals: gateway >= 0.8x bare, >= 3x litellm, <= 1 ms added p50")
     finally:
         for proc in procs:

@@ -22,7 +22,7 @@ import aiohttp
 from aiohttp import web
 from bench_gateway import run_bare_proxy
 from bittensor_wallet import Keypair
-from measure import cpu_seconds, free_port, wait_up
+from measure import Run, free_port, interleaved, wait_up
 
 CHUNKS = 52
 ROUNDS = 3
@@ -152,26 +152,15 @@ def compare(label: str, pace_s: float, seconds: float = 4.0) -> None:
         print(f"{'concurrency':>11} {'direct req/s':>13} {'miner req/s':>12} {'ratio':>6} {'direct p50 ms':>14} "
               f"{'miner p50 ms':>13} {'miner cpu':>10} {'bare req/s':>11} {'bare cpu':>9}")
         for concurrency in (1, 16, 64):
-            rates: dict[str, list[float]] = {name: [] for name in urls}
-            latencies: dict[str, list[float]] = {name: [] for name in urls}
-            cpu = dict.fromkeys(urls, 0.0)
-            names = list(urls)
-            for name, url in urls.items():  # warm-up
-                asyncio.run(load(url, concurrency, 0.5, name == "miner", miner_ss58))
-            for round_ in range(ROUNDS):
-                for name in names[round_:] + names[:round_]:
-                    before = cpu_seconds(procs[name].pid or 0)
-                    rate, seen = asyncio.run(load(urls[name], concurrency, seconds / ROUNDS, name == "miner",
-                                                  miner_ss58))
-                    cpu[name] += cpu_seconds(procs[name].pid or 0) - before
-                    rates[name].append(rate)
-                    latencies[name] += seen
-            rate_of = {name: statistics.median(rates[name]) for name in urls}
-            p50 = {name: statistics.median(latencies[name]) for name in urls}
-            per_stream = {name: 1000 * cpu[name] / len(latencies[name]) for name in urls}
-            print(f"{concurrency:>11} {rate_of['direct']:>13.0f} {rate_of['miner']:>12.0f} "
-                  f"{rate_of['miner'] / rate_of['direct']:>6.2f} {p50['direct']:>14.1f} {p50['miner']:>13.1f} "
-                  f"{per_stream['miner']:>10.2f} {rate_of['bare']:>11.0f} {per_stream['bare']:>9.2f}")
+            def runner(name: str, c: int = concurrency) -> Run:
+                return lambda s: asyncio.run(load(urls[name], c, s, name == "miner", miner_ss58))
+
+            cells = interleaved({name: runner(name) for name in urls},
+                                {name: proc.pid or 0 for name, proc in procs.items()}, seconds, ROUNDS)
+            direct, miner, bare = cells["direct"], cells["miner"], cells["bare"]
+            print(f"{concurrency:>11} {direct.rate:>13.0f} {miner.rate:>12.0f} {miner.rate / direct.rate:>6.2f} "
+                  f"{statistics.median(direct.latencies):>14.1f} {statistics.median(miner.latencies):>13.1f} "
+                  f"{miner.cpu_ms:>10.2f} {bare.rate:>11.0f} {bare.cpu_ms:>9.2f}")
     finally:
         for proc in procs.values():
             proc.terminate()

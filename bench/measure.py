@@ -13,11 +13,15 @@ import os
 import socket
 import statistics
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
-__all__ = ["cpu_seconds", "free_port", "percentile", "wait_up"]
+__all__ = ["Cell", "Run", "cpu_seconds", "free_port", "interleaved", "percentile", "wait_up"]
+
+Run = Callable[[float], tuple[float, list[float]]]  # seconds -> (requests/s, latencies ms)
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -70,3 +74,33 @@ def cpu_seconds(pid: int) -> float:
 
 def percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100)[q - 1] if len(values) >= 2 else values[0]
+
+
+@dataclass
+class Cell:
+    rate: float  # requests/s, the median round
+    latencies: list[float]  # ms, every request of every round
+    cpu_ms: float  # the target process's CPU per request
+
+
+def interleaved(runs: dict[str, Run], pids: dict[str, int],
+                seconds: float, rounds: int) -> dict[str, Cell]:
+    """Run each target (``run(seconds) -> (requests/s, latencies ms)``) in ``rounds`` rounds of
+    ``seconds / rounds``, the order rotating each round so no target always follows the same one, after a
+    0.5 s warm-up each; ``pids`` are the processes whose CPU is counted."""
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    latencies: dict[str, list[float]] = {name: [] for name in runs}
+    cpu = dict.fromkeys(runs, 0.0)
+    names = list(runs)
+    for run in runs.values():
+        run(0.5)
+    for round_ in range(rounds):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            before = cpu_seconds(pids[name])
+            rate, seen = runs[name](seconds / rounds)
+            cpu[name] += cpu_seconds(pids[name]) - before
+            rates[name].append(rate)
+            latencies[name] += seen
+    return {name: Cell(statistics.median(rates[name]), latencies[name], 1000 * cpu[name] / len(latencies[name]))
+            for name in runs}
