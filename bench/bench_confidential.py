@@ -52,6 +52,7 @@ from veilnet.gateway.directory import MinerDirectory
 from veilnet.miner import MetagraphHolder, MinerContext, create_miner_app
 from veilnet.models.upstream import OpenAIUpstreamEngine
 from veilnet.protocol.confidential import ModelMeasurement
+from veilnet.relay import RelayClient
 from veilnet.settings import EpistulaSettings, MinerSettings
 from veilnet.store.keys import KeyStore
 from veilnet.store.sql import open_database
@@ -164,6 +165,7 @@ async def main(requests: int, concurrency: int) -> None:
             return {}
 
         gctx = GatewayContext(keypair=gateway_key, keys=keys, directory=directory, http=http, scores=scores,
+                              relay=await es.enter_async_context(RelayClient()),
                               rng=random.Random(0), attestations=AttestedSessions(EvidenceVerifier(policy, anchors)))
         await refresh_attestations(gctx)
         gateway = await es.enter_async_context(serve(create_gateway_app(gctx)))

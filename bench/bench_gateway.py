@@ -113,6 +113,7 @@ def run_gateway(port: int, upstream_port: int, secret_file: str) -> None:
     from veilnet.gateway import GatewayContext, create_gateway_app
     from veilnet.gateway.directory import MinerDirectory
     from veilnet.gateway.run import open_miner_http
+    from veilnet.relay import RelayClient
     from veilnet.serving import serve
     from veilnet.settings import GatewaySettings, RedisSettings
     from veilnet.store.keys import KeyStore
@@ -149,6 +150,7 @@ def run_gateway(port: int, upstream_port: int, secret_file: str) -> None:
 
             ctx = GatewayContext(
                 keypair=gateway, keys=keys, directory=directory, http=http, scores=scores, rng=random.Random(0),
+                relay=await stack.enter_async_context(RelayClient()),
                 ratelimit=await stack.enter_async_context(
                     KeyRateLimiter(redis, requests_per_minute=10**9, tokens_per_minute=10**12)),
                 organic=OrganicStream(redis, 1, sample_rate=settings.organic_sample_rate),

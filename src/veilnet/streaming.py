@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 
-import aiohttp
 from fastapi.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
@@ -54,11 +53,12 @@ class EventStreamResponse(StreamingResponse):
                 await aclose()
 
 
-async def line_blocks(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
-    """The stream as it arrives, cut at the last newline of each network read (the rest waits for the next),
-    so every block holds whole lines. A last line without a newline comes as it is."""
+async def line_blocks(arriving: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The stream as it arrives (``arriving``: what each network read brought), cut at the last newline of
+    each piece (the rest waits for the next), so every block holds whole lines. A last line without a newline
+    comes as it is."""
     rest = b""
-    async for data in content.iter_any():
+    async for data in arriving:
         data = rest + data
         cut = data.rfind(b"\n") + 1
         rest = data[cut:]

@@ -20,6 +20,7 @@ from veilnet.gateway import GatewayContext, create_gateway_app
 from veilnet.gateway.directory import MinerDirectory
 from veilnet.miner import MetagraphHolder, MinerContext, create_miner_app
 from veilnet.models.upstream import OpenAIUpstreamEngine
+from veilnet.relay import RelayClient
 from veilnet.settings import EpistulaSettings, MinerSettings
 from veilnet.store.keys import KeyStore
 from veilnet.store.organic import OrganicStream, RequestCounter
@@ -64,6 +65,7 @@ async def stack(tmp_path: Path, redis: aioredis.Redis, *, capacity_a: int = 1000
             return {MINER_A.ss58_address: 0.9, MINER_B.ss58_address: 0.1}
 
         ctx = GatewayContext(keypair=GATEWAY, keys=keys, directory=directory, http=http, scores=scores,
+                             relay=await es.enter_async_context(RelayClient()),
                              rng=random.Random(0),
                              ratelimit=await es.enter_async_context(
                                  KeyRateLimiter(redis, requests_per_minute=rpm, tokens_per_minute=tpm)),

@@ -41,6 +41,7 @@ from veilnet.gateway.service import drain_background
 from veilnet.miner import MetagraphHolder, MinerContext, create_miner_app
 from veilnet.models.upstream import OpenAIUpstreamEngine
 from veilnet.protocol.confidential import Keyset, ModelMeasurement
+from veilnet.relay import RelayClient
 from veilnet.settings import EpistulaSettings, MinerSettings
 from veilnet.store.keys import KeyStore
 from veilnet.store.organic import OrganicStream
@@ -150,6 +151,7 @@ async def subnet(tmp_path: Path, redis: aioredis.Redis, *, miner_hop: Callable[[
             return {ENCLAVE_MINER.ss58_address: 0.5, PLAIN_MINER.ss58_address: 0.5}
 
         ctx = GatewayContext(keypair=GATEWAY, keys=keys, directory=directory, http=http, scores=scores,
+                             relay=await es.enter_async_context(RelayClient()),
                              rng=random.Random(0), organic=OrganicStream(redis, 1, sample_rate=1.0),
                              attestations=AttestedSessions(EvidenceVerifier(policy(), anchors)))
         assert await refresh_attestations(ctx) == {}

@@ -11,7 +11,6 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
-import aiohttp
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -63,6 +62,7 @@ from veilnet.protocol.openai import (
     RoutingFields,
     encode_embeddings_base64,
 )
+from veilnet.relay import RelayError, RelayResponse
 from veilnet.store.keys import ApiKey, UsageRow
 from veilnet.streaming import EventStreamResponse, line_blocks, lines_of, rewrite_lines
 
@@ -74,7 +74,7 @@ KEEPALIVE_COMMENT = b": keep-alive\n\n"
 ENDPOINTS: dict[str, Literal["chat.completions", "completions"]] = {
     "/v1/chat/completions": "chat.completions", "/v1/completions": "completions",
 }
-Attempt = tuple[str, Candidate, aiohttp.ClientResponse, "SealedExchange | None"]
+Attempt = tuple[str, Candidate, RelayResponse, "SealedExchange | None"]
 
 
 class GatewayChatRequest(ChatCompletionRequest, RoutingFields):
@@ -178,7 +178,7 @@ def create_gateway_app(
                     try:
                         response = await open_miner_request(
                             ctx, candidate, path, payload, sealed_body=exchange.body() if exchange else None)
-                    except (aiohttp.ClientError, TimeoutError) as exc:
+                    except (RelayError, TimeoutError) as exc:
                         ctx.breaker.failure(candidate.hotkey)
                         failures.append(UpstreamError(f"miner {candidate.hotkey[:8]}… unreachable: {exc}"))
                         continue
@@ -236,7 +236,7 @@ def create_gateway_app(
                     data = exchange.open_response(await response.read()) if exchange else await response.json()
                     if wants_base64 and isinstance(data, dict):
                         encode_embeddings_base64(data)
-                except (aiohttp.ClientError, ValueError, TimeoutError) as exc:
+                except (RelayError, ValueError, TimeoutError) as exc:
                     ctx.breaker.failure(candidate.hotkey)
                     failures.append(UpstreamError(f"miner {candidate.hotkey[:8]}… sent an unreadable answer: {exc}"))
                     continue
@@ -294,7 +294,7 @@ def create_gateway_app(
                  "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}], **error_body(error)}
         return b"data: " + to_json(chunk) + b"\n\n" + b"data: [DONE]\n\n"
 
-    async def stream(response: aiohttp.ClientResponse, key: ApiKey, generation: str, model: str,
+    async def stream(response: RelayResponse, key: ApiKey, generation: str, model: str,
                      candidate: Candidate, started: float, request: dict[str, Any] | None,
                      exchange: SealedExchange | None = None) -> AsyncGenerator[bytes, None]:
         usage: dict[str, Any] = {}
@@ -320,7 +320,7 @@ def create_gateway_app(
                     return line
                 return b"data: " + to_json(chunk) + b"\n"
 
-            async for block in line_blocks(response.content):
+            async for block in line_blocks(response.blocks()):
                 if exchange is None:
                     block = rewrite_lines(block, (b'"usage"', b'"error"'), plain_line)
                     if block:
@@ -341,7 +341,7 @@ def create_gateway_app(
                     yield b"".join(out)
             if exchange is not None and exchange.receipt is None:
                 exchange.finish()  # ended without its final frame and receipt: truncated, refused below
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (RelayError, TimeoutError) as exc:
             status = "error"
             yield error_event(generation, model, UpstreamError(f"miner failed mid-stream: {exc}"))
         except ConfidentialError as exc:  # tampered, truncated or unreceipted: the app is told, nothing billed
@@ -383,7 +383,7 @@ def create_gateway_app(
         try:
             response = await open_miner_request(ctx, candidate, path, None,
                                                 sealed_body=sealed.model_dump_json().encode())
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (RelayError, TimeoutError) as exc:
             ctx.breaker.failure(candidate.hotkey)
             await record(key, generation, sealed.model, candidate, {}, started, "error", "miner unreachable")
             raise Overloaded(f"miner {relayed.miner[:8]}… unreachable: {exc}", retry_after=2) from exc
@@ -392,8 +392,8 @@ def create_gateway_app(
         witness = ReceiptWitness(sealed, attested.keys)
         if response.status != 200:
             try:
-                data = await response.json(content_type=None)
-            except (aiohttp.ClientError, ValueError, TimeoutError):
+                data = await response.json()
+            except (RelayError, ValueError, TimeoutError):
                 data = None
             finally:
                 response.release()
@@ -415,7 +415,7 @@ def create_gateway_app(
                 raw = await response.read()
                 witness.feed_response(SealedResponse.model_validate_json(raw))
                 receipt = witness.finish()
-            except (aiohttp.ClientError, TimeoutError, ValidationError, ConfidentialError) as exc:
+            except (RelayError, TimeoutError, ValidationError, ConfidentialError) as exc:
                 ctx.breaker.failure(candidate.hotkey)
                 await record(key, generation, sealed.model, candidate, {}, started, "error", str(exc)[:200])
                 raise ResponseTampered(f"miner {relayed.miner[:8]}… sent an unusable sealed answer") from exc
@@ -428,14 +428,14 @@ def create_gateway_app(
             usage: dict[str, Any] = {}
             status = "ok"
             try:
-                async for block in line_blocks(response.content):
+                async for block in line_blocks(response.blocks()):
                     out = [line for line in lines_of(block) if not line.startswith(b": ")]
                     for line in out:
                         witness.feed(line)
                     if out:
                         yield b"".join(out)
                 usage = receipt_usage(witness.finish(), candidate)
-            except (aiohttp.ClientError, TimeoutError, ConfidentialError) as exc:
+            except (RelayError, TimeoutError, ConfidentialError) as exc:
                 status = "error"
                 ctx.breaker.failure(candidate.hotkey)
                 log.warning("sealed stream failed", extra={"miner": candidate.hotkey, "reason": str(exc)[:200]})

@@ -14,6 +14,7 @@ from veilnet.gateway.app import create_gateway_app
 from veilnet.gateway.confidential import attest_forever
 from veilnet.gateway.directory import MinerDirectory
 from veilnet.gateway.service import GatewayContext, drain_background
+from veilnet.relay import RelayClient
 from veilnet.serving import serve
 from veilnet.settings import Settings
 from veilnet.store.keys import KeyStore
@@ -28,8 +29,9 @@ __all__ = ["open_miner_http", "run_gateway"]
 
 
 def open_miner_http() -> aiohttp.ClientSession:
-    """The gateway's one HTTP session to miners: no cap on open connections (aiohttp's default of 100 would
-    queue the 101st concurrent stream behind the others); each miner refuses what it cannot take with 429."""
+    """The gateway's HTTP session for miners' /capacity and attestation (the requests it relays go through a
+    :class:`~veilnet.relay.RelayClient`): no cap on open connections (aiohttp's default of 100 would queue the
+    101st behind the others)."""
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
 
 
@@ -41,6 +43,7 @@ async def run_gateway(settings: Settings) -> None:
         redis = await stack.enter_async_context(open_redis(settings.redis))
         engine = await stack.enter_async_context(open_database(settings.database_url()))
         http = await stack.enter_async_context(open_miner_http())
+        relay = await stack.enter_async_context(RelayClient())
         keys = await stack.enter_async_context(KeyStore(engine))
         ratelimit = await stack.enter_async_context(KeyRateLimiter(
             redis, requests_per_minute=settings.gateway.requests_per_minute,
@@ -53,7 +56,7 @@ async def run_gateway(settings: Settings) -> None:
         scores = await stack.enter_async_context(LatestScores(ScoreStore(redis, wallet.hotkey.ss58_address, netuid)))
 
         ctx = GatewayContext(
-            keypair=wallet.hotkey, keys=keys, directory=directory, http=http, scores=scores,
+            keypair=wallet.hotkey, keys=keys, directory=directory, http=http, scores=scores, relay=relay,
             netuid=netuid,
             ratelimit=ratelimit,
             organic_counts=await stack.enter_async_context(RequestCounter(redis, "organic", wallet.hotkey.ss58_address, netuid)),

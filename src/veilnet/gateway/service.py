@@ -24,6 +24,7 @@ from veilnet.protocol.confidential import ENCRYPTION_SCHEME
 from veilnet.protocol.epistula import sign_request
 from veilnet.protocol.headers import ENCRYPTION_HEADER, TRAFFIC_HEADER
 from veilnet.protocol.openai import SAMPLING_PARAMETERS, ProviderPreferences
+from veilnet.relay import RelayClient, RelayResponse
 from veilnet.store.keys import ApiKey, KeyStore
 from veilnet.store.organic import OrganicStream, RequestCounter
 from veilnet.store.ratelimit import KeyRateLimiter
@@ -43,8 +44,9 @@ class GatewayContext:
     keypair: Keypair
     keys: KeyStore
     directory: MinerDirectory
-    http: aiohttp.ClientSession
+    http: aiohttp.ClientSession  # miners' /capacity and attestation
     scores: Callable[[], Awaitable[dict[str, float]]]
+    relay: RelayClient  # the requests the gateway relays to miners
     netuid: int = 1
     ratelimit: KeyRateLimiter | None = None
     organic: OrganicStream | None = None
@@ -172,9 +174,9 @@ def cost_usd(usage: dict[str, Any], candidate: Candidate) -> float:
 async def open_miner_request(
     ctx: GatewayContext, candidate: Candidate, path: str, payload: dict[str, Any] | None, *,
     sealed_body: bytes | None = None,
-) -> aiohttp.ClientResponse:
+) -> RelayResponse:
     """POST the signed request (or ``sealed_body``, a sealed envelope) to a miner; the caller owns (and
-    releases) the response."""
+    releases) the response. Raises RelayError or TimeoutError when the miner cannot be reached in time."""
     body = sealed_body if sealed_body is not None else to_json(payload)
     headers = sign_request(ctx.keypair, body, candidate.hotkey)
     headers.update({"Content-Type": "application/json", TRAFFIC_HEADER: "organic"})
@@ -182,7 +184,4 @@ async def open_miner_request(
         headers[ENCRYPTION_HEADER] = ENCRYPTION_SCHEME
     if ctx.organic_counts is not None:
         ctx.organic_counts.count(candidate.hotkey)  # it uses this validator's quota at the miner
-    return await ctx.http.post(
-        f"{candidate.url}{path}", data=body, headers=headers,
-        timeout=aiohttp.ClientTimeout(total=ctx.request_timeout, sock_connect=5),
-    )
+    return await ctx.relay.post(f"{candidate.url}{path}", body, headers, timeout=ctx.request_timeout)

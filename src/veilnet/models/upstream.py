@@ -1,7 +1,8 @@
-"""Any OpenAI-compatible upstream (vLLM, SGLang, llama.cpp server, Ollama) over HTTP with aiohttp.
+"""Any OpenAI-compatible upstream (vLLM, SGLang, llama.cpp server, Ollama) over HTTP.
 
-aiohttp, not httpx, relays the SSE streams: httpx's pool collapses under many concurrent streams
-(encode/httpx#3215). Upstream failures become :class:`~veilnet.errors.UpstreamError`; an upstream that dies
+Requests go through veilnet's :class:`~veilnet.relay.RelayClient`, whose cost per streamed chunk is a fraction
+of aiohttp's (and httpx's pool collapses under many concurrent streams, encode/httpx#3215). Upstream failures
+become :class:`~veilnet.errors.UpstreamError`; an upstream that dies
 mid-stream ends the stream with that error rather than a silent truncation.
 """
 
@@ -12,11 +13,12 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import aiohttp
+from pydantic_core import to_json
 
 from veilnet.errors import InvalidRequest, NotFound, UpstreamError, UpstreamTimeout
 from veilnet.models.engine import ModelInfo, check_embedding_models
 from veilnet.models.limits import Admission
+from veilnet.relay import RelayClient, RelayError, RelayResponse
 
 __all__ = ["OpenAIUpstreamEngine"]
 
@@ -42,21 +44,20 @@ class OpenAIUpstreamEngine:
         self._map = dict(model_map or {})
         self._context = context_length
         self._embedding = set(check_embedding_models(self._names, embedding_models))
-        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._headers = {"Content-Type": "application/json",
+                         **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
         self._admission = Admission(concurrency, queue)
-        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10)
-        self._session: aiohttp.ClientSession | None = None
+        self._timeout = timeout
+        self._client: RelayClient | None = None
 
     async def __aenter__(self) -> OpenAIUpstreamEngine:
-        self._session = aiohttp.ClientSession(
-            timeout=self._timeout, headers=self._headers, connector=aiohttp.TCPConnector(limit=0)
-        )
+        self._client = RelayClient(connect_timeout=10)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
     def models(self) -> list[ModelInfo]:
         return [ModelInfo(name, self._context, embeddings=name in self._embedding) for name in self._names]
@@ -69,22 +70,21 @@ class OpenAIUpstreamEngine:
         body["model"] = self._map.get(name, name)
         return name, body
 
-    @property
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
+    async def _send(self, path: str, body: dict[str, Any]) -> RelayResponse:
+        if self._client is None:
             raise UpstreamError("upstream engine is not open")
-        return self._session
+        return await self._client.post(self._base + path, to_json(body), self._headers, timeout=self._timeout)
 
     async def _post(self, path: str, request: dict[str, Any]) -> dict[str, Any]:
         name, body = self._prepare(request)
         async with self._admission.slot():
             try:
-                async with self._http.post(self._base + path, json=body) as response:
-                    data = await response.json(content_type=None)
+                async with await self._send(path, body) as response:
+                    data = await response.json()
                     self._raise_for(response.status, data)
             except TimeoutError as exc:
                 raise UpstreamTimeout(f"upstream {self._base} timed out") from exc
-            except (aiohttp.ClientError, json.JSONDecodeError) as exc:
+            except (RelayError, json.JSONDecodeError) as exc:
                 raise UpstreamError(f"upstream {self._base} failed: {exc}") from exc
         if not isinstance(data, dict):
             raise UpstreamError("upstream answered with a non-object")
@@ -104,28 +104,28 @@ class OpenAIUpstreamEngine:
         raise UpstreamError(f"upstream HTTP {status}: {message}")
 
     @contextlib.asynccontextmanager
-    async def _open_stream(self, path: str, request: dict[str, Any]) -> AsyncIterator[aiohttp.ClientResponse]:
+    async def _open_stream(self, path: str, request: dict[str, Any]) -> AsyncIterator[RelayResponse]:
         """POST a streaming request inside an admission slot; library errors become UpstreamError."""
         _, body = self._prepare(request)
         body["stream"] = True
         body.setdefault("stream_options", {"include_usage": True})
         async with self._admission.slot():
             try:
-                async with self._http.post(self._base + path, json=body) as response:
+                async with await self._send(path, body) as response:
                     if response.status >= 400:
-                        self._raise_for(response.status, await response.json(content_type=None))
+                        self._raise_for(response.status, await response.json())
                     yield response
             except TimeoutError as exc:
                 raise UpstreamTimeout(f"upstream {self._base} timed out mid-stream") from exc
-            except (aiohttp.ClientError, json.JSONDecodeError) as exc:
+            except (RelayError, json.JSONDecodeError) as exc:
                 raise UpstreamError(f"upstream {self._base} failed mid-stream: {exc}") from exc
 
     async def _stream(self, path: str, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         name = str(request.get("model"))
         async with self._open_stream(path, request) as response:
             finished = False
-            async for raw in response.content:
-                line = raw.strip()
+            async for line in _lines(response):
+                line = line.strip()
                 if not line.startswith(b"data:"):
                     continue
                 payload = line[5:].strip()
@@ -146,7 +146,7 @@ class OpenAIUpstreamEngine:
     async def relay_raw(self, path: str, request: dict[str, Any]) -> AsyncIterator[bytes]:
         """The upstream's SSE bytes as they arrive, for a bare relay. The caller checks for ``[DONE]``."""
         async with self._open_stream(path, request) as response:
-            async for data in response.content.iter_any():
+            async for data in response.blocks():
                 yield data
 
     async def chat(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -165,3 +165,14 @@ class OpenAIUpstreamEngine:
         if request.get("model") not in self._embedding:
             raise NotFound(f"model {request.get('model')!r} has no embeddings on this miner")
         return await self._post("/embeddings", request)
+
+
+async def _lines(response: RelayResponse) -> AsyncIterator[bytes]:
+    """The body's lines as they arrive (a last line without a newline included)."""
+    rest = b""
+    async for data in response.blocks():
+        *lines, rest = (rest + data).split(b"\n")
+        for line in lines:
+            yield line
+    if rest:
+        yield rest

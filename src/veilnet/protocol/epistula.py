@@ -16,6 +16,7 @@ metagraph check are the receiver's (they need Redis and a chain).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 import uuid as uuid_module
@@ -88,10 +89,16 @@ def _header(headers: Mapping[str, str], name: str) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=4096)
+def _public_key(ss58: str) -> Keypair:
+    """The verifying key of an address (decoded once: a subnet's callers are few)."""
+    return Keypair(ss58_address=ss58)
+
+
 def _verify(ss58: str, message: bytes, signature_hex: str) -> bool:
     try:
         signature = bytes.fromhex(signature_hex.removeprefix("0x"))
-        return bool(Keypair(ss58_address=ss58).verify(message, signature))
+        return bool(_public_key(ss58).verify(message, signature))
     except Exception:  # malformed address or signature bytes: a failed check, never a crash
         return False
 

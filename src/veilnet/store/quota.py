@@ -1,4 +1,5 @@
-"""The miner's quota ledger in Redis: one atomic Lua take per request, per validator per window."""
+"""The miner's quota ledger in Redis: one atomic Lua take per request, per validator per window; the takes of
+concurrent requests share round trips (:class:`~veilnet.store.redis.PipelinedScript`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import redis.asyncio as aioredis
 
 from veilnet.errors import RateLimited
 from veilnet.quotas import Quota
-from veilnet.store.redis import KeySpace
+from veilnet.store.redis import KeySpace, PipelinedScript
 
 __all__ = ["QuotaStore"]
 
@@ -24,7 +25,7 @@ class QuotaStore:
             raise ValueError("window_seconds must be >= 1")
         self._keys = KeySpace(f"veilnet:quota:{miner_hotkey}")
         self._window_ms = window_seconds * 1000
-        self._take = redis.register_script(_TAKE)
+        self._take = PipelinedScript(redis, _TAKE)
 
     def _window(self, now_ms: int) -> tuple[int, int]:
         start = now_ms - now_ms % self._window_ms
@@ -42,7 +43,7 @@ class QuotaStore:
         if replay_key is not None:
             keys.append(replay_key)
             args.append(replay_ttl_ms)
-        ok, used = await self._take(keys=keys, args=args)
+        ok, used = await self._take(keys, args)
         if ok == -1:
             return None
         if not ok:

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import BlockingConnectionPool, UnixDomainSocketConnection
+from redis.exceptions import NoScriptError
 
 from veilnet.errors import StoreError
 from veilnet.settings import RedisSettings
 
-__all__ = ["KeySpace", "bundled_redis_server", "open_redis", "redis_from_url"]
+__all__ = ["KeySpace", "PipelinedScript", "bundled_redis_server", "open_redis", "redis_from_url"]
 
 
 class KeySpace:
@@ -32,6 +35,78 @@ class KeySpace:
 
     def __call__(self, *parts: object) -> str:
         return ":".join([self.prefix, *(str(part) for part in parts)])
+
+
+ScriptCall = tuple[Sequence[str], Sequence[object], "asyncio.Future[object]"]
+
+
+class PipelinedScript:
+    """A Lua script whose concurrent calls share round trips (what ioredis calls auto-pipelining): a call
+    made while an earlier batch is on its way waits for it and goes, with every other call made meanwhile,
+    in the next pipeline. One caller pays one round trip as before; under load each request no longer pays
+    for its own (the pool checkout, the write, the wake-up), and Redis answers a batch with one read.
+
+    Each call's result (or Redis's error for it) is its own; a connection failure fails every call of that
+    batch. The script is loaded once, sent by its SHA1, and loaded again when Redis has forgotten it (a restart)."""
+
+    def __init__(self, redis: aioredis.Redis, source: str, *, max_batch: int = 256) -> None:
+        self._redis = redis
+        self._source = source
+        self._sha = hashlib.sha1(source.encode()).hexdigest()
+        self._max_batch = max_batch
+        self._queue: list[ScriptCall] = []
+        self._sender: asyncio.Task[None] | None = None
+        self._loaded = False
+
+    async def __call__(self, keys: Sequence[str], args: Sequence[object]) -> Any:
+        """The script's reply to this call."""
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._queue.append((keys, args, future))
+        if self._sender is None:
+            self._sender = asyncio.get_running_loop().create_task(self._send_batches())
+        return await future
+
+    async def _send_batches(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:self._max_batch], self._queue[self._max_batch:]
+                try:
+                    results = await self._run(batch)
+                except BaseException as exc:
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc if isinstance(exc, Exception) else aioredis.ConnectionError(
+                                "the Redis batch was cancelled"))
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for (_, _, future), result in zip(batch, results, strict=True):
+                    if future.done():  # its caller went away; the script ran all the same
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self._sender = None
+
+    async def _run(self, batch: list[ScriptCall]) -> list[object]:
+        if not self._loaded:
+            await self._redis.script_load(self._source)
+            self._loaded = True
+        results = await self._pipeline(batch)
+        unknown = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+        if unknown:  # the server restarted since: load it again and send those calls (only) once more
+            await self._redis.script_load(self._source)
+            for i, result in zip(unknown, await self._pipeline([batch[i] for i in unknown]), strict=True):
+                results[i] = result
+        return results
+
+    async def _pipeline(self, batch: list[ScriptCall]) -> list[object]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for keys, args, _ in batch:
+                pipe.evalsha(self._sha, len(keys), *keys, *args)  # type: ignore[arg-type]
+            return list(await pipe.execute(raise_on_error=False))
 
 
 def _bundled_executable() -> Path:
