@@ -37,6 +37,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
+NO_PREFERENCES = ProviderPreferences()  # a request without a provider object (read, never changed)
 
 
 @dataclass
@@ -115,7 +116,7 @@ async def route(
         served = sorted(ctx.directory.models())
         raise NotFound(f"no miner serves model {model!r}; available: {', '.join(served) or 'none yet'}",
                        code="model_not_found")
-    prefs = provider or ProviderPreferences.model_construct()  # the defaults, nothing to validate
+    prefs = provider or NO_PREFERENCES
     if prefs.only:
         candidates = [c for c in candidates if c.hotkey in prefs.only]
     candidates = [c for c in candidates if c.hotkey not in (prefs.ignore or [])]
