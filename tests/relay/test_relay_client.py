@@ -321,3 +321,25 @@ async def test_a_released_response_cannot_be_read_and_a_closed_client_sends_noth
         await client.aclose()
         with pytest.raises(RelayError, match="closed"):
             await client.post(server.url, b"b", {}, timeout=5)
+
+
+async def test_an_ipv6_literal_gets_its_brackets_in_the_host_header() -> None:
+    hosts: list[str] = []
+
+    async def note_host(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _, headers, _ = await read_request(reader)
+        hosts.append(headers["host"])
+        writer.write(ok(b"v6"))
+        await writer.drain()
+
+    try:
+        server = await asyncio.start_server(note_host, "::1", 0)
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with RelayClient() as client, await client.post(f"http://[::1]:{port}/x", b"", {}, timeout=5) as response:
+            assert await response.read() == b"v6"
+    finally:
+        server.close()
+    assert hosts == [f"[::1]:{port}"]

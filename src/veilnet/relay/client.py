@@ -26,6 +26,7 @@ Errors: :class:`RelayConnectError` (cannot connect), :class:`RelayError` (the co
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import ssl
 import time
@@ -146,6 +147,9 @@ class _Connection(asyncio.Protocol):
         self.close()
         self._wake()
 
+    def time_out(self, url: str, seconds: float) -> None:
+        self.fail(TimeoutError(f"no complete answer from {url} within {seconds:g} s"))
+
     def close(self) -> None:
         self.closed = True
         if self.transport is not None:
@@ -259,21 +263,13 @@ class RelayClient:
         ``timeout``: seconds for the whole exchange, body included."""
         if self._closed:
             raise RelayError("the relay client is closed")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url!r}")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        origin: Origin = (parts.scheme, parts.hostname, port)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+        origin, target, host = _split(url)
         request = _request_bytes(target, host, body, headers)
         loop = asyncio.get_running_loop()
         started = loop.time()
         for attempt in (1, 2):
             connection, reused = await self._connection(origin)
-            timer = (loop.call_at(started + timeout, connection.fail,
-                                  TimeoutError(f"no complete answer from {url} within {timeout:g} s"))
-                     if timeout is not None else None)
+            timer = loop.call_at(started + timeout, connection.time_out, url, timeout) if timeout is not None else None
             connection.transport.write(request)  # type: ignore[union-attr]  # set once connected
             try:
                 while not connection.headers_done:
@@ -336,6 +332,17 @@ class RelayClient:
         idle = self._idle.get(connection.origin)
         if idle and connection in idle:
             idle.remove(connection)
+
+
+@functools.lru_cache(maxsize=1024)
+def _split(url: str) -> tuple[Origin, str, str]:
+    """(origin, request target, Host header) of an http(s) URL (a relay sends to few, again and again)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return (parts.scheme, parts.hostname, port), target, parts.netloc.rpartition("@")[2]
 
 
 _FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection"})
