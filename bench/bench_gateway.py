@@ -153,7 +153,8 @@ def run_gateway(port: int, upstream_port: int, secret_file: str) -> None:
                 relay=await stack.enter_async_context(RelayClient()),
                 ratelimit=await stack.enter_async_context(
                     KeyRateLimiter(redis, requests_per_minute=10**9, tokens_per_minute=10**12)),
-                organic=OrganicStream(redis, 1, sample_rate=settings.organic_sample_rate),
+                organic=await stack.enter_async_context(
+                    OrganicStream(redis, 1, sample_rate=settings.organic_sample_rate)),
                 organic_counts=await stack.enter_async_context(
                     RequestCounter(redis, "organic", gateway.ss58_address, 1)),
             )

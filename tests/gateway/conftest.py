@@ -69,7 +69,7 @@ async def stack(tmp_path: Path, redis: aioredis.Redis, *, capacity_a: int = 1000
                              rng=random.Random(0),
                              ratelimit=await es.enter_async_context(
                                  KeyRateLimiter(redis, requests_per_minute=rpm, tokens_per_minute=tpm)),
-                             organic=OrganicStream(redis, 1, sample_rate=1.0),
+                             organic=await es.enter_async_context(OrganicStream(redis, 1, sample_rate=1.0)),
                              organic_counts=await es.enter_async_context(
                                  RequestCounter(redis, "organic", GATEWAY.ss58_address, 1)))
         url = await es.enter_async_context(

@@ -37,7 +37,6 @@ from veilnet.confidential.keyset import sign_keyset
 from veilnet.gateway import GatewayContext, create_gateway_app
 from veilnet.gateway.confidential import refresh_attestations
 from veilnet.gateway.directory import MinerDirectory
-from veilnet.gateway.service import drain_background
 from veilnet.miner import MetagraphHolder, MinerContext, create_miner_app
 from veilnet.models.upstream import OpenAIUpstreamEngine
 from veilnet.protocol.confidential import Keyset, ModelMeasurement
@@ -152,7 +151,7 @@ async def subnet(tmp_path: Path, redis: aioredis.Redis, *, miner_hop: Callable[[
 
         ctx = GatewayContext(keypair=GATEWAY, keys=keys, directory=directory, http=http, scores=scores,
                              relay=await es.enter_async_context(RelayClient()),
-                             rng=random.Random(0), organic=OrganicStream(redis, 1, sample_rate=1.0),
+                             rng=random.Random(0), organic=await es.enter_async_context(OrganicStream(redis, 1, sample_rate=1.0)),
                              attestations=AttestedSessions(EvidenceVerifier(policy(), anchors)))
         assert await refresh_attestations(ctx) == {}
         gateway = await es.enter_async_context(serve_asgi(gateway_hop(create_gateway_app(ctx)), lifespan="off"))
@@ -198,7 +197,6 @@ async def test_openai_sdk_through_the_proxy_end_to_end(tmp_path: Path, redis_cli
         # the gateway carried ciphertext only, never sampled it for validators, and billed from receipts
         posts = [b for b in seen if b]
         assert posts and not any(SECRET.encode() in b or b"hunter2" in b for b in posts)
-        await drain_background(s["ctx"])
         assert await s["organic"].read() == []
         rows = await s["keys"].usage_rows(s["key"].id)
         assert [r.status for r in rows] == ["ok", "ok"]
@@ -223,7 +221,6 @@ async def test_provider_confidential_required_routes_to_attested_miners_only(
         assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == "hello there"
         rows = await s["keys"].usage_rows(s["key"].id)
         assert {r.miner for r in rows} == {ENCLAVE_MINER.ss58_address} and len(rows) == 5
-        await drain_background(s["ctx"])
         assert await s["organic"].read() == []
         with pytest.raises(openai.NotFoundError) as restricted:
             await direct.chat.completions.create(

@@ -73,7 +73,8 @@ async def test_organic_samples_are_drawn_at_the_rate_and_anonymised(redis_client
     assert 200 <= sum(quarter.draw() for _ in range(1000)) <= 300
     with pytest.raises(ValueError):
         OrganicStream(redis_client, 7, sample_rate=1.5)
-    await always.add(miner="m", model="smol", request={"model": "smol", "user": "alice", "messages": []},
-                     response=None, latency_ms=12.0, status="ok")
+    async with always:
+        always.add(miner="m", model="smol", request={"model": "smol", "user": "alice", "messages": []},
+                   response=None, latency_ms=12.0, status="ok")
     [sample] = await always.read()
     assert sample["miner"] == "m" and "alice" not in sample["request"] and sample["response"] == ""

@@ -42,7 +42,6 @@ from veilnet.gateway.service import (
     authenticate_key,
     bearer_key,
     cost_usd,
-    in_background,
     open_miner_request,
     requested_parameters,
     route,
@@ -137,9 +136,8 @@ def create_gateway_app(
         if ctx.ratelimit is not None:
             ctx.ratelimit.add_tokens(key.id, row.prompt_tokens + row.completion_tokens)
         if ctx.organic is not None and candidate is not None and request is not None and ctx.organic.draw():
-            in_background(ctx, ctx.organic.add(miner=candidate.hotkey, model=model, request=request,  # won't wait
-                                               response=response, latency_ms=row.latency_ms, status=status),
-                          "organic sample")
+            ctx.organic.add(miner=candidate.hotkey, model=model, request=request, response=response,
+                            latency_ms=row.latency_ms, status=status)  # written with others, in the background
 
     async def relay(request: Request, schema: Any, path: str) -> Response:
         started = time.perf_counter()

@@ -13,7 +13,7 @@ from veilnet.confidential.sessions import AttestedSessions
 from veilnet.gateway.app import create_gateway_app
 from veilnet.gateway.confidential import attest_forever
 from veilnet.gateway.directory import MinerDirectory
-from veilnet.gateway.service import GatewayContext, drain_background
+from veilnet.gateway.service import GatewayContext
 from veilnet.relay import RelayClient
 from veilnet.serving import serve
 from veilnet.settings import Settings
@@ -60,13 +60,12 @@ async def run_gateway(settings: Settings) -> None:
             netuid=netuid,
             ratelimit=ratelimit,
             organic_counts=await stack.enter_async_context(RequestCounter(redis, "organic", wallet.hotkey.ss58_address, netuid)),
-            organic=OrganicStream(redis, netuid, sample_rate=settings.gateway.organic_sample_rate),
+            organic=await stack.enter_async_context(
+                OrganicStream(redis, netuid, sample_rate=settings.gateway.organic_sample_rate)),
             attestations=AttestedSessions(verifier_from_settings(settings.confidential)),
         )
         attester = asyncio.create_task(attest_forever(ctx))
         stack.callback(attester.cancel)
-        try:
-            await serve(create_gateway_app(ctx, max_body_bytes=settings.gateway.max_body_bytes),
-                        host=settings.gateway.host, port=settings.gateway.port)
-        finally:
-            await drain_background(ctx)  # then the key store writes the last ledger rows as the stack closes
+        # leaving the stack writes the last ledger rows, organic samples and request counts
+        await serve(create_gateway_app(ctx, max_body_bytes=settings.gateway.max_body_bytes),
+                    host=settings.gateway.host, port=settings.gateway.port)

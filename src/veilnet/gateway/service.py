@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import random
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,11 +28,9 @@ from veilnet.store.organic import OrganicStream, RequestCounter
 from veilnet.store.ratelimit import KeyRateLimiter
 
 __all__ = [
-    "GatewayContext", "authenticate_key", "bearer_key", "cost_usd", "drain_background", "in_background",
-    "open_miner_request", "requested_parameters", "route",
+    "GatewayContext", "authenticate_key", "bearer_key", "cost_usd", "open_miner_request", "requested_parameters",
+    "route",
 ]
-
-log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
 NO_PREFERENCES = ProviderPreferences()  # a request without a provider object (read, never changed)
@@ -57,26 +53,6 @@ class GatewayContext:
     rng: random.Random = field(default_factory=random.Random)
     request_timeout: float = 120.0
     attestations: AttestedSessions | None = None  # None: this gateway routes no confidential requests
-    background: set[asyncio.Task[object]] = field(default_factory=set)  # bookkeeping no response waits for
-
-
-def in_background(ctx: GatewayContext, work: Coroutine[Any, Any, object], what: str) -> None:
-    """Run ``work`` without making the response wait for it; a failure is logged with ``what`` it was."""
-    task = asyncio.get_running_loop().create_task(work)
-    ctx.background.add(task)
-
-    def finished(done: asyncio.Task[object]) -> None:
-        ctx.background.discard(done)
-        if not done.cancelled() and done.exception() is not None:
-            log.warning("%s failed: %s", what, done.exception())
-
-    task.add_done_callback(finished)
-
-
-async def drain_background(ctx: GatewayContext) -> None:
-    """Wait for the bookkeeping still running (at shutdown)."""
-    while ctx.background:
-        await asyncio.gather(*list(ctx.background), return_exceptions=True)
 
 
 async def bearer_key(ctx: GatewayContext, authorization: str | None) -> ApiKey:

@@ -8,6 +8,7 @@ requests only), ``latency_ms`` and ``status``. The API key and any ``user`` fiel
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from typing import Any
@@ -20,36 +21,72 @@ from veilnet.store.redis import KeySpace
 
 __all__ = ["OrganicStream", "RequestCounter"]
 
+log = logging.getLogger(__name__)
+
 MAXLEN = 10_000
 
 
 class OrganicStream:
+    """The gateway adds samples in process (:meth:`add`, no waiting) and they go to Redis in one pipeline every
+    ``flush_seconds``; leaving ``async with`` writes what is left. A sample that cannot be written waits for the
+    next flush (at most ``MAXLEN`` wait; past that the oldest are dropped, logged)."""
+
     def __init__(self, redis: aioredis.Redis, netuid: int, *, sample_rate: float,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, flush_seconds: float = 0.25) -> None:
         if not 0.0 <= sample_rate <= 1.0:
             raise ValueError("sample_rate must be within [0, 1]")
         self._redis = redis
         self._name = f"veilnet:organic:{netuid}"
         self._rate = sample_rate
         self._rng = rng or random.Random()
+        self._unwritten: list[dict[str, str]] = []
+        self._writer = Flusher(self.flush, lambda: bool(self._unwritten), interval=flush_seconds,
+                               what="organic samples")
+
+    async def __aenter__(self) -> OrganicStream:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._writer.aclose()
 
     def draw(self) -> bool:
         """Whether the next request is sampled (probability ``sample_rate``); decided before any work."""
         return self._rng.random() < self._rate
 
-    async def add(self, *, miner: str, model: str, request: dict[str, Any], response: dict[str, Any] | None,
-                  latency_ms: float, status: str) -> None:
-        """Add one (drawn) request to the stream, anonymised."""
+    def add(self, *, miner: str, model: str, request: dict[str, Any], response: dict[str, Any] | None,
+            latency_ms: float, status: str) -> None:
+        """Add one (drawn) request to the stream, anonymised (needs a running event loop)."""
         anonymised = {k: v for k, v in request.items() if k not in ("user", "provider", "models")}
-        fields: dict[str, str] = {
+        self._unwritten.append({
             "miner": miner, "model": model, "request": json.dumps(anonymised),
             "response": json.dumps(response) if response is not None else "", "latency_ms": f"{latency_ms:.1f}",
             "status": status,
-        }
-        await self._redis.xadd(self._name, fields, maxlen=MAXLEN, approximate=True)  # type: ignore[arg-type]
+        })
+        if len(self._unwritten) > MAXLEN:
+            dropped = len(self._unwritten) - MAXLEN
+            del self._unwritten[:dropped]
+            log.warning("organic samples: Redis has not taken them for a while, dropped the oldest %d", dropped)
+        self._writer.soon()
+
+    async def flush(self) -> None:
+        """Write the samples added so far (StoreError, keeping them, when Redis is unreachable)."""
+        batch, self._unwritten = self._unwritten, []
+        if not batch:
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for fields in batch:
+                    pipe.xadd(self._name, fields, maxlen=MAXLEN, approximate=True)  # type: ignore[arg-type]
+                await pipe.execute()
+        except BaseException as exc:  # failed or cancelled: written with the next flush
+            self._unwritten[:0] = batch
+            if isinstance(exc, aioredis.RedisError | OSError):
+                raise StoreError(f"cannot write organic samples: {exc}") from exc
+            raise
 
     async def read(self, count: int = 100) -> list[dict[str, str]]:
-        """The newest ``count`` samples, oldest first."""
+        """The newest ``count`` samples, oldest first (this process's unwritten ones written first)."""
+        await self.flush()
         entries = list(await self._redis.xrevrange(self._name, count=count) or [])
         return [
             {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
