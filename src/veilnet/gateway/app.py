@@ -7,7 +7,6 @@ import contextlib
 import json
 import logging
 import time
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
@@ -42,6 +41,7 @@ from veilnet.gateway.service import (
     authenticate_key,
     bearer_key,
     cost_usd,
+    new_generation_id,
     open_miner_request,
     requested_parameters,
     route,
@@ -144,7 +144,7 @@ def create_gateway_app(
         key = await authenticate_key(ctx, request.headers.get("authorization"))
         body = await read_body(request, max_body_bytes)
         parsed = parse_body(schema, body)
-        generation = f"gen-{uuid.uuid4().hex}"
+        generation = new_generation_id()
         payload = parsed.model_dump(exclude_none=True, exclude={"provider", "models"})
         # miners answer embeddings as floats; base64 (the openai SDK's default) is encoded here
         wants_base64 = payload.get("encoding_format") == "base64"
@@ -377,7 +377,7 @@ def create_gateway_app(
             raise PrivacyRestricted(f"miner {relayed.miner} does not serve {sealed.model!r}")
         if not ctx.breaker.allows(candidate.hotkey):
             raise Overloaded(f"miner {relayed.miner[:8]}… is cooling down after failures", retry_after=5)
-        generation = f"gen-{uuid.uuid4().hex}"
+        generation = new_generation_id()
         try:
             response = await open_miner_request(ctx, candidate, path, None,
                                                 sealed_body=sealed.model_dump_json().encode())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -28,8 +29,8 @@ from veilnet.store.organic import OrganicStream, RequestCounter
 from veilnet.store.ratelimit import KeyRateLimiter
 
 __all__ = [
-    "GatewayContext", "authenticate_key", "bearer_key", "cost_usd", "open_miner_request", "requested_parameters",
-    "route",
+    "GatewayContext", "authenticate_key", "bearer_key", "cost_usd", "new_generation_id", "open_miner_request",
+    "requested_parameters", "route",
 ]
 
 MAX_ATTEMPTS = 3
@@ -140,6 +141,11 @@ async def route(
     if not ordered:
         raise Overloaded(f"no healthy miner can serve {model!r} within the provider preferences", retry_after=5)
     return ordered[:MAX_ATTEMPTS]
+
+
+def new_generation_id() -> str:
+    """A request's id for the app (``X-Generation-Id``) and the ledger: 128 random bits."""
+    return "gen-" + os.urandom(16).hex()
 
 
 def cost_usd(usage: dict[str, Any], candidate: Candidate) -> float:
