@@ -3,19 +3,19 @@
 :class:`EventStreamResponse` is Starlette's ``StreamingResponse`` without the anyio task group it starts per
 response to notice a client that goes away (a measurable share of a relay's CPU): one waiter on ``receive``
 cancels the stream the moment the client disconnects, as Starlette does, and the response ends quietly.
-:func:`line_blocks` reads an upstream stream by network read, in whole lines, so a relay writes (and, when
-nothing in a block needs a look, inspects) once per read, not once per line.
+Relays read upstream streams by network read, in whole lines (``RelayResponse.blocks(whole_lines=True)``), so
+they write (and, when nothing in a block needs a look, inspect) once per read, not once per line.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 from fastapi.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
-__all__ = ["EventStreamResponse", "line_blocks", "lines_of", "rewrite_lines"]
+__all__ = ["EventStreamResponse", "lines_of", "rewrite_lines"]
 
 
 class EventStreamResponse(StreamingResponse):
@@ -53,23 +53,8 @@ class EventStreamResponse(StreamingResponse):
                 await aclose()
 
 
-async def line_blocks(arriving: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The stream as it arrives (``arriving``: what each network read brought), cut at the last newline of
-    each piece (the rest waits for the next), so every block holds whole lines. A last line without a newline
-    comes as it is."""
-    rest = b""
-    async for data in arriving:
-        data = rest + data
-        cut = data.rfind(b"\n") + 1
-        rest = data[cut:]
-        if cut:
-            yield data[:cut]
-    if rest:
-        yield rest
-
-
 def lines_of(block: bytes) -> list[bytes]:
-    """The lines of a block from :func:`line_blocks`, each with its newline (the last one may lack it)."""
+    """The lines of a block of whole lines, each with its newline (the last one may lack it)."""
     pieces = block.split(b"\n")
     tail = pieces.pop()
     return [piece + b"\n" for piece in pieces] + ([tail] if tail else [])

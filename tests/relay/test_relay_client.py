@@ -343,3 +343,25 @@ async def test_an_ipv6_literal_gets_its_brackets_in_the_host_header() -> None:
     finally:
         server.close()
     assert hosts == [f"[::1]:{port}"]
+
+
+async def test_whole_line_blocks_hold_back_a_partial_line_until_it_ends() -> None:
+    pieces = [b"data: ab", b"c\n\ndata: d", b"ef\n\n", b"data: g\n\nno newline at the end"]
+
+    async def in_pieces(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for piece in pieces:
+            writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            await writer.drain()
+            await asyncio.sleep(0.02)  # each piece its own read
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+
+    async with raw_server(in_pieces) as server, RelayClient() as client:
+        async with await client.post(server.url, b"", {}, timeout=5) as response:
+            blocks = [block async for block in response.blocks(whole_lines=True)]
+    assert b"".join(blocks) == b"".join(pieces)
+    assert blocks[-1] == b"no newline at the end"
+    assert blocks[:-1] == [b"data: abc\n\n", b"data: def\n\n", b"data: g\n\n"]

@@ -63,7 +63,7 @@ from veilnet.protocol.openai import (
 )
 from veilnet.relay import RelayError, RelayResponse
 from veilnet.store.keys import ApiKey, UsageRow
-from veilnet.streaming import EventStreamResponse, line_blocks, lines_of, rewrite_lines
+from veilnet.streaming import EventStreamResponse, lines_of, rewrite_lines
 
 __all__ = ["create_gateway_app"]
 
@@ -318,7 +318,7 @@ def create_gateway_app(
                     return line
                 return b"data: " + to_json(chunk) + b"\n"
 
-            async for block in line_blocks(response.blocks()):
+            async for block in response.blocks(whole_lines=True):
                 if exchange is None:
                     block = rewrite_lines(block, (b'"usage"', b'"error"'), plain_line)
                     if block:
@@ -426,7 +426,7 @@ def create_gateway_app(
             usage: dict[str, Any] = {}
             status = "ok"
             try:
-                async for block in line_blocks(response.blocks()):
+                async for block in response.blocks(whole_lines=True):
                     out = [line for line in lines_of(block) if not line.startswith(b": ")]
                     for line in out:
                         witness.feed(line)

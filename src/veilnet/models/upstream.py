@@ -123,21 +123,19 @@ class OpenAIUpstreamEngine:
     async def _stream(self, path: str, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         name = str(request.get("model"))
         async with self._open_stream(path, request) as response:
-            finished = False
-            async for line in _lines(response):
-                line = line.strip()
-                if not line.startswith(b"data:"):
-                    continue
-                payload = line[5:].strip()
-                if payload == b"[DONE]":
-                    finished = True
-                    break
-                chunk = json.loads(payload)
-                if isinstance(chunk, dict):
-                    chunk["model"] = name
-                    yield chunk
-            if not finished:
-                raise UpstreamError("upstream stream ended before [DONE]")
+            async for block in response.blocks(whole_lines=True):
+                for line in block.splitlines():
+                    line = line.strip()
+                    if not line.startswith(b"data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == b"[DONE]":
+                        return
+                    chunk = json.loads(payload)
+                    if isinstance(chunk, dict):
+                        chunk["model"] = name
+                        yield chunk
+            raise UpstreamError("upstream stream ended before [DONE]")
 
     def can_relay_raw(self, model: str) -> bool:
         """True when the upstream's stream can be passed through byte for byte (no model rename needed)."""
@@ -166,13 +164,3 @@ class OpenAIUpstreamEngine:
             raise NotFound(f"model {request.get('model')!r} has no embeddings on this miner")
         return await self._post("/embeddings", request)
 
-
-async def _lines(response: RelayResponse) -> AsyncIterator[bytes]:
-    """The body's lines as they arrive (a last line without a newline included)."""
-    rest = b""
-    async for data in response.blocks():
-        *lines, rest = (rest + data).split(b"\n")
-        for line in lines:
-            yield line
-    if rest:
-        yield rest

@@ -191,15 +191,33 @@ class RelayResponse:
         self.status = connection.status
         self.headers = CIMultiDictProxy(CIMultiDict(connection.raw_headers))
 
-    async def blocks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives: each block is everything that came since the previous one."""
+    async def blocks(self, *, whole_lines: bool = False) -> AsyncIterator[bytes]:
+        """The body as it arrives: each block is everything that came since the previous one. With
+        ``whole_lines``, each block is cut after its last newline and the rest waits for the next (so every
+        block holds whole lines; a last line without a newline comes at the end as it is)."""
         if self._released:
             raise RelayError("the response was released; its body is gone")
         connection = self._connection
+        rest = b""
         while True:
             if connection.chunks:
-                yield connection.take()
+                data = connection.take()
+                if not whole_lines:
+                    yield data
+                    continue
+                if rest:
+                    data = rest + data
+                cut = data.rfind(b"\n") + 1
+                if cut == len(data):
+                    rest = b""
+                    yield data
+                else:
+                    rest = data[cut:]
+                    if cut:
+                        yield data[:cut]
             elif connection.complete:
+                if rest:
+                    yield rest
                 return
             else:
                 await connection.wait()
