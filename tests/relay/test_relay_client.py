@@ -364,4 +364,6 @@ async def test_whole_line_blocks_hold_back_a_partial_line_until_it_ends() -> Non
             blocks = [block async for block in response.blocks(whole_lines=True)]
     assert b"".join(blocks) == b"".join(pieces)
     assert blocks[-1] == b"no newline at the end"
-    assert blocks[:-1] == [b"data: abc\n\n", b"data: def\n\n", b"data: g\n\n"]
+    # however the pieces were read together, no block ends or starts inside a line
+    assert all(block.endswith(b"\n") and block.startswith(b"data: ") for block in blocks[:-1])
+    assert len(blocks) >= 2
