@@ -137,8 +137,10 @@ class _Connection(asyncio.Protocol):
 
     def _wake(self) -> None:
         waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            self.waiter = None  # woken once: the other chunks of this read only append
+            if not waiter.done():
+                waiter.set_result(None)
 
     def fail(self, error: BaseException) -> None:
         """End the exchange with ``error`` and drop the connection."""
@@ -159,9 +161,9 @@ class _Connection(asyncio.Protocol):
         """Until something changes (a chunk, the end, an error)."""
         if self.error is not None:
             raise self.error
-        self.waiter = asyncio.get_running_loop().create_future()
+        waiter = self.waiter = asyncio.get_running_loop().create_future()
         try:
-            await self.waiter
+            await waiter
         finally:
             self.waiter = None
         if self.error is not None and not self.chunks:
