@@ -2,8 +2,8 @@
 
 Requests go through veilnet's :class:`~veilnet.relay.RelayClient`, whose cost per streamed chunk is a fraction
 of aiohttp's (and httpx's pool collapses under many concurrent streams, encode/httpx#3215). Upstream failures
-become :class:`~veilnet.errors.UpstreamError`; an upstream that dies
-mid-stream ends the stream with that error rather than a silent truncation.
+become :class:`~veilnet.errors.UpstreamError`; an upstream that dies mid-stream ends the stream with that error
+rather than a silent truncation.
 """
 
 from __future__ import annotations
@@ -163,4 +163,3 @@ class OpenAIUpstreamEngine:
         if request.get("model") not in self._embedding:
             raise NotFound(f"model {request.get('model')!r} has no embeddings on this miner")
         return await self._post("/embeddings", request)
-
