@@ -367,3 +367,22 @@ async def test_whole_line_blocks_hold_back_a_partial_line_until_it_ends() -> Non
     # however the pieces were read together, no block ends or starts inside a line
     assert all(block.endswith(b"\n") and block.startswith(b"data: ") for block in blocks[:-1])
     assert len(blocks) >= 2
+
+
+async def test_a_connection_that_talks_out_of_turn_is_not_reused() -> None:
+    async def answer_then_babble(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(ok(b"first"))
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(ok(b"nobody asked"))  # an answer to no request
+        await writer.drain()
+        await reader.read()
+
+    async with raw_server(answer_then_babble) as server, RelayClient() as client:
+        async with await client.post(server.url, b"", {}, timeout=5) as response:
+            assert await response.read() == b"first"
+        await asyncio.sleep(0.2)
+        async with await client.post(server.url, b"", {}, timeout=5) as response:
+            assert await response.read() == b"first"  # a fresh connection, not the babble
+    assert server.connections == 2

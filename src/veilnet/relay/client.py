@@ -86,6 +86,9 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
 
     def data_received(self, data: bytes) -> None:
+        if self.complete:  # bytes nobody asked for after the answer ended: the connection cannot be trusted
+            self.close()
+            return
         self.received = True
         try:
             self.parser.feed_data(data)
