@@ -5,7 +5,7 @@ Python calls on each one (its protocol, its ``StreamReader``'s chunk bookkeeping
 measured on loopback, an aiohttp relay of a 52-chunk stream costs ~0.5 ms of CPU, half of it there. This
 client parses with httptools (llhttp, the C parser uvicorn uses) and gives each arriving chunk one callback
 that appends it to a list; the reader takes everything that arrived since it last looked in one piece. The
-same relay costs ~0.25 ms. Everything else is what a keep-alive HTTP client needs and nothing more:
+same relay costs ~0.3 ms (``bench/bench_relay.py`` prints both side by side). Everything else is what a keep-alive HTTP client needs and nothing more:
 
 - one keep-alive pool per origin (no cap on connections, like the relays' aiohttp sessions before it); an
   idle connection is dropped after ``keepalive_seconds`` (below common servers' own idle timeouts) or when
