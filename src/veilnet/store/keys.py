@@ -132,7 +132,10 @@ class KeyStore:
         if key.revoked:
             raise AuthenticationError("this API key was revoked", code="invalid_api_key")
         unwritten = self._unwritten_cost.get(key.id, 0.0)
-        return dataclasses.replace(key, spent_usd=key.spent_usd + unwritten) if unwritten else key
+        if not unwritten:
+            return key
+        # built directly (half the cost of dataclasses.replace): this runs on every request
+        return ApiKey(key.id, key.name, key.prefix, key.credit_usd, key.spent_usd + unwritten, key.revoked)
 
     def _read_soon(self, digest: str) -> asyncio.Task[ApiKey]:
         task = asyncio.get_running_loop().create_task(self._read(digest))
