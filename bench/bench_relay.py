@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from bench_gateway import CHUNKS, load, run_upstream
 from measure import Run, free_port, interleaved, percentile, wait_up
+from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 ROUNDS = 3
@@ -53,13 +54,7 @@ def run_relay(port: int, upstream_port: int, client: str) -> None:
                     await send({"type": "http.response.start", "status": 200, "headers": []})
                     await send({"type": "http.response.body", "body": b"ok"})
                     return
-                body = b""
-                while True:
-                    message = await receive()
-                    body += message.get("body", b"")
-                    if not message.get("more_body"):
-                        break
-                status, blocks, response = await answer(body)
+                status, blocks, response = await answer(await Request(scope, receive).body())
                 try:
                     await send({"type": "http.response.start", "status": status,
                                 "headers": [(b"content-type", b"text/event-stream")]})
