@@ -5,19 +5,22 @@ Python calls on each one (its protocol, its ``StreamReader``'s chunk bookkeeping
 This client parses with httptools (llhttp, the C parser uvicorn uses) and gives each arriving chunk one
 callback that appends it to a list; the reader takes everything that arrived since it last looked in one
 piece. Measured on loopback with 16-64 concurrent 52-chunk streams, the same minimal relay costs 0.24-0.30 ms
-of CPU per stream with it against 0.40-0.49 ms with aiohttp's client (``bench/bench_relay.py``). Everything else is what a keep-alive HTTP client needs and nothing more:
+of CPU per stream with it against 0.40-0.49 ms with aiohttp's client (``bench/bench_relay.py``). Everything
+else is what a keep-alive HTTP client needs and nothing more:
 
 - one keep-alive pool per origin (no cap on connections, like the relays' aiohttp sessions before it); an
-  idle connection is dropped after ``keepalive_seconds`` (below common servers' own idle timeouts) or when
-  the server closes it, and a request whose reused connection turns out closed before any answer arrived is
-  sent once more on a fresh one (the server never saw it);
+  idle connection is dropped after ``keepalive_seconds`` (below common servers' own idle timeouts), when the
+  server closes it, or when it sends bytes nobody asked for; a request whose reused connection closes before
+  a single byte of answer is sent once more on a fresh one (the stale keep-alive race: a server closing an
+  idle connection never read the request);
 - a connect timeout, and a total deadline per request covering the whole answer (a timer, not a wrapper
   around each read);
 - flow control: reading pauses while more than ``buffer_bytes`` wait for the reader;
 - http and https (TLS through the standard ``ssl`` module, default verification);
-- request headers refused when a name or value could split the request (CR, LF);
-- bodies delimited by Content-Length, chunked encoding, or the end of the connection; a connection that ends
-  any other body early is an error, never a short answer.
+- request headers refused when a name or value could split the request (CR, LF), and the framing headers
+  (Host, Content-Length, Transfer-Encoding, Connection) left to the client;
+- informational (1xx) answers skipped; bodies delimited by Content-Length, chunked encoding, or the end of the
+  connection; a connection that ends any other body early is an error, never a short answer.
 
 Errors: :class:`RelayConnectError` (cannot connect), :class:`RelayError` (the connection or the HTTP broke),
 ``TimeoutError`` (the deadline passed).
