@@ -73,6 +73,26 @@ async def test_upstream_embeddings(make_miner: Any, upstream_engine: OpenAIUpstr
         assert broken.status_code == 502 and "unusable vectors" in broken.json()["error"]["message"]
 
 
+async def test_upstream_answering_bytes_that_are_not_json_text_is_502(make_miner: Any) -> None:
+    from fastapi import FastAPI
+    from fastapi.responses import Response
+
+    from tests.conftest import serve_asgi
+
+    garbled = FastAPI()
+
+    @garbled.post("/v1/chat/completions")
+    async def chat() -> Response:  # not UTF-8, so not JSON text at all
+        return Response(b'{"choices": "\xff\xfe"}', media_type="application/json")
+
+    raw, headers = signed({"model": "upstream-echo", "messages": [{"role": "user", "content": "hi"}]})
+    async with serve_asgi(garbled) as url, OpenAIUpstreamEngine(f"{url}/v1", ["upstream-echo"]) as engine, \
+            make_miner(engine) as client:
+        response = await client.post("/v1/chat/completions", content=raw, headers=headers)
+    assert response.status_code == 502
+    assert response.json()["error"]["type"] == "upstream_error"
+
+
 async def test_unreachable_upstream_is_502(make_miner: Any) -> None:
     async with OpenAIUpstreamEngine("http://127.0.0.1:9/v1", ["upstream-echo"]) as engine:
         raw, headers = signed({"model": "upstream-echo", "messages": [{"role": "user", "content": "hi"}]})

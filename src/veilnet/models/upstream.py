@@ -84,7 +84,7 @@ class OpenAIUpstreamEngine:
                     self._raise_for(response.status, data)
             except TimeoutError as exc:
                 raise UpstreamTimeout(f"upstream {self._base} timed out") from exc
-            except (RelayError, json.JSONDecodeError) as exc:
+            except (RelayError, ValueError) as exc:  # ValueError: not JSON, or not even UTF-8
                 raise UpstreamError(f"upstream {self._base} failed: {exc}") from exc
         if not isinstance(data, dict):
             raise UpstreamError("upstream answered with a non-object")
@@ -117,7 +117,7 @@ class OpenAIUpstreamEngine:
                     yield response
             except TimeoutError as exc:
                 raise UpstreamTimeout(f"upstream {self._base} timed out mid-stream") from exc
-            except (RelayError, json.JSONDecodeError) as exc:
+            except (RelayError, ValueError) as exc:  # ValueError: not JSON, or not even UTF-8
                 raise UpstreamError(f"upstream {self._base} failed mid-stream: {exc}") from exc
 
     async def _stream(self, path: str, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
