@@ -103,6 +103,14 @@ async def test_fallback_before_first_token_and_error_after(tmp_path: Path, redis
                 pass
         rows = await s["keys"].usage_rows(s["key"].id)
         assert rows[-1].status == "error" and rows[-1].model == "upstream-dying"
+        # a miner whose stream carries a usage line that is not JSON: an in-band error, not a broken stream
+        stream = await client.chat.completions.create(
+            model="upstream-echo", user="garbled-usage", messages=[{"role": "user", "content": "hi"}], stream=True)
+        with pytest.raises(openai.APIError, match="unreadable chunk"):
+            async for _chunk in stream:
+                pass
+        rows = await s["keys"].usage_rows(s["key"].id)
+        assert rows[-1].status == "error" and rows[-1].model == "upstream-echo"
 
 
 async def test_metrics_and_dashboard_snapshot(tmp_path: Path, redis_client: aioredis.Redis) -> None:

@@ -59,7 +59,8 @@ METAGRAPH = Metagraph(
 
 def fake_upstream_app() -> FastAPI:
     """A small OpenAI-compatible upstream: model 'echo' answers; model 'dying' breaks mid-stream; model 'slow'
-    answers like 'echo' after half a second."""
+    answers like 'echo' after half a second. A stream for ``"user": "garbled-usage"`` ends with a usage line
+    that is not JSON."""
     app = FastAPI()
 
     def completion(model: str, text: str) -> dict[str, Any]:
@@ -87,7 +88,10 @@ def fake_upstream_app() -> FastAPI:
                     raise RuntimeError("upstream died")  # uvicorn drops the connection mid-stream
             usage = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": body["model"], "choices": [],
                      "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}}
-            yield b"data: " + json.dumps(usage).encode() + b"\n\n"
+            if body.get("user") == "garbled-usage":
+                yield b'data: {"usage": {"prompt_tokens": 3,\n\n'
+            else:
+                yield b"data: " + json.dumps(usage).encode() + b"\n\n"
             yield b"data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")

@@ -306,16 +306,19 @@ def create_gateway_app(
                     return b""
                 if not line.startswith(b"data: {"):
                     return line
-                chunk = json.loads(line[6:])
-                if chunk.get("usage"):
-                    usage = chunk["usage"]
-                    usage["cost"] = cost_usd(usage, candidate)
-                elif "error" in chunk and "choices" not in chunk:
-                    status = "error"
-                    chunk = {"id": generation, "object": "chat.completion.chunk", "model": model,
-                             "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}], "error": chunk["error"]}
-                else:
+                try:
+                    chunk = json.loads(line[6:])
+                    if chunk.get("usage"):
+                        usage = chunk["usage"] = dict(chunk["usage"])
+                        usage["cost"] = cost_usd(usage, candidate)
+                        return b"data: " + to_json(chunk) + b"\n"
+                except (ValueError, TypeError) as exc:  # not JSON, or a usage that is not token counts
+                    raise UpstreamError(f"miner {candidate.hotkey[:8]}… sent an unreadable chunk: {exc}") from exc
+                if "error" not in chunk or "choices" in chunk:
                     return line
+                status = "error"
+                chunk = {"id": generation, "object": "chat.completion.chunk", "model": model,
+                         "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}], "error": chunk["error"]}
                 return b"data: " + to_json(chunk) + b"\n"
 
             async for block in response.blocks(whole_lines=True):
@@ -342,6 +345,10 @@ def create_gateway_app(
         except (RelayError, TimeoutError) as exc:
             status = "error"
             yield error_event(generation, model, UpstreamError(f"miner failed mid-stream: {exc}"))
+        except UpstreamError as exc:  # the miner's stream broke its format
+            status = "error"
+            ctx.breaker.failure(candidate.hotkey)
+            yield error_event(generation, model, exc)
         except ConfidentialError as exc:  # tampered, truncated or unreceipted: the app is told, nothing billed
             status, usage = "error", {}
             ctx.breaker.failure(candidate.hotkey)
