@@ -1,12 +1,14 @@
 """Confidential vs plain requests through the same gateway and the same miner, in one run, side by side.
 
-Stack (all real, over loopback HTTP): a small OpenAI-compatible upstream that answers at once, one miner
-(development enclave) relaying to it, the gateway, and an in-process client. "plain" is the openai-style
-POST to the gateway; "confidential" is veilnet.client sealing to the attested enclave and opening the
-answer (HPKE, frames, receipt), i.e. what the confidential proxy does per request.
+Stack (all real, over loopback HTTP, one process): one miner (development enclave), the gateway, and an
+in-process client. "plain" is the openai-style POST to the gateway; "confidential" is veilnet.client sealing to
+the attested enclave and opening the answer (HPKE, frames, receipt), i.e. what the confidential proxy does per
+request. Twice: 1) the miner relays to an upstream that answers at once, so the stack does nothing but relay and
+the figures are the overhead's worst case; 2) the miner serves SmolLM2-135M-Instruct with embedded llama.cpp,
+as the default miner does, so the figures are what an app sees.
 Goals: throughput ratio >= 0.95, added p50 <= 0.5 ms, attestation verified once per session.
 Also: TDX quote verification time with dcap-qvl on the shared vector (skipped when ../shared is absent).
-Run: .venv/bin/python bench/bench_confidential.py [requests=400] [concurrency=8]
+Run: .venv/bin/python bench/bench_confidential.py [requests=400] [concurrency=8] [model requests=120; 0 skips]
 """
 
 from __future__ import annotations
@@ -126,7 +128,11 @@ async def measure(runs: dict[str, Callable[[], Awaitable[None]]], requests: int,
     return {name: (statistics.median(latencies[name]), statistics.median(rates[name]), cpu[name]) for name in runs}
 
 
-async def main(requests: int, concurrency: int) -> None:
+@contextlib.asynccontextmanager
+async def stack(engine: Any, model: str, request: dict[str, Any]
+                ) -> AsyncIterator[tuple[dict[str, Callable[[], Awaitable[None]]], Callable[[], tuple[int, int]]]]:
+    """Gateway and one miner (development enclave) serving ``model`` from ``engine``, with a client of each
+    kind: the plain and confidential request runners, and a counter (attestation challenges, requests sent)."""
     gateway_key, miner_key = Keypair.create_from_uri("//BenchGateway"), Keypair.create_from_uri("//BenchMiner")
     dev_key = Ed25519PrivateKey.generate()
     policy = MeasurementPolicy(id="bench", allow_simulated=True, platforms={
@@ -143,10 +149,8 @@ async def main(requests: int, concurrency: int) -> None:
             redis_url = f"unix://{server.socket_file}"
         redis = aioredis.Redis.from_url(redis_url)
         es.push_async_callback(redis.aclose)
-        up = await es.enter_async_context(serve(upstream()))
-        engine = await es.enter_async_context(OpenAIUpstreamEngine(f"{up}/v1", [MODEL], concurrency=64, queue=256))
         enclave = Enclave(miner_key, DevEnclaveProvider(dev_key, {"code_sha256": serving_code_sha256()}),
-                          [ModelMeasurement(id=MODEL, weights_sha256="ab" * 32)], code_sha256=serving_code_sha256())
+                          [ModelMeasurement(id=model, weights_sha256="ab" * 32)], code_sha256=serving_code_sha256())
         validators = (neuron(0, gateway_key, True),)
         ctx = MinerContext(keypair=miner_key, engine=engine, redis=redis,
                            metagraph=MetagraphHolder(Metagraph(1, 0, validators)),
@@ -171,7 +175,7 @@ async def main(requests: int, concurrency: int) -> None:
         gateway = await es.enter_async_context(serve(create_gateway_app(gctx)))
         client = await es.enter_async_context(ConfidentialClient(f"{gateway}/v1", secret,
                                                                  EvidenceVerifier(policy, anchors), http=http))
-        challenges = 0
+        challenges = sent = 0
         original = client.sessions.verifier.challenge
 
         def counted() -> bytes:
@@ -180,7 +184,6 @@ async def main(requests: int, concurrency: int) -> None:
             return original()
 
         client.sessions.verifier.challenge = counted  # type: ignore[method-assign]
-        request = {"model": MODEL, "messages": [{"role": "user", "content": "a private question " * 10}]}
         body = json.dumps(request).encode()
         headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
 
@@ -189,24 +192,50 @@ async def main(requests: int, concurrency: int) -> None:
                 assert response.status == 200, await response.text()
                 await response.read()
 
-        sent = 0
-
         async def confidential() -> None:
             nonlocal sent
             sent += 1
             answer = await client.open("chat.completions", dict(request))
             assert isinstance(answer, dict) and answer["choices"]
 
-        figures = await measure({"plain": plain, "confidential": confidential}, requests, concurrency)
-    print(f"{requests} requests per kind in {ROUNDS} interleaved rounds, concurrency {concurrency}, same gateway and "
-          "miner (dev enclave); cpu: the whole stack's (one process) CPU ms per request")
+        yield {"plain": plain, "confidential": confidential}, lambda: (challenges, sent)
+
+
+def report(figures: dict[str, tuple[float, float, float]], concurrency: int) -> None:
     print(f"{'':<14}{'p50 ms (c=1)':>14}{'req/s (c=' + str(concurrency) + ')':>14}{'cpu ms':>8}")
     for name, (p50, rps, cpu) in figures.items():
         print(f"{name:<14}{p50:>14.2f}{rps:>14.1f}{cpu:>8.2f}")
     (plain_p50, plain_rps, _), (conf_p50, conf_rps, _) = figures["plain"], figures["confidential"]
     print(f"added p50 = {conf_p50 - plain_p50:.2f} ms (goal <= 0.5); throughput ratio = {conf_rps / plain_rps:.2f} "
           f"(goal >= 0.95)")
+
+
+async def main(requests: int, concurrency: int, model_requests: int) -> None:
+    request = {"model": MODEL, "messages": [{"role": "user", "content": "a private question " * 10}]}
+    async with (serve(upstream()) as up,
+                OpenAIUpstreamEngine(f"{up}/v1", [MODEL], concurrency=64, queue=256) as engine,
+                stack(engine, MODEL, request) as (runs, counts)):
+        figures = await measure(runs, requests, concurrency)
+        challenges, sent = counts()
+    print(f"1) instant upstream (the worst case for overhead: the stack does nothing but relay): {requests} requests "
+          f"per kind in {ROUNDS} interleaved rounds, concurrency {concurrency}; cpu: the whole stack's (one "
+          "process) CPU ms per request")
+    report(figures, concurrency)
     print(f"attestation challenges for {sent} confidential requests: {challenges} (once per session)")
+
+    if model_requests:
+        from veilnet.models.llamacpp import LlamaCppEngine
+
+        name = "SmolLM2-135M-Instruct"
+        request = {"model": name, "max_tokens": 8, "temperature": 0,
+                   "messages": [{"role": "user", "content": "Name one colour of the sky."}]}
+        async with (LlamaCppEngine([name], cache_dir=Path("/tmp/veilnet-bench-models")) as llama,
+                    stack(llama, name, request) as (runs, counts)):
+            figures = await measure(runs, model_requests, 2)
+        print(f"\n2) the miner serving {name} with embedded llama.cpp (8 tokens per answer, 2 slots): "
+              f"{model_requests} requests per kind in {ROUNDS} interleaved rounds, concurrency 2")
+        report(figures, 2)
+
     vectors = Path(os.environ.get("VEILNET_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "vectors/attestation"
     if (vectors / "dcapqvl_tdx_quote").is_file():
         quote = (vectors / "dcapqvl_tdx_quote").read_bytes()
@@ -216,11 +245,11 @@ async def main(requests: int, concurrency: int) -> None:
             start = time.perf_counter()
             await verify_tdx(quote, collateral, TdxCollateralSource(), 1750331763)
             times.append((time.perf_counter() - start) * 1000)
-        print(f"TDX quote verification (dcap-qvl, collateral in evidence): p50 {statistics.median(times):.2f} ms")
+        print(f"\nTDX quote verification (dcap-qvl, collateral in evidence): p50 {statistics.median(times):.2f} ms")
     else:
-        print(f"TDX quote verification: skipped ({vectors} not found)")
+        print(f"\nTDX quote verification: skipped ({vectors} not found)")
 
 
 if __name__ == "__main__":
     args = [int(a) for a in sys.argv[1:]]
-    asyncio.run(main(*(args + [400, 8][len(args):])))
+    asyncio.run(main(*(args + [400, 8, 120][len(args):])))

@@ -5,17 +5,19 @@ response to notice a client that goes away (a measurable share of a relay's CPU)
 cancels the stream the moment the client disconnects, as Starlette does, and the response ends quietly.
 Relays read upstream streams by network read, in whole lines (``RelayResponse.blocks(whole_lines=True)``), so
 they write (and, when nothing in a block needs a look, inspect) once per read, not once per line.
+:class:`SettledResponse` sends a whole answer and does its accounting after, so the accounting does not
+delay the answer.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
-__all__ = ["EventStreamResponse", "lines_of", "rewrite_lines"]
+__all__ = ["EventStreamResponse", "SettledResponse", "lines_of", "rewrite_lines"]
 
 
 class EventStreamResponse(StreamingResponse):
@@ -51,6 +53,23 @@ class EventStreamResponse(StreamingResponse):
             aclose = getattr(self.body_iterator, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+
+class SettledResponse(Response):
+    """A whole answer sent first and accounted for after: ``settle()`` runs once the body is handed to the
+    server, and also when sending fails (the client left), so accounting is never lost and never delays the
+    answer. For checks whose verdict the client does not need from this hop (its own checks cover it)."""
+
+    def __init__(self, content: bytes, settle: Callable[[], Awaitable[None]], *, media_type: str,
+                 headers: Mapping[str, str]) -> None:
+        super().__init__(content, media_type=media_type, headers=headers)
+        self._settle = settle
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._settle()
 
 
 def lines_of(block: bytes) -> list[bytes]:

@@ -301,3 +301,36 @@ async def test_proxy_names_an_unreachable_gateway_instead_of_failing_with_500() 
     assert failed.value.status_code == 502
     assert failed.value.body["code"] == "upstream_error"  # type: ignore[index]
     assert gone in failed.value.body["message"]  # type: ignore[index]
+
+
+async def test_an_inflated_receipt_is_refused_by_the_client_and_not_billed_by_the_gateway(
+    tmp_path: Path, redis_client: aioredis.Redis
+) -> None:
+    def inflate(path: str, body: bytes) -> bytes:
+        if path != "/v1/chat/completions":
+            return body
+        if body.startswith(b"{"):  # a sealed answer: one frame and the receipt
+            answer = json.loads(body)
+            answer["receipt"]["completion_tokens"] = 1000
+            return json.dumps(answer).encode()
+        lines = [json.dumps({"receipt": {**json.loads(line[6:])["receipt"], "completion_tokens": 1000}}).encode()
+                 if line.startswith(b'data: {"receipt"') else line for line in body.split(b"\n")]
+        return b"\n".join(lines)
+
+    async with subnet(tmp_path, redis_client, miner_hop=lambda app: rewrite(app, response=inflate)) as s:
+        for _ in range(2):
+            with pytest.raises(openai.APIStatusError) as refused:
+                await s["sdk"].chat.completions.create(model="upstream-echo", messages=_hello())
+            assert refused.value.status_code == 502
+            assert refused.value.body["code"] == "receipt_invalid"  # type: ignore[index]
+        stream = await s["sdk"].chat.completions.create(model="upstream-echo", messages=_hello(), stream=True)
+        with pytest.raises(openai.APIError) as broken:
+            async for _ in stream:
+                pass
+        assert "receipt" in str(broken.value)
+        rows = await s["keys"].usage_rows(s["key"].id)
+        assert [r.status for r in rows] == ["error"] * 3
+        assert all(r.cost_usd == 0 and r.completion_tokens == 0 for r in rows)
+        assert rows[0].error is not None and "usage receipt" in rows[0].error
+        # three bad answers in a row: the enclave miner cools down like any failing miner
+        assert s["ctx"].breaker.states()[ENCLAVE_MINER.ss58_address] == "open"

@@ -63,7 +63,7 @@ from veilnet.protocol.openai import (
 )
 from veilnet.relay import RelayError, RelayResponse
 from veilnet.store.keys import ApiKey, UsageRow
-from veilnet.streaming import EventStreamResponse, lines_of, rewrite_lines
+from veilnet.streaming import EventStreamResponse, SettledResponse, lines_of, rewrite_lines
 
 __all__ = ["create_gateway_app"]
 
@@ -418,16 +418,27 @@ def create_gateway_app(
         if not sealed.stream:
             try:
                 raw = await response.read()
-                witness.feed_response(SealedResponse.model_validate_json(raw))
-                receipt = witness.finish()
-            except (RelayError, TimeoutError, ValidationError, ConfidentialError) as exc:
+            except (RelayError, TimeoutError) as exc:
                 ctx.breaker.failure(candidate.hotkey)
                 await record(key, generation, sealed.model, candidate, {}, started, "error", str(exc)[:200])
                 raise ResponseTampered(f"miner {relayed.miner[:8]}… sent an unusable sealed answer") from exc
             finally:
                 response.release()
-            await record(key, generation, sealed.model, candidate, receipt_usage(receipt, candidate), started, "ok")
-            return Response(raw, media_type="application/json", headers=headers)
+
+            async def settle() -> None:
+                """Billed from the receipt once the answer is on its way: the client checks the same receipt
+                and frames itself (and refuses them if they fail), so this check need not delay it."""
+                try:
+                    witness.feed_response(SealedResponse.model_validate_json(raw))
+                    usage, status, error = receipt_usage(witness.finish(), candidate), "ok", None
+                except (ValidationError, ConfidentialError) as exc:
+                    ctx.breaker.failure(candidate.hotkey)
+                    usage, status, error = {}, "error", f"unusable sealed answer: {str(exc)[:180]}"
+                    log.warning("sealed answer failed the receipt check",
+                                extra={"miner": candidate.hotkey, "reason": str(exc)[:200]})
+                await record(key, generation, sealed.model, candidate, usage, started, status, error)
+
+            return SettledResponse(raw, settle, media_type="application/json", headers=headers)
 
         async def events() -> AsyncIterator[bytes]:
             usage: dict[str, Any] = {}
