@@ -12,7 +12,8 @@
     ├── RateLimited                 quota or rate limit spent; carries retry_after (429)
     ├── Overloaded                  backend full, try later (503)
     ├── UpstreamError               a miner / upstream failed (502)
-    │   └── UpstreamTimeout         (504 / 408)
+    │   └── UpstreamTimeout         a miner / upstream took too long (504)
+    │       └── RequestTimeout      no miner answered within the request's time (408, at the gateway)
     ├── StoreError                  Redis / SQL failures
     ├── ChainError                  see veilnet.chain.errors (typed after Subtensor's errors)
     └── ConfidentialError           see veilnet.confidential (attestation, decryption)
@@ -35,6 +36,7 @@ __all__ = [
     "PaymentRequired",
     "PermissionDenied",
     "RateLimited",
+    "RequestTimeout",
     "StoreError",
     "UpstreamError",
     "UpstreamTimeout",
@@ -115,6 +117,10 @@ class UpstreamError(VeilnetError):
 
 class UpstreamTimeout(UpstreamError):
     code = "upstream_timeout"
+
+
+class RequestTimeout(UpstreamTimeout):
+    code = "request_timeout"
 
 
 class StoreError(VeilnetError):

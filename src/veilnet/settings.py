@@ -167,6 +167,8 @@ class GatewaySettings(_Section):
     requests_per_minute: int = 600
     tokens_per_minute: int = 1_000_000
     max_body_bytes: int = 4 * 1024 * 1024
+    # seconds a miner has for one whole answer, a stream's included; when no miner answers in time: 408
+    request_timeout: float = Field(default=120.0, gt=0)
 
 
 class DevnetSettings(_Section):

@@ -33,7 +33,7 @@ MINER_A, MINER_B = Keypair.create_from_uri("//GwMinerA"), Keypair.create_from_ur
 
 @contextlib.asynccontextmanager
 async def stack(tmp_path: Path, redis: aioredis.Redis, *, capacity_a: int = 1000, rpm: int = 0, tpm: int = 0,
-                keepalive_seconds: float = 2.0) -> AsyncIterator[dict[str, Any]]:
+                keepalive_seconds: float = 2.0, request_timeout: float = 120.0) -> AsyncIterator[dict[str, Any]]:
     async with contextlib.AsyncExitStack() as es:
         upstream = await es.enter_async_context(serve_asgi(fake_upstream_app()))
         engine = await es.enter_async_context(OpenAIUpstreamEngine(
@@ -66,7 +66,7 @@ async def stack(tmp_path: Path, redis: aioredis.Redis, *, capacity_a: int = 1000
 
         ctx = GatewayContext(keypair=GATEWAY, keys=keys, directory=directory, http=http, scores=scores,
                              relay=await es.enter_async_context(RelayClient()),
-                             rng=random.Random(0),
+                             rng=random.Random(0), request_timeout=request_timeout,
                              ratelimit=await es.enter_async_context(
                                  KeyRateLimiter(redis, requests_per_minute=rpm, tokens_per_minute=tpm)),
                              organic=await es.enter_async_context(OrganicStream(redis, 1, sample_rate=1.0)),

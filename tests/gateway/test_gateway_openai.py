@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import openai
@@ -252,3 +254,55 @@ async def test_keepalive_comments_while_the_miner_is_slow(tmp_path: Path, redis_
         assert text == "hello there"
         rows = await s["keys"].usage_rows(s["key"].id)
         assert [r.status for r in rows] == ["ok", "ok"]
+
+
+async def test_no_usage_row_is_lost_when_the_client_disconnects(tmp_path: Path, redis_client: aioredis.Redis) -> None:
+    async def rows_after(s: dict[str, Any], count: int) -> list[Any]:
+        for _ in range(100):  # the gateway notices the disconnect on its own time
+            rows = await s["keys"].usage_rows(s["key"].id)
+            if len(rows) >= count:
+                return rows
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"{count} usage rows expected, found {len(rows)}")
+
+    async with stack(tmp_path, redis_client, keepalive_seconds=0.05) as s, aiohttp.ClientSession() as http:
+        headers = {"Authorization": f"Bearer {s['secret']}"}
+        url = f"{s['url']}/v1/chat/completions"
+        # 1) gone while the gateway keeps the stream alive, waiting for a slow miner
+        request = {"model": "upstream-slow", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        async with http.post(url, json=request, headers=headers) as response:
+            assert response.status == 200
+            assert (await response.content.readline()).startswith(b":")  # a keep-alive comment
+            response.close()
+        rows = await rows_after(s, 1)
+        assert (rows[0].status, rows[0].model, rows[0].miner) == ("client_disconnected", "upstream-slow", None)
+        # 2) gone mid-stream, after the first token
+        request = {"model": "upstream-echo", "messages": [{"role": "user", "content": "hi"}], "stream": True,
+                   "user": "slow-stream"}
+        async with http.post(url, json=request, headers=headers) as response:
+            while not (line := await response.content.readline()).startswith(b"data: {"):
+                assert line, "the stream ended before its first chunk"
+            assert b'"hel"' in line
+            response.close()
+        rows = await rows_after(s, 2)
+        assert rows[1].status == "client_disconnected" and rows[1].model == "upstream-echo"
+        assert rows[1].miner in (MINER_A.ss58_address, MINER_B.ss58_address)
+        assert rows[1].latency_ms < 500  # recorded when the client left, not when the miner finished
+
+
+async def test_a_request_no_miner_answers_in_time_is_a_408(tmp_path: Path, redis_client: aioredis.Redis) -> None:
+    async with stack(tmp_path, redis_client, request_timeout=0.2) as s:  # upstream-slow answers after 0.5 s
+        client: openai.AsyncOpenAI = s["client"]
+        for stream in (False, True):
+            with pytest.raises(openai.APIStatusError) as timed_out:
+                await client.chat.completions.create(model="upstream-slow", stream=stream,
+                                                     messages=[{"role": "user", "content": "hi"}])
+            assert timed_out.value.status_code == 408
+            assert timed_out.value.body["code"] == "request_timeout"  # type: ignore[index]
+            assert "did not answer within 0.2 s" in timed_out.value.body["message"]  # type: ignore[index]
+        rows = await s["keys"].usage_rows(s["key"].id)
+        assert [(r.status, r.cost_usd) for r in rows] == [("error", 0.0)] * 2
+        # a miner that answers in time is still served by the same gateway
+        completion = await client.chat.completions.create(model="upstream-echo",
+                                                          messages=[{"role": "user", "content": "hi"}])
+        assert completion.choices[0].message.content == "hello there"

@@ -60,7 +60,7 @@ METAGRAPH = Metagraph(
 def fake_upstream_app() -> FastAPI:
     """A small OpenAI-compatible upstream: model 'echo' answers; model 'dying' breaks mid-stream; model 'slow'
     answers like 'echo' after half a second. A stream for ``"user": "garbled-usage"`` ends with a usage line
-    that is not JSON."""
+    that is not JSON; one for ``"user": "slow-stream"`` waits half a second after each chunk."""
     app = FastAPI()
 
     def completion(model: str, text: str) -> dict[str, Any]:
@@ -83,7 +83,7 @@ def fake_upstream_app() -> FastAPI:
                 chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": body["model"],
                          "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
                 yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
-                await asyncio.sleep(0)
+                await asyncio.sleep(0.5 if body.get("user") == "slow-stream" else 0)
                 if body["model"] == "upstream-dying":
                     raise RuntimeError("upstream died")  # uvicorn drops the connection mid-stream
             usage = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": body["model"], "choices": [],

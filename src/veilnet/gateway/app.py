@@ -31,7 +31,9 @@ from veilnet.errors import (
     ConfidentialError,
     InvalidRequest,
     Overloaded,
+    RequestTimeout,
     UpstreamError,
+    UpstreamTimeout,
     VeilnetError,
 )
 from veilnet.gateway.confidential import attested_for, describe, fetch_miner_evidence
@@ -176,7 +178,11 @@ def create_gateway_app(
                     try:
                         response = await open_miner_request(
                             ctx, candidate, path, payload, sealed_body=exchange.body() if exchange else None)
-                    except (RelayError, TimeoutError) as exc:
+                    except TimeoutError:
+                        ctx.breaker.failure(candidate.hotkey)
+                        failures.append(timed_out(candidate))
+                        continue
+                    except RelayError as exc:
                         ctx.breaker.failure(candidate.hotkey)
                         failures.append(UpstreamError(f"miner {candidate.hotkey[:8]}… unreachable: {exc}"))
                         continue
@@ -200,6 +206,8 @@ def create_gateway_app(
         async def give_up() -> VeilnetError:
             error = failures[-1] if failures else UpstreamError("no miner could serve the request")
             await record(key, generation, parsed.model, None, {}, started, "error", error.message)
+            if failures and all(isinstance(f, UpstreamTimeout) for f in failures):
+                return RequestTimeout(f"request timed out: {'; '.join(f.message for f in failures)}")
             if isinstance(error, UpstreamError | ResponseTampered | ReceiptInvalid):
                 return Overloaded(f"no miner could serve the request: {error.message}", retry_after=2)
             return error
@@ -234,7 +242,11 @@ def create_gateway_app(
                     data = exchange.open_response(await response.read()) if exchange else await response.json()
                     if wants_base64 and isinstance(data, dict):
                         encode_embeddings_base64(data)
-                except (RelayError, ValueError, TimeoutError) as exc:
+                except TimeoutError:
+                    ctx.breaker.failure(candidate.hotkey)
+                    failures.append(timed_out(candidate))
+                    continue
+                except (RelayError, ValueError) as exc:
                     ctx.breaker.failure(candidate.hotkey)
                     failures.append(UpstreamError(f"miner {candidate.hotkey[:8]}… sent an unreadable answer: {exc}"))
                     continue
@@ -273,8 +285,9 @@ def create_gateway_app(
                 yield KEEPALIVE_COMMENT
                 await asyncio.wait({first}, timeout=keepalive_seconds)
             opened = first.result()
-        except (asyncio.CancelledError, GeneratorExit):  # the client went away
+        except (asyncio.CancelledError, GeneratorExit):  # the client went away before any miner answered
             first.cancel()
+            await record(key, generation, model, None, {}, started, "client_disconnected")
             raise
         await found.aclose()
         if opened is None:
@@ -285,6 +298,9 @@ def create_gateway_app(
                                               exchange)) as relayed:
             async for line in relayed:
                 yield line
+
+    def timed_out(candidate: Candidate) -> UpstreamTimeout:
+        return UpstreamTimeout(f"miner {candidate.hotkey[:8]}… did not answer within {ctx.request_timeout:g} s")
 
     def error_event(generation: str, model: str, error: VeilnetError) -> bytes:
         """OpenRouter's shape for an error after streaming began, then the end of the stream."""
@@ -388,7 +404,11 @@ def create_gateway_app(
         try:
             response = await open_miner_request(ctx, candidate, path, None,
                                                 sealed_body=sealed.model_dump_json().encode())
-        except (RelayError, TimeoutError) as exc:
+        except TimeoutError as exc:
+            ctx.breaker.failure(candidate.hotkey)
+            await record(key, generation, sealed.model, candidate, {}, started, "error", "miner timed out")
+            raise RequestTimeout(f"request timed out: {timed_out(candidate).message}") from exc
+        except RelayError as exc:
             ctx.breaker.failure(candidate.hotkey)
             await record(key, generation, sealed.model, candidate, {}, started, "error", "miner unreachable")
             raise Overloaded(f"miner {relayed.miner[:8]}… unreachable: {exc}", retry_after=2) from exc
@@ -418,10 +438,14 @@ def create_gateway_app(
         if not sealed.stream:
             try:
                 raw = await response.read()
-            except (RelayError, TimeoutError) as exc:
+            except TimeoutError as exc:
+                ctx.breaker.failure(candidate.hotkey)
+                await record(key, generation, sealed.model, candidate, {}, started, "error", "miner timed out")
+                raise RequestTimeout(f"request timed out: {timed_out(candidate).message}") from exc
+            except RelayError as exc:
                 ctx.breaker.failure(candidate.hotkey)
                 await record(key, generation, sealed.model, candidate, {}, started, "error", str(exc)[:200])
-                raise ResponseTampered(f"miner {relayed.miner[:8]}… sent an unusable sealed answer") from exc
+                raise ResponseTampered(f"miner {relayed.miner[:8]}… broke off its sealed answer") from exc
             finally:
                 response.release()
 
