@@ -84,3 +84,73 @@ async def test_a_busy_key_never_waits_on_the_database(sql_url: str) -> None:
             with pytest.raises(AuthenticationError, match="invalid API key"):
                 await asyncio.gather(*(store.authenticate(other + "x") for _ in range(3)))
             assert (await store.authenticate(other)).name == "other"
+
+
+async def test_a_budget_caps_spend_per_period_and_resets(sql_url: str) -> None:
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 12, 2, 23, 0, tzinfo=UTC).timestamp()
+
+    def clock() -> float:
+        return now
+
+    async with open_database(sql_url) as engine:
+        store, other = KeyStore(engine, clock=clock), KeyStore(engine, clock=clock)  # other: another process
+        with pytest.raises(InvalidRequest, match="both"):
+            await store.create("app", credit_usd=10.0, budget_usd=1.0)
+        with pytest.raises(InvalidRequest, match="daily, weekly, monthly"):
+            await store.create("app", credit_usd=10.0, budget_usd=1.0, budget_reset="hourly")
+        secret, key = await store.create("app", credit_usd=10.0, budget_usd=1.0, budget_reset="daily")
+        store.record(UsageRow("gen-1", key.id, "m", "miner", 1, 2, 0.75, 5.0, "ok"))
+        seen = await store.authenticate(secret)  # counted at once, before the row is written
+        assert seen.budget_remaining_usd == pytest.approx(0.25) and seen.remaining_usd == pytest.approx(9.25)
+        assert seen.budget_resets_at == "2026-12-03T00:00:00+00:00"
+        await store.flush()
+        assert (await other.authenticate(secret)).budget_remaining_usd == pytest.approx(0.25)
+        assert (await store.authenticate(secret)).budget_remaining_usd == pytest.approx(0.25)  # not twice
+        now += 2 * 3600  # the next day: the budget starts over, the credit does not
+        fresh = await other.authenticate(secret)
+        assert fresh.budget_remaining_usd == pytest.approx(1.0) and fresh.remaining_usd == pytest.approx(9.25)
+        store.record(UsageRow("gen-2", key.id, "m", "miner", 1, 2, 0.5, 5.0, "ok"))
+        await store.flush()
+        assert (await KeyStore(engine, clock=clock).authenticate(secret)).budget_remaining_usd == pytest.approx(0.5)
+        # a new budget counts what the ledger shows for its period (this week: 0.75 + 0.5); clearing it leaves
+        # the credit alone
+        await store.set_budget(key.id, 0.4, "weekly")
+        capped = await store.authenticate(secret)
+        assert capped.budget_reset == "weekly" and capped.budget_remaining_usd == pytest.approx(-0.85)
+        assert capped.budget_resets_at == "2026-12-07T00:00:00+00:00"
+        await store.set_budget(key.id, None, None)
+        free = await store.authenticate(secret)
+        assert free.budget_remaining_usd is None and free.remaining_usd == pytest.approx(8.75)
+        with pytest.raises(InvalidRequest, match="> 0"):
+            await store.set_budget(key.id, 0.0, "daily")
+        with pytest.raises(NotFound):
+            await store.set_budget(999, 1.0, "daily")
+
+
+async def test_a_ledger_from_before_budgets_upgrades_with_its_keys(sql_url: str) -> None:
+    import hashlib
+
+    from alembic import command
+    from sqlalchemy import text
+
+    from veilnet.store.sql import alembic_config
+
+    def to_first_revision(connection: object) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, "gateway_0001")
+
+    async with open_database(sql_url, run_migrations=False) as engine:
+        async with engine.begin() as conn:
+            await conn.run_sync(to_first_revision)
+            await conn.execute(text(
+                "INSERT INTO gateway_api_keys (name, prefix, key_hash, credit_usd, spent_usd, revoked, created_at) "
+                "VALUES ('old', 'vn-old', :digest, 3.0, 1.0, false, 0)"), {"digest": hashlib.sha256(b"vn-old").hexdigest()})
+    async with open_database(sql_url) as engine:  # migrated to the newest schema on open
+        store = KeyStore(engine)
+        key = await store.authenticate("vn-old")
+        assert (key.remaining_usd, key.budget_usd, key.period_spent_usd) == (2.0, None, 0.0)
+        await store.set_budget(key.id, 1.0, "monthly")
+        assert (await store.authenticate("vn-old")).budget_remaining_usd == 1.0

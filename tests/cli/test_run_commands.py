@@ -69,3 +69,14 @@ def test_keys_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert listed[0]["credit_usd"] == 7.5 and listed[0]["revoked"] is True
     missing = runner.invoke(app, ["keys", "revoke", "42"])
     assert missing.exit_code == 1 and "no API key with id 42" in missing.stderr
+    capped = runner.invoke(app, ["keys", "create", "--name", "capped", "--credit", "5", "--budget", "2",
+                                 "--reset", "weekly"])
+    assert capped.exit_code == 0 and "budget $2.00 weekly" in capped.stdout, capped.output
+    assert runner.invoke(app, ["keys", "budget", "2", "1.5", "--reset", "daily"]).exit_code == 0
+    listed = json.loads(runner.invoke(app, ["keys", "list", "--json"]).stdout)
+    assert (listed[1]["budget_usd"], listed[1]["budget_reset"]) == (1.5, "daily")
+    half = runner.invoke(app, ["keys", "budget", "2", "1.5"])
+    assert half.exit_code == 1 and "both an amount and a reset period" in half.stderr
+    assert runner.invoke(app, ["keys", "budget", "2", "--clear"]).exit_code == 0
+    listed = json.loads(runner.invoke(app, ["keys", "list", "--json"]).stdout)
+    assert (listed[1]["budget_usd"], listed[1]["budget_reset"]) == (None, None)

@@ -161,6 +161,7 @@ async def test_key_endpoint_reports_credit_and_rate_limits(tmp_path: Path, redis
             assert response.status == 200
             data = (await response.json())["data"]
         assert data["label"] == "tests" and data["limit"] == 10.0 and data["is_free_tier"] is False
+        assert data["budget"] is None
         assert spent > 0 and data["usage"] == pytest.approx(spent)  # rows not yet in the ledger count already
         assert data["limit_remaining"] == pytest.approx(10.0 - spent)
         assert data["rate_limit"] == {"requests": 5, "tokens": 10_000, "interval": "1m"}
@@ -306,3 +307,45 @@ async def test_a_request_no_miner_answers_in_time_is_a_408(tmp_path: Path, redis
         completion = await client.chat.completions.create(model="upstream-echo",
                                                           messages=[{"role": "user", "content": "hi"}])
         assert completion.choices[0].message.content == "hello there"
+
+
+async def test_a_key_over_its_budget_is_a_402_until_the_period_resets(
+    tmp_path: Path, redis_client: aioredis.Redis
+) -> None:
+    async with stack(tmp_path, redis_client) as s, aiohttp.ClientSession() as http:
+        secret, _ = await s["keys"].create("capped", credit_usd=10.0, budget_usd=5e-6, budget_reset="daily")
+        capped = openai.AsyncOpenAI(base_url=f"{s['url']}/v1", api_key=secret, max_retries=0)
+        answer = await capped.chat.completions.create(model="upstream-echo", messages=[{"role": "user", "content": "hi"}])
+        cost = answer.usage.model_extra["cost"]  # type: ignore[union-attr]
+        assert cost > 5e-6  # one request spends more than the day's budget: the next is refused
+        with pytest.raises(openai.APIStatusError) as refused:
+            await capped.chat.completions.create(model="upstream-echo", messages=[{"role": "user", "content": "hi"}])
+        await capped.close()
+        assert refused.value.status_code == 402
+        assert refused.value.body["code"] == "budget_exceeded"  # type: ignore[index]
+        assert "daily budget of $5e-06; it resets at" in refused.value.body["message"]  # type: ignore[index]
+        async with http.get(f"{s['url']}/api/v1/key", headers={"Authorization": f"Bearer {secret}"}) as response:
+            assert response.status == 200  # a key over its budget can still see that it is
+            data = (await response.json())["data"]
+        assert data["limit_remaining"] == pytest.approx(10.0 - cost)
+        budget = data["budget"]
+        assert budget["limit"] == 5e-6 and budget["reset"] == "daily" and budget["usage"] == pytest.approx(cost)
+        assert budget["remaining"] == pytest.approx(5e-6 - cost) and budget["resets_at"].endswith("T00:00:00+00:00")
+
+
+async def test_models_fallback_list_and_provider_ignore(tmp_path: Path, redis_client: aioredis.Redis) -> None:
+    async with stack(tmp_path, redis_client) as s:
+        client: openai.AsyncOpenAI = s["client"]
+        hello: Any = [{"role": "user", "content": "hi"}]
+        # OpenRouter's `models`: tried in order after `model` when it cannot be served
+        completion = await client.chat.completions.create(model="no-such-model", messages=hello,
+                                                          extra_body={"models": ["upstream-echo"]})
+        assert completion.model == "upstream-echo" and completion.choices[0].message.content == "hello there"
+        for _ in range(4):  # miner A has the higher score, but the request ignores it
+            await client.chat.completions.create(model="upstream-echo", messages=hello,
+                                                 extra_body={"provider": {"ignore": [MINER_A.ss58_address]}})
+        rows = await s["keys"].usage_rows(s["key"].id)
+        assert [r.model for r in rows] == ["upstream-echo"] * 5
+        assert {r.miner for r in rows[1:]} == {MINER_B.ss58_address}
+        with pytest.raises(openai.NotFoundError):  # without a fallback the unknown model is a 404
+            await client.chat.completions.create(model="no-such-model", messages=hello)

@@ -1,4 +1,4 @@
-"""`veilnet keys create|list|revoke|topup`: the gateway's API keys (stored hashed)."""
+"""`veilnet keys create|list|revoke|topup|budget`: the gateway's API keys (stored hashed)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ from typing import Annotated, TypeVar
 
 import typer
 
+from veilnet.budgets import BudgetReset
 from veilnet.cli.common import console, settings_from, veilnet_errors
-from veilnet.store.keys import KeyStore
+from veilnet.store.keys import ApiKey, KeyStore
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Manage the gateway's API keys and credit.", no_args_is_help=True)
+app = typer.Typer(help="Manage the gateway's API keys, their credit and budgets.", no_args_is_help=True)
 
 T = TypeVar("T")
 
@@ -37,11 +38,17 @@ def create(
     ctx: typer.Context,
     name: Annotated[str, typer.Option("--name", help="A label for the key.")] = "default",
     credit: Annotated[float, typer.Option("--credit", min=0, help="Credit in USD.")] = 10.0,
+    budget: Annotated[float | None, typer.Option("--budget", help="Spend at most this many USD per period.")] = None,
+    reset: Annotated[BudgetReset | None, typer.Option("--reset", help="The budget's period (UTC).")] = None,
 ) -> None:
     """Create a key; its secret is shown once."""
-    secret, key = _with_store(ctx, lambda store: store.create(name, credit))
-    console.print(f"key {key.id} ({name}), credit ${credit:.2f}")
+    secret, key = _with_store(ctx, lambda store: store.create(name, credit, budget_usd=budget, budget_reset=reset))
+    console.print(f"key {key.id} ({name}), credit ${credit:.2f}{_budget_text(key)}")
     typer.echo(secret)
+
+
+def _budget_text(key: ApiKey) -> str:
+    return "" if key.budget_usd is None else f", budget ${key.budget_usd:.2f} {key.budget_reset}"
 
 
 @app.command("list")
@@ -50,13 +57,13 @@ def list_(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] =
     """List keys with their credit and spend (never their secrets)."""
     keys = _with_store(ctx, lambda store: store.all_keys())
     rows = [{"id": k.id, "name": k.name, "prefix": k.prefix, "credit_usd": k.credit_usd, "spent_usd": k.spent_usd,
-             "revoked": k.revoked} for k in keys]
+             "budget_usd": k.budget_usd, "budget_reset": k.budget_reset, "revoked": k.revoked} for k in keys]
     if as_json:
         typer.echo(json.dumps(rows))
         return
-    for row in rows:
-        console.print(f"{row['id']:>4}  {row['prefix']}…  {row['name']:<20} ${row['spent_usd']:.4f} of "
-                      f"${row['credit_usd']:.2f}{'  revoked' if row['revoked'] else ''}")
+    for key in keys:
+        console.print(f"{key.id:>4}  {key.prefix}…  {key.name:<20} ${key.spent_usd:.4f} of "
+                      f"${key.credit_usd:.2f}{_budget_text(key)}{'  revoked' if key.revoked else ''}")
 
 
 @app.command("revoke")
@@ -77,3 +84,21 @@ def topup(
     """Add credit to a key."""
     _with_store(ctx, lambda store: store.topup(key_id, amount))
     console.print(f"key {key_id}: +${amount:.2f}")
+
+
+@app.command("budget")
+@veilnet_errors
+def budget(
+    ctx: typer.Context,
+    key_id: Annotated[int, typer.Argument(help="The key's id.")],
+    amount: Annotated[float | None, typer.Argument(help="USD the key may spend per period.")] = None,
+    reset: Annotated[BudgetReset | None, typer.Option("--reset", help="The budget's period (UTC).")] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the key's budget.")] = False,
+) -> None:
+    """Set (or with --clear remove) a key's spending budget per day, week or month."""
+    if clear:
+        _with_store(ctx, lambda store: store.set_budget(key_id, None, None))
+        console.print(f"key {key_id}: no budget")
+        return
+    _with_store(ctx, lambda store: store.set_budget(key_id, amount, reset))
+    console.print(f"key {key_id}: budget ${amount or 0:.2f} {reset}")

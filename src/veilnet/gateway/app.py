@@ -549,14 +549,17 @@ def create_gateway_app(
 
     @app.get("/api/v1/key")
     async def key_info(request: Request) -> dict[str, Any]:
-        """OpenRouter's key endpoint: credit (USD) and rate limits, with this minute's use of them. An
-        out-of-credit key can still ask."""
+        """OpenRouter's key endpoint: credit (USD), the budget per period when the key has one, and rate
+        limits, with this period's and this minute's use of them. A key out of credit or budget can still ask."""
         key = await bearer_key(ctx, request.headers.get("authorization"))
         limiter = ctx.ratelimit
         requests_used, tokens_used = limiter.counts(key.id) if limiter is not None else (0, 0)
+        budget = None if key.budget_usd is None else {
+            "limit": key.budget_usd, "reset": key.budget_reset, "usage": key.period_spent_usd,
+            "remaining": key.budget_remaining_usd, "resets_at": key.budget_resets_at}
         return {"data": {
             "label": key.name, "limit": key.credit_usd, "usage": key.spent_usd,
-            "limit_remaining": key.remaining_usd, "is_free_tier": False,
+            "limit_remaining": key.remaining_usd, "is_free_tier": False, "budget": budget,
             "rate_limit": {"requests": (limiter.rpm or None) if limiter else None,
                            "tokens": (limiter.tpm or None) if limiter else None, "interval": "1m"},
             "rate_limit_used": {"requests": requests_used, "tokens": tokens_used},

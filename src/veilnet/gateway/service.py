@@ -65,10 +65,15 @@ async def bearer_key(ctx: GatewayContext, authorization: str | None) -> ApiKey:
 
 
 async def authenticate_key(ctx: GatewayContext, authorization: str | None) -> ApiKey:
-    """The key of a request to serve: known, in credit (PaymentRequired) and within its rate limits."""
+    """The key of a request to serve: known, in credit and within its budget (PaymentRequired) and within its
+    rate limits."""
     key = await bearer_key(ctx, authorization)
     if key.remaining_usd <= 0:
         raise PaymentRequired(f"API key {key.prefix}… is out of credit; top it up")
+    left = key.budget_remaining_usd
+    if left is not None and left <= 0:
+        raise PaymentRequired(f"API key {key.prefix}… spent its {key.budget_reset} budget of ${key.budget_usd:g}; "
+                              f"it resets at {key.budget_resets_at}", code="budget_exceeded")
     if ctx.ratelimit is not None:
         await ctx.ratelimit.admit(key.id)
     return key

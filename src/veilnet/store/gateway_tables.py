@@ -1,4 +1,5 @@
-"""The gateway's tables: hashed API keys with credit, and one usage-ledger row per request."""
+"""The gateway's tables: hashed API keys with credit and an optional budget per period, and one usage-ledger
+row per request."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ api_keys = Table(
     Column("spent_usd", Float, nullable=False, default=0.0),
     Column("revoked", Boolean, nullable=False, default=False),
     Column("created_at", Float, nullable=False),
+    Column("budget_usd", Float, nullable=True),  # at most this much spent per period; NULL: no budget
+    Column("budget_reset", String(16), nullable=True),  # daily | weekly | monthly (veilnet.budgets)
+    Column("period_start", Float, nullable=True),  # the period period_spent_usd counts in
+    Column("period_spent_usd", Float, nullable=False, default=0.0, server_default="0"),
 )
 
 usage = Table(
