@@ -39,6 +39,9 @@ async def test_chat_stream_and_usage_cost(tmp_path: Path, redis_client: aioredis
         assert [r.status for r in rows] == ["ok", "ok"] and all(r.miner for r in rows)
         models = await client.models.list()
         assert {m.id for m in models.data} == {"upstream-echo", "upstream-dying", "upstream-slow"}
+        echo = next(m for m in models.data if m.id == "upstream-echo").model_extra or {}
+        assert echo["pricing"] == {"prompt": pytest.approx(1e-6), "completion": pytest.approx(2e-6)}  # USD per token
+        assert echo["context_length"] > 0 and echo["providers"] == 2
 
 
 async def test_errors_have_openai_shapes(tmp_path: Path, redis_client: aioredis.Redis) -> None:

@@ -25,10 +25,12 @@ _TD_ATTRIBUTES_DEBUG = 0x01  # TDATTRIBUTES bit 0 (TUD.DEBUG)
 
 @dataclass(frozen=True)
 class TdxCollateralSource:
-    """Where collateral comes from when the evidence carries none: a directory of files, then a PCCS."""
+    """Where collateral comes from when the evidence carries none: a directory of files, then a PCCS (which
+    has ``pccs_timeout`` seconds to answer: dcap-qvl's own client would wait three minutes)."""
 
     directory: Path | None = None
     pccs_url: str | None = None
+    pccs_timeout: float = 30.0
 
     async def collateral(self, quote: bytes, fmspc: str, offered: dict[str, Any] | None) -> Any:
         if offered is not None:
@@ -39,7 +41,10 @@ class TdxCollateralSource:
                 return _parse_collateral(path.read_text(), str(path))
         if self.pccs_url:
             try:
-                return await dcap_qvl.get_collateral(self.pccs_url, quote)
+                return await asyncio.wait_for(dcap_qvl.get_collateral(self.pccs_url, quote), self.pccs_timeout)
+            except TimeoutError as exc:
+                raise AttestationFailed(f"the PCCS at {self.pccs_url} did not answer within {self.pccs_timeout:g} s "
+                                        "(TDX collateral)") from exc
             except (ValueError, RuntimeError) as exc:
                 raise AttestationFailed(f"TDX collateral could not be fetched from {self.pccs_url}: {exc}") from exc
         raise AttestationFailed(f"no TDX collateral for FMSPC {fmspc}: the evidence carries none and no "
