@@ -24,8 +24,11 @@ async def test_keys_are_hashed_charged_and_revocable(sql_url: str) -> None:
         await store.topup(key.id, 2.0)
         assert (await store.authenticate(secret)).remaining_usd == pytest.approx(2.75)
         assert [row.generation_id for row in await store.usage_rows(key.id)] == ["gen-1"]
-        with pytest.raises(InvalidRequest):
-            await store.topup(key.id, -1)
+        for amount in (-1.0, float("nan"), float("inf")):
+            with pytest.raises(InvalidRequest, match="top-up amount must be a number > 0"):
+                await store.topup(key.id, amount)
+        with pytest.raises(InvalidRequest, match="credit must be a number >= 0"):
+            await store.create("bad", credit_usd=float("nan"))
         with pytest.raises(NotFound):
             await store.revoke(999)
         await store.revoke(key.id)
@@ -123,8 +126,9 @@ async def test_a_budget_caps_spend_per_period_and_resets(sql_url: str) -> None:
         await store.set_budget(key.id, None, None)
         free = await store.authenticate(secret)
         assert free.budget_remaining_usd is None and free.remaining_usd == pytest.approx(8.75)
-        with pytest.raises(InvalidRequest, match="> 0"):
-            await store.set_budget(key.id, 0.0, "daily")
+        for amount in (0.0, float("nan")):
+            with pytest.raises(InvalidRequest, match="budget must be a number > 0"):
+                await store.set_budget(key.id, amount, "daily")
         with pytest.raises(NotFound):
             await store.set_budget(999, 1.0, "daily")
 

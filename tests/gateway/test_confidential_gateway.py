@@ -115,7 +115,8 @@ def rewrite(app: ASGIApp, *, request: Callable[[str, bytes], bytes] | None = Non
 @contextlib.asynccontextmanager
 async def subnet(tmp_path: Path, redis: aioredis.Redis, *, miner_hop: Callable[[ASGIApp], ASGIApp] = lambda a: a,
                  gateway_hop: Callable[[ASGIApp], ASGIApp] = lambda a: a,
-                 client_policy: MeasurementPolicy | None = None) -> AsyncIterator[dict[str, Any]]:
+                 client_policy: MeasurementPolicy | None = None,
+                 request_timeout: float = 120.0) -> AsyncIterator[dict[str, Any]]:
     dev_key = Ed25519PrivateKey.generate()
     anchors = TrustAnchors(dev_enclave_keys=(dev_key.public_key(),))
     async with contextlib.AsyncExitStack() as es:
@@ -151,7 +152,8 @@ async def subnet(tmp_path: Path, redis: aioredis.Redis, *, miner_hop: Callable[[
 
         ctx = GatewayContext(keypair=GATEWAY, keys=keys, directory=directory, http=http, scores=scores,
                              relay=await es.enter_async_context(RelayClient()),
-                             rng=random.Random(0), organic=await es.enter_async_context(OrganicStream(redis, 1, sample_rate=1.0)),
+                             rng=random.Random(0), request_timeout=request_timeout,
+                             organic=await es.enter_async_context(OrganicStream(redis, 1, sample_rate=1.0)),
                              attestations=AttestedSessions(EvidenceVerifier(policy(), anchors)))
         assert await refresh_attestations(ctx) == {}
         gateway = await es.enter_async_context(serve_asgi(gateway_hop(create_gateway_app(ctx)), lifespan="off"))
@@ -334,3 +336,19 @@ async def test_an_inflated_receipt_is_refused_by_the_client_and_not_billed_by_th
         assert rows[0].error is not None and "usage receipt" in rows[0].error
         # three bad answers in a row: the enclave miner cools down like any failing miner
         assert s["ctx"].breaker.states()[ENCLAVE_MINER.ss58_address] == "open"
+
+
+async def test_a_sealed_request_the_enclave_does_not_answer_in_time_is_a_408(
+    tmp_path: Path, redis_client: aioredis.Redis
+) -> None:
+    async with subnet(tmp_path, redis_client, request_timeout=0.2) as s:  # upstream-slow answers after 0.5 s
+        for stream in (False, True):
+            with pytest.raises(openai.APIStatusError) as timed_out:
+                await s["sdk"].chat.completions.create(model="upstream-slow", messages=_hello(), stream=stream)
+            assert timed_out.value.status_code == 408
+            assert timed_out.value.body["code"] == "request_timeout"  # type: ignore[index]
+            assert "did not answer within 0.2 s" in timed_out.value.body["message"]  # type: ignore[index]
+        rows = await s["keys"].usage_rows(s["key"].id)
+        assert [(r.status, r.error, r.cost_usd) for r in rows] == [("error", "miner timed out", 0.0)] * 2
+        answer = await s["sdk"].chat.completions.create(model="upstream-echo", messages=_hello())
+        assert answer.choices[0].message.content == "hello there"

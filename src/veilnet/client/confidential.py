@@ -31,6 +31,7 @@ from veilnet.errors import (
     PaymentRequired,
     PermissionDenied,
     RateLimited,
+    RequestTimeout,
     UpstreamError,
     VeilnetError,
 )
@@ -58,7 +59,7 @@ def error_from_response(status: int, body: bytes) -> VeilnetError:
     if status == 429:
         return RateLimited(message, retry_after=1.0, code=code)
     by_status: dict[int, type[VeilnetError]] = {400: InvalidRequest, 401: AuthenticationError, 402: PaymentRequired,
-                                                 403: PermissionDenied, 404: NotFound}
+                                                 403: PermissionDenied, 404: NotFound, 408: RequestTimeout}
     return by_status.get(status, UpstreamError)(message, code=code)
 
 

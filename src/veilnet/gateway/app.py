@@ -401,13 +401,17 @@ def create_gateway_app(
         if not ctx.breaker.allows(candidate.hotkey):
             raise Overloaded(f"miner {relayed.miner[:8]}… is cooling down after failures", retry_after=5)
         generation = new_generation_id()
+
+        async def miner_timed_out() -> RequestTimeout:
+            ctx.breaker.failure(candidate.hotkey)
+            await record(key, generation, sealed.model, candidate, {}, started, "error", "miner timed out")
+            return RequestTimeout(f"request timed out: {timed_out(candidate).message}")
+
         try:
             response = await open_miner_request(ctx, candidate, path, None,
                                                 sealed_body=sealed.model_dump_json().encode())
         except TimeoutError as exc:
-            ctx.breaker.failure(candidate.hotkey)
-            await record(key, generation, sealed.model, candidate, {}, started, "error", "miner timed out")
-            raise RequestTimeout(f"request timed out: {timed_out(candidate).message}") from exc
+            raise await miner_timed_out() from exc
         except RelayError as exc:
             ctx.breaker.failure(candidate.hotkey)
             await record(key, generation, sealed.model, candidate, {}, started, "error", "miner unreachable")
@@ -439,9 +443,7 @@ def create_gateway_app(
             try:
                 raw = await response.read()
             except TimeoutError as exc:
-                ctx.breaker.failure(candidate.hotkey)
-                await record(key, generation, sealed.model, candidate, {}, started, "error", "miner timed out")
-                raise RequestTimeout(f"request timed out: {timed_out(candidate).message}") from exc
+                raise await miner_timed_out() from exc
             except RelayError as exc:
                 ctx.breaker.failure(candidate.hotkey)
                 await record(key, generation, sealed.model, candidate, {}, started, "error", str(exc)[:200])

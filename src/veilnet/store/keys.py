@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -96,8 +97,8 @@ def _row(row: object) -> ApiKey:
 def _check_budget(budget_usd: float | None, reset: str | None) -> None:
     if (budget_usd is None) != (reset is None):
         raise InvalidRequest("a budget needs both an amount and a reset period", param="budget")
-    if budget_usd is not None and budget_usd <= 0:
-        raise InvalidRequest("budget must be > 0", param="budget")
+    if budget_usd is not None and not (math.isfinite(budget_usd) and budget_usd > 0):
+        raise InvalidRequest("budget must be a number > 0", param="budget")
     if reset is not None and reset not in BUDGET_RESETS:
         raise InvalidRequest(f"budget reset must be one of {', '.join(BUDGET_RESETS)}", param="budget_reset")
 
@@ -145,8 +146,8 @@ class KeyStore:
                      budget_reset: str | None = None) -> tuple[str, ApiKey]:
         """A new key; the secret is returned once and only its hash is stored. ``budget_usd`` with
         ``budget_reset`` (daily, weekly, monthly) caps what it may spend per period, within its credit."""
-        if credit_usd < 0:
-            raise InvalidRequest("credit must be >= 0", param="credit")
+        if not (math.isfinite(credit_usd) and credit_usd >= 0):
+            raise InvalidRequest("credit must be a number >= 0", param="credit")
         _check_budget(budget_usd, budget_reset)
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
         try:
@@ -229,8 +230,8 @@ class KeyStore:
         await self._update(key_id, revoked=True)
 
     async def topup(self, key_id: int, amount_usd: float) -> None:
-        if amount_usd <= 0:
-            raise InvalidRequest("top-up amount must be positive", param="amount")
+        if not (math.isfinite(amount_usd) and amount_usd > 0):
+            raise InvalidRequest("top-up amount must be a number > 0", param="amount")
         await self._update(key_id, credit_usd=api_keys.c.credit_usd + amount_usd)
 
     async def set_budget(self, key_id: int, budget_usd: float | None, reset: str | None) -> None:
