@@ -35,8 +35,14 @@ async def test_chat_stream_and_usage_cost(tmp_path: Path, redis_client: aioredis
                 usage = chunk.usage
         assert text == "hello there"
         assert usage is not None and usage.model_extra["cost"] > 0
+        # as on OpenRouter, the last chunk carries usage with cost even when the request did not ask for it
+        stream = await client.chat.completions.create(
+            model="upstream-echo", messages=[{"role": "user", "content": "hi"}], stream=True)
+        chunks = [chunk async for chunk in stream]
+        assert chunks[-1].usage is not None and chunks[-1].usage.model_extra["cost"] == pytest.approx(
+            (3 * 1.0 + 3 * 2.0) / 1e6)
         rows = await s["keys"].usage_rows(s["key"].id)
-        assert [r.status for r in rows] == ["ok", "ok"] and all(r.miner for r in rows)
+        assert [r.status for r in rows] == ["ok", "ok", "ok"] and all(r.miner for r in rows)
         models = await client.models.list()
         assert {m.id for m in models.data} == {"upstream-echo", "upstream-dying", "upstream-slow"}
         echo = next(m for m in models.data if m.id == "upstream-echo").model_extra or {}
