@@ -17,12 +17,14 @@ from veilnet.confidential import (
     KeysetKeys,
     ReceiptInvalid,
     ReceiptWitness,
+    RequestReplayed,
     ResponseTampered,
     SealedExchange,
     StaleKeyset,
     seal_request,
 )
-from veilnet.protocol.confidential import SealedResponse
+from veilnet.confidential.nonces import ServedRequests
+from veilnet.protocol.confidential import SealedRequest, SealedResponse
 
 
 async def attested(enclave: Enclave, verifier: EvidenceVerifier) -> AttestedMiner:
@@ -38,11 +40,44 @@ def test_request_opens_only_with_its_associated_data(make_enclave: Callable[...,
     assert b"secret" not in sealed.model_dump_json().encode()
     assert enclave.open(sealed).plaintext == b'{"secret":1}'
     for change in ({"model": "gemma-3-270m"}, {"stream": True}, {"endpoint": "completions"},
-                   {"request_id": "0" * 32}):
+                   {"request_id": "0" * 32}, {"issued_at": sealed.issued_at + 1}):
         with pytest.raises(DecryptionFailed, match="does not open"):
             enclave.open(sealed.model_copy(update=change))
     with pytest.raises(StaleKeyset, match="attest again"):
         make_enclave().open(sealed)  # sealed to another enclave's keyset
+
+
+def test_a_sealed_request_is_served_once_and_only_while_fresh(make_enclave: Callable[..., Enclave]) -> None:
+    enclave = make_enclave()
+    keys = KeysetKeys.of(enclave.keyset)
+
+    def seal(**kwargs: int) -> SealedRequest:
+        return seal_request(keys, b"{}", endpoint="chat.completions", model=MODEL, stream=False, **kwargs)[0]
+
+    sealed = seal()
+    with pytest.raises(DecryptionFailed, match="does not open"):  # a forgery under its id does not burn it
+        enclave.open(sealed.model_copy(update={"ciphertext": b"\x00" * len(sealed.ciphertext)}))
+    assert enclave.open(sealed).plaintext == b"{}"
+    with pytest.raises(RequestReplayed, match="already served") as replayed:
+        enclave.open(sealed)
+    assert replayed.value.code == "request_replayed"
+    now = int(enclave.clock())
+    for skew in (-500, 500):  # too old, or from a clock far ahead
+        with pytest.raises(RequestReplayed, match="within 120 s") as stale:
+            enclave.open(seal(issued_at=now + skew))
+        assert stale.value.code == "request_expired"
+    assert enclave.open(seal(issued_at=now - 100)).plaintext == b"{}"  # clocks a little apart are fine
+
+
+def test_served_request_ids_are_forgotten_once_they_could_no_longer_be_fresh() -> None:
+    served = ServedRequests(window=10)
+    for n in range(5000):
+        served.admit(f"{n:032x}", issued_at=0, now=0)
+    for n in range(5000, 9000):  # the book outgrows its mark: the ids that can no longer be fresh go
+        served.admit(f"{n:032x}", issued_at=1000, now=1000)
+    assert len(served._served) == 4000
+    with pytest.raises(RequestReplayed):
+        served.admit(f"{8999:032x}", issued_at=1000, now=1001)
 
 
 def test_a_keyset_with_an_unusable_key_is_refused_before_any_request(make_enclave: Callable[..., Enclave]) -> None:

@@ -352,3 +352,23 @@ async def test_a_sealed_request_the_enclave_does_not_answer_in_time_is_a_408(
         assert [(r.status, r.error, r.cost_usd) for r in rows] == [("error", "miner timed out", 0.0)] * 2
         answer = await s["sdk"].chat.completions.create(model="upstream-echo", messages=_hello())
         assert answer.choices[0].message.content == "hello there"
+
+
+async def test_a_gateway_replaying_a_sealed_request_is_refused_by_the_enclave(
+    tmp_path: Path, redis_client: aioredis.Redis
+) -> None:
+    captured: list[bytes] = []
+
+    def replay(path: str, body: bytes) -> bytes:
+        if path != "/v1/chat/completions":
+            return body
+        captured.append(body)
+        return captured[0]  # every later request is swapped for the first one, re-sent as it was
+
+    async with subnet(tmp_path, redis_client, gateway_hop=lambda app: rewrite(app, request=replay)) as s:
+        answer = await s["sdk"].chat.completions.create(model="upstream-echo", messages=_hello())
+        assert answer.choices[0].message.content == "hello there"
+        with pytest.raises(openai.BadRequestError) as refused:
+            await s["sdk"].chat.completions.create(model="upstream-echo", messages=_hello())
+        assert refused.value.body["code"] == "request_replayed"  # type: ignore[index]
+        assert "already served" in refused.value.body["message"]  # type: ignore[index]

@@ -19,6 +19,7 @@ from veilnet.confidential.errors import (
     DecryptionFailed,
     PrivacyRestricted,
     ReceiptInvalid,
+    RequestReplayed,
     ResponseTampered,
     StaleKeyset,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "ReceiptInvalid",
     "ReceiptWitness",
     "RequestOpener",
+    "RequestReplayed",
     "ResponseOpener",
     "ResponseSealer",
     "ResponseTampered",

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from veilnet.confidential.keyset import gpu_nonce_for, report_data_for, sign_keyset
+from veilnet.confidential.nonces import ServedRequests
 from veilnet.confidential.receipts import sign_receipt
 from veilnet.confidential.sealing import EnclaveKeyPair, RequestOpener, ResponseSealer, open_request
 from veilnet.confidential.verifiers.dev import dev_statement
@@ -119,6 +120,7 @@ class Enclave:
         )
         self.keyset = sign_keyset(keyset, hotkey)
         self.keyset_digest = self.keyset.digest()
+        self.served = ServedRequests()
 
     @property
     def simulated(self) -> bool:
@@ -129,7 +131,13 @@ class Enclave:
                                             gpu_nonce_for(self.keyset_digest, nonce), self.keyset)
 
     def open(self, sealed: SealedRequest) -> RequestOpener:
-        return open_request(self.keys, self.keyset_digest.hex(), sealed)
+        """The request's plaintext and its answer's sealer; a replayed or stale request is refused
+        (RequestReplayed), and so is one that does not open (DecryptionFailed)."""
+        now = self.clock()
+        self.served.check_fresh(sealed.issued_at, now)
+        opened = open_request(self.keys, self.keyset_digest.hex(), sealed)
+        self.served.admit(sealed.request_id, sealed.issued_at, now)  # only ids that opened: no one burns them
+        return opened
 
     def receipt(self, sealed: SealedRequest, sealer: ResponseSealer, usage: dict[str, Any], *,
                 price_input: float, price_output: float) -> UsageReceipt:

@@ -4,7 +4,8 @@
     ├── AttestationFailed      evidence that does not verify, or claims the policy refuses (with a reason)
     ├── PrivacyRestricted      no miner with fresh verified attestation can serve the request
     ├── DecryptionFailed       a sealed request that cannot be opened (wrong key, associated data, bytes)
-    │   └── StaleKeyset        sealed to a keyset the enclave no longer holds
+    │   ├── StaleKeyset        sealed to a keyset the enclave no longer holds
+    │   └── RequestReplayed    a sealed request the enclave already served, or one too old (or new) to serve
     ├── ResponseTampered       response frames reordered, truncated, altered, or sent in plaintext
     └── ReceiptInvalid         a usage receipt whose signature or hashes do not match
 """
@@ -18,6 +19,7 @@ __all__ = [
     "DecryptionFailed",
     "PrivacyRestricted",
     "ReceiptInvalid",
+    "RequestReplayed",
     "ResponseTampered",
     "StaleKeyset",
 ]
@@ -37,6 +39,10 @@ class DecryptionFailed(ConfidentialError):
 
 class StaleKeyset(DecryptionFailed):
     code = "stale_keyset"
+
+
+class RequestReplayed(DecryptionFailed):
+    code = "request_replayed"
 
 
 class ResponseTampered(ConfidentialError):

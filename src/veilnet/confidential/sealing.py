@@ -2,7 +2,8 @@
 
 Request: HPKE base mode, DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / ChaCha20-Poly1305, ``info`` fixed to
 this protocol version; the associated data is every envelope field the gateway can see (endpoint, model,
-stream flag, request id, keyset digest), so changing any of them makes the request fail to open.
+stream flag, request id, time of issue, keyset digest), so changing any of them makes the request fail to
+open; the enclave serves a request id once, and only while its time of issue is fresh (``ServedRequests``).
 
 Response: a 32-byte key exported from the same HPKE context (both ends derive it; nobody else can), then
 ChaCha20-Poly1305 frames whose nonce is the frame's sequence number and whose associated data is the
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -152,10 +154,11 @@ class ResponseOpener:
 
 
 def seal_request(keys: KeysetKeys, plaintext: bytes, *, endpoint: Literal["chat.completions", "completions"],
-                 model: str, stream: bool) -> tuple[SealedRequest, ResponseOpener]:
+                 model: str, stream: bool, issued_at: int | None = None) -> tuple[SealedRequest, ResponseOpener]:
     """Seal an OpenAI request body to a keyset; the opener decrypts the answer to exactly this request."""
     enc, context = SUITE.create_sender_context(keys.hpke_public_key, info=_INFO)
     draft = SealedRequest(endpoint=endpoint, model=model, stream=stream, request_id=os.urandom(16).hex(),
+                          issued_at=int(time.time()) if issued_at is None else issued_at,
                           keyset_digest=keys.digest_hex, enc=enc, ciphertext=b"")
     sealed = draft.model_copy(update={"ciphertext": context.seal(plaintext, aad=draft.associated_data())})
     key = context.export(_RESPONSE_KEY_LABEL, 32)

@@ -125,6 +125,7 @@ class SealedRequest(_Strict):
     model: str = Field(min_length=1)
     stream: bool = False
     request_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    issued_at: int = Field(ge=0)  # the sender's Unix time: an enclave serves a request once, and only when fresh
     keyset_digest: str = Field(pattern=_HEX64)
     enc: B64Bytes  # the HPKE encapsulated key
     ciphertext: B64Bytes
