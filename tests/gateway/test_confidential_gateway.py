@@ -372,3 +372,26 @@ async def test_a_gateway_replaying_a_sealed_request_is_refused_by_the_enclave(
             await s["sdk"].chat.completions.create(model="upstream-echo", messages=_hello())
         assert refused.value.body["code"] == "request_replayed"  # type: ignore[index]
         assert "already served" in refused.value.body["message"]  # type: ignore[index]
+
+
+async def test_a_sealed_stream_left_early_is_billed_from_the_frames_relayed(
+    tmp_path: Path, redis_client: aioredis.Redis
+) -> None:
+    import asyncio
+
+    async with subnet(tmp_path, redis_client) as s:
+        client: ConfidentialClient = s["client"]
+        secret, key = await s["keys"].create("leaver", credit_usd=1.0)
+        lines = await client.open("chat.completions", {"model": "upstream-echo", "messages": _hello(), "stream": True,
+                                                       "user": "slow-stream"}, api_key=secret)
+        assert not isinstance(lines, dict)
+        assert b'"hel"' in await anext(lines)  # the first frame, opened; the miner waits before the next
+        await lines.aclose()  # the client leaves before the final frame and the receipt
+        for _ in range(100):
+            rows = await s["keys"].usage_rows(key.id)
+            if rows:
+                break
+            await asyncio.sleep(0.02)
+        assert [(r.status, r.completion_tokens, r.prompt_tokens) for r in rows] == [("client_disconnected", 1, 0)]
+        assert rows[0].cost_usd == pytest.approx(2.0 / 1e6)  # one completion token at the miner's price
+        assert rows[0].error == "usage estimated: the client left before the enclave's receipt arrived"

@@ -61,6 +61,11 @@ class ReceiptWitness:
         elif isinstance(event, UsageReceipt):
             self.receipt = event
 
+    @property
+    def frames(self) -> int:
+        """Frames relayed so far."""
+        return len(self._frames)
+
     def feed_response(self, response: SealedResponse) -> None:
         self._frames.extend(f.ct for f in response.frames)
         self.receipt = response.receipt

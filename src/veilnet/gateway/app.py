@@ -43,6 +43,7 @@ from veilnet.gateway.service import (
     authenticate_key,
     bearer_key,
     cost_usd,
+    estimated_usage,
     new_generation_id,
     open_miner_request,
     requested_parameters,
@@ -230,10 +231,11 @@ def create_gateway_app(
                 if opened is None:
                     raise await give_up()
                 model, candidate, response, exchange = opened
-                events = stream(response, key, generation, model, candidate, started, sampled(), exchange)
+                events = stream(response, key, generation, model, candidate, started, payload, sampled(), exchange)
             else:
                 # the miner is slow to answer: start the stream and keep it alive with SSE comments
-                events = stream_when_ready(first, found, give_up, key, generation, started, parsed.model, sampled)
+                events = stream_when_ready(first, found, give_up, key, generation, started, parsed.model, payload,
+                                           sampled)
             return EventStreamResponse(events, headers={**headers, "Cache-Control": "no-cache"})
 
         async with contextlib.aclosing(attempts()) as tried:
@@ -277,7 +279,7 @@ def create_gateway_app(
         first: asyncio.Future[Attempt | None],
         found: AsyncGenerator[Attempt, None],
         give_up: Callable[[], Awaitable[VeilnetError]],
-        key: ApiKey, generation: str, started: float, model: str,
+        key: ApiKey, generation: str, started: float, model: str, payload: dict[str, Any],
         sampled: Callable[[], dict[str, Any] | None],
     ) -> AsyncGenerator[bytes, None]:
         try:
@@ -294,7 +296,7 @@ def create_gateway_app(
             yield error_event(generation, model, await give_up())
             return
         answered, candidate, response, exchange = opened
-        async with contextlib.aclosing(stream(response, key, generation, answered, candidate, started, sampled(),
+        async with contextlib.aclosing(stream(response, key, generation, answered, candidate, started, payload, sampled(),
                                               exchange)) as relayed:
             async for line in relayed:
                 yield line
@@ -309,10 +311,11 @@ def create_gateway_app(
         return b"data: " + to_json(chunk) + b"\n\n" + b"data: [DONE]\n\n"
 
     async def stream(response: RelayResponse, key: ApiKey, generation: str, model: str,
-                     candidate: Candidate, started: float, request: dict[str, Any] | None,
+                     candidate: Candidate, started: float, payload: dict[str, Any], request: dict[str, Any] | None,
                      exchange: SealedExchange | None = None) -> AsyncGenerator[bytes, None]:
         usage: dict[str, Any] = {}
         status = "ok"
+        chunks = 0  # data lines relayed: what a client that leaves before the miner's usage line is billed from
         try:
             def plain_line(line: bytes) -> bytes:
                 """A line worth a look: the miner's signature comment (for validators, not apps), the usage
@@ -339,6 +342,7 @@ def create_gateway_app(
 
             async for block in response.blocks(whole_lines=True):
                 if exchange is None:
+                    chunks += block.count(b"data: {")
                     block = rewrite_lines(block, (b'"usage"', b'"error"'), plain_line)
                     if block:
                         yield block
@@ -353,6 +357,7 @@ def create_gateway_app(
                         continue
                     plain = exchange.open_line(line)
                     if plain is not None:
+                        chunks += 1
                         out.append(plain_line(b"data: " + plain + b"\n") + b"\n")
                 if out:
                     yield b"".join(out)
@@ -374,7 +379,11 @@ def create_gateway_app(
             raise
         finally:
             response.release()
-            await record(key, generation, model, candidate, usage, started, status, request=request)
+            error = None
+            if status == "client_disconnected" and not usage and chunks:  # leaving early is not free
+                usage = estimated_usage(chunks, candidate, payload)
+                error = "usage estimated: the client left before the miner's usage arrived"
+            await record(key, generation, model, candidate, usage, started, status, error, request=request)
 
     async def relay_sealed(request: Request, path: str) -> Response:
         """A request the client sealed to an enclave it attested itself: forwarded as ciphertext the
@@ -487,7 +496,11 @@ def create_gateway_app(
                 raise
             finally:
                 response.release()
-                await record(key, generation, sealed.model, candidate, usage, started, status)
+                error = None
+                if status == "client_disconnected" and not usage and witness.frames:  # no receipt: frames relayed
+                    usage = estimated_usage(witness.frames, candidate)
+                    error = "usage estimated: the client left before the enclave's receipt arrived"
+                await record(key, generation, sealed.model, candidate, usage, started, status, error)
 
         return EventStreamResponse(events(), headers={**headers, "Cache-Control": "no-cache"})
 

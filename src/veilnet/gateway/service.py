@@ -29,7 +29,8 @@ from veilnet.store.organic import OrganicStream, RequestCounter
 from veilnet.store.ratelimit import KeyRateLimiter
 
 __all__ = [
-    "GatewayContext", "authenticate_key", "bearer_key", "cost_usd", "new_generation_id", "open_miner_request",
+    "GatewayContext", "authenticate_key", "bearer_key", "cost_usd", "estimated_usage", "new_generation_id",
+    "open_miner_request",
     "requested_parameters", "route",
 ]
 
@@ -157,6 +158,18 @@ def cost_usd(usage: dict[str, Any], candidate: Candidate) -> float:
     prompt = int(usage.get("prompt_tokens") or 0)
     completion = int(usage.get("completion_tokens") or 0)
     return (prompt * candidate.price_input + completion * candidate.price_output) / 1_000_000
+
+
+def estimated_usage(chunks: int, candidate: Candidate, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a stream cost when its client left before the miner's usage line: one completion token per data
+    line relayed (streaming servers send a chunk per token) and one prompt token per four characters of the
+    request's prompt (none when the gateway cannot read it), priced as the miner prices tokens."""
+    prompt = None if payload is None else payload.get("messages", payload.get("prompt"))
+    usage: dict[str, Any] = {"prompt_tokens": 0 if prompt is None else len(to_json(prompt)) // 4,
+                             "completion_tokens": chunks}
+    usage["total_tokens"] = usage["prompt_tokens"] + chunks
+    usage["cost"] = cost_usd(usage, candidate)
+    return usage
 
 
 async def open_miner_request(
