@@ -160,12 +160,22 @@ def cost_usd(usage: dict[str, Any], candidate: Candidate) -> float:
     return (prompt * candidate.price_input + completion * candidate.price_output) / 1_000_000
 
 
+def _prompt_chars(payload: dict[str, Any]) -> int:
+    """Characters of text in a chat request's messages or a completion request's prompt."""
+    texts: list[Any] = []
+    for message in payload.get("messages") or []:
+        content = message.get("content")
+        texts += [content] if isinstance(content, str) else [part.get("text") for part in content or []]
+    prompt = payload.get("prompt")
+    texts += [prompt] if isinstance(prompt, str) else list(prompt or [])
+    return sum(len(text) for text in texts if isinstance(text, str))
+
+
 def estimated_usage(chunks: int, candidate: Candidate, payload: dict[str, Any] | None = None) -> dict[str, Any]:
     """What a stream cost when its client left before the miner's usage line: one completion token per data
     line relayed (streaming servers send a chunk per token) and one prompt token per four characters of the
-    request's prompt (none when the gateway cannot read it), priced as the miner prices tokens."""
-    prompt = None if payload is None else payload.get("messages", payload.get("prompt"))
-    usage: dict[str, Any] = {"prompt_tokens": 0 if prompt is None else len(to_json(prompt)) // 4,
+    request's text (none when the gateway cannot read it), priced as the miner prices tokens."""
+    usage: dict[str, Any] = {"prompt_tokens": 0 if payload is None else _prompt_chars(payload) // 4,
                              "completion_tokens": chunks}
     usage["total_tokens"] = usage["prompt_tokens"] + chunks
     usage["cost"] = cost_usd(usage, candidate)
