@@ -15,6 +15,7 @@ from veilnet.confidential.enclave import (
     serving_code_sha256,
 )
 from veilnet.confidential.errors import (
+    ATTESTATION_REASONS,
     AttestationFailed,
     AttestationReason,
     DecryptionFailed,
@@ -45,6 +46,7 @@ from veilnet.confidential.verifiers import EvidenceVerifier, TdxCollateralSource
 
 __all__ = [
     "ATTESTATION_PATH",
+    "ATTESTATION_REASONS",
     "AmdKds",
     "AttestationFailed",
     "AttestationReason",

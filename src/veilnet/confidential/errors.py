@@ -13,11 +13,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from veilnet.errors import ConfidentialError
 
 __all__ = [
+    "ATTESTATION_REASONS",
     "AttestationFailed",
     "AttestationReason",
     "DecryptionFailed",
@@ -53,6 +54,7 @@ AttestationReason = Literal[
     "gpu_model_not_accepted",
     "verifier_error",  # the last resort at the EvidenceVerifier boundary: a verifier bug, still a refusal
 ]
+ATTESTATION_REASONS: frozenset[str] = frozenset(get_args(AttestationReason))
 
 
 class AttestationFailed(ConfidentialError):
