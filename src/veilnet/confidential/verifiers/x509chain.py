@@ -26,7 +26,9 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
                 certificates = x509.load_pem_x509_certificates(data)
             else:
                 certificates = [x509.load_der_x509_certificate(data)]
-        except ValueError as exc:
+            for cert in certificates:  # parsed lazily: a broken name or extension must fail here, not later
+                _ = cert.subject, cert.issuer, cert.extensions, cert.not_valid_before_utc, cert.not_valid_after_utc
+        except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is not a ValueError
             raise EvidenceMalformed(f"certificate cannot be parsed: {exc}") from exc
     if not certificates:
         raise EvidenceMalformed("no certificate in the certificate chain")
