@@ -5,17 +5,26 @@ measurements the policy does not accept, and the verifier's whole path with a de
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.confidential.conftest import MODEL, dev_policy
 from tests.confidential.forge import gpu_chain, sign_gpu_report
-from tests.confidential.samples import GPU_SAMPLES, PINNED, SEV_DIR, gpu, nvidia_root
-from veilnet.confidential import AttestationFailed, Enclave, EvidenceVerifier, GpuRule, TrustAnchors
+from tests.confidential.samples import GPU_SAMPLES, NVIDIA_DIR, PINNED, SEV_DIR, gpu, nvidia_root
+from veilnet.confidential import (
+    AttestationFailed,
+    Enclave,
+    EvidenceVerifier,
+    GpuRule,
+    TrustAnchors,
+    load_policy,
+)
 from veilnet.confidential.keyset import gpu_nonce_for
 from veilnet.confidential.verifiers import load_certificates, verify_nvidia_gpu
 from veilnet.confidential.verifiers.spdm import parse_measurements
+from veilnet.errors import ConfigError
 from veilnet.protocol.confidential import GpuEvidence
 
 EXPECTED = {  # sample -> (driver, VBIOS)
@@ -100,20 +109,20 @@ def test_the_policy_can_require_gpu_measurements() -> None:
     sample = gpu()
     claims = verify_nvidia_gpu(sample.report, sample.chain, sample.nonce, nvidia_root(), PINNED)
     golden = {index: claims.measurements[index] for index in ("2", "3", "4")}
-    GpuRule(measurements=[golden]).check(claims, "p@1")
-    GpuRule().check(claims, "p@1")  # no measurement sets: not compared
+    GpuRule(measurements=[golden]).check(claims, "p@1", PINNED)
+    GpuRule().check(claims, "p@1", PINNED)  # no measurement sets: not compared
     other = gpu("nvtrust")
     other_claims = verify_nvidia_gpu(other.report, other.chain, other.nonce, nvidia_root(), PINNED)
     with pytest.raises(AttestationFailed, match=r"VBIOS 96\.00\.9F\.00\.01") as refused:
-        GpuRule(measurements=[golden]).check(other_claims, "p@1")
+        GpuRule(measurements=[golden]).check(other_claims, "p@1", PINNED)
     assert refused.value.code == "unknown_measurement"
 
 
 async def _verify_with_gpu(make_enclave: Callable[..., Enclave], dev_key: Ed25519PrivateKey, hwmodel: str,
-                           **policy: object) -> AttestationFailed | None:
+                           clock: float | None = None, **policy: object) -> AttestationFailed | None:
     root, key, chain = gpu_chain(hwmodel)
     anchors = TrustAnchors(dev_enclave_keys=(dev_key.public_key(),), nvidia_roots=(root.cert,))
-    verifier = EvidenceVerifier(dev_policy(**policy), anchors)
+    verifier = EvidenceVerifier(dev_policy(**policy), anchors, **({"clock": lambda: clock} if clock else {}))
     nonce = verifier.challenge()
     enclave = make_enclave()
     evidence = await enclave.attest(nonce)
@@ -139,3 +148,72 @@ async def test_the_verifier_checks_each_gpus_device_and_measurements(
     refused = await _verify_with_gpu(make_enclave, dev_key, "GH100 A01 GSP BROM",
                                      gpu=GpuRule(measurements=[{"2": "00" * 48}]))
     assert refused is not None and refused.code == "unknown_measurement"
+
+
+# --- reference values from NVIDIA's signed RIMs ---------------------------------------------------------------
+
+RIM_ROOT = NVIDIA_DIR / "nvtrust_verifier_RIM_root.pem"
+VBIOS_TEST_RIM = NVIDIA_DIR / "nvtrust_1010_0200_882_96005E0001_test_no_gpu.swidtag"
+VBIOS_PROD_RIM = NVIDIA_DIR / "nvtrust_1010_0200_882_96005E0001_PROD.swidtag"
+DRIVER_RIM = NVIDIA_DIR / "nvtrust_Driver_RIM_test_no_gpu.swidtag"
+
+
+def rim_code(rule: GpuRule, name: str = "gonvtrust", now: float = PINNED) -> str | None:
+    sample = gpu(name)
+    claims = verify_nvidia_gpu(sample.report, sample.chain, sample.nonce, nvidia_root(), PINNED)
+    try:
+        rule.check(claims, "p@1", now)
+    except AttestationFailed as exc:
+        return exc.code
+    return None
+
+
+def test_nvidia_signed_rims_vouch_for_the_gpu_measurements() -> None:
+    rule = GpuRule(rims=[VBIOS_TEST_RIM, DRIVER_RIM], rim_roots=[RIM_ROOT])
+    assert rim_code(rule) is None  # every active value of both RIMs matches the go-nvtrust report
+    assert rim_code(GpuRule(rims=[VBIOS_PROD_RIM, DRIVER_RIM], rim_roots=[RIM_ROOT])) == "unknown_measurement"
+    assert rim_code(rule, "nvtrust") == "unknown_measurement"  # VBIOS 96.00.9F.00.01: no RIM for it
+    assert rim_code(GpuRule(rims=[VBIOS_TEST_RIM], rim_roots=[RIM_ROOT])) == "unknown_measurement"  # no driver RIM
+    assert rim_code(rule, now=PINNED + 86400 * 30) == "certificate_expired"  # the RIM signers expired 2025-06
+
+
+def test_the_prod_rim_names_the_blocks_that_differ() -> None:
+    sample = gpu()
+    claims = verify_nvidia_gpu(sample.report, sample.chain, sample.nonce, nvidia_root(), PINNED)
+    rule = GpuRule(rims=[VBIOS_PROD_RIM, DRIVER_RIM], rim_roots=[RIM_ROOT])
+    with pytest.raises(AttestationFailed, match=r"GPU measurements \[2, 3, 4, 10\] differ from the reference values"):
+        rule.check(claims, "p@1", PINNED)
+
+
+def test_a_tampered_or_foreign_rim_does_not_load(tmp_path: Path) -> None:
+    text = VBIOS_TEST_RIM.read_text()
+    value = text.split('Hash0="', 3)[2][:96]
+    tampered = tmp_path / "tampered.swidtag"
+    tampered.write_text(text.replace(value, "ab" * 48, 1))
+    with pytest.raises(ConfigError, match=r"RIM tampered\.swidtag does not verify"):
+        GpuRule(rims=[tampered], rim_roots=[RIM_ROOT])
+    with pytest.raises(ConfigError, match="does not verify"):
+        GpuRule(rims=[VBIOS_TEST_RIM], rim_roots=[NVIDIA_DIR / "nvtrust_verifier_device_root.pem"])
+    with pytest.raises(ConfigError, match=r"needs gpu\.rim_roots"):
+        GpuRule(rims=[VBIOS_TEST_RIM])
+    garbage = tmp_path / "garbage.swidtag"
+    garbage.write_bytes(b"<not xml")
+    with pytest.raises(ConfigError, match="not a signed SWID tag"):
+        GpuRule(rims=[garbage], rim_roots=[RIM_ROOT])
+
+
+def test_a_policy_file_names_rims_relative_to_itself(tmp_path: Path) -> None:
+    for source in (VBIOS_TEST_RIM, DRIVER_RIM, RIM_ROOT):
+        (tmp_path / source.name).write_bytes(source.read_bytes())
+    (tmp_path / "policy.toml").write_text(
+        f'id = "gpus"\n[gpu]\nrims = ["{VBIOS_TEST_RIM.name}", "{DRIVER_RIM.name}"]\nrim_roots = ["{RIM_ROOT.name}"]\n')
+    policy = load_policy(tmp_path / "policy.toml")
+    assert rim_code(policy.gpu) is None
+
+
+async def test_the_verifier_checks_gpus_against_rims(make_enclave: Callable[..., Enclave],
+                                                      dev_key: Ed25519PrivateKey) -> None:
+    rims = {"gpu": GpuRule(rims=[VBIOS_TEST_RIM, DRIVER_RIM], rim_roots=[RIM_ROOT])}
+    assert await _verify_with_gpu(make_enclave, dev_key, "GH100 A01 GSP BROM", clock=PINNED, **rims) is None
+    expired = await _verify_with_gpu(make_enclave, dev_key, "GH100 A01 GSP BROM", clock=PINNED + 86400 * 30, **rims)
+    assert expired is not None and expired.code == "certificate_expired"

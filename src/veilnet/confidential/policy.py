@@ -15,10 +15,12 @@ import json
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from veilnet.confidential.claims import GpuClaims, PlatformClaims
 from veilnet.confidential.errors import AttestationFailed
+from veilnet.confidential.verifiers.rim import ReferenceManifest, load_rim
+from veilnet.confidential.verifiers.x509chain import load_certificates
 from veilnet.errors import ConfigError
 from veilnet.protocol.confidential import Keyset, Platform
 
@@ -46,14 +48,41 @@ class PlatformRule(_Section):
 
 class GpuRule(_Section):
     chips: list[str] = Field(default_factory=lambda: ["GH100", "GB100"])  # device identity names that are GPUs
-    # accepted measurement sets: SPDM block index (decimal) -> hex; empty = measurements are not compared
+    # accepted measurement sets: SPDM block index (decimal) -> hex; empty = not compared this way
     measurements: list[dict[str, str]] = Field(default_factory=list)
+    # NVIDIA RIM files (VBIOS and driver reference values) and the RIM root certificates they must chain to;
+    # relative paths are relative to the policy file. When given, every GPU needs a RIM for its VBIOS version
+    # and one for its driver version, and matches both.
+    rims: list[Path] = Field(default_factory=list)
+    rim_roots: list[Path] = Field(default_factory=list)
+    _references: tuple[ReferenceManifest, ...] = PrivateAttr(default=())
 
-    def check(self, gpu: GpuClaims, policy_id: str) -> None:
+    @model_validator(mode="after")
+    def _load_rims(self) -> GpuRule:
+        if not self.rims:
+            return self
+        if not self.rim_roots:
+            raise ConfigError("gpu.rims needs gpu.rim_roots: the certificates NVIDIA's RIMs must chain to")
+        try:
+            roots = [c for path in self.rim_roots for c in load_certificates(path.read_bytes())]
+            self._references = tuple(load_rim(path.read_bytes(), roots, name=path.name) for path in self.rims)
+        except (OSError, AttestationFailed) as exc:
+            raise ConfigError(f"cannot load the GPU reference values: {exc}") from exc
+        return self
+
+    def check(self, gpu: GpuClaims, policy_id: str, now: float) -> None:
         if self.measurements and not _matches(gpu.measurements, self.measurements):
             raise AttestationFailed(f"measurements of GPU {gpu.hwmodel} (driver {gpu.driver_version}, VBIOS "
                                     f"{gpu.vbios_version}) are not in the allowlist of policy {policy_id}",
                                     code="unknown_measurement")
+        if not self._references:
+            return
+        for kind, version in (("VBIOS", gpu.vbios_version), ("driver", gpu.driver_version)):
+            rim = next((r for r in self._references if version and r.version.lower() == version.lower()), None)
+            if rim is None:
+                raise AttestationFailed(f"policy {policy_id} has no reference values (RIM) for the {kind} "
+                                        f"{version} of GPU {gpu.hwmodel}", code="unknown_measurement")
+            rim.check(gpu.measurements, now)
 
 
 class MeasurementPolicy(_Section):
@@ -114,9 +143,9 @@ class MeasurementPolicy(_Section):
             raise AttestationFailed(f"measurements are not in the allowlist of policy {self.policy_id}: {shown}",
                                     code="unknown_measurement")
 
-    def check_gpus(self, gpus: list[GpuClaims]) -> None:
+    def check_gpus(self, gpus: list[GpuClaims], now: float) -> None:
         for gpu in gpus:
-            self.gpu.check(gpu, self.policy_id)
+            self.gpu.check(gpu, self.policy_id, now)
 
     def check_keyset(self, keyset: Keyset) -> None:
         if self.code_sha256 and keyset.code_sha256 not in self.code_sha256:
@@ -134,6 +163,11 @@ def load_policy(path: Path) -> MeasurementPolicy:
     try:
         text = path.read_text()
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        gpu = data.get("gpu") if isinstance(data, dict) else None
+        if isinstance(gpu, dict):  # files named by the policy are relative to it
+            for key in ("rims", "rim_roots"):
+                if isinstance(gpu.get(key), list):
+                    gpu[key] = [str(path.parent / str(p)) for p in gpu[key]]
         return MeasurementPolicy.model_validate(data)
     except OSError as exc:
         raise ConfigError(f"cannot read attestation policy {path}: {exc}") from exc

@@ -112,7 +112,7 @@ class EvidenceVerifier:
             raise AttestationFailed(f"the attested enclave does not serve model {model!r}", code="model_not_attested")
         gpus = self._gpus(evidence, gpu_nonce_for(digest, nonce), now)
         self.policy.check_platform(claims, gpu_attested=bool(gpus))
-        self.policy.check_gpus(gpus)
+        self.policy.check_gpus(gpus, now)
         self.policy.check_keyset(keyset)
         return VerifiedClaims(
             platform=claims.platform, simulated=claims.simulated, measurements=claims.measurements,
