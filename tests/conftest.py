@@ -30,20 +30,20 @@ T = TypeVar("T")
 def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """No VEILNET_* setting leaks into a test; wallets and data live in a temporary home."""
     for name in list(os.environ):
-        if name.startswith("VEILNET_") and not name.startswith("VEILNET_TEST_") and name != "VEILNET_SHARED":
+        if name.startswith("VEILNET_") and not name.startswith("VEILNET_TEST_"):
             monkeypatch.delenv(name)
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("BT_WALLET_PATH", str(home / ".bittensor" / "wallets"))
 
 
+DATA_DIR = Path(__file__).resolve().parent / "data"  # public evidence and recordings, provenance in its README
+
+
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    """The read-only ../shared data folder (VEILNET_SHARED); tests that need it skip when it is absent."""
-    path = Path(os.environ.get("VEILNET_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
-    if not path.is_dir():
-        pytest.skip(f"shared data folder not found at {path} (set VEILNET_SHARED)")
-    return path
+def data_dir() -> Path:
+    """tests/data: the public test data the suite ships with (see its README for each file's origin)."""
+    return DATA_DIR
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from bittensor_wallet import Keypair
@@ -22,14 +21,6 @@ from veilnet.protocol.confidential import ModelMeasurement
 CODE = "c0de" * 16
 WEIGHTS = "ab" * 32
 MODEL = "SmolLM2-135M-Instruct"
-
-
-@pytest.fixture
-def attestation_dir(shared_dir: Path) -> Path:
-    path = shared_dir / "vectors" / "attestation"
-    if not path.is_dir():
-        pytest.skip(f"attestation vectors not found at {path}")
-    return path
 
 
 @pytest.fixture

@@ -119,7 +119,7 @@ async def test_debug_unknown_measurement_gpu_and_model_rules(
     assert await refusal(make_enclave(), make_verifier(dev_policy(gpu_required=True))) == "gpu_required"
     assert await refusal(make_enclave(), make_verifier(dev_policy(models={MODEL: ["cd" * 32]}))) == "unknown_measurement"
     assert await refusal(make_enclave(), make_verifier(), model="gemma-3-270m") == "model_not_attested"
-    assert await refusal(make_enclave(), make_verifier(dev_policy(platforms={}))) == "attestation_failed"
+    assert await refusal(make_enclave(), make_verifier(dev_policy(platforms={}))) == "platform_not_accepted"
 
 
 async def test_sessions_verify_once_until_expiry(make_enclave: Callable[..., Enclave],

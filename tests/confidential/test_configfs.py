@@ -1,6 +1,6 @@
 """Hardware evidence through configfs-tsm, against an emulated report entry that behaves like the kernel's
 (``outblob`` is a FIFO that a "kernel" thread answers once ``inblob`` is written, bumping ``generation``),
-with real TDX and SEV-SNP reports from ../shared; and the VCEK from AMD's KDS over loopback HTTP."""
+with real TDX and SEV-SNP reports from tests/data; and the VCEK from AMD's KDS over loopback HTTP."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from aiohttp import web
 from bittensor_wallet import Keypair
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from tests.confidential.samples import SEV_DIR, TDX_DIR
 from veilnet.confidential import (
     AmdKds,
     AttestationFailed,
@@ -72,14 +73,14 @@ def enclave(provider: ConfigfsTsmProvider) -> Enclave:
 
 
 @pytest.fixture
-def sev(attestation_dir: Path) -> Iterator[tuple[bytes, bytes]]:
-    report = (attestation_dir / "gosev_attestation.bin").read_bytes()
-    vcek = load_certificates((attestation_dir / "gosev_vcek.testcer").read_bytes())[0].public_bytes(Encoding.DER)
+def sev() -> Iterator[tuple[bytes, bytes]]:
+    report = (SEV_DIR / "gosev_attestation.bin").read_bytes()
+    vcek = load_certificates((SEV_DIR / "gosev_vcek.testcer").read_bytes())[0].public_bytes(Encoding.DER)
     yield report, vcek
 
 
-async def test_tdx_quote_comes_from_outblob_for_the_keyset_binding(attestation_dir: Path, tmp_path: Path) -> None:
-    quote = (attestation_dir / "dcapqvl_tdx_quote").read_bytes()
+async def test_tdx_quote_comes_from_outblob_for_the_keyset_binding(tmp_path: Path) -> None:
+    quote = (TDX_DIR / "dcapqvl_tdx_quote").read_bytes()
     kernel = KernelEntry(tmp_path, "tdx_guest", quote)
     guest = enclave(ConfigfsTsmProvider("tdx", root=tmp_path))
     answering = kernel.answer()

@@ -1,5 +1,5 @@
 """NVIDIA GPU evidence as NVML hands it over (its own ctypes structures, filled with the real H100 report and
-chain from ../shared), turned into evidence the verifier accepts; NVML missing fails closed."""
+chain from tests/data), turned into evidence the verifier accepts; NVML missing fails closed."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pynvml
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from tests.confidential.samples import gpu, tdx
 from veilnet.confidential import AttestationFailed, ConfigfsTsmProvider, NvmlGpuEvidence
 from veilnet.confidential.gpu import gpu_evidence_from_nvml, pem_chain
 from veilnet.confidential.keyset import gpu_nonce_for
@@ -31,9 +32,9 @@ def nvml_structs(report: bytes, chain: bytes) -> tuple[object, object]:
 
 
 @pytest.fixture
-def h100(attestation_dir: Path) -> tuple[bytes, bytes]:
-    report = bytes.fromhex((attestation_dir / "gonvtrust_attestationReport.hex").read_text().strip())
-    return report, (attestation_dir / "gonvtrust_gpuAkCertChain.pem").read_bytes()
+def h100() -> tuple[bytes, bytes]:
+    sample = gpu("gonvtrust")
+    return sample.report, sample.chain
 
 
 def test_nvml_report_and_pem_chain_become_verifiable_evidence(h100: tuple[bytes, bytes]) -> None:
@@ -76,7 +77,7 @@ def test_without_nvml_gpu_evidence_fails_closed() -> None:
 
 
 async def test_the_provider_sends_each_gpus_evidence_for_the_derived_nonce(
-    h100: tuple[bytes, bytes], attestation_dir: Path, tmp_path: Path,
+    h100: tuple[bytes, bytes], tmp_path: Path,
 ) -> None:
     from tests.confidential.test_configfs import KernelEntry, enclave
 
@@ -88,7 +89,7 @@ async def test_the_provider_sends_each_gpus_evidence_for_the_derived_nonce(
             asked.append(nonce)
             return [gpu_evidence_from_nvml(*nvml_structs(report, chain))]
 
-    kernel = KernelEntry(tmp_path, "tdx_guest", (attestation_dir / "dcapqvl_tdx_quote").read_bytes())
+    kernel = KernelEntry(tmp_path, "tdx_guest", tdx().quote)
     guest = enclave(ConfigfsTsmProvider("tdx", root=tmp_path, gpus=OneH100()))
     answering = kernel.answer()
     nonce = b"\x07" * 32

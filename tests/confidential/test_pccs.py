@@ -1,6 +1,6 @@
 """TDX collateral fetched by dcap-qvl from a PCCS: a real loopback HTTP server speaking Intel's PCCS (PCS v4) API.
 
-The fake PCCS serves the pieces of the public sample collateral (../shared/vectors/attestation) the way a PCCS
+The fake PCCS serves the pieces of the public sample collateral (tests/data/attestation/tdx) the way a PCCS
 does (dcap-qvl 0.7's ``get_collateral``, src/collateral.rs): the PCK CRL as DER with its issuer chain in
 ``SGX-PCK-CRL-Issuer-Chain``, TDX TCB info and TD QE identity as ``{"tcbInfo"|"enclaveIdentity": ..., "signature":
 hex}`` with their chains in ``TCB-Info-Issuer-Chain`` / ``SGX-Enclave-Identity-Issuer-Chain`` (URL-encoded PEM),
@@ -14,7 +14,6 @@ import json
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import quote as urlquote
 
 import pytest
@@ -23,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tests.confidential.samples import TDX_DIR
 from tests.conftest import free_port, serve_asgi
 from veilnet.confidential import AttestationFailed, TdxCollateralSource
 from veilnet.confidential.verifiers import verify_tdx
@@ -93,9 +93,9 @@ class FakePccs:
 
 
 @pytest.fixture
-def sample(attestation_dir: Path) -> tuple[bytes, dict[str, str]]:
-    return ((attestation_dir / "dcapqvl_tdx_quote").read_bytes(),
-            json.loads((attestation_dir / "dcapqvl_tdx_quote_collateral.json").read_text()))
+def sample() -> tuple[bytes, dict[str, str]]:
+    return ((TDX_DIR / "dcapqvl_tdx_quote").read_bytes(),
+            json.loads((TDX_DIR / "dcapqvl_tdx_quote_collateral.json").read_text()))
 
 
 @pytest.fixture
@@ -120,9 +120,9 @@ async def test_pccs_collateral_is_still_checked_against_the_verifier_clock(
         sample: tuple[bytes, dict[str, str]], pccs: tuple[FakePccs, str]) -> None:
     quote, _ = sample
     fake, url = pccs
-    with pytest.raises(AttestationFailed, match="Expired") as failed:
+    with pytest.raises(AttestationFailed, match="TCB info is valid 2025-06-19 10:16 to 2025-07-19 10:16, not at 2035") as failed:
         await verify_tdx(quote, None, TdxCollateralSource(pccs_url=url), PINNED + 10 * 365 * 86400)
-    assert failed.value.code == "quote_invalid"
+    assert failed.value.code == "collateral_expired"
     assert fake.requests == EXPECTED_REQUESTS
 
 
@@ -209,17 +209,17 @@ async def test_pccs_error_or_garbage_fails_closed_with_a_named_reason(
     assert fake.requests == EXPECTED_REQUESTS[:requested]  # it stops at the first bad answer
 
 
-@pytest.mark.parametrize(("tamper", "message"), [
-    pytest.param(_body(b"\x30\x03\x02\x01\x00", "/pckcrl"), "Failed to parse PCK CRL", id="garbage-der-pck-crl"),
-    pytest.param(_body(b"00" * 64, "/rootcacrl"), "Failed to parse root CA CRL", id="garbage-hex-root-ca-crl"),
+@pytest.mark.parametrize("tamper", [
+    pytest.param(_body(b"\x30\x03\x02\x01\x00", "/pckcrl"), id="garbage-der-pck-crl"),
+    pytest.param(_body(b"00" * 64, "/rootcacrl"), id="garbage-hex-root-ca-crl"),
 ])
-async def test_pccs_garbage_that_parses_as_transport_is_refused_by_verification(
-        sample: tuple[bytes, dict[str, str]], pccs: tuple[FakePccs, str], tamper: Tamper, message: str) -> None:
+async def test_pccs_garbage_that_parses_as_transport_is_refused_as_malformed_collateral(
+        sample: tuple[bytes, dict[str, str]], pccs: tuple[FakePccs, str], tamper: Tamper) -> None:
     fake, url = pccs
     fake.tamper = tamper
-    with pytest.raises(AttestationFailed, match=rf"TDX quote does not verify: .*{message}") as failed:
+    with pytest.raises(AttestationFailed, match=r"TDX collateral is malformed: error parsing asn1 value") as failed:
         await verify_tdx(sample[0], None, TdxCollateralSource(pccs_url=url), PINNED)
-    assert failed.value.code == "quote_invalid"
+    assert failed.value.code == "collateral_malformed"
     assert fake.requests == EXPECTED_REQUESTS
 
 

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import aiohttp
 
-from veilnet.confidential.errors import AttestationFailed, PrivacyRestricted
+from veilnet.confidential.errors import ATTESTATION_REASONS, AttestationFailed, PrivacyRestricted
 from veilnet.confidential.exchange import SealedExchange
 from veilnet.confidential.sessions import AttestedMiner, AttestedSessions
 from veilnet.confidential.verifiers import EvidenceVerifier
@@ -54,8 +54,8 @@ def error_from_response(status: int, body: bytes) -> VeilnetError:
     code = error.get("code")
     if code == "privacy_restricted":
         return PrivacyRestricted(message)
-    if code == "attestation_failed":
-        return AttestationFailed(message)
+    if code in ATTESTATION_REASONS:  # a miner's evidence refused or unavailable: the client tries another
+        return AttestationFailed(message, code=code)
     if status == 429:
         return RateLimited(message, retry_after=1.0, code=code)
     by_status: dict[int, type[VeilnetError]] = {400: InvalidRequest, 401: AuthenticationError, 402: PaymentRequired,
@@ -200,7 +200,7 @@ class ConfidentialClient:
                     error = error_from_response(response.status, await response.read())
                 finally:
                     response.release()
-                if error.code in ("privacy_restricted", "stale_keyset", "attestation_failed"):
+                if error.code in ("privacy_restricted", "stale_keyset") or isinstance(error, AttestationFailed):
                     self._chosen.pop(model, None)  # the gateway no longer routes to that enclave: choose again
                     self.sessions.forget(miner.hotkey)
                 raise error

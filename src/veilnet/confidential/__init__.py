@@ -3,7 +3,7 @@ authenticated response frames), signed usage receipts, and the miner's enclave. 
 services call these functions (see docs/confidential.md)."""
 
 from veilnet.confidential.challenge import ATTESTATION_PATH, fetch_evidence
-from veilnet.confidential.claims import PlatformClaims, VerifiedClaims
+from veilnet.confidential.claims import GpuClaims, PlatformClaims, VerifiedClaims
 from veilnet.confidential.configfs import AmdKds, ConfigfsTsmProvider, certificates_from_table
 from veilnet.confidential.enclave import (
     DevEnclaveProvider,
@@ -15,8 +15,11 @@ from veilnet.confidential.enclave import (
     serving_code_sha256,
 )
 from veilnet.confidential.errors import (
+    ATTESTATION_REASONS,
     AttestationFailed,
+    AttestationReason,
     DecryptionFailed,
+    EvidenceMalformed,
     PrivacyRestricted,
     ReceiptInvalid,
     RequestReplayed,
@@ -27,7 +30,7 @@ from veilnet.confidential.exchange import ReceiptWitness, SealedExchange, parse_
 from veilnet.confidential.gpu import NvmlGpuEvidence
 from veilnet.confidential.keyset import gpu_nonce_for, report_data_for, sign_keyset, verify_keyset_signature
 from veilnet.confidential.nonces import NonceBook
-from veilnet.confidential.policy import MeasurementPolicy, PlatformRule, load_policy
+from veilnet.confidential.policy import GpuRule, MeasurementPolicy, PlatformRule, load_policy
 from veilnet.confidential.receipts import sign_receipt, verify_receipt
 from veilnet.confidential.sealing import (
     EnclaveKeyPair,
@@ -43,8 +46,10 @@ from veilnet.confidential.verifiers import EvidenceVerifier, TdxCollateralSource
 
 __all__ = [
     "ATTESTATION_PATH",
+    "ATTESTATION_REASONS",
     "AmdKds",
     "AttestationFailed",
+    "AttestationReason",
     "AttestedMiner",
     "AttestedSessions",
     "ConfigfsTsmProvider",
@@ -52,8 +57,11 @@ __all__ = [
     "DevEnclaveProvider",
     "Enclave",
     "EnclaveKeyPair",
+    "EvidenceMalformed",
     "EvidenceProvider",
     "EvidenceVerifier",
+    "GpuClaims",
+    "GpuRule",
     "KeysetKeys",
     "MeasurementPolicy",
     "NonceBook",

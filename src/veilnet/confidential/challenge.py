@@ -29,11 +29,13 @@ async def fetch_evidence(http: aiohttp.ClientSession, keypair: Keypair, url: str
             data = await response.read()
             status = response.status
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise AttestationFailed(f"miner {hotkey[:8]}… did not answer the attestation challenge: {exc}") from exc
+        raise AttestationFailed(f"miner {hotkey[:8]}… did not answer the attestation challenge: {exc}",
+                                code="evidence_unavailable") from exc
     if status != 200:
         raise AttestationFailed(f"miner {hotkey[:8]}… refused the attestation challenge (HTTP {status}): "
-                                f"{data[:200].decode(errors='replace')}")
+                                f"{data[:200].decode(errors='replace')}", code="evidence_unavailable")
     try:
         return Evidence.model_validate(json.loads(data))
     except (ValueError, ValidationError) as exc:
-        raise AttestationFailed(f"miner {hotkey[:8]}… sent malformed evidence: {exc}") from exc
+        raise AttestationFailed(f"miner {hotkey[:8]}… sent malformed evidence: {exc}",
+                                code="evidence_malformed") from exc

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 from veilnet.protocol.confidential import Platform
 
-__all__ = ["PlatformClaims", "VerifiedClaims"]
+__all__ = ["GpuClaims", "PlatformClaims", "VerifiedClaims"]
 
 
 @dataclass(frozen=True)
@@ -17,12 +17,29 @@ class PlatformClaims:
 
     platform: Platform
     simulated: bool
-    measurements: dict[str, str]  # name -> hex (TDX: mr_td, rt_mr0..3; SEV-SNP: measurement; dev: code)
-    tcb_status: str  # TDX: dcap-qvl's status ("UpToDate", ...); SEV-SNP: "UpToDate" once the VCEK matches
+    # name -> hex. TDX: mr_td, rt_mr0..3, mr_config_id, mr_service_td (zeros below TD 1.5); SEV-SNP:
+    # measurement, host_data, id_key_digest, author_key_digest; dev: code_sha256
+    measurements: dict[str, str]
+    # TDX: dcap-qvl's status ("UpToDate", ...). SEV-SNP: "UpToDate" when the report is signed at the TCB the
+    # firmware runs, "OutOfDate" when its reported TCB (the signing key's) is below that.
+    tcb_status: str
     debug: bool
     report_data: bytes
     advisory_ids: tuple[str, ...] = ()
-    tcb: dict[str, int] = field(default_factory=dict)  # SEV-SNP components: bootloader, tee, snp, microcode
+    tcb: dict[str, int] = field(default_factory=dict)  # SEV-SNP reported TCB: [fmc,] bootloader, tee, snp, microcode
+    vmpl: int | None = None  # SEV-SNP: the VM privilege level that requested the report
+
+
+class GpuClaims(BaseModel):
+    """What one NVIDIA GPU's verified measurement report says."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hwmodel: str  # the device identity certificate's name, as NVIDIA's verifier reports it ("GH100 A01 GSP BROM")
+    chip: str  # its first word ("GH100")
+    driver_version: str | None
+    vbios_version: str | None
+    measurements: dict[str, str]  # SPDM block index (decimal) -> hex
 
 
 class VerifiedClaims(BaseModel):
@@ -41,6 +58,8 @@ class VerifiedClaims(BaseModel):
     hotkey: str
     models: list[str]
     gpu_attested: bool
+    gpus: list[GpuClaims] = []
+    vmpl: int | None = None
     verified_at: float
     expires_at: float
     policy_id: str

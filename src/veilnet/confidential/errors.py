@@ -2,6 +2,7 @@
 
     ConfidentialError
     ├── AttestationFailed      evidence that does not verify, or claims the policy refuses (with a reason)
+    │   └── EvidenceMalformed  evidence bytes that cannot be parsed (truncated, inconsistent lengths, garbage)
     ├── PrivacyRestricted      no miner with fresh verified attestation can serve the request
     ├── DecryptionFailed       a sealed request that cannot be opened (wrong key, associated data, bytes)
     │   ├── StaleKeyset        sealed to a keyset the enclave no longer holds
@@ -12,11 +13,16 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from veilnet.errors import ConfidentialError
 
 __all__ = [
+    "ATTESTATION_REASONS",
     "AttestationFailed",
+    "AttestationReason",
     "DecryptionFailed",
+    "EvidenceMalformed",
     "PrivacyRestricted",
     "ReceiptInvalid",
     "RequestReplayed",
@@ -25,8 +31,43 @@ __all__ = [
 ]
 
 
+# Why evidence was refused: every refusal of evidence an untrusted party sent names one of these.
+AttestationReason = Literal[
+    "attestation_failed",  # generic: only where no finer reason applies (a client relaying a gateway's answer)
+    "evidence_unavailable",  # the miner did not answer the challenge, or refused it
+    "evidence_malformed",  # bytes that cannot be parsed: truncated, inconsistent lengths, garbage
+    "unsupported_evidence",  # well-formed, but a format or version this verifier does not verify
+    "nonce_replayed", "nonce_expired", "nonce_mismatch",
+    "report_data_mismatch",
+    "keyset_signature_invalid", "keyset_hotkey_mismatch", "model_not_attested",
+    "signature_invalid",  # the report's own signature (TEE report, GPU measurement report, dev statement)
+    "certificate_invalid",  # a certificate that cannot be used: not signed by its issuer, wrong key type
+    "certificate_expired",  # a certificate outside its validity at the verifier's clock
+    "untrusted_root", "no_trust_anchor",
+    "collateral_missing", "collateral_malformed", "collateral_unavailable", "collateral_expired",
+    "quote_invalid",  # dcap-qvl refused the TDX quote (its message says why)
+    "tcb_mismatch",  # SEV-SNP: the report's TCB is not the one its VCEK/VLEK certifies
+    "chip_id_mismatch",  # SEV-SNP: the report's chip is not the VCEK's
+    "platform_not_accepted", "simulated_not_allowed", "debug_forbidden", "tcb_outdated",
+    "unknown_measurement", "gpu_required", "vmpl_not_allowed", "service_td_not_allowed",
+    "device_not_gpu",  # NVIDIA evidence from a device that is not a GPU (an NVSwitch)
+    "gpu_model_not_accepted",
+    "verifier_error",  # the last resort at the EvidenceVerifier boundary: a verifier bug, still a refusal
+]
+ATTESTATION_REASONS: frozenset[str] = frozenset(get_args(AttestationReason))
+
+
 class AttestationFailed(ConfidentialError):
+    """Evidence refused; ``code`` is the :data:`AttestationReason`."""
+
     code = "attestation_failed"
+
+    def __init__(self, message: str, *, code: AttestationReason | None = None) -> None:
+        super().__init__(message, code=code)
+
+
+class EvidenceMalformed(AttestationFailed):
+    code = "evidence_malformed"
 
 
 class PrivacyRestricted(ConfidentialError):

@@ -43,6 +43,7 @@ def verify_keyset_signature(keyset: Keyset) -> None:
         signature = bytes.fromhex(keyset.hotkey_signature.removeprefix("0x"))
         ok = Keypair(ss58_address=keyset.hotkey).verify(_signed_message(keyset), signature)
     except (ValueError, TypeError) as exc:
-        raise AttestationFailed(f"keyset signature by {keyset.hotkey} is malformed: {exc}") from exc
+        raise AttestationFailed(f"keyset signature by {keyset.hotkey} is malformed: {exc}",
+                                code="keyset_signature_invalid") from exc
     if not ok:
         raise AttestationFailed(f"keyset is not signed by its hotkey {keyset.hotkey}", code="keyset_signature_invalid")

@@ -75,7 +75,8 @@ class KeysetKeys:
             return cls(keyset, keyset.digest().hex(), SUITE.kem.deserialize_public_key(keyset.hpke_public_key),
                        VerifyKey(keyset.receipt_public_key))
         except (PyHPKEError, CryptoError, ValueError) as exc:
-            raise AttestationFailed(f"keyset of {keyset.hotkey} holds an unusable public key: {exc}") from exc
+            raise AttestationFailed(f"keyset of {keyset.hotkey} holds an unusable public key: {exc}",
+                                    code="evidence_malformed") from exc
 
     @property
     def hotkey(self) -> str:

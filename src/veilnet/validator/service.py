@@ -284,7 +284,7 @@ async def attest_miner(ctx: ValidatorContext, neuron: NeuronInfo) -> Observation
         await ctx.attestations.ensure(neuron.hotkey,
                                       lambda nonce: fetch_evidence(ctx.http, ctx.keypair, url, neuron.hotkey, nonce))
     except AttestationFailed as exc:
-        log_event(log, "attestation failed", logging.WARNING, miner=neuron.hotkey, reason=exc.message)
+        log_event(log, "attestation failed", logging.WARNING, miner=neuron.hotkey, code=exc.code, reason=exc.message)
         return Observation(miner=neuron.hotkey, model="", task="attestation", outcome="error", attested=False)
     return Observation(miner=neuron.hotkey, model="", task="attestation", outcome="ok", attested=True)
 

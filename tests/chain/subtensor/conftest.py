@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.chain.subtensor.replay_node import load_recordings
 
 
 @pytest.fixture(scope="session")
-def recordings(shared_dir: Path) -> dict[str, Any]:
-    path = shared_dir / "fixtures/chain/bittensor_recorded_websocket.json"
-    if not path.is_file():
-        pytest.skip(f"recorded Subtensor traffic not found at {path}")
-    data: dict[str, Any] = json.loads(path.read_text())
-    return data
+def chain_data(data_dir: Path) -> Path:
+    return data_dir / "chain"
+
+
+@pytest.fixture(scope="session")
+def recordings(chain_data: Path) -> dict[str, Any]:
+    return load_recordings(chain_data)

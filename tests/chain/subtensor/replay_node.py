@@ -1,6 +1,6 @@
 """A loopback Substrate JSON-RPC websocket node that answers from recorded Subtensor traffic.
 
-The recordings (../shared/fixtures/chain/bittensor_recorded_websocket.json, from the public bittensor SDK's
+The recordings (tests/data/chain/bittensor_recorded_websocket.json.gz, from the public bittensor SDK's
 tests) map scenario -> RPC method -> JSON-encoded params -> response. The node serves one scenario; the runtime
 metadata (``Metadata_metadata_at_version``) comes from the recorded v15 blob. A request that was not recorded
 gets a JSON-RPC error, as a real node answers an unknown call, and is remembered in ``misses`` so a test can
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -85,8 +86,15 @@ def _same_call(stored: list[Any], asked: list[Any]) -> bool:
     return True
 
 
-def load_scenario(shared: Path, scenario: str) -> dict[str, dict[str, Any]]:
-    recordings = json.loads((shared / "fixtures/chain/bittensor_recorded_websocket.json").read_text())
+def load_recordings(data: Path) -> dict[str, Any]:
+    """The recorded traffic in ``data`` (tests/data/chain), every scenario."""
+    with gzip.open(data / "bittensor_recorded_websocket.json.gz", "rt") as recorded:
+        loaded: dict[str, Any] = json.load(recorded)
+    return loaded
+
+
+def load_scenario(data: Path, scenario: str) -> dict[str, dict[str, Any]]:
+    recordings = load_recordings(data)
     merged: dict[str, dict[str, Any]] = {}
     # rpc_methods and the like are the same in every scenario; the named scenario wins
     for other in recordings.values():
@@ -98,9 +106,11 @@ def load_scenario(shared: Path, scenario: str) -> dict[str, dict[str, Any]]:
 
 
 @contextlib.asynccontextmanager
-async def replay_node(shared: Path, scenario: str, **extra: Handler) -> AsyncIterator[ReplayNode]:
-    metadata = (shared / "fixtures/chain/bt_metadata_v15_spec320.hex.txt").read_text().strip()
-    node = ReplayNode(load_scenario(shared, scenario), metadata, dict(extra))
+async def replay_node(data: Path, scenario: str, **extra: Handler) -> AsyncIterator[ReplayNode]:
+    """A node replaying ``scenario`` from the recordings in ``data`` (tests/data/chain)."""
+    with gzip.open(data / "bt_metadata_v15_spec320.hex.txt.gz", "rt") as blob:
+        metadata = blob.read().strip()
+    node = ReplayNode(load_scenario(data, scenario), metadata, dict(extra))
     async with serve(node._serve_connection, "127.0.0.1", 0, max_size=2**26) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         node.url = f"ws://127.0.0.1:{port}"

@@ -31,8 +31,8 @@ async def _call_bytes(chain: SubtensorChain, spec: calls.CallSpec) -> bytes:
     return bytes(call.data.data)
 
 
-async def test_set_weights_and_serve_axon_bytes_from_metadata(shared_dir: Path) -> None:
-    async with replay_node(shared_dir, "metagraph") as node, SubtensorChain(node.url) as chain:
+async def test_set_weights_and_serve_axon_bytes_from_metadata(chain_data: Path) -> None:
+    async with replay_node(chain_data, "metagraph") as node, SubtensorChain(node.url) as chain:
         set_weights = await _call_bytes(chain, calls.set_weights(1, [0, 3, 255], [65_535, 7, 1], 2_004_001))
         serve = await _call_bytes(chain, calls.serve_axon(12, ip="203.0.113.9", port=8091, protocol=4, version=7))
         serve6 = await _call_bytes(chain, calls.serve_axon(12, ip="2001:db8::1", port=443, protocol=4, version=0))
@@ -84,10 +84,10 @@ def _accept_signing(node: ReplayNode, submitted: list[str], rejection: dict[str,
     (10, "set_weights", ce.NotRegistered),
 ])
 async def test_pool_rejections_become_typed_errors(
-    shared_dir: Path, code: int, call: str, expected: type[ChainError]
+    chain_data: Path, code: int, call: str, expected: type[ChainError]
 ) -> None:
     submitted: list[str] = []
-    async with replay_node(shared_dir, "metagraph") as node, SubtensorChain(node.url) as chain:
+    async with replay_node(chain_data, "metagraph") as node, SubtensorChain(node.url) as chain:
         _accept_signing(node, submitted, {"code": 1010, "message": "Invalid Transaction", "data": f"Custom error: {code}"})
         with pytest.raises(expected, match=f"custom error {code}"):
             if call == "set_weights":
@@ -117,9 +117,9 @@ def test_dispatch_errors_map_to_the_devnet_classes() -> None:
     assert error_from_pool_rejection("Priority is too low", call="set_weights") is None
 
 
-async def test_every_typed_error_names_a_real_subtensor_error(shared_dir: Path) -> None:
+async def test_every_typed_error_names_a_real_subtensor_error(chain_data: Path) -> None:
     """Each veilnet pallet error is spelled as the runtime's SubtensorModule spells it (or is mapped)."""
-    async with replay_node(shared_dir, "metagraph") as node, SubtensorChain(node.url) as chain:
+    async with replay_node(chain_data, "metagraph") as node, SubtensorChain(node.url) as chain:
         runtime = await chain.substrate.init_runtime()
         pallet = runtime.metadata.get_metadata_pallet("SubtensorModule")
         names = {error.name for error in pallet.errors}

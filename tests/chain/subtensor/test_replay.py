@@ -41,8 +41,8 @@ def _selective_metagraph_params(netuid: int) -> str:
     return body.hex()
 
 
-async def test_metagraph_from_the_selective_runtime_api(shared_dir: Path, recordings: dict[str, Any]) -> None:
-    async with replay_node(shared_dir, "metagraph") as node:
+async def test_metagraph_from_the_selective_runtime_api(chain_data: Path, recordings: dict[str, Any]) -> None:
+    async with replay_node(chain_data, "metagraph") as node:
         # The recording holds the all-fields answer (get_selective_mechagraph, mechanism 0). A selective answer
         # is the same type with only the asked fields set, so the node may serve it for our narrower request.
         (_, _, block_hash), answer = _recorded_state_call(recordings, "metagraph",
@@ -75,8 +75,8 @@ async def test_metagraph_from_the_selective_runtime_api(shared_dir: Path, record
         assert bool(by_uid[neuron.uid]["validator_permit"]) == neuron.validator_permit
 
 
-async def test_metagraph_of_a_missing_subnet_is_subnet_not_exists(shared_dir: Path) -> None:
-    async with replay_node(shared_dir, "metagraph") as node:
+async def test_metagraph_of_a_missing_subnet_is_subnet_not_exists(chain_data: Path) -> None:
+    async with replay_node(chain_data, "metagraph") as node:
         params = json.dumps(["SubnetInfoRuntimeApi_get_selective_metagraph", _selective_metagraph_params(99)])
         node.recording["state_call"][params] = {"result": "0x00"}  # Option::None
         async with SubtensorChain(node.url, connect_attempts=1) as chain:
@@ -84,8 +84,8 @@ async def test_metagraph_of_a_missing_subnet_is_subnet_not_exists(shared_dir: Pa
                 await chain.get_metagraph(99)
 
 
-async def test_hyperparameters_and_burn(shared_dir: Path) -> None:
-    async with replay_node(shared_dir, "get_subnet_hyperparameters") as node:
+async def test_hyperparameters_and_burn(chain_data: Path) -> None:
+    async with replay_node(chain_data, "get_subnet_hyperparameters") as node:
         node.absent_storage_is_empty = True  # Burn was not recorded: the node says "never written"
         async with SubtensorChain(node.url, connect_attempts=1) as chain:
             hyper = await chain.get_hyperparameters(23)
@@ -101,12 +101,12 @@ async def test_hyperparameters_and_burn(shared_dir: Path) -> None:
     assert 0 < hyper.min_burn <= hyper.max_burn
 
 
-async def test_block_balance_subnet_and_epoch_reads(shared_dir: Path, recordings: dict[str, Any]) -> None:
-    async with replay_node(shared_dir, "get_current_block") as node, SubtensorChain(node.url) as chain:
+async def test_block_balance_subnet_and_epoch_reads(chain_data: Path, recordings: dict[str, Any]) -> None:
+    async with replay_node(chain_data, "get_current_block") as node, SubtensorChain(node.url) as chain:
         header = next(iter(recordings["get_current_block"]["chain_getHeader"].values()))["result"]
         assert await chain.get_current_block() == int(header["number"], 16)
 
-    async with replay_node(shared_dir, "subnet_exists") as node, SubtensorChain(node.url) as chain:
+    async with replay_node(chain_data, "subnet_exists") as node, SubtensorChain(node.url) as chain:
         assert await chain.subnet_exists(23) is True
 
     key, response = next(iter(recordings["get_balance"]["state_getStorageAt"].items()))
@@ -114,10 +114,10 @@ async def test_block_balance_subnet_and_epoch_reads(shared_dir: Path, recordings
     account = ss58_encode(storage_key[-32:], 42)  # System.Account is Blake2_128Concat(AccountId)
     raw = bytes.fromhex(response["result"][2:])
     free = struct.unpack_from("<Q", raw, 16)[0]  # AccountInfo: 4 x u32, then data.free (Subtensor balances are u64)
-    async with replay_node(shared_dir, "get_balance") as node, SubtensorChain(node.url) as chain:
+    async with replay_node(chain_data, "get_balance") as node, SubtensorChain(node.url) as chain:
         assert await chain.get_balance(account) == free > 0
 
-    async with replay_node(shared_dir, "tempo") as node, SubtensorChain(node.url) as chain:
+    async with replay_node(chain_data, "tempo") as node, SubtensorChain(node.url) as chain:
         block = await chain.get_current_block()
         tempo = 1000  # the recorded Tempo of subnet 23 (0xe803)
         # runtime 320's metadata has neither get_next_epoch_start_block nor LastEpochBlock: legacy schedule

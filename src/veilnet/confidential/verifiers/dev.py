@@ -50,4 +50,5 @@ def verify_dev(quote: bytes, pinned: Sequence[Ed25519PublicKey]) -> PlatformClai
             tcb_status="Simulated", debug=bool(data["debug"]), report_data=bytes.fromhex(data["report_data"]),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise AttestationFailed(f"development enclave statement is malformed: {exc}") from exc
+        raise AttestationFailed(f"development enclave statement is malformed: {exc}",
+                                code="evidence_malformed") from exc
