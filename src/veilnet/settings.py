@@ -87,9 +87,14 @@ class RedisSettings(_Section):
 
 
 class DatabaseSettings(_Section):
-    """SQLAlchemy async URL; unset means SQLite in the data directory."""
+    """SQLAlchemy async URL; unset means SQLite in the data directory. Seconds the stores wait on the database:
+    to connect, for a pooled connection, for one statement, for one store operation as a whole."""
 
     url: SecretStr | None = None
+    connect_timeout: float = Field(default=5.0, gt=0)
+    pool_timeout: float = Field(default=5.0, gt=0)
+    statement_timeout: float = Field(default=10.0, gt=0)
+    operation_timeout: float = Field(default=15.0, gt=0)
 
 
 class EpistulaSettings(_Section):

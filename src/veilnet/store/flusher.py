@@ -1,7 +1,9 @@
 """A background writer for stores that count in-process and write in batches (ledger rows, rate-limit and
 organic counters): one task, started when there is something to write, that calls ``flush`` every
-``interval`` while ``pending()`` holds and retries (logging) while the store is unreachable. A ``flush``
-that fails or is cancelled keeps its batch for the next one."""
+``interval`` while ``pending()`` holds and retries on its own, backing off up to ``MAX_BACKOFF`` seconds,
+while the store is unreachable (nothing else has to happen for the rows to be written once it is back). A
+``flush`` that fails or is cancelled keeps its batch for the next one. No failure ends the task: an
+unexpected one is logged with its traceback and retried like the others."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from veilnet.errors import StoreError
 __all__ = ["Flusher"]
 
 log = logging.getLogger(__name__)
+
+MAX_BACKOFF = 5.0
 
 
 class Flusher:
@@ -39,8 +43,11 @@ class Flusher:
                 await self._flush()
                 delay = self.interval
             except StoreError as exc:
-                delay = min(5.0, max(0.5, delay * 2))
+                delay = min(MAX_BACKOFF, max(0.5, delay * 2))
                 log.warning("%s: write failed, retrying in %.1f s: %s", self._what, delay, exc.message)
+            except Exception:
+                delay = min(MAX_BACKOFF, max(0.5, delay * 2))
+                log.exception("%s: write failed unexpectedly, retrying in %.1f s", self._what, delay)
 
     async def stop(self) -> None:
         """Stop the background task (a write it is in the middle of puts its batch back: ``flush`` must)."""
