@@ -14,13 +14,12 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 import uvicorn
 from bittensor_wallet import Keypair
 from fastapi import FastAPI
 from starlette.types import ASGIApp
-
 from tests.conftest import free_port
+
 from veilnet.chain.types import RAO_PER_TAO
 from veilnet.devnet.chain import DevnetChain, DevnetChainClient
 from veilnet.devnet.chain.server import create_chain_app
