@@ -199,17 +199,24 @@ async def bundled_redis_server(data_dir: Path | None = None) -> AsyncIterator[st
         shutil.rmtree(socket_dir, ignore_errors=True)
 
 
-def redis_from_url(url: str, *, max_connections: int = 512, timeout: float = 10.0) -> aioredis.Redis:
-    """An async client on a blocking pool (waits up to ``timeout`` s for a connection instead of failing)."""
+def redis_from_url(url: str, *, max_connections: int = 512, timeout: float = 10.0, connect_timeout: float = 5.0,
+                   command_timeout: float = 10.0) -> aioredis.Redis:
+    """An async client on a blocking pool (waits up to ``timeout`` s for a connection instead of failing).
+    A server that hangs fails a command after ``command_timeout`` s and a connection after ``connect_timeout``
+    s (redis-py's TimeoutError) instead of holding the caller forever; keep ``command_timeout`` above the
+    longest blocking read (XREADGROUP BLOCK)."""
     if url.startswith("unix://"):
         pool = BlockingConnectionPool(
             connection_class=UnixDomainSocketConnection,
             path=url.removeprefix("unix://").split("?", 1)[0],
             max_connections=max_connections,
             timeout=timeout,
+            socket_timeout=command_timeout,
+            socket_connect_timeout=connect_timeout,
         )
     else:
-        pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=timeout)
+        pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=timeout,
+                                               socket_timeout=command_timeout, socket_connect_timeout=connect_timeout)
     return aioredis.Redis(connection_pool=pool)
 
 
