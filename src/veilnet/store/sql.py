@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import math
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +35,8 @@ from veilnet.settings import DatabaseSettings
 __all__ = [
     "DatabaseTimeouts", "alembic_config", "database_errors", "metadata", "migrate", "normalise_url", "open_database",
 ]
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -69,17 +74,32 @@ class DatabaseTimeouts:
 DATABASE_ERRORS: tuple[type[BaseException], ...] = (SQLAlchemyError, OSError)
 
 
+LOG_EVERY_SECONDS = 10.0
+_logged_at: dict[str, float] = {}  # what -> when its failure was last logged (monotonic)
+
+
 @contextlib.asynccontextmanager
 async def database_errors(what: str, timeout: float | None = None) -> AsyncIterator[None]:
     """Run the block within ``timeout`` seconds; a database failure (or the time running out) leaves it as
-    ``StoreError("cannot <what>: ...")`` with the driver's exception as its cause."""
+    ``StoreError("cannot <what>: ...")`` with the driver's exception as its cause. The message names the kind
+    of failure only (it can reach API clients as a 503); the driver's own words (addresses, SQL) go to the
+    log, once per ``LOG_EVERY_SECONDS`` for each ``what``."""
     try:
         async with asyncio.timeout(timeout):
             yield
     except TimeoutError as exc:
-        raise StoreError(f"cannot {what}: the database did not answer within {timeout} s") from exc
+        _log_failure(what, exc)
+        raise StoreError(f"cannot {what}: the database did not answer in time") from exc
     except DATABASE_ERRORS as exc:
-        raise StoreError(f"cannot {what}: {exc}") from exc
+        _log_failure(what, exc)
+        raise StoreError(f"cannot {what}: the database failed ({type(exc).__name__})") from exc
+
+
+def _log_failure(what: str, exc: BaseException) -> None:
+    now = time.monotonic()
+    if now - _logged_at.get(what, -math.inf) >= LOG_EVERY_SECONDS:
+        _logged_at[what] = now
+        log.warning("cannot %s: %s: %s", what, type(exc).__name__, exc)
 
 
 def normalise_url(url: str) -> str:
