@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import aiohttp
+import pytest
 import uvicorn
 from bittensor_wallet import Keypair
 from fastapi import FastAPI
@@ -181,3 +182,34 @@ async def test_the_challenger_and_the_weights_role_survive_the_chain_going_away(
 
 async def _above(count: Callable[[], object], floor: int) -> bool:
     return await count() > floor  # type: ignore[misc, no-any-return]
+
+
+async def test_the_weights_role_goes_on_when_the_score_history_cannot_be_written(
+        tmp_path: Path, redis_client: object, caplog: pytest.LogCaptureFixture) -> None:
+    from veilnet.store.history import ScoreHistory
+    from veilnet.store.sql import open_database
+
+    async with DevnetChain(None, block_time=0.05) as chain, aiohttp.ClientSession() as http, \
+            open_database(f"sqlite+aiosqlite:///{tmp_path}/gone/history.sqlite3", run_migrations=False) as engine:
+        (tmp_path / "gone").rmdir()  # the database cannot be opened: every write fails
+        await chain.fund(OWNER_C.ss58_address, 10_000 * RAO_PER_TAO)
+        netuid = await chain.register_subnet(OWNER_C, OWNER_H.ss58_address)
+        await chain.sudo_set_hyperparameter(netuid, "tempo", 5)
+        await chain.burned_register(netuid, OWNER_C, VAL_H.ss58_address)
+        ctx = context(chain, redis_client, http, netuid)
+        ctx.history = ScoreHistory(engine, VAL_H.ss58_address, netuid)
+        await ctx.pipeline.add_observation(
+            Observation(miner=MINER_H.ss58_address, model="m", task="chat", outcome="error"))
+        validator = asyncio.create_task(run_validator(ctx, roles=["weights"], round_interval=0.05))
+        try:
+            async def folded() -> bool:
+                return (await ctx.scores.load())[1] >= 3
+
+            with caplog.at_level("WARNING"):
+                await eventually(folded, "the weights role stopped folding epochs")
+            assert "score history not written" in caplog.text
+            assert "the role starts again" not in caplog.text
+        finally:
+            validator.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await validator

@@ -391,7 +391,10 @@ async def run_weights(ctx: ValidatorContext, *, round_interval: float = 1.0) -> 
             await ctx.scores.save(states, tempo)
             await ctx.pipeline.forget(ids)
             if ctx.history is not None:
-                await ctx.history.record(tempo, block, states)
+                try:
+                    await ctx.history.record(tempo, block, states)
+                except StoreError as exc:  # a record for the dashboard: the epoch and its weights go on
+                    log_event(log, "score history not written", logging.WARNING, tempo=tempo, reason=exc.message)
             epoch_at = await ctx.chain.get_next_epoch_block(ctx.netuid)
             pending_weights = True
         if ctx.pending_reveals:
