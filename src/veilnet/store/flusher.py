@@ -29,16 +29,21 @@ class Flusher:
         self.interval = interval
         self._what = what
         self._task: asyncio.Task[None] | None = None
+        self._writing = False  # the task is inside flush(): stop() lets it finish
+        self._stopping = False
 
     def soon(self) -> None:
         """Make sure a flush follows within ``interval`` (needs a running event loop)."""
+        if self._stopping:
+            return
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
         delay = self.interval
-        while self._pending():
+        while self._pending() and not self._stopping:
             await asyncio.sleep(delay)
+            self._writing = True
             try:
                 await self._flush()
                 delay = self.interval
@@ -48,14 +53,23 @@ class Flusher:
             except Exception:
                 delay = min(MAX_BACKOFF, max(0.5, delay * 2))
                 log.exception("%s: write failed unexpectedly, retrying in %.1f s", self._what, delay)
+            finally:
+                self._writing = False
 
     async def stop(self) -> None:
-        """Stop the background task (a write it is in the middle of puts its batch back: ``flush`` must)."""
-        if self._task is not None:
-            self._task.cancel()
+        """Stop the background task: at once while it waits, after the write it is in the middle of (a write
+        cut short can leave its outcome unknown, and SQLite's lock held until the driver's thread is done)."""
+        if self._task is None:
+            return
+        self._stopping = True
+        try:
+            if not self._writing:
+                self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        finally:
             self._task = None
+            self._stopping = False
 
     async def aclose(self) -> None:
         """Stop, then write what is pending; what cannot be written is logged as lost."""
