@@ -60,7 +60,7 @@ async def test_a_stopped_database_is_a_store_error_and_the_writer_writes_once_it
 async def test_a_hung_database_bounds_every_wait_and_reads_never_wait_on_the_writer(
         proxy: PgProxy, postgres_url: str) -> None:
     async with open_database(proxy.url(postgres_url), timeouts=FAST) as engine:
-        store = KeyStore(engine, timeout=FAST.operation, close_seconds=1.0)
+        store = KeyStore(engine, timeout=FAST.operation, close_seconds=1.0, cache_seconds=0.6, stale_wait=0.3)
         secret, key = await store.create("app", credit_usd=1.0)
         other, _ = await store.create("other", credit_usd=1.0)
         await store.authenticate(secret)
@@ -71,6 +71,10 @@ async def test_a_hung_database_bounds_every_wait_and_reads_never_wait_on_the_wri
         started = time.monotonic()
         assert (await store.authenticate(secret)).id == key.id  # cached: no wait at all
         assert time.monotonic() - started < 0.1
+        await asyncio.sleep(0.6)  # the key's cache time is over: its re-read hangs, the request does not
+        started = time.monotonic()
+        assert (await store.authenticate(secret)).remaining_usd == pytest.approx(0.99)
+        assert time.monotonic() - started < 0.3 + 0.2
         started = time.monotonic()
         with pytest.raises(StoreError):
             await asyncio.wait_for(store.authenticate(other), 30)  # a read: bounded by the store's timeout

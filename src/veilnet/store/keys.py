@@ -31,7 +31,7 @@ __all__ = ["ApiKey", "KeyStore", "Reservation", "UsageRow"]
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "vn-"
-CENT_DUST = 1e-9  # USD: sums of float amounts are off by about this much; a hold that fits exactly still fits
+USD_EPSILON = 1e-9  # USD: sums of float amounts are off by about this much; a hold that fits exactly still fits
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,8 @@ class KeyStore:
     process, such as ``veilnet keys``, takes effect within that; by this store, at once). Reads never wait on a
     ledger write: a read that overlaps a write of this store keeps the row that write read back. While the
     database fails, a key read within the last ``stale_seconds`` is served as last read (its re-read goes on in
-    the background); a key not read in that time gets StoreError.
+    the background; a request waits at most ``stale_wait`` for it); a key not read in that time gets
+    StoreError.
 
     Ledger: rows are written in batches, one transaction at most ``flush_seconds`` after the request; until then
     their cost already counts against the key here. A batch that fails is kept and retried in the background
@@ -122,12 +123,13 @@ class KeyStore:
 
     def __init__(self, engine: AsyncEngine, *, cache_seconds: float = 2.0, flush_seconds: float = 0.25,
                  clock: Callable[[], float] = time.time, timeout: float = 15.0, stale_seconds: float = 60.0,
-                 close_seconds: float = 10.0) -> None:
+                 stale_wait: float = 0.5, close_seconds: float = 10.0) -> None:
         self._engine = engine
         self._clock = clock
         self._cache_seconds = cache_seconds
         self._timeout = timeout
         self._stale_seconds = stale_seconds
+        self._stale_wait = stale_wait
         self._close_seconds = close_seconds
         # key hash -> (fresh until, read at, key id), monotonic times
         self._by_digest: dict[str, tuple[float, float, int]] = {}
@@ -212,12 +214,15 @@ class KeyStore:
             key = self._rows[cached[2]][1]
         else:
             reading = self._reading.get(digest) or self._read_soon(digest)
-            try:
-                key = await asyncio.shield(reading)
-            except StoreError:
+            stale_ok = cached is not None and now - cached[1] < self._stale_seconds
+            try:  # a key read not long ago waits for its re-read a short while only (the database may hang)
+                key = await (asyncio.wait_for(asyncio.shield(reading), self._stale_wait) if stale_ok
+                             else asyncio.shield(reading))
+            except (StoreError, TimeoutError):
                 cached = self._by_digest.get(digest)
-                if cached is None or now - cached[1] >= self._stale_seconds:
+                if not stale_ok or cached is None:
                     raise
+                self._failing_until = max(self._failing_until, now + self._cache_seconds)
                 key = self._rows[cached[2]][1]
         return self._as_seen(key)
 
@@ -328,10 +333,10 @@ class KeyStore:
             raise ValueError(f"key {key.id} was not read through this store: authenticate it first")
         seen = self._as_seen(stored[1])
         credit_left = seen.remaining_usd
-        if credit_left <= 0 or amount_usd > credit_left + CENT_DUST:
+        if credit_left <= 0 or amount_usd > credit_left + USD_EPSILON:
             raise PaymentRequired(_short_of(seen, credit_left, amount_usd, "its credit", "top it up"))
         budget_left = seen.budget_remaining_usd
-        if budget_left is not None and (budget_left <= 0 or amount_usd > budget_left + CENT_DUST):
+        if budget_left is not None and (budget_left <= 0 or amount_usd > budget_left + USD_EPSILON):
             raise PaymentRequired(_short_of(seen, budget_left, amount_usd, f"its {seen.budget_reset} budget",
                                             f"it resets at {seen.budget_resets_at}"), code="budget_exceeded")
         self._holds.hold(key.id, amount_usd)
