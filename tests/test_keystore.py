@@ -158,3 +158,37 @@ async def test_a_ledger_from_before_budgets_upgrades_with_its_keys(sql_url: str)
         assert (key.remaining_usd, key.budget_usd, key.period_spent_usd) == (2.0, None, 0.0)
         await store.set_budget(key.id, 1.0, "monthly")
         assert (await store.authenticate("vn-old")).budget_remaining_usd == 1.0
+
+
+async def test_closing_lets_a_ledger_write_in_progress_finish(sql_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Closing while the background writer is inside a transaction waits for it instead of cutting it short
+    (cut short, its outcome was unknown: the batch went out twice, and on SQLite the cut transaction's lock
+    could hold the next write for the whole busy timeout)."""
+    import time
+
+    from sqlalchemy import event
+
+    async with open_database(sql_url) as engine:
+        store = KeyStore(engine, flush_seconds=0.01)
+        _, key = await store.create("app", credit_usd=1.0)
+        inserted, committing = asyncio.Event(), asyncio.Event()
+
+        def started(conn: object, cursor: object, statement: str, *args: object) -> None:
+            if statement.lstrip().upper().startswith("INSERT INTO GATEWAY_USAGE"):
+                inserted.set()
+
+        def commit(conn: object) -> None:
+            if inserted.is_set():
+                committing.set()
+
+        event.listen(engine.sync_engine, "before_cursor_execute", started)
+        event.listen(engine.sync_engine, "commit", commit)
+        for n in range(20):
+            store.record(UsageRow(f"gen-{n}", key.id, "m", "miner", 1, 2, 0.01, 5.0, "ok"))
+        await asyncio.wait_for(committing.wait(), 10)  # the background writer is committing its batch
+        began = time.monotonic()
+        with caplog.at_level("WARNING"):
+            await store.aclose()
+        assert time.monotonic() - began < 3
+        assert "already written" not in caplog.text
+        assert len(await KeyStore(engine).usage_rows(key.id)) == 20

@@ -87,9 +87,14 @@ class RedisSettings(_Section):
 
 
 class DatabaseSettings(_Section):
-    """SQLAlchemy async URL; unset means SQLite in the data directory."""
+    """SQLAlchemy async URL; unset means SQLite in the data directory. Seconds the stores wait on the database:
+    to connect, for a pooled connection, for one statement, for one store operation as a whole."""
 
     url: SecretStr | None = None
+    connect_timeout: float = Field(default=5.0, gt=0)
+    pool_timeout: float = Field(default=5.0, gt=0)
+    statement_timeout: float = Field(default=10.0, gt=0)
+    operation_timeout: float = Field(default=15.0, gt=0)
 
 
 class EpistulaSettings(_Section):
@@ -169,6 +174,10 @@ class GatewaySettings(_Section):
     max_body_bytes: int = 4 * 1024 * 1024
     # seconds a miner has for one whole answer, a stream's included; when no miner answers in time: 408
     request_timeout: float = Field(default=120.0, gt=0)
+    # at shutdown (SIGTERM): seconds requests in flight get to finish, then seconds the last ledger rows get to
+    # reach the database (give the container at least their sum: docker's stop_grace_period)
+    drain_seconds: float = Field(default=20.0, gt=0)
+    ledger_close_seconds: float = Field(default=8.0, gt=0)
 
 
 class DevnetSettings(_Section):

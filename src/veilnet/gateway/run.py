@@ -15,14 +15,14 @@ from veilnet.gateway.confidential import attest_forever
 from veilnet.gateway.directory import MinerDirectory
 from veilnet.gateway.service import GatewayContext
 from veilnet.relay import RelayClient
-from veilnet.serving import serve
+from veilnet.serving import serve, stop_on_signals
 from veilnet.settings import Settings
 from veilnet.store.keys import KeyStore
 from veilnet.store.organic import OrganicStream, RequestCounter
 from veilnet.store.ratelimit import KeyRateLimiter
 from veilnet.store.redis import open_redis
 from veilnet.store.scores import LatestScores, ScoreStore
-from veilnet.store.sql import open_database
+from veilnet.store.sql import DatabaseTimeouts, open_database
 from veilnet.wallet import load_wallet
 
 __all__ = ["open_miner_http", "run_gateway"]
@@ -36,15 +36,20 @@ def open_miner_http() -> aiohttp.ClientSession:
 
 
 async def run_gateway(settings: Settings) -> None:
+    """Serve until SIGTERM / SIGINT (or cancellation), then close in order: requests in flight finish (up to
+    ``gateway.drain_seconds``), then the stores write what they hold — the ledger retrying for up to
+    ``gateway.ledger_close_seconds`` — and the connections close (a bundled Redis stops)."""
     wallet = load_wallet(settings.wallet)
     netuid = settings.chain.netuid
-    async with contextlib.AsyncExitStack() as stack:
+    timeouts = DatabaseTimeouts.from_settings(settings.database)
+    async with stop_on_signals() as stop, contextlib.AsyncExitStack() as stack:
         chain = await stack.enter_async_context(chain_from_settings(settings.chain))
         redis = await stack.enter_async_context(open_redis(settings.redis))
-        engine = await stack.enter_async_context(open_database(settings.database_url()))
+        engine = await stack.enter_async_context(open_database(settings.database_url(), timeouts=timeouts))
         http = await stack.enter_async_context(open_miner_http())
         relay = await stack.enter_async_context(RelayClient())
-        keys = await stack.enter_async_context(KeyStore(engine))
+        keys = await stack.enter_async_context(KeyStore(engine, timeout=timeouts.operation,
+                                                        close_seconds=settings.gateway.ledger_close_seconds))
         ratelimit = await stack.enter_async_context(KeyRateLimiter(
             redis, requests_per_minute=settings.gateway.requests_per_minute,
             tokens_per_minute=settings.gateway.tokens_per_minute))
@@ -68,4 +73,5 @@ async def run_gateway(settings: Settings) -> None:
         stack.callback(attester.cancel)
         # leaving the stack writes the last ledger rows, organic samples and request counts
         await serve(create_gateway_app(ctx, max_body_bytes=settings.gateway.max_body_bytes),
-                    host=settings.gateway.host, port=settings.gateway.port)
+                    host=settings.gateway.host, port=settings.gateway.port, stop=stop,
+                    timeout_graceful_shutdown=settings.gateway.drain_seconds)

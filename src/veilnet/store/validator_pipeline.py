@@ -74,7 +74,17 @@ class ValidatorPipeline:
 
     async def claim_answers(self, count: int = 4, block_ms: int = 1000) -> list[tuple[str, ChallengeRecord]]:
         """Up to ``count`` answers for this scorer: first any a silent scorer left unacknowledged for too long,
-        else new ones (waiting up to ``block_ms``)."""
+        else new ones (waiting up to ``block_ms``). A Redis that came back empty (restarted without
+        persistence) has lost the consumer group: it is created again."""
+        try:
+            return await self._claim_answers(count, block_ms)
+        except aioredis.ResponseError as exc:
+            if not str(exc).startswith("NOGROUP"):  # Redis's error code for a missing stream or group
+                raise
+            self._group_ready = False
+            return await self._claim_answers(count, block_ms)
+
+    async def _claim_answers(self, count: int, block_ms: int) -> list[tuple[str, ChallengeRecord]]:
         await self._ensure_group()
         _, stale, *_ = await self._redis.xautoclaim(self.answers, GROUP, self.consumer,
                                                     min_idle_time=self._claim_after_ms, count=count)

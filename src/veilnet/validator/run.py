@@ -13,12 +13,13 @@ from veilnet.confidential.config import verifier_from_settings
 from veilnet.confidential.sessions import AttestedSessions
 from veilnet.models.llamacpp import LlamaCppEngine
 from veilnet.scoring import ScoreParams
+from veilnet.serving import stop_on_signals
 from veilnet.settings import Settings
 from veilnet.store.history import ScoreHistory
 from veilnet.store.organic import OrganicStream, RequestCounter
 from veilnet.store.redis import open_redis
 from veilnet.store.scores import ScoreStore
-from veilnet.store.sql import open_database
+from veilnet.store.sql import DatabaseTimeouts, open_database
 from veilnet.store.validator_pipeline import ValidatorPipeline
 from veilnet.validator.service import ROLES, ValidatorContext, run_validator
 from veilnet.wallet import load_wallet
@@ -27,11 +28,13 @@ __all__ = ["run_validator_process"]
 
 
 async def run_validator_process(settings: Settings, roles: Collection[str] = ROLES) -> None:
-    """Challenge, verify, score and set weights (the given roles) until cancelled."""
+    """Challenge, verify, score and set weights (the given roles) until SIGTERM / SIGINT or cancellation; then
+    what the process holds (request counts) is written and its connections close (a bundled Redis stops)."""
     wallet = load_wallet(settings.wallet)
     netuid = settings.chain.netuid
     me = wallet.hotkey.ss58_address
-    async with contextlib.AsyncExitStack() as stack:
+    timeouts = DatabaseTimeouts.from_settings(settings.database)
+    async with stop_on_signals(), contextlib.AsyncExitStack() as stack:
         chain = await stack.enter_async_context(chain_from_settings(settings.chain))
         redis = await stack.enter_async_context(open_redis(settings.redis))
         reference = None
@@ -41,14 +44,14 @@ async def run_validator_process(settings: Settings, roles: Collection[str] = ROL
                                        embedding_models=models if settings.validator.embedding_share > 0 else None)
             await stack.enter_async_context(reference)
         http = await stack.enter_async_context(aiohttp.ClientSession())
-        engine = await stack.enter_async_context(open_database(settings.database_url()))
+        engine = await stack.enter_async_context(open_database(settings.database_url(), timeouts=timeouts))
         ctx = ValidatorContext(
             keypair=wallet.hotkey, chain=chain, netuid=netuid, reference=reference, http=http,
             scores=ScoreStore(redis, me, netuid), settings=settings.validator,
             pipeline=ValidatorPipeline(redis, me, netuid),
             params=ScoreParams(sharpen=settings.validator.sharpen_exponent),
             organic=OrganicStream(redis, netuid, sample_rate=1.0),
-            history=ScoreHistory(engine, me, netuid),
+            history=ScoreHistory(engine, me, netuid, timeout=timeouts.operation),
             attestations=AttestedSessions(verifier_from_settings(settings.confidential)),
             organic_counts=RequestCounter(redis, "organic", me, netuid),
             synthetic_counts=await stack.enter_async_context(RequestCounter(redis, "synthetic", me, netuid)),

@@ -18,12 +18,13 @@ import logging
 import math
 import random
 import time
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 from bittensor_wallet import Keypair
+from redis.exceptions import RedisError
 
 from veilnet.chain import errors as ce
 from veilnet.chain.interface import Chain
@@ -32,7 +33,7 @@ from veilnet.chain.weights import commit_hash, scores_to_u16_weights
 from veilnet.confidential.challenge import fetch_evidence
 from veilnet.confidential.errors import AttestationFailed
 from veilnet.confidential.sessions import AttestedSessions
-from veilnet.errors import VeilnetError
+from veilnet.errors import StoreError, VeilnetError
 from veilnet.logs import log_event
 from veilnet.models.engine import ModelEngine
 from veilnet.protocol.epistula import sign_request, verify_response
@@ -55,6 +56,7 @@ __all__ = [
     "ValidatorContext",
     "ask_miner",
     "attest_miner",
+    "keep_running",
     "replay_request",
     "reveal_due",
     "run_challenger",
@@ -389,7 +391,10 @@ async def run_weights(ctx: ValidatorContext, *, round_interval: float = 1.0) -> 
             await ctx.scores.save(states, tempo)
             await ctx.pipeline.forget(ids)
             if ctx.history is not None:
-                await ctx.history.record(tempo, block, states)
+                try:
+                    await ctx.history.record(tempo, block, states)
+                except StoreError as exc:  # a record for the dashboard: the epoch and its weights go on
+                    log_event(log, "score history not written", logging.WARNING, tempo=tempo, reason=exc.message)
             epoch_at = await ctx.chain.get_next_epoch_block(ctx.netuid)
             pending_weights = True
         if ctx.pending_reveals:
@@ -405,8 +410,34 @@ async def run_weights(ctx: ValidatorContext, *, round_interval: float = 1.0) -> 
         await asyncio.sleep(round_interval)
 
 
+# a dependency's failure, not the validator's: the chain unreachable, Redis or the database away or timing out
+DEPENDENCY_FAILURES: tuple[type[BaseException], ...] = (ce.ChainUnavailable, StoreError, RedisError, OSError)
+
+
+async def keep_running(role: str, run: Callable[[], Awaitable[None]], *, first_pause: float = 0.5,
+                       max_pause: float = 30.0) -> None:
+    """Run a role's loop until cancelled, through its dependencies' outages: when one fails
+    (``DEPENDENCY_FAILURES``), log it and start the loop again after a pause that doubles from ``first_pause``
+    to ``max_pause`` (and starts over once a run lasted longer than ``max_pause``). The loop starts from what
+    Redis and the chain hold, as a restarted process would."""
+    pause = first_pause
+    while True:
+        started = time.monotonic()
+        try:
+            await run()
+            return
+        except DEPENDENCY_FAILURES as exc:
+            if time.monotonic() - started > max_pause:
+                pause = first_pause
+            log_event(log, "dependency failed; the role starts again", logging.WARNING, role=role,
+                      error=f"{type(exc).__name__}: {exc}", retry_in_s=pause)
+            await asyncio.sleep(pause)
+            pause = min(max_pause, pause * 2)
+
+
 async def run_validator(ctx: ValidatorContext, *, roles: Collection[str] = ROLES, round_interval: float = 1.0) -> None:
-    """Run the given roles (all three by default) side by side until cancelled."""
+    """Run the given roles (all three by default) side by side until cancelled, each through its
+    dependencies' outages (:func:`keep_running`)."""
     unknown = set(roles) - set(ROLES)
     if unknown or not roles:
         raise ValueError(f"roles must be among {', '.join(ROLES)}; got {', '.join(sorted(roles)) or 'none'}")
@@ -416,4 +447,4 @@ async def run_validator(ctx: ValidatorContext, *, roles: Collection[str] = ROLES
     async with asyncio.TaskGroup() as group:
         for role in ROLES:
             if role in roles:
-                group.create_task(loops[role](), name=f"validator-{role}")
+                group.create_task(keep_running(role, loops[role]), name=f"validator-{role}")
