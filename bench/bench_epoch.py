@@ -1,18 +1,29 @@
-"""One epoch with 256 uids and 64 validators weighting all miners: veilnet's exact I32F32 epoch vs a
-float64 numpy Yuma (same steps, no fixed-point exactness) as the baseline, measured in the same run.
+"""One epoch with 256 uids and 64 validators weighting all miners, measured in the same run:
 
-Goal: the exact epoch at most 100 ms on a 2-core machine.  Run: .venv/bin/python bench/bench_epoch.py
+- veilnet's exact I32F32 epoch (``run_epoch``, numpy), with Yuma3, with liquid alpha, and legacy Yuma;
+- the entry-by-entry reference it must equal bit for bit (tests/chain/reference_epoch.py), on the same inputs;
+- a float64 numpy Yuma (same steps, no fixed-point exactness) as the floor.
+
+The script also checks that the two exact implementations agree on every input it times.
+Goal: the exact epoch at most 50 ms.  Run: .venv/bin/python bench/bench_epoch.py
 """
 
 from __future__ import annotations
 
 import random
 import statistics
+import sys
 import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
-from veilnet.chain.epoch import EpochInput, run_epoch
+from veilnet.chain.epoch import EpochInput, EpochOutput, run_epoch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the reference lives in the test tree
+from tests.chain.reference_epoch import reference_run_epoch
 
 N, VALIDATORS = 256, 64
 
@@ -60,7 +71,7 @@ def float_yuma(inputs: EpochInput) -> np.ndarray:
     return dividends / dividends.sum()
 
 
-def timed(fn, arg, repeat: int) -> list[float]:  # type: ignore[no-untyped-def]
+def timed(fn: Callable[[EpochInput], object], arg: EpochInput, repeat: int) -> list[float]:
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -70,14 +81,27 @@ def timed(fn, arg, repeat: int) -> list[float]:  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    inputs = scenario()
-    exact = timed(run_epoch, inputs, 5)
-    approx = timed(float_yuma, inputs, 5)
-    print(f"one epoch, {N} uids, {VALIDATORS} validators weighting {N - VALIDATORS} miners")
-    print(f"{'implementation':<36}{'median ms':>12}{'min ms':>10}")
-    print(f"{'veilnet exact I32F32 (run_epoch)':<36}{statistics.median(exact):>12.1f}{min(exact):>10.1f}")
-    print(f"{'float64 numpy Yuma (baseline)':<36}{statistics.median(approx):>12.1f}{min(approx):>10.1f}")
-    print("goal: exact epoch <= 100 ms")
+    base = scenario()
+    cases = {
+        "Yuma3": base,
+        "Yuma3 + liquid alpha": replace(base, liquid_alpha=True),
+        "legacy Yuma": replace(base, yuma3=False),
+    }
+    print(f"one epoch, {N} uids, {VALIDATORS} validators weighting {N - VALIDATORS} miners (median / min ms)")
+    print(f"{'case':<24}{'run_epoch (numpy)':>20}{'reference (ints)':>20}{'speed-up':>10}  {'bit-exact':>9}")
+    for name, inputs in cases.items():
+        fast_out: EpochOutput = run_epoch(inputs)
+        same = fast_out == reference_run_epoch(inputs)
+        fast = timed(run_epoch, inputs, 9)
+        reference = timed(reference_run_epoch, inputs, 3)
+        print(
+            f"{name:<24}{statistics.median(fast):>11.1f} / {min(fast):>5.1f}"
+            f"{statistics.median(reference):>11.1f} / {min(reference):>5.1f}"
+            f"{statistics.median(reference) / statistics.median(fast):>9.1f}x  {'yes' if same else 'NO':>9}"
+        )
+    approx = timed(float_yuma, base, 9)
+    print(f"{'float64 numpy Yuma':<24}{statistics.median(approx):>11.1f} / {min(approx):>5.1f}   (no exactness: the floor)")
+    print("goal: exact epoch <= 50 ms")
 
 
 if __name__ == "__main__":

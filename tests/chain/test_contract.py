@@ -31,9 +31,12 @@ class Setup:
     devnet: DevnetChain | None = None
 
     async def shorten_tempo(self, netuid: int) -> None:
-        """Devnet: a 5-block tempo so permits come quickly (a real node keeps its own, e.g. fast-blocks)."""
+        """Devnet: a 5-block tempo so permits come quickly (a real node keeps its own, e.g. fast-blocks), no
+        weights rate limit (registration may land after block 0, from which the limit counts), and plain
+        set_weights (the devnet has hash commit-reveal only, on by default; the validator tests cover it)."""
         if self.devnet is not None:
-            await self.devnet.sudo_set_hyperparameter(netuid, "tempo", 5)
+            for name, value in (("tempo", 5), ("weights_rate_limit", 0), ("commit_reveal_weights_enabled", False)):
+                await self.devnet.sudo_set_hyperparameter(netuid, name, value)
 
 
 def _fresh() -> Keypair:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import random
+
+import numpy as np
+
 from veilnet.chain import fixed as fx
 
 
@@ -29,3 +33,39 @@ def test_u16_conversions_round_trip_as_subtensor_does() -> None:
 def test_normalize_64_then_to_32_bits() -> None:
     shares = [fx.fixed64_to_fixed32(v) for v in fx.normalize_64([1, 2, 3, 4])]
     assert shares[3] == (4 << 64) // 10 >> 32
+
+
+_EDGES = [0, 1, -1, fx.ONE, -fx.ONE, fx.ONE - 1, fx.ONE + 1, fx.I64_MAX, fx.I64_MIN, fx.I64_MIN + 1, 2**62, -(2**62),
+          2**31, 2**32 - 1, 2**33 + 5, -(2**40) - 3]
+
+
+def test_array_multiply_and_add_equal_the_scalar_ones_including_saturation() -> None:
+    rng = random.Random(1)
+    values = _EDGES + [rng.randint(fx.I64_MIN, fx.I64_MAX) for _ in range(120)] + [
+        rng.randint(-(2**40), 2**40) for _ in range(120)
+    ]
+    a = np.array([x for x in values for _ in values], dtype=np.int64)
+    b = np.array([y for _ in values for y in values], dtype=np.int64)
+    assert fx.mul_array(a, b).tolist() == [fx.mul(x, y) for x in values for y in values]
+    assert fx.add_array(a, b).tolist() == [fx.add(x, y) for x in values for y in values]
+    assert fx.mul_array(fx.ONE // 2, np.array([3, -3])).tolist() == [1, -2]  # a scalar broadcasts; floor
+
+
+def test_array_divisions_equal_the_scalar_ones() -> None:
+    rng = random.Random(2)
+    pairs = [(fx.I64_MAX, fx.I64_MAX), (0, 1), (1, fx.I64_MAX), (2**62, fx.I64_MAX), (7, 7)]
+    for _ in range(3_000):
+        b = rng.choice([rng.randint(1, fx.I64_MAX), rng.randint(1, 2**40), rng.randint(1, 100)])
+        pairs.append((rng.randint(0, b), b))
+    quotients = fx.unit_div_array(np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs]))
+    assert quotients.tolist() == [fx.safe_div(a, b) for a, b in pairs]
+    divisors = [fx.ONE + 1, 2 * fx.ONE, 2**40, 2**62] + [fx.ONE + rng.randint(1, 2**58) for _ in range(3_000)]
+    assert fx.recip_array(np.array(divisors)).tolist() == [fx.saturating_div(fx.ONE, d) for d in divisors]
+
+
+def test_array_u16_conversion_equals_the_scalar_one() -> None:
+    rng = random.Random(3)
+    values = _EDGES + [rng.randint(fx.I64_MIN, fx.I64_MAX) for _ in range(2_000)] + [
+        rng.randint(-(2**33), 2**34) for _ in range(2_000)
+    ]
+    assert fx.proportion_to_u16_array(np.array(values)).tolist() == [fx.proportion_to_u16(v) for v in values]

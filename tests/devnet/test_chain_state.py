@@ -25,6 +25,7 @@ async def _subnet(chain: DevnetChain, **hyper: int | bool) -> int:
     netuid = await chain.register_subnet(OWNER_C, OWNER_H.ss58_address)
     await chain.sudo_set_hyperparameter(netuid, "max_regs_per_block", 10)
     await chain.sudo_set_hyperparameter(netuid, "target_regs_per_interval", 10)
+    hyper = {"commit_reveal_weights_enabled": False, **hyper}  # plain set_weights unless a test turns it on
     for name, value in hyper.items():
         await chain.sudo_set_hyperparameter(netuid, name, value)
     return netuid
@@ -128,7 +129,8 @@ async def test_set_weights_checks_version_duplicates_and_unknown_uids() -> None:
 
 async def test_commit_reveal_v2() -> None:
     async with DevnetChain(None, block_time=None) as chain:
-        netuid = await _subnet(chain, tempo=5, weights_rate_limit=0, commit_reveal_weights_enabled=True)
+        netuid = await _subnet(chain, tempo=5, weights_rate_limit=0, commit_reveal_weights_enabled=True,
+                               commit_reveal_period=1)
         await chain.burned_register(netuid, VAL_C, VAL_H.ss58_address)
         await chain.add_stake(netuid, VAL_C, VAL_H.ss58_address, 100 * RAO_PER_TAO)
         while not chain.state.subnets[netuid].neurons[1].validator_permit:

@@ -6,7 +6,14 @@
 (top-k by stake), the weight masks, row normalisation, stake-weighted median consensus at kappa,
 clipping, validator trust, incentive, bonds (Yuma3 EMA with optional liquid alpha; legacy Yuma EMA),
 dividends and the server/validator emission split. All quantities are integers as stored on chain;
-arrays are indexed by uid; weights and bonds are sparse rows ``[(uid, u16), ...]``.
+arrays are indexed by uid; weights and bonds are sparse rows ``[(uid, u16), ...]`` with each uid at most
+once per row (as the chain stores them).
+
+The matrices are held densely in numpy ``int64`` (the I32F32 bits) for the rows that carry weights, bonds or
+stake, beside a mask of which sparse entries exist (the pallet keeps an explicit zero apart from a missing
+entry in a few places); per-uid vectors stay Python integers. The stake-weighted median is computed in
+closed form: the pallet's quickselect always returns the smallest column value whose cumulative stake
+exceeds ``stake_sum - kappa`` (the largest value when none does), whatever pivots it draws.
 
 One approximation: liquid alpha's sigmoid uses the float ``exp`` (the pallet uses a fixed-point series),
 so liquid-alpha rates may differ from the chain's in the last bits. Everything else is bit-exact.
@@ -14,15 +21,21 @@ so liquid-alpha rates may differ from the chain's in the last bits. Everything e
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+from numpy.typing import NDArray
+
 from veilnet.chain import fixed as fx
+from veilnet.chain.fixed import Bits
 
 __all__ = ["EpochInput", "EpochOutput", "SparseRow", "run_epoch"]
 
 SparseRow = list[tuple[int, int]]
-_Sparse = list[list[tuple[int, int]]]  # rows of (column, I32F32 bits)
+_Mask = NDArray[np.bool_]
+_NO_COMMIT = 2**64 - 1
 
 
 @dataclass(frozen=True)
@@ -69,7 +82,15 @@ class EpochOutput:
     stake_weight: list[int] = field(default_factory=list)
 
 
-# --- sparse matrix helpers (each mirrors one function of epoch/math.rs) ---------------------------------
+@dataclass(frozen=True)
+class _Matrix:
+    """Rows ``rows`` (uids) of a sparse n-column matrix, dense: I32F32 values, and which entries exist."""
+
+    values: Bits
+    present: _Mask
+
+
+# --- per-uid vectors (Python integers, as the pallet's Vec<I32F32>) ----------------------------------------
 
 
 def _is_topk_nonzero(vector: list[int], k: int) -> list[bool]:
@@ -83,224 +104,242 @@ def _is_topk_nonzero(vector: list[int], k: int) -> list[bool]:
     return result
 
 
-def _mask_outdated(matrix: _Sparse, first: list[int], second: list[int], *, strict: bool) -> _Sparse:
-    """vec_mask_sparse_matrix: drop (i, j) when first[i] <= second[j] (or < when strict)."""
-    out: _Sparse = []
-    for i, row in enumerate(matrix):
-        fv = first[i] if i < len(first) else 0
-        if strict:
-            out.append([(j, v) for j, v in row if not fv < (second[j] if j < len(second) else 0)])
-        else:
-            out.append([(j, v) for j, v in row if not fv <= (second[j] if j < len(second) else 0)])
-    return out
-
-
-def _row_normalize(matrix: _Sparse) -> _Sparse:
-    out: _Sparse = []
-    for row in matrix:
-        total = sum(v for _, v in row)
-        out.append([(j, fx.safe_div(v, total)) for j, v in row] if total > 0 else list(row))
-    return out
-
-
-def _col_normalize(matrix: _Sparse, n: int) -> _Sparse:
-    sums = [0] * n
-    for row in matrix:
-        for j, v in row:
-            if j < n:
-                sums[j] = fx.add(sums[j], v)
-    return [[(j, fx.safe_div(v, sums[j]) if j < n and sums[j] != 0 else v) for j, v in row] for row in matrix]
-
-
-def _col_max_upscale(matrix: _Sparse, n: int) -> _Sparse:
-    maxes = [0] * n
-    for row in matrix:
-        for j, v in row:
-            if j < n and maxes[j] < v:
-                maxes[j] = v
-    return [[(j, fx.safe_div(v, maxes[j]) if j < n and maxes[j] != 0 else v) for j, v in row] for row in matrix]
-
-
-def _weighted_median(stake: list[int], score: list[int], minority: int, hi: int) -> int:
-    """weighted_median of math.rs: quickselect on stake mass around ``minority``."""
-    current = list(range(len(stake)))
-    lo = 0
-    limit = len(current)
-    iterations = 0
-    while True:
-        n = len(current)
-        if n == 0:
-            return 0
-        if n == 1:
-            return score[current[0]]
-        pivot = score[current[n // 2]]
-        lo_stake = hi_stake = 0
-        lower: list[int] = []
-        upper: list[int] = []
-        for idx in current:
-            value = score[idx]
-            if value == pivot:
-                continue
-            if value < pivot:
-                lo_stake = fx.add(lo_stake, stake[idx])
-                lower.append(idx)
-            else:
-                hi_stake = fx.add(hi_stake, stake[idx])
-                upper.append(idx)
-        if minority < fx.add(lo, lo_stake) and lower:
-            current = lower
-            hi = fx.add(lo, lo_stake)
-        elif fx.add(hi, -hi_stake) <= minority and upper:
-            current = upper
-            lo = fx.add(hi, -hi_stake)
-        else:
-            return pivot
-        iterations += 1
-        if iterations > limit:
-            return 0
-
-
-def _weighted_median_cols(stake: list[int], weights: _Sparse, n: int, kappa: int) -> list[int]:
-    use_stake = fx.normalize([s for s in stake if s > 0])
-    stake_sum = sum(use_stake)
-    minority = fx.add(stake_sum, -kappa)
-    columns = [[0] * len(use_stake) for _ in range(n)]
-    k = 0
-    for s, row in zip(stake, weights, strict=False):
-        if s > 0:
-            for j, v in row:
-                if j < n:
-                    columns[j][k] = v
-            k += 1
-    if not use_stake:
-        return [0] * n
-    return [_weighted_median(use_stake, column, minority, stake_sum) for column in columns]
-
-
-def _col_clip(matrix: _Sparse, threshold: list[int]) -> _Sparse:
-    out: _Sparse = []
-    for row in matrix:
-        new_row: list[tuple[int, int]] = []
-        for j, v in row:
-            th = threshold[j] if j < len(threshold) else 0
-            if th < v:
-                if th > 0:
-                    new_row.append((j, th))
-            else:
-                new_row.append((j, v))
-        out.append(new_row)
-    return out
-
-
-def _matmul(matrix: _Sparse, vector: list[int], n: int) -> list[int]:
-    result = [0] * n
-    for i, row in enumerate(matrix):
-        scale = vector[i] if i < len(vector) else 0
-        for j, v in row:
-            if j < n:
-                result[j] = fx.add(result[j], fx.mul(scale, v))
-    return result
-
-
-def _interpolate(mat1: _Sparse, mat2: _Sparse, n: int, ratio: int) -> _Sparse:
-    if ratio == 0:
-        return [list(r) for r in mat1]
-    if ratio == fx.ONE:
-        return [list(r) for r in mat2]
-    out: _Sparse = []
-    for row1_sparse, row2_sparse in zip(mat1, mat2, strict=True):
-        row1 = [0] * n
-        row2 = [0] * n
-        for j, v in row1_sparse:
-            row1[j] = v
-        for j, v in row2_sparse:
-            row2[j] = v
-        new_row = []
-        for j in range(n):
-            value = fx.add(row1[j], fx.mul(ratio, fx.add(row2[j], -row1[j])))
-            if value > 0:
-                new_row.append((j, value))
-        out.append(new_row)
-    return out
-
-
-def _mat_ema(new: _Sparse, old: _Sparse, alpha: int, n: int) -> _Sparse:
-    one_minus_alpha = fx.add(fx.ONE, -alpha)
-    out: _Sparse = []
-    for i, new_row in enumerate(new):
-        acc = [0] * n
-        for j, v in new_row:
-            acc[j] = fx.add(acc[j], fx.mul(alpha, v))
-        if i < len(old):
-            for j, v in old[i]:
-                acc[j] = fx.add(acc[j], fx.mul(one_minus_alpha, v))
-        out.append([(j, v) for j, v in enumerate(acc) if v > 0])
-    return out
-
-
-def _mat_ema_alpha(new: _Sparse, old: _Sparse, alphas: list[list[int]]) -> _Sparse:
-    out: _Sparse = []
-    for new_row, old_row, alpha_row in zip(new, old, alphas, strict=True):
-        decayed = [0] * len(alpha_row)
-        for j, v in old_row:
-            if j < len(alpha_row):
-                decayed[j] = fx.mul(fx.add(fx.ONE, -alpha_row[j]), v)
-        row = []
-        for j, v in new_row:
-            if j < len(alpha_row):
-                inc = max(fx.mul(alpha_row[j], v), 0)
-                value = min(fx.add(decayed[j], inc), fx.ONE)
-                if value > 0:
-                    row.append((j, value))
-        out.append(row)
-    return out
-
-
-def _alpha_sigmoid(consensus: int, weight: int, bond: int, low: int, high: int, steepness: int) -> int:
-    def clamp(value: int, lo: int, hi: int) -> int:
-        return max(min(value, hi), lo)
-
-    diff_buy = clamp(fx.add(weight, -consensus), 0, fx.ONE)
-    diff_sell = clamp(fx.add(bond, -weight), 0, fx.ONE)
-    combined = diff_buy if weight >= bond else diff_sell
-    exponent = fx.mul(fx.saturating_div(steepness, fx.from_int(-100)), fx.add(combined, -(fx.ONE // 2)))
-    exponent = clamp(exponent, fx.from_int(-20), fx.from_int(20))
-    exp_value = math.floor(math.exp(fx.to_float(exponent)) * fx.ONE)
-    sigmoid = fx.saturating_div(fx.ONE, fx.add(fx.ONE, exp_value))
-    alpha = fx.add(low, fx.mul(sigmoid, fx.add(high, -low)))
-    return clamp(alpha, low, high)
-
-
-def _liquid_alphas(weights: _Sparse, bonds: _Sparse, consensus: list[int], inputs: EpochInput) -> list[list[int]]:
-    low = fx.u16_proportion(inputs.alpha_low)
-    high = fx.u16_proportion(inputs.alpha_high)
-    steepness = fx.from_int(inputs.alpha_sigmoid_steepness)
-    alphas = []
-    for w_row, b_row in zip(weights, bonds, strict=True):
-        w = dict(w_row)
-        b = dict(b_row)
-        alphas.append(
-            [_alpha_sigmoid(c, w.get(j, 0), b.get(j, 0), low, high, steepness) for j, c in enumerate(consensus)]
-        )
-    return alphas
-
-
 def _ema_alpha_from_moving_average(bonds_moving_average: int) -> int:
     # I64F64(bma) / I64F64(1e6), then I32F32::from_num (drops 32 fractional bits), then 1 - that.
     bma_64 = ((bonds_moving_average << 64) << 64) // (1_000_000 << 64)
     return fx.add(fx.ONE, -fx.fixed64_to_fixed32(bma_64))
 
 
-# --- the epoch -------------------------------------------------------------------------------------
+def _u16(values: list[int]) -> list[int]:
+    return [fx.proportion_to_u16(v) for v in values]
+
+
+# --- matrices ----------------------------------------------------------------------------------------------
+
+
+def _dense(sparse: list[SparseRow], rows: NDArray[np.intp], n: int) -> tuple[Bits, _Mask]:
+    """The raw integers of ``sparse``'s rows ``rows`` (entries outside 0..n-1 dropped), and their presence."""
+    values = np.zeros((len(rows), n), dtype=np.int64)
+    present = np.zeros((len(rows), n), dtype=np.bool_)
+    lengths = [len(sparse[i]) for i in rows.tolist()]
+    count = sum(lengths)
+    if count == 0:
+        return values, present
+    pairs = np.fromiter(
+        itertools.chain.from_iterable(itertools.chain.from_iterable(sparse[i] for i in rows.tolist())),
+        dtype=np.int64, count=2 * count,
+    ).reshape(count, 2)
+    row_index = np.repeat(np.arange(len(rows)), lengths)
+    cols = pairs[:, 0]
+    keep = (cols >= 0) & (cols < n)
+    values[row_index[keep], cols[keep]] = pairs[keep, 1]
+    present[row_index[keep], cols[keep]] = True
+    return values, present
+
+
+def _blocks(values: list[int] | list[int | None], fill: int = _NO_COMMIT) -> NDArray[np.uint64]:
+    return np.array([fill if v is None else v for v in values], dtype=np.uint64)
+
+
+def _weights(inputs: EpochInput, rows: NDArray[np.intp], forbids: list[bool]) -> _Matrix:
+    """Weights as the epoch uses them: masked (permits, self-weights, outdated, commit-reveal), row-normalised."""
+    n = inputs.n
+    raw, present = _dense(inputs.weights, rows, n)
+    present &= ~np.array([forbids[i] for i in rows.tolist()], dtype=np.bool_)[:, None]
+    self_weight = rows[:, None] == np.arange(n)[None, :]
+    if inputs.owner_uid is not None:
+        self_weight &= rows[:, None] != inputs.owner_uid
+    present &= ~self_weight
+    registered = _blocks(inputs.block_at_registration)
+    last_update = _blocks(inputs.last_update)[rows]
+    present &= ~(last_update[:, None] <= registered[None, :])
+    if inputs.commit_blocks is not None:
+        commits = _blocks(inputs.commit_blocks)[rows]
+        present &= ~(commits[:, None] < registered[None, :])
+    raw = np.where(present, raw, 0)
+    # safe_div(w << 32, W << 32) with W the row's u16 total is exactly (w << 32) // W: no 128-bit product.
+    totals = raw.sum(axis=1, keepdims=True)
+    values = np.where(totals > 0, (raw << fx.FRAC) // np.maximum(totals, 1), raw << fx.FRAC)
+    return _Matrix(values, present)
+
+
+def _consensus(weights: Bits, active_stake: Bits, kappa: int, n: int) -> Bits:
+    """weighted_median_col_sparse: per column, the smallest value whose cumulative stake exceeds the minority."""
+    voting = active_stake > 0
+    if not voting.any():
+        return np.zeros(n, dtype=np.int64)
+    use_stake = np.array(fx.normalize(active_stake[voting].tolist()), dtype=np.int64)
+    minority = fx.add(int(use_stake.sum()), -kappa)
+    columns = weights[voting]
+    order = np.argsort(columns, axis=0, kind="stable")
+    ordered = np.take_along_axis(columns, order, axis=0)
+    cumulative = np.cumsum(use_stake[order], axis=0)
+    first_above = np.minimum((cumulative <= minority).sum(axis=0), len(use_stake) - 1)
+    return np.asarray(ordered[first_above, np.arange(n)], dtype=np.int64)
+
+
+def _clip(weights: _Matrix, consensus: Bits) -> _Matrix:
+    """col_clip_sparse: a weight above consensus becomes the consensus, or is dropped when that is 0."""
+    over = weights.values > consensus[None, :]
+    present = weights.present & ~(over & (consensus[None, :] <= 0))
+    values = np.where(over, consensus[None, :], weights.values)
+    return _Matrix(np.where(present, values, 0), present)
+
+
+def _interpolate(first: _Matrix, second: _Matrix, ratio: int) -> _Matrix:
+    if ratio == 0:
+        return first
+    if ratio == fx.ONE:
+        return second
+    values = fx.add_array(first.values, fx.mul_array(ratio, fx.add_array(second.values, -first.values)))
+    return _Matrix(np.where(values > 0, values, 0), values > 0)
+
+
+def _col_normalize(values: Bits) -> Bits:
+    """col_normalize of non-negative entries: each divided by its column's (saturating) sum, unless that is 0."""
+    sums = _column_sums(values)
+    return _divide_columns(values, sums)
+
+
+def _divide_columns(values: Bits, divisors: Bits) -> Bits:
+    safe = np.broadcast_to(np.where(divisors > 0, divisors, 1), values.shape)
+    return np.where(divisors[None, :] > 0, fx.unit_div_array(values, safe), values)
+
+
+def _column_sums(values: Bits) -> Bits:
+    """Saturating column sums of non-negative entries (a saturating running sum of them is min(sum, MAX))."""
+    if values.size and float(values.max()) * values.shape[0] >= 2.0**62:
+        return np.array([min(sum(column), fx.I64_MAX) for column in values.T.tolist()], dtype=np.int64)
+    return np.asarray(values.sum(axis=0), dtype=np.int64)
+
+
+def _col_max_upscale(values: Bits) -> Bits:
+    return _divide_columns(values, values.max(axis=0, initial=0))
+
+
+def _mat_ema(new: Bits, old: Bits, alpha: int) -> _Matrix:
+    values = fx.add_array(fx.mul_array(alpha, new), fx.mul_array(fx.add(fx.ONE, -alpha), old))
+    return _Matrix(np.where(values > 0, values, 0), values > 0)
+
+
+def _liquid_alpha(consensus: Bits, weight: Bits, bond: Bits, inputs: EpochInput) -> Bits:
+    """alpha_sigmoid elementwise: the bond EMA rate from how far a weight is from consensus (or below its bond)."""
+    low = fx.u16_proportion(inputs.alpha_low)
+    high = fx.u16_proportion(inputs.alpha_high)
+    steepness = fx.from_int(inputs.alpha_sigmoid_steepness)
+    diff_buy = np.clip(fx.add_array(weight, -consensus), 0, fx.ONE)
+    diff_sell = np.clip(fx.add_array(bond, -weight), 0, fx.ONE)
+    combined = np.where(weight >= bond, diff_buy, diff_sell)
+    exponent = fx.mul_array(fx.saturating_div(steepness, fx.from_int(-100)), fx.add_array(combined, -(fx.ONE // 2)))
+    exponent = np.clip(exponent, fx.from_int(-20), fx.from_int(20))
+    # The float exp of Python's math module, value by value, exactly as the scalar definition uses it.
+    exp_float = np.array([math.exp(x) for x in (exponent.astype(np.float64) / fx.ONE).tolist()], dtype=np.float64)
+    exp_value = np.floor(exp_float * float(fx.ONE)).astype(np.int64)
+    sigmoid = fx.recip_array(fx.add_array(fx.ONE, exp_value))
+    alpha = fx.add_array(low, fx.mul_array(sigmoid, fx.add(high, -low)))
+    return np.maximum(np.minimum(alpha, high), low)
+
+
+def _mat_ema_alpha(new: _Matrix, old: Bits, consensus: Bits, inputs: EpochInput) -> _Matrix:
+    """mat_ema_alpha with liquid alpha: only entries present in ``new`` survive."""
+    rows, cols = np.nonzero(new.present)
+    weight = new.values[rows, cols]
+    bond = old[rows, cols]
+    alpha = _liquid_alpha(consensus[cols], weight, bond, inputs)
+    decayed = fx.mul_array(fx.add_array(fx.ONE, -alpha), bond)
+    increase = np.maximum(fx.mul_array(alpha, weight), 0)
+    value = np.minimum(fx.add_array(decayed, increase), fx.ONE)
+    values = np.zeros_like(new.values)
+    values[rows, cols] = np.where(value > 0, value, 0)
+    return _Matrix(values, values > 0)
+
+
+# --- the epoch -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Consensus:
+    rows: NDArray[np.intp]
+    active_stake: list[int]
+    weights: _Matrix
+    consensus: Bits
+    clipped: _Matrix
+    incentive: list[int]
+
+
+def _bond_inputs(inputs: EpochInput, rows: NDArray[np.intp], *, as_proportion: bool) -> Bits:
+    raw, present = _dense(inputs.bonds, rows, inputs.n)
+    last_tempo = (
+        max(inputs.current_block - inputs.tempo, 0)
+        if inputs.last_mechanism_step_block == 0
+        else inputs.last_mechanism_step_block + 1
+    )
+    fresh = _blocks(inputs.block_at_registration) >= np.uint64(last_tempo)  # bonds to them are reset
+    present &= ~fresh[None, :]
+    bits = (raw << fx.FRAC) // fx.U16_MAX if as_proportion else raw << fx.FRAC
+    return np.where(present, bits, 0)
+
+
+def _yuma3_bonds(inputs: EpochInput, state: _Consensus, weights_for_bonds: _Matrix) -> tuple[list[int], _Matrix]:
+    bonds = _bond_inputs(inputs, state.rows, as_proportion=True)
+    if inputs.liquid_alpha and bool((state.consensus != 0).any()):
+        ema = _mat_ema_alpha(weights_for_bonds, bonds, state.consensus, inputs)
+    else:
+        ema = _mat_ema(weights_for_bonds.values, bonds, _ema_alpha_from_moving_average(inputs.bonds_moving_average))
+    normalized = _col_normalize(ema.values)
+    incentive = np.array(state.incentive, dtype=np.int64)
+    per_validator = fx.mul_array(normalized, incentive[None, :]).sum(axis=1).tolist()
+    dividends = [0] * inputs.n
+    for row, uid in enumerate(state.rows.tolist()):
+        product = (per_validator[row] * state.active_stake[uid]) >> fx.FRAC
+        dividends[uid] = product if fx.I64_MIN <= product <= fx.I64_MAX else 0
+    return fx.normalize(dividends), ema
+
+
+def _legacy_bonds(inputs: EpochInput, state: _Consensus, weights_for_bonds: _Matrix) -> tuple[list[int], _Matrix]:
+    bonds = _col_normalize(_bond_inputs(inputs, state.rows, as_proportion=False))
+    stake = np.array([state.active_stake[uid] for uid in state.rows.tolist()], dtype=np.int64)
+    delta = _col_normalize(fx.mul_array(weights_for_bonds.values, stake[:, None]))
+    ema = _mat_ema(delta, bonds, _ema_alpha_from_moving_average(inputs.bonds_moving_average))
+    normalized = _col_normalize(ema.values)
+    incentive = np.array(state.incentive, dtype=np.int64)
+    per_row = fx.mul_array(incentive[None, :], normalized).sum(axis=1).tolist()
+    dividends = [0] * inputs.n
+    for row, uid in enumerate(state.rows.tolist()):
+        dividends[uid] = per_row[row]
+    return fx.normalize(dividends), _Matrix(_col_max_upscale(normalized), ema.present)
+
+
+def _consensus_state(inputs: EpochInput, stake: list[int], permits: list[bool], inactive: list[bool]) -> _Consensus:
+    n = inputs.n
+    forbids = [not p for p in permits]
+    active_stake = fx.normalize([0 if (inactive[i] or forbids[i]) else s for i, s in enumerate(stake)])
+    rows = np.array(
+        [i for i in range(n) if inputs.weights[i] or inputs.bonds[i] or active_stake[i] > 0], dtype=np.intp
+    )
+    weights = _weights(inputs, rows, forbids)
+    row_stake = np.array([active_stake[i] for i in rows.tolist()], dtype=np.int64)
+    consensus = _consensus(weights.values, row_stake, fx.u16_proportion(inputs.kappa), n)
+    clipped = _clip(weights, consensus)
+    ranked = fx.mul_array(row_stake[:, None], clipped.values).sum(axis=0) if len(rows) else np.zeros(n, np.int64)
+    incentive = fx.normalize(ranked.tolist())
+    return _Consensus(rows, active_stake, weights, consensus, clipped, incentive)
+
+
+def _sparse_rows(matrix: _Matrix, rows: NDArray[np.intp], permits: list[bool], n: int) -> list[SparseRow]:
+    out: list[SparseRow] = [[] for _ in range(n)]
+    u16 = fx.proportion_to_u16_array(matrix.values)
+    for row, uid in enumerate(rows.tolist()):
+        if permits[uid]:
+            cols = np.flatnonzero(matrix.present[row])
+            out[uid] = list(zip(cols.tolist(), u16[row, cols].tolist(), strict=True))
+    return out
 
 
 def run_epoch(inputs: EpochInput) -> EpochOutput:
     """One epoch of ``inputs``'s subnet, as subtensor's ``epoch_mechanism`` computes it."""
     n = inputs.n
-    current_block = inputs.current_block
-
-    inactive = [updated + inputs.activity_cutoff < current_block for updated in inputs.last_update]
-    active = [not flag for flag in inactive]
+    inactive = [updated + inputs.activity_cutoff < inputs.current_block for updated in inputs.last_update]
 
     # Stake: threshold filter (the owner is exempt), normalise in I64F64, then to I32F32.
     owner = inputs.owner_uid
@@ -309,113 +348,47 @@ def run_epoch(inputs: EpochInput) -> EpochOutput:
 
     # Validator permits: the stored ones gate this epoch; new ones are top-k by stake.
     permits = list(inputs.validator_permit)
-    if owner is not None and owner < n:
-        permits[owner] = True
-    forbids = [not p for p in permits]
     new_permits = _is_topk_nonzero(stake, inputs.max_allowed_validators)
     if owner is not None and owner < n:
+        permits[owner] = True
         new_permits[owner] = True
 
-    active_stake = [0 if (inactive[i] or forbids[i]) else s for i, s in enumerate(stake)]
-    active_stake = fx.normalize(active_stake)
-
-    # Weights: u16 -> fixed, masks, row normalisation.
-    weights: _Sparse = [[(j, fx.from_int(w)) for j, w in row if j < n] for row in inputs.weights]
-    weights = [[] if forbids[i] else row for i, row in enumerate(weights)]
-    weights = [
-        [(j, v) for j, v in row if i != j or (owner is not None and i == owner and j == owner)]
-        for i, row in enumerate(weights)
-    ]
-    weights = _mask_outdated(weights, inputs.last_update, inputs.block_at_registration, strict=False)
-    if inputs.commit_blocks is not None:
-        commits = [(2**64 - 1) if c is None else c for c in inputs.commit_blocks]
-        weights = _mask_outdated(weights, commits, inputs.block_at_registration, strict=True)
-    weights = _row_normalize(weights)
-
-    kappa = fx.u16_proportion(inputs.kappa)
-    consensus = _weighted_median_cols(active_stake, weights, n, kappa)
-    clipped = _col_clip(weights, consensus)
-    validator_trust = [sum(v for _, v in row) for row in clipped]
-    incentive = fx.normalize(_matmul(clipped, active_stake, n))
-
-    bonds_penalty = fx.u16_proportion(inputs.bonds_penalty)
-    weights_for_bonds = _interpolate(weights, clipped, n, bonds_penalty)
-    last_tempo = (
-        max(current_block - inputs.tempo, 0)
-        if inputs.last_mechanism_step_block == 0
-        else inputs.last_mechanism_step_block + 1
-    )
-    registered = inputs.block_at_registration
-
-    if inputs.yuma3:
-        bonds: _Sparse = [
-            [(j, fx.safe_div(fx.from_int(b), fx.from_int(fx.U16_MAX))) for j, b in row if j < n]
-            for row in inputs.bonds
-        ]
-        bonds = [[(j, v) for j, v in row if not last_tempo <= registered[j]] for row in bonds]
-        if inputs.liquid_alpha and consensus and any(c != 0 for c in consensus):
-            ema_bonds = _mat_ema_alpha(weights_for_bonds, bonds, _liquid_alphas(weights_for_bonds, bonds, consensus, inputs))
-        else:
-            ema_bonds = _mat_ema(weights_for_bonds, bonds, _ema_alpha_from_moving_average(inputs.bonds_moving_average), n)
-        ema_norm = _col_normalize(ema_bonds, n)
-        per_validator = [
-            sum(p for p in (fx.mul(v, incentive[j]) for j, v in row) if p != 0) for row in ema_norm
-        ]
-        dividends = [
-            (a * b) >> fx.FRAC if fx.I64_MIN <= (a * b) >> fx.FRAC <= fx.I64_MAX else 0
-            for a, b in zip(per_validator, active_stake, strict=True)
-        ]
-        dividends = fx.normalize(dividends)
-        stored_bonds = ema_bonds
-    else:
-        bonds = [[(j, fx.from_int(b)) for j, b in row if j < n] for row in inputs.bonds]
-        bonds = [[(j, v) for j, v in row if not last_tempo <= registered[j]] for row in bonds]
-        bonds = _col_normalize(bonds, n)
-        delta = [[(j, fx.mul(v, active_stake[i])) for j, v in row] for i, row in enumerate(weights_for_bonds)]
-        delta = _col_normalize(delta, n)
-        ema_bonds = _mat_ema(delta, bonds, _ema_alpha_from_moving_average(inputs.bonds_moving_average), n)
-        ema_bonds = _col_normalize(ema_bonds, n)
-        dividends = fx.normalize(
-            [sum(fx.mul(incentive[j], v) for j, v in row) for row in ema_bonds]
-        )
-        stored_bonds = _col_max_upscale(ema_bonds, n)
-
-    # Emission.
-    combined = [fx.add(i, d) for i, d in zip(incentive, dividends, strict=True)]
-    emission_sum = sum(combined)
-    norm_server = [fx.safe_div(v, emission_sum) for v in incentive] if emission_sum != 0 else list(incentive)
-    norm_validator = [fx.safe_div(v, emission_sum) for v in dividends] if emission_sum != 0 else list(dividends)
-    norm_combined = fx.normalize(combined)
-    if emission_sum == 0:
-        if sum(active_stake) == 0:
-            norm_validator = list(stake)
-            norm_combined = list(stake)
-        else:
-            norm_validator = list(active_stake)
-            norm_combined = list(active_stake)
-
-    rao = inputs.rao_emission
+    state = _consensus_state(inputs, stake, permits, inactive)
+    validator_trust = [0] * n
+    for row, total in zip(state.rows.tolist(), state.clipped.values.sum(axis=1).tolist(), strict=True):
+        validator_trust[row] = total
+    weights_for_bonds = _interpolate(state.weights, state.clipped, fx.u16_proportion(inputs.bonds_penalty))
+    bond_step = _yuma3_bonds if inputs.yuma3 else _legacy_bonds
+    dividends, stored_bonds = bond_step(inputs, state, weights_for_bonds)
+    server, validator, combined = _emission(state.incentive, dividends, state.active_stake, stake)
 
     def to_rao(values: list[int]) -> list[int]:
-        return [max(0, (v * rao) >> fx.FRAC) for v in values]
-
-    out_bonds: list[SparseRow] = []
-    for uid in range(n):
-        if new_permits[uid]:
-            out_bonds.append([(j, fx.proportion_to_u16(v)) for j, v in stored_bonds[uid]])
-        else:
-            out_bonds.append([])
+        return [max(0, (v * inputs.rao_emission) >> fx.FRAC) for v in values]
 
     return EpochOutput(
-        incentive=[fx.proportion_to_u16(v) for v in incentive],
-        dividends=[fx.proportion_to_u16(v) for v in dividends],
-        consensus=[fx.proportion_to_u16(v) for v in consensus],
-        validator_trust=[fx.proportion_to_u16(v) for v in validator_trust],
-        bonds=out_bonds,
-        server_emission=to_rao(norm_server),
-        validator_emission=to_rao(norm_validator),
+        incentive=_u16(state.incentive),
+        dividends=_u16(dividends),
+        consensus=_u16(state.consensus.tolist()),
+        validator_trust=_u16(validator_trust),
+        bonds=_sparse_rows(stored_bonds, state.rows, new_permits, n),
+        server_emission=to_rao(server),
+        validator_emission=to_rao(validator),
         validator_permit=new_permits,
-        active=active,
-        emission=to_rao(norm_combined),
-        stake_weight=[fx.proportion_to_u16(v) for v in stake],
+        active=[not flag for flag in inactive],
+        emission=to_rao(combined),
+        stake_weight=_u16(stake),
     )
+
+
+def _emission(
+    incentive: list[int], dividends: list[int], active_stake: list[int], stake: list[int]
+) -> tuple[list[int], list[int], list[int]]:
+    """Normalised server, validator and combined emission shares."""
+    combined = [fx.add(i, d) for i, d in zip(incentive, dividends, strict=True)]
+    emission_sum = sum(combined)
+    if emission_sum == 0:
+        fallback = list(stake) if sum(active_stake) == 0 else list(active_stake)
+        return list(incentive), fallback, list(fallback)
+    server = [fx.safe_div(v, emission_sum) for v in incentive]
+    validator = [fx.safe_div(v, emission_sum) for v in dividends]
+    return server, validator, fx.normalize(combined)

@@ -28,6 +28,7 @@ from veilnet.chain.weights import commit_hash, is_self_weight, max_upscale_u16
 
 __all__ = [
     "BLOCK_EMISSION",
+    "DEVNET_DEFAULTS",
     "HYPERPARAMETERS",
     "MAX_PENDING_COMMITS",
     "MIN_STAKE",
@@ -46,12 +47,14 @@ MIN_STAKE = 500_000  # Subtensor's DefaultMinStake (rao)
 MAX_PENDING_COMMITS = 10
 
 # Hyperparameters settable through sudo_set_hyperparameter, with Subtensor's defaults for a new subnet
-# (the defaults of SubnetHyperparameters, one source of truth).
+# (the defaults of SubnetHyperparameters, one source of truth), except what DEVNET_DEFAULTS sets.
 _NOT_SETTABLE = {"netuid", "burn", "stake_threshold", "owner_hotkey", "owner_coldkey", "extra"}
+# Commit-reveal is on for every new subnet, as Subtensor creates them (DefaultCommitRevealWeightsEnabled),
+# with the reveal period docs/incentives.md ("Weight copying") recommends.
+DEVNET_DEFAULTS: dict[str, int | bool] = {"commit_reveal_weights_enabled": True, "commit_reveal_period": 2}
 HYPERPARAMETERS: dict[str, int | bool] = {
-    f.name: f.default  # type: ignore[misc]
-    for f in fields(SubnetHyperparameters)
-    if f.name not in _NOT_SETTABLE
+    **{f.name: f.default for f in fields(SubnetHyperparameters) if f.name not in _NOT_SETTABLE},  # type: ignore[misc]
+    **DEVNET_DEFAULTS,
 }
 
 
