@@ -389,7 +389,11 @@ async def run_weights(ctx: ValidatorContext, *, round_interval: float = 1.0) -> 
             await ctx.scores.save(states, tempo)
             await ctx.pipeline.forget(ids)
             if ctx.history is not None:
-                await ctx.history.record(tempo, block, states)
+                try:
+                    graph: Metagraph | None = await ctx.chain.get_metagraph(ctx.netuid)
+                except ce.ChainUnavailable:
+                    graph = None  # the row keeps the scores; this epoch's incentive and emission stay unknown
+                await ctx.history.record(tempo, block, states, graph)
             epoch_at = await ctx.chain.get_next_epoch_block(ctx.netuid)
             pending_weights = True
         if ctx.pending_reveals:
