@@ -42,11 +42,11 @@ def ask(gateway_url: str, key: str) -> str:
     return answer.choices[0].message.content or ""
 
 
-def wait_foreground_ready(up: subprocess.Popen[str], data: Path, timeout: float = 300) -> None:
+def wait_foreground_ready(up: subprocess.Popen[str], data: Path, stderr: Path, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if up.poll() is not None:
-            pytest.fail(f"`devnet up` exited with {up.returncode}: {up.stderr.read() if up.stderr else ''}")
+            pytest.fail(f"`devnet up` exited with {up.returncode}: {stderr.read_text()}")
         runtime = load_runtime(data) if (data / "devnet.json").exists() else None
         if runtime is not None and runtime.ready and runtime.supervisor is not None:
             return
@@ -58,12 +58,12 @@ def test_a_stopped_devnet_comes_back_the_same(tmp_path: Path, monkeypatch: pytes
     data = tmp_path / "devnet"
     monkeypatch.setenv("VEILNET_DEVNET__DATA_DIR", str(data))  # where `veilnet keys` looks for a running devnet
     monkeypatch.setenv("VEILNET_DATA_DIR", str(tmp_path / "elsewhere"))  # the keys' default database is not it
-    log = (tmp_path / "up.out").open("w")
+    out, err = (tmp_path / "up.out").open("w"), (tmp_path / "up.err").open("w")
     first_up = subprocess.Popen(
         [sys.executable, "-m", "veilnet", "devnet", "up", "--miners", "1", "--block-time", "0.25", "--tempo", "20"],
-        stdout=log, stderr=subprocess.PIPE, text=True)
+        stdout=out, stderr=err, text=True)
     try:
-        wait_foreground_ready(first_up, data)
+        wait_foreground_ready(first_up, data, tmp_path / "up.err")
         before = status(data)
         assert before["foreground"] is True and before["database_url"].endswith(f"{data}/veilnet.sqlite3")
         assert {n["name"]: n["threads"] for n in before["neurons"]} == {
@@ -109,6 +109,12 @@ def test_a_stopped_devnet_comes_back_the_same(tmp_path: Path, monkeypatch: pytes
         down = veilnet("devnet", "down")
         first_up.kill()
         first_up.wait()
-        log.close()
+        out.close()
+        err.close()
     assert down.returncode == 0
     assert not any(s["alive"] for s in status(data)["services"])
+    # the foreground `up` wrote to a file: whole status tables (no 80-column cut), ending as it was told to
+    printed = (tmp_path / "up.out").read_text()
+    assert "…" not in printed and str(data / "logs" / "validator-0.log") in printed
+    assert f"llama.cpp: {engine_threads(None, 2)} thread" in printed
+    assert "\x1b[" not in printed  # no cursor movement or colours in a file

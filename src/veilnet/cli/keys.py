@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from veilnet.budgets import BudgetReset
 from veilnet.cli.common import console, err_console, settings_from, veilnet_errors
 from veilnet.settings import Settings
-from veilnet.store.keys import ApiKey, KeyStore
+
+if TYPE_CHECKING:  # imported where used: every `veilnet` command would otherwise load SQLAlchemy and Alembic
+    from veilnet.store.keys import ApiKey, KeyStore
 
 __all__ = ["app"]
 
@@ -36,6 +38,7 @@ def keys_database(settings: Settings) -> tuple[str, str]:
 
 
 def _with_store(ctx: typer.Context, action: Callable[[KeyStore], Awaitable[T]]) -> T:
+    from veilnet.store.keys import KeyStore
     from veilnet.store.sql import open_database
 
     url, why = keys_database(settings_from(ctx))

@@ -10,11 +10,13 @@ may change at any ``up``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from veilnet.devnet.runtime import DevnetRuntime, port_of
 from veilnet.errors import ConfigError
 from veilnet.models.catalog import MODELS
+
+if TYPE_CHECKING:
+    from veilnet.devnet.runtime import DevnetRuntime
 
 __all__ = ["DEFAULT_MODEL", "Backend", "DevnetOptions", "MinerSpec"]
 
@@ -67,6 +69,8 @@ class DevnetOptions:
 
     def check_against(self, runtime: DevnetRuntime) -> None:
         """Refuse options that would change what the recorded devnet is, naming each and what it is."""
+        from veilnet.devnet.runtime import port_of
+
         miners = runtime.miners()
         recorded: dict[str, tuple[object, set[object]]] = {
             "--miners": (self.miners, {len(miners)}),

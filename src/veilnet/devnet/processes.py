@@ -36,6 +36,7 @@ __all__ = [
     "log_tail",
     "start_service",
     "stop_process",
+    "stop_processes",
     "terminate",
     "veilnet_command",
     "wait_http_ok",
@@ -147,17 +148,23 @@ def stop_process(record: ProcessRecord, *, timeout: float = 10.0, group: bool = 
     """SIGTERM the process ``record`` names (its whole process group when ``group``: services lead their own),
     then SIGKILL it after ``timeout`` seconds. A process that is not the recorded one is left alone. Returns
     whether it was running."""
-    if not is_running(record):
-        return False
-    if not _signal(record, signal.SIGTERM, group):
-        return False
+    return bool(stop_processes([record], timeout=timeout, group=group))
+
+
+def stop_processes(
+    records: Sequence[ProcessRecord], *, timeout: float = 10.0, group: bool = True
+) -> list[ProcessRecord]:
+    """:func:`stop_process` for several at once: all get SIGTERM, then all get ``timeout`` seconds to leave
+    together. Returns those that were running."""
+    signalled = [r for r in records if is_running(r) and _signal(r, signal.SIGTERM, group)]
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not is_running(record):
-            return True
+    left = list(signalled)
+    while left and time.monotonic() < deadline:
         time.sleep(0.05)
-    _signal(record, signal.SIGKILL, group)
-    return True
+        left = [r for r in left if is_running(r)]
+    for record in left:
+        _signal(record, signal.SIGKILL, group)
+    return signalled
 
 
 def terminate(record: ProcessRecord) -> bool:

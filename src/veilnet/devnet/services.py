@@ -23,7 +23,7 @@ from veilnet.devnet.processes import (
     is_running,
     log_tail,
     start_service,
-    stop_process,
+    stop_processes,
     veilnet_command,
     wait_http_ok,
 )
@@ -31,7 +31,9 @@ from veilnet.devnet.runtime import DevnetRuntime, NeuronRecord, port_of, save_ru
 from veilnet.errors import ConfigError
 from veilnet.models.catalog import MODELS
 
-__all__ = ["Launcher", "check_port_free", "free_port", "reference_models"]
+__all__ = ["Launcher", "check_port_free", "free_port", "reference_models", "stop_services"]
+
+INFRASTRUCTURE = ("chain", "redis")  # stopped after the services that use them
 
 
 def free_port() -> int:
@@ -59,6 +61,14 @@ def reference_models(runtime: DevnetRuntime) -> list[str]:
     return models or ["SmolLM2-135M-Instruct"]
 
 
+def stop_services(services: list[ServiceRecord]) -> list[str]:
+    """Stop ``services`` (those still the recorded processes): miners, validators and the gateway together,
+    then the chain and Redis, which they write to while they shut down. Returns the names stopped."""
+    infrastructure = [s for s in services if s.name in INFRASTRUCTURE]
+    stopped = stop_processes([s for s in services if s.name not in INFRASTRUCTURE]) + stop_processes(infrastructure)
+    return [s.name for s in stopped if isinstance(s, ServiceRecord)]
+
+
 class Launcher:
     """Starts services of ``runtime`` and records each; ``stop_started`` stops those this launcher started."""
 
@@ -81,8 +91,7 @@ class Launcher:
         return service
 
     def stop_started(self) -> None:
-        for service in reversed(self.started):
-            stop_process(service)
+        stop_services(self.started)
 
     def common_env(self) -> dict[str, str]:
         runtime = self.runtime

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from veilnet.devnet.options import DevnetOptions, MinerSpec
-from veilnet.devnet.processes import ProcessRecord, ServiceRecord, stop_process, terminate, wait_http_ok
+from veilnet.devnet.processes import ProcessRecord, ServiceRecord, terminate, wait_http_ok
 from veilnet.devnet.runtime import (
     DevnetRuntime,
     NeuronRecord,
@@ -26,7 +26,7 @@ from veilnet.devnet.runtime import (
     running_devnet,
     save_runtime,
 )
-from veilnet.devnet.services import Launcher, free_port
+from veilnet.devnet.services import Launcher, free_port, stop_services
 from veilnet.devnet.subnet import ensure_subnet, neuron_record
 from veilnet.errors import ConfigError
 from veilnet.settings import Settings
@@ -220,11 +220,11 @@ def stop_own_services(data_dir: Path, instance: str, started: list[ServiceRecord
     a devnet another ``up`` started since."""
     runtime = load_runtime(data_dir)
     if runtime is not None and runtime.instance == instance:
-        stopped = [s.name for s in reversed(runtime.services) if stop_process(s)]
+        stopped = stop_services(runtime.services)
         runtime.supervisor = None
         save_runtime(runtime)
         return stopped
-    return [s.name for s in reversed(started) if stop_process(s)]
+    return stop_services(started)
 
 
 def devnet_down(data_dir: Path) -> list[str]:
@@ -237,9 +237,7 @@ def devnet_down(data_dir: Path) -> list[str]:
     # `down`, and it only ever stops services of its own instance
     if runtime.supervisor is not None and terminate(runtime.supervisor):
         stopped.append("devnet up")
-    for service in reversed(runtime.services):
-        if stop_process(service):
-            stopped.append(service.name)
+    stopped += stop_services(runtime.services)
     runtime.supervisor = None
     save_runtime(runtime)
     return stopped
