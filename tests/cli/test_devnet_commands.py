@@ -48,7 +48,7 @@ def test_status_is_whole_when_redirected(tmp_path: Path, running: ServiceRecord)
     assert "…" not in out and max(len(line) for line in out.splitlines()) > 120
     assert str(log) in out and "http://127.0.0.1:3" in out
     assert f"API keys sqlite+aiosqlite:///{data / 'veilnet.sqlite3'}" in out
-    assert "llama.cpp: 1 thread per engine, 1 engines" in out
+    assert "llama.cpp: 1 thread per engine, 1 engine, " in out
     assert "chain unreachable" in out  # nothing serves at the recorded chain URL
     status = json.loads(veilnet("devnet", "status", "--json", "--data-dir", str(data)).stdout)
     assert status["database_url"].endswith("veilnet.sqlite3") and status["neurons"][0]["threads"] == 1

@@ -137,9 +137,10 @@ def _threads_line(status: DevnetStatus) -> str:
     engines = [n for n in status.neurons if n.threads is not None]
     counts = sorted({n.threads for n in engines if n.threads is not None})
     if not engines:
-        return f"llama.cpp: no engines ({status.cpus} cores)"
+        return f"llama.cpp: no engines, {status.cpus} core{'s' if status.cpus != 1 else ''}"
     per = ", ".join(str(c) for c in counts)
-    return f"llama.cpp: {per} thread{'s' if counts != [1] else ''} per engine, {len(engines)} engines, {status.cpus} cores"
+    return (f"llama.cpp: {per} thread{'s' if counts != [1] else ''} per engine, {len(engines)} "
+            f"engine{'s' if len(engines) != 1 else ''}, {status.cpus} core{'s' if status.cpus != 1 else ''}")
 
 
 def status_table(status: DevnetStatus) -> Any:
