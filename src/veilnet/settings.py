@@ -29,6 +29,7 @@ __all__ = [
     "DevnetSettings",
     "EpistulaSettings",
     "GatewaySettings",
+    "LlamaCppSettings",
     "LogSettings",
     "MinerSettings",
     "RedisSettings",
@@ -180,6 +181,20 @@ class GatewaySettings(_Section):
     ledger_close_seconds: float = Field(default=8.0, gt=0)
 
 
+class LlamaCppSettings(_Section):
+    """The embedded llama.cpp engines (a miner's, a scorer's reference). ``threads`` per engine; unset: the
+    cores this process may run on divided among ``engines_on_host`` engines (``veilnet devnet up`` sets it to
+    the number it starts), at least 1 — see :mod:`veilnet.models.threads`."""
+
+    threads: int | None = Field(default=None, ge=1)
+    engines_on_host: int = Field(default=1, ge=1)
+
+    def resolved_threads(self) -> int:
+        from veilnet.models.threads import engine_threads
+
+        return engine_threads(self.threads, self.engines_on_host)
+
+
 class DevnetSettings(_Section):
     data_dir: Path = Field(default_factory=lambda: default_data_dir() / "devnet")
     block_time: float = 1.0
@@ -205,6 +220,7 @@ class Settings(BaseSettings):
     validator: ValidatorSettings = Field(default_factory=ValidatorSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     confidential: ConfidentialSettings = Field(default_factory=ConfidentialSettings)
+    llamacpp: LlamaCppSettings = Field(default_factory=LlamaCppSettings)
     devnet: DevnetSettings = Field(default_factory=DevnetSettings)
 
     def database_url(self) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -80,3 +82,51 @@ def test_keys_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert runner.invoke(app, ["keys", "budget", "2", "--clear"]).exit_code == 0
     listed = json.loads(runner.invoke(app, ["keys", "list", "--json"]).stdout)
     assert (listed[1]["budget_usd"], listed[1]["budget_reset"]) == (None, None)
+
+
+def test_version() -> None:
+    from importlib.metadata import version
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"veilnet {version('veilnet')}"
+
+
+@pytest.mark.parametrize("command", [["miner", "run"], ["validator", "run"], ["gateway", "run"]])
+def test_wallet_flags_win_over_the_environment(command: list[str], tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from veilnet.wallet import create_wallet
+
+    create_wallet(tmp_path, "default", password=None)
+    monkeypatch.setenv("VEILNET_WALLET__PATH", str(tmp_path))
+    monkeypatch.setenv("VEILNET_WALLET__NAME", "default")
+    result = CliRunner().invoke(app, [*command, "--wallet", "elsewhere"])
+    assert result.exit_code == 1 and "wallet 'elsewhere' not found" in result.output
+    result = CliRunner().invoke(app, [*command, "--hotkey", "spare"])
+    assert result.exit_code == 1 and "hotkey 'spare' of wallet 'default' not found" in result.output
+
+
+def test_network_and_netuid_flags_win_over_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.conftest import free_port, in_thread, serve_asgi
+
+    from veilnet.devnet.chain import DevnetChain
+    from veilnet.devnet.chain.server import create_chain_app
+    from veilnet.wallet import create_wallet
+
+    create_wallet(tmp_path, "default", password=None)
+    monkeypatch.setenv("VEILNET_WALLET__PATH", str(tmp_path))
+    port = free_port()
+    monkeypatch.setenv("VEILNET_CHAIN__NETWORK", "devnet")
+    result = CliRunner().invoke(app, ["validator", "run", "--network", f"ws://127.0.0.1:{port}"])
+    assert result.exit_code == 1 and f"Subtensor node at ws://127.0.0.1:{port} unreachable" in result.output
+
+    @contextlib.asynccontextmanager
+    async def chain_server() -> AsyncIterator[str]:
+        async with DevnetChain(tmp_path / "chain.sqlite3", block_time=0.05) as chain:
+            async with serve_asgi(create_chain_app(chain), lifespan="off") as url:
+                yield url
+
+    with in_thread(chain_server) as url:  # a devnet chain with no subnet 7
+        monkeypatch.setenv("VEILNET_CHAIN__DEVNET_URL", url)
+        monkeypatch.setenv("VEILNET_CHAIN__NETUID", "1")
+        result = CliRunner().invoke(app, ["miner", "run", "--netuid", "7"])
+    assert result.exit_code == 1 and "subnet 7 does not exist" in result.output

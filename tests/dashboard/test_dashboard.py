@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -54,6 +58,7 @@ def make_snapshot() -> DashboardSnapshot:
         EpochPoint(
             epoch=e,
             block=360 * e,
+            hotkey=HOTKEYS[u],
             uid=u,
             incentive=0.1 * u + 0.01 * e,
             emission=0.05 * u * e,
@@ -96,14 +101,20 @@ async def test_snapshot_api_round_trips() -> None:
     assert "http://" not in page.text.replace("http://www.w3.org/2000/svg", "")  # no CDN
 
 
-@pytest.mark.skipif(
+needs_chromium = pytest.mark.skipif(
     not shutil.which(CHROMIUM), reason=f"chromium not installed at {CHROMIUM} (apt-get install chromium)"
 )
-async def test_dashboard_renders_in_chromium() -> None:
+
+
+@contextlib.asynccontextmanager
+async def dashboard_page(snapshot: DashboardSnapshot) -> AsyncIterator[tuple[Any, str]]:
+    """The dashboard of ``snapshot`` loaded in headless Chromium (no page errors); yields the page and base URL."""
     playwright_api = pytest.importorskip(
         "playwright.async_api", reason="playwright not installed (pip install playwright)"
     )
-    async with serve_asgi(make_app()) as base, playwright_api.async_playwright() as pw:
+    app = FastAPI()
+    app.include_router(dashboard_router(StaticDashboardSource(snapshot)))
+    async with serve_asgi(app) as base, playwright_api.async_playwright() as pw:
         browser = await pw.chromium.launch(
             executable_path=CHROMIUM,
             args=[
@@ -123,31 +134,76 @@ async def test_dashboard_renders_in_chromium() -> None:
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             await page.goto(f"{base}/dashboard")
             await page.wait_for_selector("body[data-loaded='1']", timeout=10_000)
-            ARTIFACTS.mkdir(exist_ok=True)
-            await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
-
+            yield page, base
             assert errors == []
-            for chart in ("score", "incentive", "emission"):
-                paths = await page.locator(f"#chart-{chart} path.series").evaluate_all(
-                    "els => els.map(e => e.getAttribute('d'))"
-                )
-                assert len(paths) == 3 and all(d.count("L") == 7 for d in paths)
-            assert await page.locator("#chart-rps rect.bar").count() == 3
-            assert await page.locator("#chart-latency rect.bar").count() == 6
-
-            api = (await httpx.AsyncClient().get(f"{base}/dashboard/api/snapshot")).json()
-            cells = await page.locator("#metagraph tbody tr").evaluate_all(
-                "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
-            )
-            assert len(cells) == len(api["metagraph"])
-            for row, want in zip(cells, api["metagraph"], strict=True):
-                assert int(row[0]) == want["uid"]
-                assert float(row[2]) == pytest.approx(want["stake"])
-                assert float(row[3]) == pytest.approx(want["incentive"])
-                assert float(row[5]) == pytest.approx(want["emission"])
-                assert row[6] == ("yes" if want["validator_permit"] else "no")
-            states = await page.locator("#breakers tbody td:nth-child(3)").all_text_contents()
-            assert states == [b["state"] for b in api["breakers"]]
-            assert await page.locator("#block").text_content() == str(api["block"])
         finally:
             await browser.close()
+
+
+@needs_chromium
+async def test_dashboard_renders_in_chromium() -> None:
+    async with dashboard_page(make_snapshot()) as (page, base):
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+        for chart in ("score", "incentive", "emission"):
+            paths = await page.locator(f"#chart-{chart} path.series").evaluate_all(
+                "els => els.map(e => e.getAttribute('d'))"
+            )
+            assert len(paths) == 3 and all(d.count("L") == 7 for d in paths)
+        assert await page.locator("#history-legend span").all_text_contents() == ["uid 1", "uid 2", "uid 3"]
+        assert await page.locator("#chart-rps rect.bar").count() == 3
+        assert await page.locator("#chart-latency rect.bar").count() == 6
+
+        api = (await httpx.AsyncClient().get(f"{base}/dashboard/api/snapshot")).json()
+        cells = await page.locator("#metagraph tbody tr").evaluate_all(
+            "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
+        )
+        assert len(cells) == len(api["metagraph"])
+        for row, want in zip(cells, api["metagraph"], strict=True):
+            assert int(row[0]) == want["uid"]
+            assert float(row[2]) == pytest.approx(want["stake"])
+            assert float(row[3]) == pytest.approx(want["incentive"])
+            assert float(row[5]) == pytest.approx(want["emission"])
+            assert row[6] == ("yes" if want["validator_permit"] else "no")
+        states = await page.locator("#breakers tbody td:nth-child(3)").all_text_contents()
+        assert states == [b["state"] for b in api["breakers"]]
+        assert await page.locator("#block").text_content() == str(api["block"])
+
+
+# every text of every chart: its box within the chart's (an SVG clips what lies outside)
+CLIPPED_TEXTS = """() => [...document.querySelectorAll("svg.chart")].flatMap(svg => {
+  const w = +svg.getAttribute("width"), h = +svg.getAttribute("height");
+  return [...svg.querySelectorAll("text")].map(t => t.getBBox()).filter(b =>
+    b.x < 0 || b.y < 0 || b.x + b.width > w || b.y + b.height > h).map(b => [svg.id, b.x, b.y, b.width]);
+})"""
+
+
+def crowded_snapshot(top_score: float) -> DashboardSnapshot:
+    """Twenty miners, emission in the tens of thousands of TAO, scores up to ``top_score``."""
+    hotkeys = [f"5H{i:02d}" + "x" * 44 for i in range(20)]
+    history = [
+        EpochPoint(epoch=e, block=40 * e, hotkey=h, uid=u + 1, incentive=1 / 20, emission=12_345.678 * (u + 1),
+                   score=top_score * (u + 1) / 20)
+        for e in range(100, 130) for u, h in enumerate(hotkeys)
+    ]
+    requests = [MinerRequestStats(uid=u + 1, hotkey=h, rps=1000.5 * u, p50_ms=12_000.0, p99_ms=98_765.4, errors=0)
+                for u, h in enumerate(hotkeys)]
+    return DashboardSnapshot(netuid=3, block=5200, epoch=129, history=history, requests=requests)
+
+
+@needs_chromium
+@pytest.mark.parametrize("top_score", [0.3, 1.2])
+async def test_axis_labels_are_not_clipped_and_scores_keep_their_scale(top_score: float) -> None:
+    async with dashboard_page(crowded_snapshot(top_score)) as (page, _):
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / f"dashboard-crowded-{top_score}.png"), full_page=True)
+        assert await page.evaluate(CLIPPED_TEXTS) == []
+        assert await page.locator("#history-legend span").count() == 20
+        # the score axis runs from 0 to at least 1 (the stored scale), never stretched to the largest score
+        ticks = await page.locator("#chart-score text[dominant-baseline='middle']").all_text_contents()
+        assert ticks[0] == "0" and float(ticks[-1]) == max(1.0, top_score)
+        # bar labels never overlap
+        boxes = await page.locator("#chart-rps text[text-anchor='middle']").evaluate_all(
+            "els => els.map(e => { const b = e.getBBox(); return [b.x, b.x + b.width]; })")
+        assert 1 < len(boxes) < 20
+        assert all(left[1] < right[0] for left, right in itertools.pairwise(boxes))

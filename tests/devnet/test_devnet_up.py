@@ -17,7 +17,7 @@ import openai
 import pytest
 from tests.conftest import free_port
 
-from veilnet.devnet.processes import is_alive
+from veilnet.devnet.runtime import load_runtime
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
@@ -65,8 +65,8 @@ def test_devnet_up_serves_and_rewards_miners(tmp_path: Path) -> None:
     finally:
         down = _veilnet("devnet", "down", "--data-dir", data)
         assert down.returncode == 0
-    runtime = json.loads((tmp_path / "devnet" / "devnet.json").read_text())
-    assert not any(is_alive(s["pid"]) for s in runtime["services"])
+    runtime = load_runtime(tmp_path / "devnet")
+    assert runtime is not None and len(runtime.services) == 7 and not runtime.running_services()
 
 
 def _confidential_requests(client: openai.OpenAI, status: dict[str, Any], data: Path) -> None:

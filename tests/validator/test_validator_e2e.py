@@ -170,6 +170,8 @@ async def test_honest_miners_earn_and_the_cheater_gets_nothing(tmp_path: Path, r
 
             points = await history.series()
             assert {p.miner for p in points} >= {hot.ss58_address for _, hot in MINERS.values()}
+            # each row keeps the chain's view at its epoch (the dashboard plots it)
+            assert all(p.uid == graph.uid_of(p.miner) and p.incentive is not None for p in points)
 
             # restart mid-tempo as one process with every role: the scores survive in Redis and weights
             # keep being set

@@ -27,12 +27,22 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"veilnet {version('veilnet')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
     config: Annotated[
         Path | None, typer.Option("--config", help="TOML settings file (env VEILNET_* overrides it).")
     ] = None,
+    version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_version, help="Print veilnet's version and exit.")] = False,
 ) -> None:
     ctx.obj = CliState(config_file=config)
 

@@ -6,7 +6,15 @@ from typing import Annotated
 
 import typer
 
-from veilnet.cli.common import settings_from, veilnet_errors
+from veilnet.cli.common import (
+    HotkeyOption,
+    NetuidOption,
+    NetworkOption,
+    WalletOption,
+    apply_service_options,
+    settings_from,
+    veilnet_errors,
+)
 
 __all__ = ["app"]
 
@@ -19,6 +27,10 @@ def run(
     ctx: typer.Context,
     host: Annotated[str | None, typer.Option("--host")] = None,
     port: Annotated[int | None, typer.Option("--port")] = None,
+    wallet: WalletOption = None,
+    hotkey: HotkeyOption = None,
+    netuid: NetuidOption = None,
+    network: NetworkOption = None,
 ) -> None:
     """Serve /v1/chat/completions, /v1/completions, /v1/models, /api/v1/key and /health."""
     import uvloop
@@ -27,6 +39,7 @@ def run(
     from veilnet.logs import configure_logging
 
     settings = settings_from(ctx)
+    apply_service_options(settings, wallet=wallet, hotkey=hotkey, netuid=netuid, network=network)
     if host:
         settings.gateway.host = host
     if port:

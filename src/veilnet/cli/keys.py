@@ -5,31 +5,60 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from veilnet.budgets import BudgetReset
-from veilnet.cli.common import console, settings_from, veilnet_errors
-from veilnet.store.keys import ApiKey, KeyStore
+from veilnet.cli.common import console, err_console, settings_from, veilnet_errors
+from veilnet.settings import Settings
+
+if TYPE_CHECKING:  # imported where used: every `veilnet` command would otherwise load SQLAlchemy and Alembic
+    from veilnet.store.keys import ApiKey, KeyStore
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Manage the gateway's API keys, their credit and budgets.", no_args_is_help=True)
+app = typer.Typer(help="Manage the gateway's API keys, their credit and budgets (in VEILNET_DATABASE__URL, else "
+                       "the running devnet's database, else the default SQLite file).", no_args_is_help=True)
 
 T = TypeVar("T")
 
 
+def keys_database(settings: Settings) -> tuple[str, str]:
+    """Where the keys live, and why there: the configured database (``VEILNET_DATABASE__URL``) when there is
+    one, else the running devnet's (its gateway reads that one), else the default SQLite file."""
+    from veilnet.devnet.runtime import running_devnet
+
+    if settings.database.url is not None:
+        return settings.database_url(), "VEILNET_DATABASE__URL"
+    devnet = running_devnet(settings.devnet.data_dir)
+    if devnet is not None:
+        return devnet.database_url, f"the running devnet's, {devnet.data_dir}"
+    return settings.database_url(), "the default; no devnet is running"
+
+
 def _with_store(ctx: typer.Context, action: Callable[[KeyStore], Awaitable[T]]) -> T:
+    from veilnet.store.keys import KeyStore
     from veilnet.store.sql import open_database
 
-    url = settings_from(ctx).database_url()
+    url, why = keys_database(settings_from(ctx))
+    err_console.print(f"[dim]keys in {_redacted(url)} ({why})[/]")
 
     async def main() -> T:
         async with open_database(url) as engine:
             return await action(KeyStore(engine))
 
     return asyncio.run(main())
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, to be shown."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ValueError:
+        return "(unparseable database URL)"
 
 
 @app.command("create")

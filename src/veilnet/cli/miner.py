@@ -6,7 +6,16 @@ from typing import Annotated
 
 import typer
 
-from veilnet.cli.common import ask_coldkey_password, settings_from, veilnet_errors
+from veilnet.cli.common import (
+    HotkeyOption,
+    NetuidOption,
+    NetworkOption,
+    WalletOption,
+    apply_service_options,
+    ask_coldkey_password,
+    settings_from,
+    veilnet_errors,
+)
 
 __all__ = ["app"]
 
@@ -23,6 +32,10 @@ def run(
     model: Annotated[list[str] | None, typer.Option("--model", help="Model to serve (repeatable).")] = None,
     upstream_url: Annotated[str | None, typer.Option("--upstream-url", help="OpenAI-compatible base URL.")] = None,
     register: Annotated[bool, typer.Option("--register", help="Burn-register the hotkey if needed.")] = False,
+    wallet: WalletOption = None,
+    hotkey: HotkeyOption = None,
+    netuid: NetuidOption = None,
+    network: NetworkOption = None,
 ) -> None:
     """Register if asked, serve the axon on chain and answer validators' signed requests."""
     import uvloop
@@ -31,6 +44,7 @@ def run(
     from veilnet.miner.run import run_miner
 
     settings = settings_from(ctx)
+    apply_service_options(settings, wallet=wallet, hotkey=hotkey, netuid=netuid, network=network)
     miner = settings.miner
     updates = {
         "host": host or miner.host,

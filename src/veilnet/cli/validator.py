@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from veilnet.cli.common import settings_from, veilnet_errors
+from veilnet.cli.common import (
+    HotkeyOption,
+    NetuidOption,
+    NetworkOption,
+    WalletOption,
+    apply_service_options,
+    settings_from,
+    veilnet_errors,
+)
 
 __all__ = ["app"]
 
@@ -28,6 +36,10 @@ def run(
     role: Annotated[list[Role] | None, typer.Option(
         "--role", help="Which roles this process runs (repeat for several; default all). Separate processes "
                        "share the work over Redis: challengers send, scorers verify, one weights role sets.")] = None,
+    wallet: WalletOption = None,
+    hotkey: HotkeyOption = None,
+    netuid: NetuidOption = None,
+    network: NetworkOption = None,
 ) -> None:
     """Challenge every served miner, verify answers against the reference model, set weights each epoch."""
     import asyncio
@@ -37,6 +49,7 @@ def run(
     from veilnet.validator.service import ROLES
 
     settings = settings_from(ctx)
+    apply_service_options(settings, wallet=wallet, hotkey=hotkey, netuid=netuid, network=network)
     configure_logging(settings.log)
     chosen = {r.value for r in role or [Role.all]}
     roles = set(ROLES) if "all" in chosen else chosen

@@ -1,5 +1,6 @@
 """The /dashboard web page: metagraph, per-epoch history, request stats and breaker states."""
 
+from veilnet.dashboard.history import EpochHistory, epoch_points
 from veilnet.dashboard.models import (
     BreakerState,
     DashboardSnapshot,
@@ -14,9 +15,11 @@ __all__ = [
     "BreakerState",
     "DashboardSnapshot",
     "DashboardSource",
+    "EpochHistory",
     "EpochPoint",
     "MetagraphRow",
     "MinerRequestStats",
     "StaticDashboardSource",
     "dashboard_router",
+    "epoch_points",
 ]

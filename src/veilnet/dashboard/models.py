@@ -25,11 +25,16 @@ class MetagraphRow(_Model):
 
 
 class EpochPoint(_Model):
+    """One miner at one epoch, from the validator's score history. ``score`` is the score as the validator
+    stores it (``ScoreState.ema``; docs/scoring.md gives its scale), never rescaled; ``uid``, ``incentive``
+    (share of the subnet's) and ``emission`` (TAO) are the chain's at that epoch, None where not read."""
+
     epoch: int
     block: int
-    uid: int
-    incentive: float
-    emission: float
+    hotkey: str
+    uid: int | None
+    incentive: float | None
+    emission: float | None
     score: float
 
 

@@ -1,31 +1,46 @@
-"""The record of a running local devnet (``<data dir>/devnet.json``): services, neurons, URLs and the API key.
+"""The record of a local devnet (``<data dir>/devnet.json``): what it is and what runs now.
 
-``veilnet devnet up`` writes it once everything serves; ``status``, ``down`` and a later ``up`` read it.
+What the devnet *is* stays from one ``up`` to the next: its subnet (netuid), neurons with their wallets and
+ports, the chain, Redis and gateway URLs, the API key. What *runs* belongs to one ``up`` (its ``instance``):
+the services it started, each as pid plus start time, and the foreground ``up`` process itself
+(``supervisor``), so ``down`` can end it. ``up`` writes the file as it starts each service; ``status``,
+``down``, ``logs``, ``add-miner``, ``keys`` and the next ``up`` read it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
+from veilnet.devnet.processes import ProcessRecord, ServiceRecord, is_running
 from veilnet.errors import ConfigError
 
-__all__ = ["DevnetRuntime", "NeuronRecord", "ServiceRecord", "load_runtime", "runtime_path", "save_runtime"]
+__all__ = [
+    "DevnetRuntime",
+    "NeuronRecord",
+    "devnet_lock",
+    "load_runtime",
+    "port_of",
+    "running_devnet",
+    "runtime_path",
+    "save_runtime",
+]
 
 RUNTIME_FILE = "devnet.json"
-
-
-class ServiceRecord(BaseModel):
-    name: str
-    pid: int
-    log: str
-    url: str | None = None
+LOCK_FILE = "devnet.lock"
 
 
 class NeuronRecord(BaseModel):
+    """A neuron of the subnet. Miners carry what they serve (``model`` through ``backend``, an upstream URL
+    for the ``openai`` backend); miners and validators carry the llama.cpp threads of their engine."""
+
     name: str
     role: Literal["owner", "validator", "miner"]
     wallet: str
@@ -33,20 +48,48 @@ class NeuronRecord(BaseModel):
     coldkey: str
     axon_url: str | None = None
     gateway: bool = False
+    model: str | None = None
+    backend: Literal["llamacpp", "openai"] = "llamacpp"
+    upstream_url: str | None = None
+    threads: int | None = None
 
 
 class DevnetRuntime(BaseModel):
     data_dir: str
-    netuid: int
+    netuid: int | None  # None until the subnet is created
     chain_url: str
     redis_url: str
     database_url: str
     gateway_url: str | None
     api_key: str | None
     wallet_path: str
-    services: list[ServiceRecord]
+    block_time: float
+    tempo: int
     neurons: list[NeuronRecord]
+    instance: str  # the `up` that started the services below
+    supervisor: ProcessRecord | None = None  # that `up` while it runs in the foreground
+    services: list[ServiceRecord]
+    ready: bool = False  # every service served when that `up` finished starting them
     started_at: float
+
+    def running_services(self) -> list[ServiceRecord]:
+        return [service for service in self.services if is_running(service)]
+
+    def neuron(self, name: str) -> NeuronRecord | None:
+        return next((n for n in self.neurons if n.name == name), None)
+
+    def miners(self) -> list[NeuronRecord]:
+        return [n for n in self.neurons if n.role == "miner"]
+
+    def validators(self) -> list[NeuronRecord]:
+        return [n for n in self.neurons if n.role == "validator"]
+
+
+def port_of(url: str) -> int:
+    port = urlsplit(url).port
+    if port is None:
+        raise ConfigError(f"recorded URL {url!r} names no port")
+    return port
 
 
 def runtime_path(data_dir: Path) -> Path:
@@ -71,4 +114,33 @@ def load_runtime(data_dir: Path) -> DevnetRuntime | None:
     try:
         return DevnetRuntime.model_validate(json.loads(path.read_text()))
     except (OSError, ValueError, ValidationError) as exc:
-        raise ConfigError(f"devnet state file {path} is unreadable ({exc}); run `veilnet devnet reset`") from exc
+        raise ConfigError(
+            f"devnet state file {path} is unreadable or from an older veilnet ({exc}); stop its processes and "
+            "run `veilnet devnet reset`"
+        ) from exc
+
+
+def running_devnet(data_dir: Path) -> DevnetRuntime | None:
+    """The devnet recorded in ``data_dir`` if any of its services runs now, else None."""
+    runtime = load_runtime(data_dir)
+    if runtime is None or not runtime.running_services():
+        return None
+    return runtime
+
+
+@contextlib.contextmanager
+def devnet_lock(data_dir: Path, what: str) -> Iterator[None]:
+    """Hold ``<data dir>/devnet.lock`` while ``what`` changes the devnet (starting it, adding a miner), so two
+    commands never start services for the same devnet at once; the kernel drops the lock if the holder dies."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (data_dir / LOCK_FILE).open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                f"another veilnet command is changing the devnet in {data_dir}; wait for it to finish ({what})"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

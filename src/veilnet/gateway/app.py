@@ -107,7 +107,7 @@ def create_gateway_app(
     app = EdgeApp(title="veilnet gateway", docs_url=None, redoc_url=None)
     install_error_handlers(app)
 
-    build_snapshot = ctx.stats.snapshot_source(ctx.directory, ctx.breaker, ctx.netuid, ctx.scores)
+    build_snapshot = ctx.stats.snapshot_source(ctx.directory, ctx.breaker, ctx.netuid, ctx.scores, ctx.history)
 
     class _Source:
         async def snapshot(self) -> DashboardSnapshot:

@@ -10,6 +10,7 @@ import aiohttp
 from veilnet.chain.connect import chain_from_settings
 from veilnet.confidential.config import verifier_from_settings
 from veilnet.confidential.sessions import AttestedSessions
+from veilnet.dashboard import EpochHistory
 from veilnet.gateway.app import create_gateway_app
 from veilnet.gateway.confidential import attest_forever
 from veilnet.gateway.directory import MinerDirectory
@@ -17,6 +18,7 @@ from veilnet.gateway.service import GatewayContext
 from veilnet.relay import RelayClient
 from veilnet.serving import serve, stop_on_signals
 from veilnet.settings import Settings
+from veilnet.store.history import ScoreHistory
 from veilnet.store.keys import KeyStore
 from veilnet.store.organic import OrganicStream, RequestCounter
 from veilnet.store.ratelimit import KeyRateLimiter
@@ -68,6 +70,7 @@ async def run_gateway(settings: Settings) -> None:
             organic=await stack.enter_async_context(
                 OrganicStream(redis, netuid, sample_rate=settings.gateway.organic_sample_rate)),
             attestations=AttestedSessions(verifier_from_settings(settings.confidential)),
+            history=EpochHistory(ScoreHistory(engine, wallet.hotkey.ss58_address, netuid)),
         )
         attester = asyncio.create_task(attest_forever(ctx))
         stack.callback(attester.cancel)

@@ -14,6 +14,7 @@ from pydantic_core import to_json
 
 from veilnet.confidential.errors import PrivacyRestricted
 from veilnet.confidential.sessions import AttestedSessions
+from veilnet.dashboard.models import EpochPoint
 from veilnet.errors import AuthenticationError, NotFound, Overloaded, PaymentRequired
 from veilnet.gateway.confidential import attested_for
 from veilnet.gateway.directory import MinerDirectory
@@ -55,6 +56,7 @@ class GatewayContext:
     rng: random.Random = field(default_factory=random.Random)
     request_timeout: float = 120.0
     attestations: AttestedSessions | None = None  # None: this gateway routes no confidential requests
+    history: Callable[[], Awaitable[list[EpochPoint]]] | None = None  # the dashboard's per-epoch points
 
 
 async def bearer_key(ctx: GatewayContext, authorization: str | None) -> ApiKey:

@@ -45,9 +45,6 @@ class GatewayStats:
         self._completion_tokens = self.tokens.labels(kind="completion")
         # each miner's metric children, looked up once (``labels()`` costs more than the update itself)
         self._children: dict[tuple[str, bool], tuple[Counter, Histogram]] = {}
-        self._history: list[EpochPoint] = []
-        self._last_incentive: tuple[int, ...] | None = None
-        self._epoch = 0
 
     def observe(self, hotkey: str, uid: int | None, latency_s: float, ok: bool, prompt_tokens: int = 0,
                 completion_tokens: int = 0) -> None:
@@ -89,26 +86,19 @@ class GatewayStats:
     def snapshot_source(
         self, directory: MinerDirectory, breaker: CircuitBreaker, netuid: int,
         scores: Callable[[], Awaitable[dict[str, float]]],
+        history: Callable[[], Awaitable[list[EpochPoint]]] | None = None,
     ) -> Callable[[], Awaitable[DashboardSnapshot]]:
-        """An async callable building the dashboard snapshot (a ``DashboardSource.snapshot``)."""
+        """An async callable building the dashboard snapshot (a ``DashboardSource.snapshot``); ``history``
+        gives the per-epoch points (the validator's score history in SQL, ``dashboard.EpochHistory``)."""
 
         async def snapshot() -> DashboardSnapshot:
             graph = directory.metagraph
             now = time.monotonic()
             current = await scores()
+            points = await history() if history is not None else []
             rows, requests, breakers = [], [], []
             states = breaker.states()
             if graph is not None:
-                incentive = tuple(n.incentive for n in graph.neurons)
-                if incentive != self._last_incentive:
-                    self._last_incentive = incentive
-                    self._epoch += 1
-                    self._history.extend(
-                        EpochPoint(epoch=self._epoch, block=graph.block, uid=n.uid, incentive=n.incentive_f,
-                                   emission=n.emission / RAO_PER_TAO, score=current.get(n.hotkey, 0.0))
-                        for n in graph.neurons
-                    )
-                    self._history = self._history[-5_000:]
                 for n in graph.neurons:
                     rows.append(MetagraphRow(uid=n.uid, hotkey=n.hotkey, stake=n.stake / RAO_PER_TAO,
                                              incentive=n.incentive_f, dividends=n.dividends_f,
@@ -127,8 +117,8 @@ class GatewayStats:
                     if n.hotkey in states:
                         breakers.append(BreakerState(uid=n.uid, hotkey=n.hotkey, state=states[n.hotkey]))  # type: ignore[arg-type]
                         self.breaker_open.labels(miner_uid=str(n.uid)).set(1 if states[n.hotkey] == "open" else 0)
-            return DashboardSnapshot(netuid=netuid, block=graph.block if graph else 0, epoch=self._epoch,
-                                     metagraph=rows, history=list(self._history), requests=requests,
-                                     breakers=breakers)
+            return DashboardSnapshot(netuid=netuid, block=graph.block if graph else 0,
+                                     epoch=max((p.epoch for p in points), default=0),
+                                     metagraph=rows, history=points, requests=requests, breakers=breakers)
 
         return snapshot

@@ -31,6 +31,7 @@ def build_engine(settings: Settings) -> LlamaCppEngine | OpenAIUpstreamEngine:
         return LlamaCppEngine(
             miner.models, cache_dir=settings.data_dir / "models", concurrency=miner.max_concurrency,
             queue=miner.max_queue, embedding_models=miner.embedding_models,
+            threads=settings.llamacpp.resolved_threads(),
         )
     if miner.upstream_url is None:
         raise ConfigError("backend 'openai' needs VEILNET_MINER__UPSTREAM_URL (e.g. http://127.0.0.1:8000/v1)")

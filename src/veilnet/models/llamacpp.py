@@ -18,6 +18,7 @@ from veilnet.errors import InvalidRequest, NotFound, UpstreamError
 from veilnet.models.catalog import MODELS, model_path
 from veilnet.models.engine import ModelInfo, check_embedding_models
 from veilnet.models.limits import Admission
+from veilnet.models.threads import engine_threads
 
 __all__ = ["LlamaCppEngine"]
 
@@ -35,7 +36,7 @@ class LlamaCppEngine:
         cache_dir: Path,
         concurrency: int = 2,
         queue: int = 16,
-        threads: int = 2,
+        threads: int | None = None,
         context_length: int = 4096,
         embedding_models: list[str] | None = None,
     ) -> None:
@@ -47,7 +48,7 @@ class LlamaCppEngine:
         self._embedding_lock = threading.Lock()  # one embeddings input at a time (see embeddings())
         self._cache_dir = cache_dir
         self._concurrency = concurrency
-        self._threads = threads
+        self._threads = engine_threads(threads)  # None: this host's cores, see models/threads.py
         self._context = context_length
         self._servers: dict[str, Any] = {}
         self._admission = Admission(concurrency, queue)

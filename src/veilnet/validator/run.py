@@ -41,7 +41,8 @@ async def run_validator_process(settings: Settings, roles: Collection[str] = ROL
         if "scorer" in roles:  # only scorers hold the model
             models = settings.validator.reference_models
             reference = LlamaCppEngine(models, cache_dir=settings.data_dir / "models", concurrency=1,
-                                       embedding_models=models if settings.validator.embedding_share > 0 else None)
+                                       embedding_models=models if settings.validator.embedding_share > 0 else None,
+                                       threads=settings.llamacpp.resolved_threads())
             await stack.enter_async_context(reference)
         http = await stack.enter_async_context(aiohttp.ClientSession())
         engine = await stack.enter_async_context(open_database(settings.database_url(), timeouts=timeouts))

@@ -392,7 +392,11 @@ async def run_weights(ctx: ValidatorContext, *, round_interval: float = 1.0) -> 
             await ctx.pipeline.forget(ids)
             if ctx.history is not None:
                 try:
-                    await ctx.history.record(tempo, block, states)
+                    graph: Metagraph | None = await ctx.chain.get_metagraph(ctx.netuid)
+                except ce.ChainUnavailable:
+                    graph = None  # the row keeps the scores; this epoch's incentive and emission stay unknown
+                try:
+                    await ctx.history.record(tempo, block, states, graph)
                 except StoreError as exc:  # a record for the dashboard: the epoch and its weights go on
                     log_event(log, "score history not written", logging.WARNING, tempo=tempo, reason=exc.message)
             epoch_at = await ctx.chain.get_next_epoch_block(ctx.netuid)
