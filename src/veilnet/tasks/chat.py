@@ -144,12 +144,19 @@ async def verify_chat_answer(
                await tokenizer.text_tokens(answer.content),
                honest_samplers(request.temperature, request.top_p, None), [])
     usage = _check_usage(run)
+    if _penalised(request):  # the reference cannot reproduce a penalised sampler: recount only
+        run.add("unscored", "soft", "penalties or logit_bias change the sampler; only the usage is checked")
+        return _conclude(run, [], usage, None, 0.0)
     scores, stop = await _rescore(reference, tokenizer, run, rng, constraint)
     fisher = _check_text(run, scores)
     _check_stop(run, stop)
     greedy = _check_argmax(run, scores)
     _check_claimed(run, scores)
     return _conclude(run, scores, usage, greedy, fisher)
+
+
+def _penalised(request: ChatCompletionRequest) -> bool:
+    return bool(request.presence_penalty or request.frequency_penalty or request.logit_bias)
 
 
 def _check_usage(run: _Run) -> RecountedUsage:
