@@ -24,8 +24,7 @@ from veilnet.tasks.verdict import Verdict
 
 SMOL = "SmolLM2-135M-Instruct"
 DATA = Path(__file__).parent.parent / "data" / "honest_chat" / "answers.jsonl.gz"
-PROMPTS = ["Describe the sea in two sentences.", "Why is the sky blue?", "Write a haiku about autumn rain 🍂.",
-           "List three facts about owls.", "请用一句话介绍北京。", "Give me a JSON object with a name and an age."]
+PROMPTS = ["Describe the sea in two sentences.", "Write a haiku about autumn rain 🍂.", "请用一句话介绍北京。"]
 
 pytestmark = pytest.mark.model
 
@@ -51,6 +50,7 @@ def _forged(content: str, finish: str, prompt_tokens: int, completion_tokens: in
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}}
 
 
+@pytest.mark.timeout(900)
 async def test_every_recorded_honest_answer_passes(reference: LlamaCppEngine) -> None:
     """tests/data/honest_chat: real answers of the miner's engine (streamed and not; emoji, CJK, code, JSON,
     blank lines; temperatures 0-1.5, top_p, stop sequences, logprobs asked and not). None may fail."""
@@ -80,11 +80,12 @@ async def test_streamed_answer_reassembled_passes(reference: LlamaCppEngine) -> 
     assert verdict.usage is not None and verdict.usage.prompt_tokens == answer["usage"]["prompt_tokens"]
 
 
+@pytest.mark.timeout(900)
 async def test_empty_and_truncated_answers_fail(reference: LlamaCppEngine) -> None:
     tokenizer = await reference.tokenizer(SMOL)
     for index, prompt in enumerate(PROMPTS):
-        for temperature in (0.0, 0.3, 0.7):
-            request = _request(prompt, temperature=temperature, seed=index)
+        for temperature in (0.0, 0.5):
+            request = _request(prompt, temperature=temperature, seed=index, max_tokens=16)
             prompt_tokens = len(await tokenizer.chat_prompt(request["messages"]))
             empty = await verify_chat_answer(reference, request, _forged("", "stop", prompt_tokens, 1))
             assert not empty.ok and any(f.code == "implausible_stop" for f in empty.findings), empty.reason
@@ -109,6 +110,7 @@ async def test_inflated_usage_and_wrong_model_fail(reference: LlamaCppEngine) ->
     assert not (await verify_chat_answer(reference, request, renamed)).ok
 
 
+@pytest.mark.timeout(900)
 async def test_gemma_answering_as_smollm2_fails(reference: LlamaCppEngine, cache: Path) -> None:
     """Greedy requests: Gemma's text is far from SmolLM2's argmax. With its logprobs: they are not SmolLM2's.
     Sampled without logprobs: each answer loses quality, and a series is flagged as another model."""
@@ -137,12 +139,13 @@ async def test_gemma_answering_as_smollm2_fails(reference: LlamaCppEngine, cache
     assert sum(v.quality for v in sampled) / len(sampled) < 0.9
 
 
+@pytest.mark.timeout(900)
 async def test_greedy_answers_at_temperature_are_a_greedy_cache(reference: LlamaCppEngine) -> None:
     """Each greedy answer passes on its own; a series of them is flagged, a series of sampled ones is not."""
     cached: list[Verdict] = []
     sampled: list[Verdict] = []
     for index, prompt in enumerate(PROMPTS * 2):
-        asked = _request(prompt, temperature=0.8, seed=index, max_tokens=48)
+        asked = _request(prompt, temperature=0.8, seed=index, max_tokens=32)
         greedy_answer = await reference.chat({**asked, "temperature": 0.0})
         verdict = await verify_chat_answer(reference, asked, greedy_answer, rng=random.Random(index))
         assert verdict.ok, verdict.reason
@@ -156,6 +159,7 @@ async def test_greedy_answers_at_temperature_are_a_greedy_cache(reference: Llama
     assert not substitution_test(sampled).flagged
 
 
+@pytest.mark.timeout(900)
 async def test_answers_cached_for_another_prompt_fail(reference: LlamaCppEngine) -> None:
     answers = []
     for index, prompt in enumerate(PROMPTS):
@@ -189,13 +193,14 @@ async def test_hostile_answers_fail_with_a_reason(reference: LlamaCppEngine, ans
     assert not verdict.ok and verdict.reason and any(f.severity == "hard" for f in verdict.findings)
 
 
+@pytest.mark.timeout(900)
 async def test_fuzzed_answers_never_raise(reference: LlamaCppEngine) -> None:
     """Random mutations of a real answer (text, finish, usage, logprobs) give a verdict, never an exception."""
     request = _request("Write a haiku about tea 🍵.", temperature=0.7, seed=3, logprobs=True, top_logprobs=1)
     base = await reference.chat(copy.deepcopy(request))
     rng = random.Random(7)
     junk = ["", "\x00", "\ud7ff", "😀" * 30, "<|im_end|>", "<|im_start|>assistant\n", "\n" * 50, "a" * 500, "你好"]
-    for _ in range(40):
+    for _ in range(20):
         answer = copy.deepcopy(base)
         choice = answer["choices"][0]
         roll = rng.random()
