@@ -1,8 +1,8 @@
 """Verification cost against generation cost for a 128-token answer with the real SmolLM2 (goal <= 0.2).
 
 The miner generates in a process of its own (as it does for real: two llama.cpp contexts in one process slow
-each other down), then the reference re-scores 8 random positions of each answer (assistant prefill,
-cached prefix), alone in this process.
+each other down), then the reference re-scores position 0, 7 random positions and the end of each answer by
+token ids (cached prefix), alone in this process.
 Run: .venv/bin/python bench/bench_verify.py
 """
 
@@ -45,7 +45,7 @@ def generate() -> list[tuple[dict[str, Any], float]]:
 
 async def verify(answers: list[dict[str, Any]]) -> list[float]:
     times = []
-    async with LlamaCppEngine([MODEL], cache_dir=CACHE, concurrency=1) as reference:
+    async with LlamaCppEngine([MODEL], cache_dir=CACHE, concurrency=1, tokenizer=True) as reference:
         for seed, (request, answer) in enumerate(zip(requests(), answers, strict=True)):
             start = time.perf_counter()
             verdict = await verify_chat_answer(reference, request, answer, rng=random.Random(seed))

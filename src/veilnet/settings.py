@@ -135,7 +135,7 @@ class ValidatorSettings(_Section):
     """``commit_reveal``: how weights are committed when the subnet has commit-reveal on. ``auto`` uses
     timelocked commits (drand; the chain reveals) where the chain supports them, hash commits otherwise."""
 
-    verify_rate: float = 0.5
+    verify_rate: float = 0.1  # share of answers re-scored; docs/scoring.md (verification) says why
     challenges_per_window: int = Field(default=12, ge=1)  # per miner, within the quota left after organic
     commit_reveal: Literal["auto", "timelocked", "hash"] = "auto"
     sharpen_exponent: float = 2.0

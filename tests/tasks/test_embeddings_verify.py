@@ -14,8 +14,8 @@ import pytest
 
 from veilnet.errors import ConfigError, InvalidRequest, NotFound
 from veilnet.models.llamacpp import LlamaCppEngine
+from veilnet.tasks.challenges import embeddings_texts
 from veilnet.tasks.embeddings import cosine, verify_embeddings_answer
-from veilnet.tasks.prompts import synthetic_embeddings_request
 
 SMOL, GEMMA = "SmolLM2-135M-Instruct", "gemma-3-270m"
 TEXTS = ["Describe the sea in two sentences.", "The cat sat on the mat.", "Give three facts about owls."]
@@ -55,7 +55,7 @@ async def test_embeddings_do_not_depend_on_concurrency(engines: tuple[LlamaCppEn
     wide = LlamaCppEngine([SMOL], cache_dir=tmp_path, concurrency=4, embedding_models=[SMOL])
     wide.load()
     for seed in range(4):
-        request = synthetic_embeddings_request(SMOL, random.Random(seed), max_inputs=4)
+        request = {"model": SMOL, "input": embeddings_texts(random.Random(seed), max_inputs=4)}
         expected = await reference.embeddings(dict(request))
         got = await wide.embeddings(dict(request))
         for want, have in zip(expected["data"], got["data"], strict=True):
@@ -94,7 +94,7 @@ async def test_honest_and_slightly_perturbed_answers_pass(engines: tuple[LlamaCp
     single = {"model": SMOL, "input": TEXTS[0]}
     assert (await verify_embeddings_answer(reference, single, await reference.embeddings(dict(single)))).ok
     for seed in range(3):  # the challenges the validator sends verify too
-        request = synthetic_embeddings_request(SMOL, random.Random(seed))
+        request = {"model": SMOL, "input": embeddings_texts(random.Random(seed))}
         assert (await verify_embeddings_answer(reference, request, await reference.embeddings(dict(request)))).ok
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from veilnet.errors import ConfigError
+from veilnet.models.tokenizer import Tokenizer
 
-__all__ = ["ModelEngine", "ModelInfo", "check_embedding_models"]
+__all__ = ["ModelEngine", "ModelInfo", "NextTokens", "ReferenceModel", "TokenLogprob", "check_embedding_models"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,38 @@ class ModelEngine(Protocol):
     def completion_stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]: ...
 
     async def embeddings(self, request: dict[str, Any]) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A candidate next token under a model: its id, its bytes (empty for control tokens) and its log
+    probability under the model's plain softmax (temperature 1, nothing truncated)."""
+
+    id: int
+    bytes: bytes
+    logprob: float
+
+
+@dataclass(frozen=True)
+class NextTokens:
+    """The most likely next tokens (most likely first) and the exact log probability of the one token asked
+    about (None when none was)."""
+
+    top: list[TokenLogprob]
+    scored: float | None = None
+
+
+@runtime_checkable
+class ReferenceModel(Protocol):
+    """What a validator's verifier asks of its reference: the model's tokenizer, and the most likely next
+    tokens after a sequence of token ids (re-scoring an answer feeds ids, never re-tokenised text)."""
+
+    async def tokenizer(self, model: str) -> Tokenizer: ...
+
+    async def next_tokens(self, model: str, token_ids: Sequence[int], top: int, *, score: int | None = None) -> NextTokens:
+        """The ``top`` most likely tokens after ``token_ids`` and the log probability of token ``score``
+        there. Calls for growing prefixes of one sequence reuse the engine's cache of the prefix."""
+        ...
 
 
 def check_embedding_models(models: list[str], embedding_models: list[str] | None) -> list[str]:

@@ -3,22 +3,28 @@
 Generation runs in worker threads so the event loop never blocks; streamed chunks cross back to the loop
 through ``call_soon_threadsafe``. Admission control refuses work beyond the configured concurrency and
 queue instead of queueing without bound.
+
+As a validator's reference (``tokenizer=True``) the engine also gives each model's tokenizer (llama.cpp's
+own, reached on a loopback port, see :mod:`veilnet.models.tokenizer`) and the top next tokens after a
+sequence of token ids (:meth:`LlamaCppEngine.next_token_logprobs`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from veilnet.errors import InvalidRequest, NotFound, UpstreamError
 from veilnet.models.catalog import MODELS, model_path
-from veilnet.models.engine import ModelInfo, check_embedding_models
+from veilnet.models.engine import ModelInfo, NextTokens, TokenLogprob, check_embedding_models
 from veilnet.models.limits import Admission
 from veilnet.models.threads import engine_threads
+from veilnet.models.tokenizer import LlamaCppTokenizer
 
 __all__ = ["LlamaCppEngine"]
 
@@ -39,6 +45,7 @@ class LlamaCppEngine:
         threads: int | None = None,
         context_length: int = 4096,
         embedding_models: list[str] | None = None,
+        tokenizer: bool = False,
     ) -> None:
         for name in models:
             if name not in MODELS:
@@ -52,6 +59,9 @@ class LlamaCppEngine:
         self._context = context_length
         self._servers: dict[str, Any] = {}
         self._admission = Admission(concurrency, queue)
+        # tokenizer=True: each server also listens on a loopback port for /tokenize, behind this key
+        self._tokenizer_key = secrets.token_urlsafe(24) if tokenizer else None
+        self._tokenizers: dict[str, LlamaCppTokenizer] = {}
 
     async def __aenter__(self) -> LlamaCppEngine:
         await asyncio.to_thread(self.load)
@@ -64,6 +74,7 @@ class LlamaCppEngine:
                 self._servers[name] = self._load(name, embeddings=name in self._embedding_names)
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self._tokenizers.clear()
         self._servers.clear()  # xllamacpp frees the model when the Server is collected
 
     @property
@@ -82,6 +93,9 @@ class LlamaCppEngine:
         params.cpuparams_batch.n_threads = self._threads
         params.warmup = False
         params.verbosity = -1
+        if self._tokenizer_key is not None:
+            params.port = 0  # any free loopback port; the server reports the one it took
+            params.api_keys = [self._tokenizer_key]
         if embeddings:
             # The same context also embeds: mean-pooled, L2-normalised vectors, as OpenAI's are. Chat output
             # and speed are unchanged by this (measured: same tokens and logprobs); a second context in the
@@ -109,6 +123,8 @@ class LlamaCppEngine:
         native = {k: v for k, v in request.items() if v is not None and k not in ("user", "stream_options")}
         if "max_completion_tokens" in native:
             native["max_tokens"] = native.pop("max_completion_tokens")
+        if native.get("logprobs") is True and not native.get("top_logprobs"):
+            native["top_logprobs"] = 1  # llama.cpp gives no logprobs at all for top_logprobs 0
         return native
 
     async def _call(self, method: Callable[[dict[str, Any]], Any], name: str, request: dict[str, Any]) -> dict[str, Any]:
@@ -182,6 +198,42 @@ class LlamaCppEngine:
     def completion_stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         name, server = self._server(request)
         return self._stream(server.handle_completions, name, request)
+
+    async def tokenizer(self, model: str) -> LlamaCppTokenizer:
+        """The tokenizer of served model ``model`` (the engine must be built with ``tokenizer=True``)."""
+        found = self._tokenizers.get(model)
+        if found is not None:
+            return found
+        name, server = self._server({"model": model})
+        if self._tokenizer_key is None:
+            raise UpstreamError("this engine was built without tokenizer=True")
+        found = await LlamaCppTokenizer.connect(name, str(server.listening_address), self._tokenizer_key)
+        self._tokenizers[name] = found
+        return found
+
+    async def next_tokens(self, model: str, token_ids: Sequence[int], top: int, *, score: int | None = None) -> NextTokens:
+        """The ``top`` most likely next tokens after ``token_ids`` with their plain-softmax log probabilities,
+        and that of token ``score`` (llama.cpp reports the drawn token's plain log probability; a logit bias
+        makes ``score`` the one drawn, without touching the reported probabilities). llama.cpp keeps the
+        slot's prefix cached, so calls for growing prefixes of one sequence cost the new tokens and one more.
+        A sequence that does not fit the context is :class:`InvalidRequest` (``context_length_exceeded``)."""
+        if len(token_ids) >= self._context:
+            raise InvalidRequest(f"{len(token_ids)} tokens do not fit the reference's context of {self._context}",
+                                 code="context_length_exceeded")
+        name, server = self._server({"model": model})
+        request: dict[str, Any] = {"prompt": list(token_ids), "max_tokens": 1, "n_probs": top, "temperature": 0.0,
+                                   "cache_prompt": True}
+        if score is not None:
+            request["logit_bias"] = [[score, 1000.0]]
+        result = await self._call(server.handle_completions, name, request)
+        try:
+            drawn = result["choices"][0]["logprobs"]["content"][0]
+            entries = [TokenLogprob(int(e["id"]), bytes(e["bytes"]), float(e["logprob"])) for e in drawn["top_logprobs"]]
+            if score is not None and int(drawn["id"]) != score:
+                raise ValueError(f"token {drawn['id']} was drawn instead of {score}")
+            return NextTokens(entries, float(drawn["logprob"]) if score is not None else None)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise UpstreamError(f"llama.cpp gave no next-token log probabilities: {exc}") from exc
 
     async def embeddings(self, request: dict[str, Any]) -> dict[str, Any]:
         """Floats always (the miner app encodes base64 when asked). Inputs are embedded one at a time, one

@@ -1,95 +1,382 @@
-"""Verifying a miner's chat answer against the validator's own reference model.
+"""Verifying a miner's chat answer with the validator's own reference model, from the answer alone.
 
-The reference re-scores the miner's returned tokens: at a random sample of positions it continues the
-conversation with the miner's answer up to that position as an assistant prefill (llama.cpp reuses the
-cached prefix, so each position costs little more than one token) and asks for the top-k next tokens.
-A token outside the reference's top-k (looser at higher temperature), a claimed logprob far from the
-reference's, a non-argmax token at temperature 0, usage that does not recount, or text that does not match
-the tokens fails the answer.
+The answer is parsed into a typed document (:mod:`veilnet.tasks.answer`; malformed is a hard failure with a
+reason). The prompt is rendered with the model's chat template and tokenised, the answer's text tokenised
+with the model's own tokenizer (:mod:`veilnet.models.tokenizer`); the reference then re-scores the answer by
+token ids at a random sample of positions, in ascending order so llama.cpp re-uses the cached prefix, and
+always at the end:
+
+- *stop*: ``finish_reason: "stop"`` needs an end of generation (or one of the request's stop sequences) to
+  be plausible where the answer ends, so empty and truncated answers fail; ``"length"`` needs the recounted
+  length to reach ``max_tokens``.
+- *text*: each checked position's p-value (:mod:`veilnet.tasks.rescoring`, by bytes, under every sampler an
+  honest backend may use), combined with Fisher's method; only text far outside what the model writes fails.
+- *usage*: the recount against the claimed counts; inflation beyond what re-tokenisation explains fails.
+- *claimed logprobs*, when given, against the reference's (aligned by byte offsets); asked for but
+  missing is a soft failure.
+- at temperature 0, the argmax; above it, the evidence for a greedy cache (:mod:`veilnet.tasks.greedy`).
+
+Hard findings are what only a cheat produces; soft ones lower quality. The function is pure apart from the
+reference's calls. A ``constraint`` (a grammar's allowed tokens, for structured output) plugs in where the
+reference's candidates are read.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from veilnet.models.engine import ModelEngine
-from veilnet.tasks.verdict import Verdict, failed
+from pydantic import ValidationError
 
-__all__ = ["verify_chat_answer"]
+from veilnet.errors import InvalidRequest
+from veilnet.models.engine import NextTokens, ReferenceModel
+from veilnet.models.tokenizer import Token, Tokenizer
+from veilnet.protocol.openai import ChatCompletionRequest
+from veilnet.tasks.answer import ChatAnswer, parse_chat_answer
+from veilnet.tasks.rescoring import PositionScore, score_position, stop_probability
+from veilnet.tasks.sampling import Sampler, honest_samplers
+from veilnet.tasks.verdict import Finding, GreedyEvidence, RecountedUsage, Verdict, failed
+
+__all__ = ["ChatVerifySettings", "TokenConstraint", "fisher_p_value", "verify_chat_answer"]
+
+
+@dataclass(frozen=True)
+class ChatVerifySettings:
+    """``positions``: answer positions re-scored besides the end; ``top``: candidates read per position.
+    ``stop_floor``: an end the model gives less than this probability fails (an honest answer ends at a
+    position where ending is that unlikely at most ``stop_floor`` of the time, per position).
+    ``text_alpha``: the Fisher p-value below which the text fails. ``completion_slack``/``prompt_slack``:
+    how far an honest backend's token counts may stray from the recount (re-tokenisation merges or splits a
+    few tokens; stop sequences cost tokens that never reach the text)."""
+
+    positions: int = 8
+    top: int = 100
+    stop_floor: float = 1e-6
+    text_alpha: float = 1e-9
+    implausible: float = 1e-3  # a position with a p-value below this lowers quality
+    completion_slack: float = 0.15  # share of the recount
+    completion_slack_tokens: int = 4
+    prompt_slack_tokens: int = 2
+    logprob_tolerance: float = 1.0  # nats between a claimed logprob and the reference's
+    gross_logprob: float = 4.0  # nats: no honest backend is this far off
+    near_tie: float = 1.0  # nats: an argmax flip within this is quantisation noise
+    gross_gap: float = 4.0  # nats below the argmax: no honest greedy backend goes this far (twice: hard)
+    min_context: int = 2048  # every miner serves at least this context (a shorter 'length' end is not honest)
+
+
+class TokenConstraint(Protocol):
+    """Which tokens a constrained request (a JSON schema, a grammar) allows after a prefix of answer token
+    ids; the reference scores the answer under the same constraint. Not used by any request type yet."""
+
+    def allowed(self, answer_prefix: Sequence[int], candidates: Sequence[int]) -> set[int]: ...
+
+
+def fisher_p_value(statistic: float, positions: int) -> float:
+    """P(chi-squared with 2 * ``positions`` degrees of freedom >= ``statistic``): the combined p-value of
+    ``positions`` independent p-values whose -2 log sum is ``statistic`` (closed form for even degrees)."""
+    if positions <= 0:
+        return 1.0
+    half = statistic / 2
+    term, total = 1.0, 1.0
+    for j in range(1, positions):
+        term *= half / j
+        total += term
+    return min(1.0, math.exp(-half + math.log(total)) if total > 0 else math.exp(-half))
+
+
+@dataclass
+class _Run:
+    """One verification's state: what was parsed and recounted, and what it found."""
+
+    request: ChatCompletionRequest
+    answer: ChatAnswer
+    settings: ChatVerifySettings
+    prompt: list[int]
+    tokens: list[Token]
+    samplers: list[Sampler]
+    findings: list[Finding]
+
+    def add(self, code: str, severity: str, detail: str) -> None:
+        self.findings.append(Finding(code, "hard" if severity == "hard" else "soft", detail))
+
+    @property
+    def ids(self) -> list[int]:
+        return [t.id for t in self.tokens]
+
+    @property
+    def stops(self) -> list[bytes]:
+        stop = self.request.stop
+        return [s.encode() for s in ([stop] if isinstance(stop, str) else stop or []) if s]
+
+    @property
+    def max_tokens(self) -> int | None:
+        return self.request.max_completion_tokens or self.request.max_tokens
 
 
 async def verify_chat_answer(
-    reference: ModelEngine,
-    request: dict[str, Any],
-    response: dict[str, Any],
+    reference: ReferenceModel,
+    request: ChatCompletionRequest | Mapping[str, Any],
+    response: Any,
     *,
-    positions: int = 8,
     rng: random.Random | None = None,
-    logprob_tolerance: float = 1.0,
-    min_quality: float = 0.75,
+    settings: ChatVerifySettings | None = None,
+    constraint: TokenConstraint | None = None,
 ) -> Verdict:
-    """Check ``response`` (a miner's non-streamed chat completion) for ``request`` with ``reference``."""
+    """Check ``response`` (a miner's chat completion, non-streamed or a reassembled stream) for ``request``."""
     rng = rng or random.Random()
-    if response.get("model") != request.get("model"):
-        return failed(f"answered as model {response.get('model')!r}, asked {request.get('model')!r}")
+    settings = settings or ChatVerifySettings()
+    if not isinstance(request, ChatCompletionRequest):
+        try:
+            request = ChatCompletionRequest.model_validate(dict(request))
+        except ValidationError as exc:
+            raise InvalidRequest(f"not a chat request: {exc.errors()[0]['msg']}") from exc
+    answer = parse_chat_answer(response)
+    if isinstance(answer, str):
+        return failed(answer, code="malformed")
+    if answer.model != request.model:
+        return failed(f"answered as model {answer.model!r}, asked {request.model!r}", code="wrong_model")
+    tokenizer = await reference.tokenizer(request.model)
+    messages = [m.model_dump(exclude_none=True) for m in request.messages]
+    run = _Run(request, answer, settings, await tokenizer.chat_prompt(messages),
+               await tokenizer.text_tokens(answer.content),
+               honest_samplers(request.temperature, request.top_p, None), [])
+    usage = _check_usage(run)
+    if _penalised(request):  # the reference cannot reproduce a penalised sampler: recount only
+        run.add("unscored", "soft", "penalties or logit_bias change the sampler; only the usage is checked")
+        return _conclude(run, [], usage, None, 0.0)
+    scores, stop = await _rescore(reference, tokenizer, run, rng, constraint)
+    fisher = _check_text(run, scores)
+    _check_stop(run, stop)
+    greedy = _check_argmax(run, scores)
+    _check_claimed(run, scores)
+    return _conclude(run, scores, usage, greedy, fisher)
+
+
+def _penalised(request: ChatCompletionRequest) -> bool:
+    return bool(request.presence_penalty or request.frequency_penalty or request.logit_bias)
+
+
+def _check_usage(run: _Run) -> RecountedUsage:
+    """Recount prompt and completion tokens and judge the claims and the finish reason."""
+    s, a = run.settings, run.answer
+    ended_on_token = a.finish_reason == "stop" and not run.stops
+    completion = len(run.tokens) + (1 if a.finish_reason == "stop" else 0)
+    usage = RecountedUsage(len(run.prompt), completion, a.prompt_tokens, a.completion_tokens)
+    if a.prompt_tokens > usage.prompt_tokens + s.prompt_slack_tokens:
+        run.add("usage_inflated", "hard", f"usage claims {a.prompt_tokens} prompt tokens; the model counts "
+                                          f"{usage.prompt_tokens}")
+    elif a.prompt_tokens != usage.prompt_tokens:
+        run.add("usage_miscount", "soft", f"usage claims {a.prompt_tokens} prompt tokens; the model counts "
+                                          f"{usage.prompt_tokens}")
+    slack = max(s.completion_slack_tokens, math.ceil(s.completion_slack * completion))
+    stop_cost = 0 if ended_on_token else sum(len(x) for x in run.stops)  # a stop sequence's tokens, at most
+    if a.completion_tokens > completion + slack + stop_cost:
+        run.add("usage_inflated", "hard", f"usage claims {a.completion_tokens} completion tokens; the model "
+                                          f"counts {completion} in the answer")
+    elif a.completion_tokens != completion:
+        run.add("usage_miscount", "soft", f"usage claims {a.completion_tokens} completion tokens; the model "
+                                          f"counts {completion} in the answer")
+    limit = run.max_tokens
+    if limit is not None and len(run.tokens) > limit + slack:
+        run.add("over_length", "hard", f"{len(run.tokens)} tokens of text for max_tokens {limit}")
+    if a.finish_reason == "length" and limit is not None:
+        room = s.min_context - len(run.prompt)  # a miner's context may end the answer first
+        if len(run.tokens) + slack < min(limit, room):
+            run.add("premature_length", "hard", f"finish_reason 'length' after {len(run.tokens)} tokens of text "
+                                                f"for max_tokens {limit}")
+        elif len(run.tokens) < limit - 1:
+            run.add("length_miscount", "soft", f"finish_reason 'length' after {len(run.tokens)} recounted tokens "
+                                               f"for max_tokens {limit}")
+    return usage
+
+
+def _positions(run: _Run, rng: random.Random) -> list[int]:
+    """Position 0 and a random sample of the rest, ascending (the reference's cache re-uses each prefix)."""
+    count = len(run.tokens)
+    if count == 0:
+        return []
+    rest = rng.sample(range(1, count), min(run.settings.positions - 1, count - 1)) if count > 1 else []
+    return sorted({0, *rest})
+
+
+@dataclass(frozen=True)
+class _Stop:
+    probability: float  # the most an honest sampler gives to ending here
+    gap: float  # nats between the argmax and the most likely way to end here (0: ending is the argmax)
+
+
+async def _rescore(
+    reference: ReferenceModel, tokenizer: Tokenizer, run: _Run, rng: random.Random,
+    constraint: TokenConstraint | None,
+) -> tuple[list[PositionScore], _Stop | None]:
+    """The checked positions' scores and, for a stopped answer, the probability of ending where it ends."""
+    model, top, vocab = run.request.model, run.settings.top, tokenizer.vocab_size
+    raw = run.answer.content.encode()
+    offsets = [0]
+    for token in run.tokens:
+        offsets.append(offsets[-1] + len(token.bytes))
+    ids, scores = run.ids, []
+    for index in _positions(run, rng):
+        token = run.tokens[index]
+        # llama.cpp reports nothing for a drawn token that is not whole UTF-8: score the end token instead
+        whole = _whole(token.bytes)
+        found = await reference.next_tokens(model, run.prompt + ids[:index], top,
+                                            score=token.id if whole else tokenizer.eos)
+        candidates = _constrained(found, constraint, ids[:index])
+        logprob = _scored(found) if whole else _bound(found, token.id)
+        scores.append(score_position(index, candidates, token, logprob, raw[offsets[index]:], run.samplers, vocab))
+    if run.answer.finish_reason != "stop":
+        return scores, None
+    found = await reference.next_tokens(model, run.prompt + ids, top, score=tokenizer.eos)
+    candidates = _constrained(found, constraint, ids)
+    eos = _scored(found)
+    stop = stop_probability(candidates, eos, tokenizer.eos, tokenizer.end_of_generation, run.stops,
+                            run.samplers, vocab)
+    ends = [eos, *(t.logprob for t in candidates if t.id in tokenizer.end_of_generation
+                   or any(s and (t.bytes.startswith(s) or (t.bytes and s.startswith(t.bytes))) for s in run.stops))]
+    gap = max(0.0, candidates[0].logprob - max(ends)) if candidates else 0.0
+    return scores, _Stop(stop, gap)
+
+
+def _check_stop(run: _Run, stop: _Stop | None) -> None:
+    """A stopped answer must end where ending is plausible: under the request's sampling, and at
+    temperature 0 where ending is (nearly) the argmax."""
+    if stop is None:
+        return
+    where = f"the answer ends after {len(run.tokens)} tokens"
+    if stop.probability < run.settings.stop_floor:
+        run.add("implausible_stop", "hard", f"{where} where the model ends with probability {stop.probability:.1e}")
+    elif run.request.temperature == 0.0 and stop.gap > run.settings.gross_gap:
+        run.add("implausible_stop", "hard", f"temperature 0 but {where}, {stop.gap:.1f} nats below the argmax")
+    elif run.request.temperature == 0.0 and stop.gap > run.settings.near_tie:
+        run.add("not_argmax", "soft", f"temperature 0 but {where}, {stop.gap:.1f} nats below the argmax")
+
+
+def _whole(piece: bytes) -> bool:
     try:
-        choice = response["choices"][0]
-        content = choice["message"]["content"] or ""
-        tokens = choice["logprobs"]["content"]
-        usage = response["usage"]
-    except (KeyError, IndexError, TypeError):
-        return failed("answer lacks choices, message, logprobs or usage")
-    if "".join(t["token"] for t in tokens) != content:
-        return failed("the returned tokens do not spell the returned text")
-    if usage.get("completion_tokens") != len(tokens):
-        return failed(f"usage claims {usage.get('completion_tokens')} completion tokens, {len(tokens)} returned")
-    max_tokens = request.get("max_tokens") or request.get("max_completion_tokens")
-    if max_tokens is not None and len(tokens) > max_tokens:
-        return failed(f"{len(tokens)} tokens returned for max_tokens {max_tokens}")
-    if choice.get("finish_reason") == "length" and max_tokens is not None and len(tokens) != max_tokens:
-        return failed("finish_reason 'length' before max_tokens was reached (premature end)")
+        piece.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
-    raw_temperature = request.get("temperature")
-    temperature = float(raw_temperature) if isinstance(raw_temperature, int | float) else 1.0
-    top_k = 20 if temperature <= 1.0 else 40
-    greedy = temperature == 0.0
-    base = {"model": request["model"], "max_tokens": 1, "temperature": 0.0, "logprobs": True, "top_logprobs": top_k}
-    messages = list(request["messages"])
 
-    first = await reference.chat({**base, "messages": messages})
-    if first.get("usage", {}).get("prompt_tokens") != usage.get("prompt_tokens"):
-        return failed(
-            f"usage claims {usage.get('prompt_tokens')} prompt tokens; the reference counts "
-            f"{first.get('usage', {}).get('prompt_tokens')}"
-        )
-    if not tokens:
-        return Verdict(ok=True, quality=1.0, reason=None, checked=0)
-    chosen = sorted(rng.sample(range(len(tokens)), min(positions, len(tokens))))
-    passed = 0
-    reasons: list[str] = []
-    for index in chosen:
-        prefix = "".join(t["token"] for t in tokens[:index])
-        if index == 0:
-            answer = first
-        else:
-            answer = await reference.chat({**base, "messages": [*messages, {"role": "assistant", "content": prefix}]})
-        top = answer["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
-        ranked = {t["token"]: t["logprob"] for t in top}
-        token = tokens[index]["token"]
-        if token not in ranked:
-            reasons.append(f"position {index}: token {token!r} is outside the reference's top {top_k}")
+def _bound(found: NextTokens, token: int) -> float:
+    """The token's log probability from the top-k, or the k-th's (an upper bound) when it is not there."""
+    for candidate in found.top:
+        if candidate.id == token:
+            return candidate.logprob
+    return found.top[-1].logprob if found.top else 0.0
+
+
+def _scored(found: NextTokens) -> float:
+    if found.scored is None:
+        raise InvalidRequest("the reference scored no token")
+    return found.scored
+
+
+def _constrained(found: NextTokens, constraint: TokenConstraint | None, prefix: list[int]) -> list[Any]:
+    if constraint is None:
+        return found.top
+    allowed = constraint.allowed(prefix, [t.id for t in found.top])
+    return [t for t in found.top if t.id in allowed]
+
+
+def _check_text(run: _Run, scores: list[PositionScore]) -> float:
+    """Fisher's statistic over the checked positions; text far outside the model's is hard."""
+    if not scores:
+        return 0.0
+    statistic = -2 * math.fsum(math.log(max(s.p_value, 1e-300)) for s in scores)
+    combined = fisher_p_value(statistic, len(scores))
+    if combined < run.settings.text_alpha:
+        worst = sorted(scores, key=lambda s: s.p_value)[:3]
+        run.add("implausible_text", "hard", f"the model would not write this text (combined p {combined:.1e}; "
+                f"positions {', '.join(f'{s.index} p={s.p_value:.1e}' for s in worst)})")
+    return statistic
+
+
+def _check_argmax(run: _Run, scores: list[PositionScore]) -> GreedyEvidence | None:
+    """Greedy requests must take the argmax (near ties are soft); sampled ones yield greedy-cache evidence."""
+    if run.request.temperature == 0.0:
+        for s in scores:
+            if not s.argmax:
+                near = s.argmax_gap <= run.settings.near_tie
+                run.add("argmax_flip" if near else "not_argmax", "soft",
+                        f"temperature 0 but position {s.index} is {s.argmax_gap:.2f} nats below the argmax")
+        gross = [s for s in scores if s.argmax_gap > run.settings.gross_gap]
+        if len(gross) >= 2:
+            run.add("not_greedy", "hard", f"temperature 0 but {len(gross)} positions are more than "
+                                          f"{run.settings.gross_gap} nats below the argmax")
+        return None
+    return GreedyEvidence(sum(1 for s in scores if s.argmax), tuple(s.argmax_bound for s in scores))
+
+
+def _check_claimed(run: _Run, scores: list[PositionScore]) -> None:
+    """Claimed logprobs against the reference's, entry by entry where the entry starts where the checked
+    token starts and spells the same bytes (merged multi-byte entries never line up with a wrong token)."""
+    claimed = run.answer.claimed
+    if claimed is None:
+        if run.request.logprobs:
+            run.add("logprobs_missing", "soft", "logprobs were asked for and not given")
+        return
+    content = run.answer.content.encode()
+    spelled = b"".join(c.raw for c in claimed)
+    if not spelled.startswith(content):
+        run.add("logprobs_mismatch", "soft", "the logprobs entries do not spell the answer's text")
+        return
+    starts: dict[int, int] = {}
+    offset = 0
+    for index, entry in enumerate(claimed):
+        starts.setdefault(offset, index)
+        offset += len(entry.raw)
+    token_offsets = [0]
+    for token in run.tokens:
+        token_offsets.append(token_offsets[-1] + len(token.bytes))
+    compared, gross = 0, 0
+    for s in scores:
+        entry_index = starts.get(token_offsets[s.index])
+        token = run.tokens[s.index]
+        if entry_index is None:
             continue
-        if greedy and token != top[0]["token"]:
-            reasons.append(f"position {index}: temperature 0 but {token!r} is not the reference's argmax")
+        entry = claimed[entry_index]
+        if entry.raw != token.bytes or (entry.id is not None and entry.id != token.id):
             continue
-        claimed = tokens[index].get("logprob")
-        if isinstance(claimed, int | float) and math.isfinite(claimed) and abs(claimed - ranked[token]) > logprob_tolerance:
-            reasons.append(f"position {index}: claimed logprob {claimed:.2f}, reference {ranked[token]:.2f}")
-            continue
-        passed += 1
-    quality = passed / len(chosen)
-    if quality < min_quality:
-        return failed("; ".join(reasons[:3]), quality=quality, checked=len(chosen))
-    return Verdict(ok=True, quality=quality, reason="; ".join(reasons[:3]) or None, checked=len(chosen))
+        compared += 1
+        tempered = [s.logprob / t.temperature for t in run.samplers]  # a backend may report tempered logprobs
+        off = min(abs(entry.logprob - v) for v in [s.logprob, *tempered])
+        if off > run.settings.logprob_tolerance:
+            gross += off > run.settings.gross_logprob
+            run.add("logprob_mismatch", "soft", f"position {s.index}: claimed logprob {entry.logprob:.2f}, "
+                                                f"the model's {s.logprob:.2f}")
+    if gross >= 2 and gross * 2 >= compared:
+        run.add("forged_logprobs", "hard", f"{gross} of {compared} claimed logprobs are more than "
+                                           f"{run.settings.gross_logprob} nats from the model's")
+
+
+#: What each soft finding costs in quality. A recount off by a few tokens costs nothing: re-tokenisation
+#: explains it (it stays in the findings for the record).
+SOFT_PENALTY = {"logprobs_missing": 0.2, "logprobs_mismatch": 0.2, "logprob_mismatch": 0.05, "argmax_flip": 0.02,
+                "not_argmax": 0.15}
+
+
+def _conclude(run: _Run, scores: list[PositionScore], usage: RecountedUsage, greedy: GreedyEvidence | None,
+              fisher: float) -> Verdict:
+    checked = len(scores)
+    plausible = sum(1 for s in scores if s.p_value >= run.settings.implausible)
+    quality = plausible / checked if checked else 1.0
+    quality -= math.fsum(SOFT_PENALTY.get(f.code, 0.0) for f in run.findings if f.severity == "soft")
+    hard = [f for f in run.findings if f.severity == "hard"]
+    shown = hard or run.findings
+    return Verdict(
+        ok=not hard,
+        quality=0.0 if hard else max(0.0, min(1.0, quality)),
+        reason="; ".join(f"{f.code}: {f.detail}" for f in shown[:3]) or None,
+        checked=checked + (1 if run.answer.finish_reason == "stop" else 0),
+        findings=tuple(run.findings),
+        usage=usage,
+        greedy=greedy,
+        fisher=fisher,
+        text_positions=checked,
+    )

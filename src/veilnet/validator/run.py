@@ -40,7 +40,7 @@ async def run_validator_process(settings: Settings, roles: Collection[str] = ROL
         reference = None
         if "scorer" in roles:  # only scorers hold the model
             models = settings.validator.reference_models
-            reference = LlamaCppEngine(models, cache_dir=settings.data_dir / "models", concurrency=1,
+            reference = LlamaCppEngine(models, cache_dir=settings.data_dir / "models", concurrency=1, tokenizer=True,
                                        embedding_models=models if settings.validator.embedding_share > 0 else None,
                                        threads=settings.llamacpp.resolved_threads())
             await stack.enter_async_context(reference)

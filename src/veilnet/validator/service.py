@@ -35,7 +35,7 @@ from veilnet.confidential.errors import AttestationFailed
 from veilnet.confidential.sessions import AttestedSessions
 from veilnet.errors import StoreError, VeilnetError
 from veilnet.logs import log_event
-from veilnet.models.engine import ModelEngine
+from veilnet.models.engine import ModelEngine, ReferenceModel
 from veilnet.protocol.epistula import sign_request, verify_response
 from veilnet.protocol.headers import TRAFFIC_HEADER
 from veilnet.quotas import quota_for, synthetic_budget, validator_stakes
@@ -45,9 +45,9 @@ from veilnet.store.history import ScoreHistory
 from veilnet.store.organic import OrganicStream, RequestCounter
 from veilnet.store.scores import ScoreStore
 from veilnet.store.validator_pipeline import ChallengeRecord, ValidatorPipeline
+from veilnet.tasks.challenges import PromptPool, challenge_request, embeddings_texts, organic_requests
 from veilnet.tasks.chat import verify_chat_answer
 from veilnet.tasks.embeddings import verify_embeddings_answer
-from veilnet.tasks.prompts import synthetic_chat_request, synthetic_embeddings_request
 
 __all__ = [
     "ROLES",
@@ -57,7 +57,6 @@ __all__ = [
     "ask_miner",
     "attest_miner",
     "keep_running",
-    "replay_request",
     "reveal_due",
     "run_challenger",
     "run_scorer",
@@ -93,6 +92,7 @@ class ValidatorContext:
     attestations: AttestedSessions | None = None  # verifies miners' TEE evidence (None: not checked)
     organic_counts: RequestCounter | None = None  # the gateway's requests to each miner (None: no gateway)
     synthetic_counts: RequestCounter | None = None  # this validator's challenges (None: counted in process)
+    prompt_pool: PromptPool | None = None  # questions the reference model wrote (None: word-list prompts only)
 
 
 @dataclass(frozen=True)
@@ -114,20 +114,6 @@ class PendingReveal:
     version_key: int
 
 
-def replay_request(sample: dict[str, str], model: str) -> dict[str, Any] | None:
-    """An anonymised organic chat request re-asked as a challenge (logprobs on, bounded length)."""
-    try:
-        request = json.loads(sample["request"])
-    except (KeyError, ValueError):
-        return None
-    if not isinstance(request, dict) or request.get("model") != model or not isinstance(request.get("messages"), list):
-        return None
-    request.update({"stream": False, "logprobs": True, "top_logprobs": 1,
-                    "max_tokens": min(int(request.get("max_tokens") or 64), 64)})
-    request.pop("stream_options", None)
-    return request
-
-
 def _is_miner(neuron: NeuronInfo, me: str) -> bool:
     return neuron.hotkey != me and neuron.axon is not None and neuron.axon.is_served
 
@@ -144,13 +130,15 @@ async def ask_miner(
     a scorer. Embeddings answers count for reliability, volume and quality, not speed (their latency is not
     comparable with a generation's)."""
     assert neuron.axon is not None
-    request = None
+    request: dict[str, Any]
     if task == "embeddings":
-        request = synthetic_embeddings_request(model, ctx.rng)
-    elif samples and ctx.rng.random() < ctx.replay_share:
-        request = replay_request(ctx.rng.choice(samples), model)
-    if request is None:
-        request = synthetic_chat_request(model, ctx.rng)
+        request = {"model": model, "input": embeddings_texts(ctx.rng)}
+    else:
+        chat = challenge_request(model, ctx.rng, organic=organic_requests(samples or []), pool=ctx.prompt_pool,
+                                 replay_share=ctx.replay_share, max_tokens_cap=256)
+        # answers are read whole here; streamed challenges come with the gateway's request path
+        request = chat.model_copy(update={"stream": False}).model_dump(mode="json", exclude_unset=True)
+        request.pop("stream_options", None)
 
     def seen(outcome: Outcome, **details: Any) -> Observation:
         return Observation(miner=neuron.hotkey, model=model, task=task, outcome=outcome, **details)
@@ -209,6 +197,8 @@ async def score_answer(ctx: ValidatorContext, record: ChallengeRecord) -> Observ
         if observation.task == "embeddings":
             verdict = await verify_embeddings_answer(ctx.reference, record.request, record.answer)
         else:
+            if not isinstance(ctx.reference, ReferenceModel):
+                raise RuntimeError("the scorer's reference model cannot re-score chat answers")
             verdict = await verify_chat_answer(ctx.reference, record.request, record.answer, rng=ctx.rng)
     except VeilnetError as exc:  # the reference's own failure (e.g. a scorer set up without embeddings)
         log_event(log, "cannot verify; the answer stays unverified", logging.ERROR, miner=observation.miner,

@@ -1,0 +1,57 @@
+"""A streamed chat completion put back together as the non-streamed answer it stands for (pure).
+
+Verification reads one answer shape; a streamed answer (the chunks a miner sent, in order) becomes the
+``chat.completion`` document a non-streamed request would have returned: content and logprobs entries
+concatenated, the last finish reason, the usage chunk's usage. Chunks that are not objects, or choices of
+another index, are skipped: whatever they held was never part of choice 0's answer, and a verifier then
+judges what is left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["assemble_chat_stream"]
+
+
+def assemble_chat_stream(chunks: Iterable[Any]) -> dict[str, Any]:
+    """The ``chat.completion`` document the streamed ``chunks`` (parsed SSE ``data`` objects) add up to."""
+    content: list[str] = []
+    entries: list[Any] = []
+    saw_logprobs = False
+    finish: Any = None
+    usage: Any = None
+    head: dict[str, Any] = {}
+    role = "assistant"
+    for chunk in chunks:
+        if not isinstance(chunk, dict):
+            continue
+        for key in ("id", "created", "model", "system_fingerprint"):
+            if key in chunk and key not in head:
+                head[key] = chunk[key]
+        if chunk.get("usage") is not None:
+            usage = chunk["usage"]
+        choices = chunk.get("choices")
+        for choice in choices if isinstance(choices, list) else []:
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta")
+            if isinstance(delta, dict):
+                if isinstance(delta.get("content"), str):
+                    content.append(delta["content"])
+                if isinstance(delta.get("role"), str):
+                    role = delta["role"]
+            logprobs = choice.get("logprobs")
+            if isinstance(logprobs, dict) and isinstance(logprobs.get("content"), list):
+                saw_logprobs = True
+                entries.extend(logprobs["content"])
+            if choice.get("finish_reason") is not None:
+                finish = choice["finish_reason"]
+    answer: dict[str, Any] = {**head, "object": "chat.completion", "choices": [{
+        "index": 0, "finish_reason": finish, "message": {"role": role, "content": "".join(content)},
+        **({"logprobs": {"content": entries}} if saw_logprobs else {}),
+    }]}
+    if usage is not None:
+        answer["usage"] = usage
+    return answer
