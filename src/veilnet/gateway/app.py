@@ -64,9 +64,10 @@ from veilnet.protocol.openai import (
     RoutingFields,
     encode_embeddings_base64,
 )
+from veilnet.protocol.sse import lines_of, rewrite_lines
 from veilnet.relay import RelayError, RelayResponse
 from veilnet.store.keys import ApiKey, UsageRow
-from veilnet.streaming import EventStreamResponse, SettledResponse, lines_of, rewrite_lines
+from veilnet.streaming import EventStreamResponse, SettledResponse
 
 __all__ = ["create_gateway_app"]
 

@@ -32,6 +32,8 @@ async def run_validator_process(settings: Settings, roles: Collection[str] = ROL
     netuid = settings.chain.netuid
     me = wallet.hotkey.ss58_address
     async with contextlib.AsyncExitStack() as stack:
+        if settings.chain.network == "devnet":
+            import veilnet.devnet.chain  # noqa: F401  (registers the devnet chain backend)
         chain = await stack.enter_async_context(chain_from_settings(settings.chain))
         redis = await stack.enter_async_context(open_redis(settings.redis))
         reference = None
