@@ -67,113 +67,102 @@ async def _json_payloads(first: dict[str, Any] | None, rest: AsyncIterator[dict[
             await close()
 
 
-def create_miner_app(ctx: MinerContext) -> EdgeApp:
-    """The miner app over ``ctx`` (whose resources its owner opens and closes)."""
-    app = EdgeApp(title="veilnet miner", docs_url=None, redoc_url=None)
-    install_error_handlers(app)
-    served = {info.name: info for info in ctx.engine.models()}
-    limit = ctx.epistula.max_body_bytes
-    stream_headers = {"Cache-Control": "no-cache", "Epistula-Signed-By": ctx.keypair.ss58_address}
+class _Miner:
+    """What the routes call: a request checked (signature, replay and quota, model, inputs), then run."""
 
-    async def prepare(request: Request, schema: type[BaseModel]) -> tuple[Any, str, str]:
-        body = await read_body(request, limit)
-        claims = await authenticate(ctx, request.headers, body, check_replay=False)  # admit checks it
+    def __init__(self, ctx: MinerContext) -> None:
+        self.ctx = ctx
+        self.served = {info.name: info for info in ctx.engine.models()}
+        self.limit = ctx.epistula.max_body_bytes
+        self.stream_headers = {"Cache-Control": "no-cache", "Epistula-Signed-By": ctx.keypair.ss58_address}
+
+    async def prepare(self, request: Request, schema: type[BaseModel]) -> tuple[Any, str, str]:
+        body = await read_body(request, self.limit)
+        claims = await authenticate(self.ctx, request.headers, body, check_replay=False)  # admit checks it
         parsed = parse_body(schema, body)
-        if parsed.model not in served:
-            raise NotFound(f"model {parsed.model!r} is not served here; served: {', '.join(served)}")
+        if parsed.model not in self.served:
+            raise NotFound(f"model {parsed.model!r} is not served here; served: {', '.join(self.served)}")
         traffic = request.headers.get(TRAFFIC_HEADER, "organic")
         if traffic not in ("organic", "synthetic"):
             raise InvalidRequest(f"{TRAFFIC_HEADER} must be organic or synthetic", param=TRAFFIC_HEADER)
-        await admit(ctx, claims.signed_by, synthetic=traffic == "synthetic", request_uuid=claims.uuid)
+        await admit(self.ctx, claims.signed_by, synthetic=traffic == "synthetic", request_uuid=claims.uuid)
         return parsed, claims.uuid, claims.signed_by
 
-    def enclave_for(request: Request) -> Enclave | None:
+    def enclave_for(self, request: Request) -> Enclave | None:
         """The enclave when ``request`` is sealed, None when it is plain."""
         scheme = request.headers.get(ENCRYPTION_HEADER)
         if scheme is None:
             return None
         if scheme != ENCRYPTION_SCHEME:
             raise InvalidRequest(f"{ENCRYPTION_HEADER} must be {ENCRYPTION_SCHEME}", param=ENCRYPTION_HEADER)
-        if ctx.enclave is None:
+        if self.ctx.enclave is None:
             raise NotFound("this miner serves no sealed requests (no enclave)", code="confidential_unavailable")
-        return ctx.enclave
+        return self.ctx.enclave
 
-    def signed_json(body: bytes, request_uuid: str, caller: str) -> Response:
+    def signed_json(self, body: bytes, request_uuid: str, caller: str) -> Response:
         return Response(body, media_type="application/json",
-                        headers=sign_response(ctx.keypair, body, request_uuid, caller))
+                        headers=sign_response(self.ctx.keypair, body, request_uuid, caller))
 
-    async def run(request: Request, schema: type[ChatCompletionRequest | CompletionRequest], once: Once,
+    def check(self, parsed: ChatCompletionRequest | CompletionRequest) -> None:
+        check_input_modalities(parsed, self.served[parsed.model])
+
+    async def run(self, request: Request, schema: type[ChatCompletionRequest | CompletionRequest], once: Once,
                   stream: Stream) -> Response:
-        enclave = enclave_for(request)
+        enclave = self.enclave_for(request)
         if enclave is not None:
-            sealed, request_uuid, caller = await prepare(request, SealedRequest)
+            sealed, request_uuid, caller = await self.prepare(request, SealedRequest)
             if paths.ENDPOINT_PATHS[sealed.endpoint] != schema.PATH:
                 raise InvalidRequest(f"sealed request is for {sealed.endpoint}, sent to {schema.PATH}",
                                      param="endpoint")
-            return await serve_sealed(ctx, enclave, sealed, schema, once, stream, request_uuid, caller,
-                                      check=lambda parsed: check_input_modalities(parsed, served[parsed.model]))
-        parsed, request_uuid, caller = await prepare(request, schema)
-        check_input_modalities(parsed, served[parsed.model])
+            return await serve_sealed(self.ctx, enclave, sealed, schema, once, stream, request_uuid, caller,
+                                      check=self.check)
+        parsed, request_uuid, caller = await self.prepare(request, schema)
+        self.check(parsed)
         payload = parsed.model_dump(exclude_none=True)
-        signer = StreamSigner(ctx.keypair, request_uuid, caller)
-        engine = ctx.engine
+        signer = StreamSigner(self.ctx.keypair, request_uuid, caller)
+        engine = self.ctx.engine
         if parsed.stream and isinstance(engine, OpenAIUpstreamEngine) and engine.can_relay_raw(parsed.model):
             # the bare-relay fast path: no per-chunk decode/encode, bytes forwarded as they arrive
             raw = engine.relay_raw(paths.under_v1(schema.PATH), payload)
             head = await anext(raw, b"")  # errors before the first byte are plain HTTP errors
-            return EventStreamResponse(signed_stream(until_done(head, raw), signer, RAW), headers=stream_headers)
+            return EventStreamResponse(signed_stream(until_done(head, raw), signer, RAW), headers=self.stream_headers)
         if parsed.stream:
             chunks = stream(payload)
             first = await anext(chunks, None)  # errors before the first token are plain HTTP errors
-            return EventStreamResponse(signed_stream(_json_payloads(first, chunks), signer), headers=stream_headers)
+            return EventStreamResponse(signed_stream(_json_payloads(first, chunks), signer),
+                                       headers=self.stream_headers)
         result = await once(payload)
         result.setdefault("usage", {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
-        return signed_json(to_json(result), request_uuid, caller)
+        return self.signed_json(to_json(result), request_uuid, caller)
 
-    @app.post(paths.CHAT_COMPLETIONS)
-    async def chat_completions(request: Request) -> Response:
-        return await run(request, ChatCompletionRequest, ctx.engine.chat, ctx.engine.chat_stream)
-
-    @app.post(paths.COMPLETIONS)
-    async def completions(request: Request) -> Response:
-        return await run(request, CompletionRequest, ctx.engine.completion, ctx.engine.completion_stream)
-
-    @app.post(paths.EMBEDDINGS)
-    async def embeddings(request: Request) -> Response:
-        parsed, request_uuid, caller = await prepare(request, EmbeddingRequest)
-        if not served[parsed.model].embeddings:
+    async def embeddings(self, request: Request) -> Response:
+        parsed, request_uuid, caller = await self.prepare(request, EmbeddingRequest)
+        if not self.served[parsed.model].embeddings:
             raise NotFound(f"model {parsed.model!r} has no embeddings on this miner")
         payload = parsed.model_dump(exclude_none=True)
         wants_base64 = payload.pop("encoding_format", "float") == "base64"  # engines answer floats
-        result = await ctx.engine.embeddings(payload)
+        result = await self.ctx.engine.embeddings(payload)
         if wants_base64:
             try:
                 encode_embeddings_base64(result)
             except ValueError as exc:  # the upstream answered something that is not vectors
                 raise UpstreamError(f"the embeddings backend answered unusable vectors: {exc}") from exc
-        return signed_json(to_json(result), request_uuid, caller)
+        return self.signed_json(to_json(result), request_uuid, caller)
 
-    @app.post(paths.ATTESTATION)
-    async def attestation(request: Request) -> Response:
-        body = await read_body(request, limit)
-        claims = await authenticate(ctx, request.headers, body)
+    async def attestation(self, request: Request) -> Response:
+        body = await read_body(request, self.limit)
+        claims = await authenticate(self.ctx, request.headers, body)
         challenge = parse_body(AttestationChallenge, body)
-        if ctx.enclave is None:
+        if self.ctx.enclave is None:
             raise NotFound("this miner has no enclave to attest", code="confidential_unavailable")
-        evidence = await ctx.enclave.attest(bytes.fromhex(challenge.nonce))
-        return signed_json(evidence.model_dump_json().encode(), claims.uuid, claims.signed_by)
+        evidence = await self.ctx.enclave.attest(bytes.fromhex(challenge.nonce))
+        return self.signed_json(evidence.model_dump_json().encode(), claims.uuid, claims.signed_by)
 
-    @app.get(paths.MODELS)
-    async def models() -> ModelList:
-        return ModelList(data=[Model(id=info.name, owned_by=ctx.keypair.ss58_address,
-                                     context_length=info.context_length) for info in served.values()])
-
-    @app.get(paths.CAPACITY)
-    async def capacity() -> CapacityDocument:
-        s = ctx.settings
+    def capacity(self) -> CapacityDocument:
+        ctx, s = self.ctx, self.ctx.settings
         return CapacityDocument(
             hotkey=ctx.keypair.ss58_address, window_seconds=s.window_seconds, synthetic_share=s.synthetic_share,
-            data_collection=s.data_collection, max_body_bytes=limit,
+            data_collection=s.data_collection, max_body_bytes=self.limit,
             confidential=None if ctx.enclave is None else ConfidentialOffer(
                 platform=ctx.enclave.provider.platform, keyset_digest=ctx.enclave.keyset_digest.hex()),
             models=[ModelOffer(id=info.name, capacity_per_window=s.capacity_per_window,
@@ -182,12 +171,44 @@ def create_miner_app(ctx: MinerContext) -> EdgeApp:
                                context_length=info.context_length, embeddings=info.embeddings,
                                supported_parameters=list(s.supported_parameters),
                                input_modalities=sorted(info.input_modalities))  # type: ignore[arg-type]
-                    for info in served.values()],
+                    for info in self.served.values()],
         )
+
+
+def create_miner_app(ctx: MinerContext) -> EdgeApp:
+    """The miner app over ``ctx`` (whose resources its owner opens and closes)."""
+    app = EdgeApp(title="veilnet miner", docs_url=None, redoc_url=None)
+    install_error_handlers(app)
+    miner = _Miner(ctx)
+
+    @app.post(paths.CHAT_COMPLETIONS)
+    async def chat_completions(request: Request) -> Response:
+        return await miner.run(request, ChatCompletionRequest, ctx.engine.chat, ctx.engine.chat_stream)
+
+    @app.post(paths.COMPLETIONS)
+    async def completions(request: Request) -> Response:
+        return await miner.run(request, CompletionRequest, ctx.engine.completion, ctx.engine.completion_stream)
+
+    @app.post(paths.EMBEDDINGS)
+    async def embeddings(request: Request) -> Response:
+        return await miner.embeddings(request)
+
+    @app.post(paths.ATTESTATION)
+    async def attestation(request: Request) -> Response:
+        return await miner.attestation(request)
+
+    @app.get(paths.MODELS)
+    async def models() -> ModelList:
+        return ModelList(data=[Model(id=info.name, owned_by=ctx.keypair.ss58_address,
+                                     context_length=info.context_length) for info in miner.served.values()])
+
+    @app.get(paths.CAPACITY)
+    async def capacity() -> CapacityDocument:
+        return miner.capacity()
 
     @app.get(paths.HEALTH)
     async def health() -> MinerHealth:
-        return MinerHealth(hotkey=ctx.keypair.ss58_address, models=list(served))
+        return MinerHealth(hotkey=ctx.keypair.ss58_address, models=list(miner.served))
 
     app.fast_routes.update({paths.CHAT_COMPLETIONS: chat_completions, paths.COMPLETIONS: completions,
                             paths.EMBEDDINGS: embeddings})

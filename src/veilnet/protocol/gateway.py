@@ -107,4 +107,4 @@ class ConfidentialMinerList(_Document):
 class GatewayHealth(_Document):
     status: Literal["ok"] = "ok"
     miners: int
-    breakers: dict[str, str]  # hotkey -> closed | open | half_open
+    breakers: dict[str, Literal["closed", "open", "half_open"]]  # miners ever opened or paused

@@ -24,6 +24,7 @@ from veilnet.protocol import paths
 __all__ = [
     "MINER_SUPPORTED_PARAMETERS",
     "SAMPLING_PARAMETERS",
+    "TEXT_ONLY",
     "AttestationPreferences",
     "AudioPart",
     "ChatCompletionRequest",

@@ -36,9 +36,12 @@ class MinerDeadlines:
     idle: float | None = 30.0
 
 
+_ROUTING = set(RoutingFields.ROUTING)
+
+
 def encode_request(request: MinerRequest) -> bytes:
     """The bytes a request travels as: the fields its sender set, routing fields (the gateway's) left out."""
-    return request.model_dump_json(exclude_unset=True, exclude=RoutingFields.ROUTING)
+    return request.model_dump_json(exclude_unset=True, exclude=_ROUTING).encode()
 
 
 class MinerClient:
