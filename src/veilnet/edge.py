@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 import veilnet.confidential.errors  # noqa: F401  (registers the confidential errors' statuses)
@@ -85,6 +86,8 @@ class EdgeApp(FastAPI):
         response: Response
         try:
             response = await handler(Request(scope, receive, send))
+        except ClientDisconnect:  # gone before its request was read: nobody to answer
+            return
         except VeilnetError as exc:
             response = error_response(exc)
         except Exception:

@@ -40,6 +40,7 @@ class KeyRateLimiter:
         self.tpm = tokens_per_minute  # 0: no limit
         self._shared: dict[Slot, tuple[int, int]] = {}  # (requests, tokens) in Redis at the last sync
         self._unsynced: dict[Slot, list[int]] = {}  # [requests, tokens] counted here since
+        self._syncing: dict[Slot, list[int]] = {}  # counted here, on their way to Redis (a sync in flight)
         self._reading: dict[Slot, asyncio.Task[None]] = {}  # a key's first read of the minute, in flight
         self._syncer = Flusher(self.sync, lambda: bool(self._shared), interval=sync_seconds,
                                what="rate limits (per process until Redis answers)")
@@ -68,7 +69,8 @@ class KeyRateLimiter:
         """(requests, tokens) this minute for the key, as this process knows them."""
         slot, _ = self._slot(key_id, now_ms)
         shared, mine = self._shared.get(slot, (0, 0)), self._unsynced.get(slot, (0, 0))
-        return shared[0] + mine[0], shared[1] + mine[1]
+        sending = self._syncing.get(slot, (0, 0))
+        return shared[0] + mine[0] + sending[0], shared[1] + mine[1] + sending[1]
 
     async def admit(self, key_id: int, *, now_ms: int | None = None) -> None:
         """Count one request; RateLimited (with the seconds to the next window) when a limit is reached."""
@@ -114,6 +116,7 @@ class KeyRateLimiter:
         pending, self._unsynced = self._unsynced, {}
         for slot in [s for s in pending if s[1] < oldest]:
             del pending[slot]
+        self._syncing = pending
         slots = sorted(set(self._shared) | set(pending))
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -124,6 +127,7 @@ class KeyRateLimiter:
                         pipe.pexpire(name, WINDOW_MS * 2)
                 replies = await pipe.execute()
         except BaseException as exc:  # failed or cancelled: counted again at the next sync
+            self._syncing = {}
             for slot, (requests, tokens) in pending.items():
                 mine = self._unsynced.setdefault(slot, [0, 0])
                 mine[0] += requests
@@ -131,5 +135,6 @@ class KeyRateLimiter:
             if isinstance(exc, aioredis.RedisError | OSError):
                 raise StoreError(f"rate limiter cannot reach Redis: {exc}") from exc
             raise
+        self._syncing = {}
         for index, slot in enumerate(slots):
             self._shared[slot] = (int(replies[4 * index]), int(replies[4 * index + 2]))
