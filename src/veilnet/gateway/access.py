@@ -34,10 +34,7 @@ class KeyGate:
             raise PaymentRequired(f"API key {key.prefix}… spent its {key.budget_reset} budget of ${key.budget_usd:g}; "
                                   f"it resets at {key.budget_resets_at}", code="budget_exceeded")
         if self.ratelimit is not None:
-            import time as _t
-            print("ADMIT?", key.id, key.name, self.ratelimit.counts(key.id), _t.time() % 60)
             await self.ratelimit.admit(key.id)
-            print("ADMIT", key.id, key.name, self.ratelimit.counts(key.id))
         return key
 
     def info(self, key: ApiKey) -> KeyInfo:
