@@ -84,9 +84,15 @@ class StreamRelay:
 
     async def _plain(self) -> AsyncIterator[bytes]:
         ids, rewrite = self._ids, self._line
+        old, new = b"", ids.new
         async for block in self._opened.response.blocks(whole_lines=True):
             self.chunks += block.count(sse.JSON_DATA)
-            block = sse.rewrite_lines(ids(block), _NEEDLES, rewrite)
+            if old:  # the hot path: one C call per block gives every chunk the request's id
+                block = block.replace(old, new)
+            elif not ids.settled:
+                block = ids(block)
+                old = ids.old
+            block = sse.rewrite_lines(block, _NEEDLES, rewrite)
             if block:
                 yield block
 

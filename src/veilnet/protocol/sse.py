@@ -73,17 +73,17 @@ class ChunkIds:
     first chunk without a string id leaves the stream as it is.
     """
 
-    __slots__ = ("_new", "_old", "_settled")
+    __slots__ = ("new", "old", "settled")
 
     def __init__(self, generation: str) -> None:
-        self._new = b'"id":' + to_json(generation)
-        self._old = b""
-        self._settled = False
+        self.new = b'"id":' + to_json(generation)
+        self.old = b""  # the producer's id as it is spelled, once learnt (b"": none to replace)
+        self.settled = False  # the first JSON data line was read
 
     def __call__(self, block: bytes) -> bytes:
-        if not self._settled:
+        if not self.settled:
             self._learn(block)
-        return block.replace(self._old, self._new) if self._old else block
+        return block.replace(self.old, self.new) if self.old else block
 
     def _learn(self, block: bytes) -> None:
         start = block.find(JSON_DATA)
@@ -91,7 +91,7 @@ class ChunkIds:
             return
         end = block.find(b"\n", start)
         line = block[start + len(DATA):end if end != -1 else len(block)]
-        self._settled = True
+        self.settled = True
         try:
             chunk = json.loads(line)
         except ValueError:
@@ -102,7 +102,7 @@ class ChunkIds:
         for value in {to_json(old), json.dumps(old).encode()}:
             for spelled in (b'"id":' + value, b'"id": ' + value):
                 if spelled in line:
-                    self._old = spelled
+                    self.old = spelled
                     return
 
 
