@@ -1,8 +1,11 @@
-"""The HTTP error edge of the miner and the gateway: veilnet errors -> status and an OpenAI-shaped body."""
+"""The HTTP edge of the miner, the gateway and the confidential proxy: typed errors become their status
+and OpenAI's error document (one registry, :mod:`veilnet.protocol.errors`), request bodies are read under a
+size limit and parsed in one pass, and unknown routes answer in the same shape."""
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -12,30 +15,13 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
-from veilnet.confidential.errors import (
-    AttestationFailed,
-    DecryptionFailed,
-    PrivacyRestricted,
-    ReceiptInvalid,
-    ResponseTampered,
-)
-from veilnet.errors import (
-    AuthenticationError,
-    InvalidRequest,
-    NotFound,
-    Overloaded,
-    PayloadTooLarge,
-    PaymentRequired,
-    PermissionDenied,
-    RateLimited,
-    RequestTimeout,
-    StoreError,
-    UpstreamError,
-    UpstreamTimeout,
-    VeilnetError,
-)
+import veilnet.confidential.errors  # noqa: F401  (registers the confidential errors' statuses)
+from veilnet.errors import InvalidRequest, NotFound, PayloadTooLarge, VeilnetError
+from veilnet.protocol.errors import error_document, status_for
 
 __all__ = [
     "EdgeApp",
@@ -50,44 +36,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_STATUS: list[tuple[type[VeilnetError], int, str]] = [
-    (PayloadTooLarge, 413, "invalid_request_error"),
-    (InvalidRequest, 400, "invalid_request_error"),
-    (AuthenticationError, 401, "authentication_error"),
-    (PermissionDenied, 403, "permission_error"),
-    (PaymentRequired, 402, "insufficient_credits"),
-    (NotFound, 404, "not_found_error"),
-    (RateLimited, 429, "rate_limit_error"),
-    (Overloaded, 503, "overloaded_error"),
-    (RequestTimeout, 408, "timeout_error"),
-    (UpstreamTimeout, 504, "upstream_error"),
-    (UpstreamError, 502, "upstream_error"),
-    (StoreError, 503, "service_unavailable"),
-    (DecryptionFailed, 400, "invalid_request_error"),
-    (PrivacyRestricted, 404, "not_found_error"),
-    (AttestationFailed, 502, "upstream_error"),
-    (ResponseTampered, 502, "upstream_error"),
-    (ReceiptInvalid, 502, "upstream_error"),
-]
-
-
-def status_for(error: VeilnetError) -> tuple[int, str]:
-    for cls, status, kind in _STATUS:
-        if isinstance(error, cls):
-            return status, kind
-    return 500, "server_error"
-
 
 def error_body(error: VeilnetError) -> dict[str, object]:
-    _, kind = status_for(error)
-    return {
-        "error": {
-            "message": error.message,
-            "type": kind,
-            "param": getattr(error, "param", None),
-            "code": error.code,
-        }
-    }
+    """OpenAI's error document for ``error`` (:mod:`veilnet.protocol.errors`), as a dict."""
+    return error_document(error).model_dump()
 
 
 def error_response(exc: VeilnetError) -> JSONResponse:
@@ -134,6 +86,8 @@ class EdgeApp(FastAPI):
         response: Response
         try:
             response = await handler(Request(scope, receive, send))
+        except ClientDisconnect:  # gone before its request was read: nobody to answer
+            return
         except VeilnetError as exc:
             response = error_response(exc)
         except Exception:
@@ -161,6 +115,17 @@ def install_error_handlers(app: FastAPI) -> None:
     async def veilnet_error(_: Request, exc: VeilnetError) -> JSONResponse:
         return error_response(exc)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def routing_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """Starlette's own answers (no such route, method not allowed) in OpenAI's error shape."""
+        if exc.status_code == 404:
+            return error_response(NotFound(f"{request.method} {request.url.path} is not a route of this service",
+                                           code="route_not_found"))
+        kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        body = {"error": {"message": str(exc.detail), "type": kind, "param": None,
+                          "code": "method_not_allowed" if exc.status_code == 405 else f"http_{exc.status_code}"}}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
@@ -182,13 +147,23 @@ def parse_body(schema: type[BaseModel], body: bytes) -> Any:
     try:
         return schema.model_validate_json(body)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
+        errors = exc.errors(include_url=False)
+        first = errors[0]
         if first["type"] == "json_invalid":
             raise InvalidRequest(f"body is not valid JSON: {first['msg'].removeprefix('Invalid JSON: ')}") from exc
         if not first["loc"] and first["type"] in ("model_type", "model_attributes_type"):
             raise InvalidRequest("body must be a JSON object") from exc
-        param = ".".join(str(p) for p in first["loc"])
-        raise InvalidRequest(f"{param or 'body'}: {first['msg']}", param=param or None) from exc
+        # a value a union refuses gets one error per member: the deepest one says what is wrong (a content
+        # part of an unknown type, not "content is not a string")
+        deepest = max(errors, key=lambda error: len(error["loc"]))
+        parts = [str(p) for p in deepest["loc"] if not _UNION_MEMBER.match(str(p))]
+        # a tagged union's member is named by its tag, which is often its own field's name: said once
+        param = ".".join(p for i, p in enumerate(parts) if i == 0 or p != parts[i - 1])
+        raise InvalidRequest(f"{param or 'body'}: {deepest['msg']}", param=param or None) from exc
+
+
+# the names pydantic gives a union's members in an error's location ("str", "list[tagged-union[...]]")
+_UNION_MEMBER = re.compile(r"^(str|int|float|bool|none|[\w-]+\[.*\])$")
 
 
 def document_json_bodies(app: FastAPI, bodies: Mapping[str, type[BaseModel]], *, bearer: frozenset[str]) -> None:

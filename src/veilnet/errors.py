@@ -14,12 +14,14 @@
     ├── UpstreamError               a miner / upstream failed (502)
     │   └── UpstreamTimeout         a miner / upstream took too long (504)
     │       └── RequestTimeout      no miner answered within the request's time (408, at the gateway)
-    ├── StoreError                  Redis / SQL failures
+    ├── StoreError                  Redis / SQL failures (503 with Retry-After)
     ├── ChainError                  see veilnet.chain.errors (typed after Subtensor's errors)
     └── ConfidentialError           see veilnet.confidential (attestation, decryption)
 
-Services turn these into HTTP responses at one edge each (``*/errors.py``); library code never raises
-HTTP errors and never classifies an error by its message.
+Each error's HTTP status and OpenAI error type live in one registry, :mod:`veilnet.protocol.errors`, which
+the services' edge (:mod:`veilnet.edge`) uses to answer and every client uses to turn an answer back into
+the same error (:meth:`VeilnetError.from_wire`). Library code never raises HTTP errors and never classifies
+an error by its message.
 """
 
 from __future__ import annotations
@@ -56,6 +58,12 @@ class VeilnetError(Exception):
         if code is not None:
             self.code = code
 
+    @classmethod
+    def from_wire(cls, message: str, *, code: str | None, param: str | None = None,
+                  retry_after: float | None = None) -> VeilnetError:
+        """The error a peer answered with (its OpenAI-shaped body and Retry-After), as this class."""
+        return cls(message, code=code)
+
 
 class ConfigError(VeilnetError):
     code = "config_error"
@@ -73,6 +81,11 @@ class InvalidRequest(VeilnetError):
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message, code=code)
         self.param = param
+
+    @classmethod
+    def from_wire(cls, message: str, *, code: str | None, param: str | None = None,
+                  retry_after: float | None = None) -> VeilnetError:
+        return cls(message, param=param, code=code)
 
 
 class PayloadTooLarge(InvalidRequest):
@@ -102,6 +115,11 @@ class RateLimited(VeilnetError):
         super().__init__(message, code=code)
         self.retry_after = retry_after
 
+    @classmethod
+    def from_wire(cls, message: str, *, code: str | None, param: str | None = None,
+                  retry_after: float | None = None) -> VeilnetError:
+        return cls(message, retry_after=1.0 if retry_after is None else retry_after, code=code)
+
 
 class Overloaded(VeilnetError):
     code = "overloaded"
@@ -109,6 +127,11 @@ class Overloaded(VeilnetError):
     def __init__(self, message: str, *, retry_after: float | None = None, code: str | None = None) -> None:
         super().__init__(message, code=code)
         self.retry_after = retry_after
+
+    @classmethod
+    def from_wire(cls, message: str, *, code: str | None, param: str | None = None,
+                  retry_after: float | None = None) -> VeilnetError:
+        return cls(message, retry_after=retry_after, code=code)
 
 
 class UpstreamError(VeilnetError):
@@ -124,7 +147,19 @@ class RequestTimeout(UpstreamTimeout):
 
 
 class StoreError(VeilnetError):
+    """A store (Redis, SQL) failed or is out of reach: a dependency outage, worth asking again shortly
+    (``retry_after`` seconds, answered as ``Retry-After``)."""
+
     code = "store_error"
+
+    def __init__(self, message: str, *, retry_after: float | None = 1.0, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+    @classmethod
+    def from_wire(cls, message: str, *, code: str | None, param: str | None = None,
+                  retry_after: float | None = None) -> VeilnetError:
+        return cls(message, retry_after=retry_after, code=code)
 
 
 class ChainError(VeilnetError):

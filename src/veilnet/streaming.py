@@ -1,4 +1,5 @@
-"""Relaying server-sent events with as little work per chunk as the stream allows.
+"""The streaming responses of miner, gateway and confidential proxy, with as little work per chunk as a
+stream allows (the SSE framing itself is :mod:`veilnet.protocol.sse`).
 
 :class:`EventStreamResponse` is Starlette's ``StreamingResponse`` without the anyio task group it starts per
 response to notice a client that goes away (a measurable share of a relay's CPU): one waiter on ``receive``
@@ -17,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from fastapi.responses import Response, StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
-__all__ = ["EventStreamResponse", "SettledResponse", "lines_of", "rewrite_lines"]
+__all__ = ["EventStreamResponse", "SettledResponse"]
 
 
 class EventStreamResponse(StreamingResponse):
@@ -70,38 +71,3 @@ class SettledResponse(Response):
             await super().__call__(scope, receive, send)
         finally:
             await self._settle()
-
-
-def lines_of(block: bytes) -> list[bytes]:
-    """The lines of a block of whole lines, each with its newline (the last one may lack it)."""
-    pieces = block.split(b"\n")
-    tail = pieces.pop()
-    return [piece + b"\n" for piece in pieces] + ([tail] if tail else [])
-
-
-def rewrite_lines(block: bytes, needles: tuple[bytes, ...], rewrite: Callable[[bytes], bytes]) -> bytes:
-    """``block`` with each line that starts with ``: `` (an SSE comment) or contains one of ``needles``
-    replaced by ``rewrite(line)`` (newline included). Only those lines are looked at: a stream's ordinary
-    chunks pass through as one slice, however many there are."""
-    spans: set[tuple[int, int]] = set()
-
-    def line_at(pos: int) -> tuple[int, int]:
-        end = block.find(b"\n", pos)
-        return block.rfind(b"\n", 0, pos) + 1, len(block) if end == -1 else end + 1
-
-    if block.startswith(b": "):
-        spans.add(line_at(0))
-    for needle in (b"\n: ", *needles):
-        pos = block.find(needle)
-        while pos != -1:
-            span = line_at(pos + 1 if needle == b"\n: " else pos)
-            spans.add(span)
-            pos = block.find(needle, span[1])
-    if not spans:
-        return block
-    out, cursor = [], 0
-    for start, end in sorted(spans):
-        out += [block[cursor:start], rewrite(block[start:end])]
-        cursor = end
-    out.append(block[cursor:])
-    return b"".join(out)

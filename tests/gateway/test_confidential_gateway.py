@@ -44,6 +44,7 @@ from veilnet.relay import RelayClient
 from veilnet.settings import EpistulaSettings, MinerSettings
 from veilnet.store.keys import KeyStore
 from veilnet.store.organic import OrganicStream
+from veilnet.store.ratelimit import KeyRateLimiter
 from veilnet.store.sql import open_database
 
 GATEWAY = Keypair.create_from_uri("//ConfGateway")
@@ -116,7 +117,7 @@ def rewrite(app: ASGIApp, *, request: Callable[[str, bytes], bytes] | None = Non
 async def subnet(tmp_path: Path, redis: aioredis.Redis, *, miner_hop: Callable[[ASGIApp], ASGIApp] = lambda a: a,
                  gateway_hop: Callable[[ASGIApp], ASGIApp] = lambda a: a,
                  client_policy: MeasurementPolicy | None = None,
-                 request_timeout: float = 120.0) -> AsyncIterator[dict[str, Any]]:
+                 request_timeout: float = 120.0, rpm: int = 0) -> AsyncIterator[dict[str, Any]]:
     dev_key = Ed25519PrivateKey.generate()
     anchors = TrustAnchors(dev_enclave_keys=(dev_key.public_key(),))
     async with contextlib.AsyncExitStack() as es:
@@ -154,6 +155,7 @@ async def subnet(tmp_path: Path, redis: aioredis.Redis, *, miner_hop: Callable[[
                              relay=await es.enter_async_context(RelayClient()),
                              rng=random.Random(0), request_timeout=request_timeout,
                              organic=await es.enter_async_context(OrganicStream(redis, 1, sample_rate=1.0)),
+                             ratelimit=await es.enter_async_context(KeyRateLimiter(redis, requests_per_minute=rpm, tokens_per_minute=0)),
                              attestations=AttestedSessions(EvidenceVerifier(policy(), anchors)))
         assert await refresh_attestations(ctx) == {}
         gateway = await es.enter_async_context(serve_asgi(gateway_hop(create_gateway_app(ctx)), lifespan="off"))
@@ -395,3 +397,39 @@ async def test_a_sealed_stream_left_early_is_billed_from_the_frames_relayed(
         assert [(r.status, r.completion_tokens, r.prompt_tokens) for r in rows] == [("client_disconnected", 1, 0)]
         assert rows[0].cost_usd == pytest.approx(2.0 / 1e6)  # one completion token at the miner's price
         assert rows[0].error == "usage estimated: the client left before the enclave's receipt arrived"
+
+
+async def test_the_proxy_answers_with_the_gateways_status_and_retry_after(
+    tmp_path: Path, redis_client: aioredis.Redis
+) -> None:
+    """The confidential client reads the gateway's errors back through the registry the gateway answered
+    with, so the proxy in front of it answers the same status, code and Retry-After."""
+    import asyncio
+    import time
+
+    async with subnet(tmp_path, redis_client, rpm=3) as s:
+        sdk: openai.AsyncOpenAI = s["sdk"]
+        with pytest.raises(openai.APIStatusError) as too_large:  # sealed, it exceeds the gateway's 4 MiB
+            await sdk.chat.completions.create(model="upstream-echo", messages=_hello("x" * (3 << 20)))
+        assert too_large.value.status_code == 413
+        assert too_large.value.body["code"] == "payload_too_large"  # type: ignore[index]
+        # a second key: its requests are counted per minute, so its few quick ones stay within one
+        secret, _ = await s["keys"].create("limited", credit_usd=1.0)
+        limited_sdk = openai.AsyncOpenAI(base_url=str(sdk.base_url), api_key=secret, max_retries=0)
+        left = 60 - time.time() % 60
+        if left < 10:
+            await asyncio.sleep(left + 0.5)
+        for _ in range(3):  # the miner's attestation is the client's already: one gateway request each
+            answer = await limited_sdk.chat.completions.create(model="upstream-echo", messages=_hello())
+            assert answer.choices[0].message.content == "hello there"
+        with pytest.raises(openai.RateLimitError) as limited:
+            await limited_sdk.chat.completions.create(model="upstream-echo", messages=_hello())
+        await limited_sdk.close()
+        assert limited.value.body["code"] == "rate_limited"  # type: ignore[index]
+        proxy_says = int(limited.value.response.headers["Retry-After"])
+        assert proxy_says > 1  # the rest of the gateway's minute, not a made-up second
+        direct = openai.AsyncOpenAI(base_url=str(s["direct"].base_url), api_key=secret, max_retries=0)
+        with pytest.raises(openai.RateLimitError) as told:
+            await direct.chat.completions.create(model="upstream-echo", messages=_hello())
+        await direct.close()
+        assert abs(proxy_says - int(told.value.response.headers["Retry-After"])) <= 1

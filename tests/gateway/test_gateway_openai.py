@@ -363,3 +363,44 @@ async def test_models_fallback_list_and_provider_ignore(tmp_path: Path, redis_cl
         assert {r.miner for r in rows[1:]} == {MINER_B.ss58_address}
         with pytest.raises(openai.NotFoundError):  # without a fallback the unknown model is a 404
             await client.chat.completions.create(model="no-such-model", messages=hello)
+
+
+async def test_one_id_for_the_answer_its_chunks_its_header_and_its_ledger_row(
+    tmp_path: Path, redis_client: aioredis.Redis
+) -> None:
+    async with stack(tmp_path, redis_client) as s:
+        client: openai.AsyncOpenAI = s["client"]
+        raw = await client.chat.completions.with_raw_response.create(model="upstream-echo",
+                                                                     messages=[{"role": "user", "content": "hi"}])
+        whole = raw.headers["X-Generation-Id"]
+        assert raw.parse().id == whole
+        streamed = await client.chat.completions.with_raw_response.create(
+            model="upstream-echo", messages=[{"role": "user", "content": "hi"}], stream=True)
+        chunks = [chunk async for chunk in streamed.parse()]
+        stream_id = streamed.headers["X-Generation-Id"]
+        assert len(chunks) == 4 and {chunk.id for chunk in chunks} == {stream_id}  # usage chunk included
+        assert stream_id != whole and stream_id.startswith("gen-")
+        rows = await s["keys"].usage_rows(s["key"].id)
+        assert [r.generation_id for r in rows] == [whole, stream_id]
+
+
+async def test_a_model_by_id_and_unknown_routes_in_openais_error_shape(
+    tmp_path: Path, redis_client: aioredis.Redis
+) -> None:
+    async with stack(tmp_path, redis_client) as s, aiohttp.ClientSession() as http:
+        client: openai.AsyncOpenAI = s["client"]
+        model = await client.models.retrieve("upstream-echo")
+        assert model.id == "upstream-echo" and model.object == "model"
+        extra = model.model_extra or {}
+        assert extra["context_length"] > 0 and extra["providers"] == 2 and extra["input_modalities"] == ["text"]
+        assert extra["pricing"] == {"prompt": pytest.approx(1e-6), "completion": pytest.approx(2e-6)}
+        with pytest.raises(openai.NotFoundError) as missing:
+            await client.models.retrieve("no-such-model")
+        assert missing.value.body["code"] == "model_not_found"  # type: ignore[index]
+        for method, path, status, code in (("GET", "/v1/nothing", 404, "route_not_found"),
+                                           ("POST", "/v2/chat/completions", 404, "route_not_found"),
+                                           ("DELETE", "/v1/models", 405, "method_not_allowed")):
+            async with http.request(method, f"{s['url']}{path}") as response:
+                assert response.status == status
+                error = (await response.json())["error"]
+                assert error["code"] == code and error["message"] and error["type"]

@@ -57,10 +57,14 @@ METAGRAPH = Metagraph(
 )
 
 
+CONTEXT_WORDS = 8192
+
+
 def fake_upstream_app() -> FastAPI:
     """A small OpenAI-compatible upstream: model 'echo' answers; model 'dying' breaks mid-stream; model 'slow'
     answers like 'echo' after half a second. A stream for ``"user": "garbled-usage"`` ends with a usage line
-    that is not JSON; one for ``"user": "slow-stream"`` waits half a second after each chunk."""
+    that is not JSON; one for ``"user": "slow-stream"`` waits half a second after each chunk. A chat prompt of
+    more than ``CONTEXT_WORDS`` words is refused as longer than the model's context (400), as real servers do."""
     app = FastAPI()
 
     def completion(model: str, text: str) -> dict[str, Any]:
@@ -73,6 +77,12 @@ def fake_upstream_app() -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Any:
         body = await request.json()
+        words = sum(len(m["content"].split()) for m in body["messages"] if isinstance(m.get("content"), str))
+        if words > CONTEXT_WORDS:
+            return JSONResponse({"error": {
+                "message": f"This model's maximum context length is {CONTEXT_WORDS} tokens; your prompt has {words}",
+                "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}},
+                status_code=400)
         if body["model"] == "upstream-slow":
             await asyncio.sleep(0.5)
         if not body.get("stream"):

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from veilnet.relay import RelayClient, RelayConnectError, RelayError
+from veilnet.relay import RelayClient, RelayConnectError, RelayError, RelayTimeout
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -386,3 +386,43 @@ async def test_a_connection_that_talks_out_of_turn_is_not_reused() -> None:
         async with await client.post(server.url, b"", {}, timeout=5) as response:
             assert await response.read() == b"first"  # a fresh connection, not the babble
     assert server.connections == 2
+
+
+async def test_a_server_that_accepts_and_never_answers_misses_the_first_byte_deadline() -> None:
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await asyncio.sleep(30)
+
+    async with raw_server(mute) as server, RelayClient() as client:
+        started = time.monotonic()
+        with pytest.raises(RelayTimeout, match=r"no answer from .* within 0\.3 s") as missed:
+            await client.post(server.url, b"", {}, timeout=20, first_byte=0.3, idle=5)
+        assert missed.value.phase == "first_byte" and isinstance(missed.value, TimeoutError)
+        assert time.monotonic() - started < 5  # not the 20 s of the whole answer
+
+
+async def test_a_body_that_goes_silent_misses_the_idle_deadline_and_a_steady_one_never_does() -> None:
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _, _, body = await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(12 if body == b"steady" else 2):  # a chunk every 0.1 s, for 1.2 s
+            writer.write(b"5\r\nhello\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.1)
+        if body == b"steady":
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            return
+        await asyncio.sleep(30)  # then silence
+
+    async with raw_server(trickle) as server, RelayClient() as client:
+        response = await client.post(server.url, b"steady", {}, timeout=20, first_byte=5, idle=0.3)
+        assert await response.read() == b"hello" * 12  # four times the idle deadline, never silent that long
+        response.release()
+        started = time.monotonic()
+        response = await client.post(server.url, b"silent", {}, timeout=20, first_byte=5, idle=0.3)
+        with pytest.raises(RelayTimeout, match=r"sent nothing for 0\.3 s mid-answer") as silent:
+            await response.read()
+        assert silent.value.phase == "idle"
+        assert 0.3 <= time.monotonic() - started < 5
+        response.release()

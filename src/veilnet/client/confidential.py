@@ -16,51 +16,28 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import aiohttp
 
-from veilnet.confidential.errors import ATTESTATION_REASONS, AttestationFailed, PrivacyRestricted
+from veilnet.confidential.errors import AttestationFailed, PrivacyRestricted
 from veilnet.confidential.exchange import SealedExchange
 from veilnet.confidential.sessions import AttestedMiner, AttestedSessions
 from veilnet.confidential.verifiers import EvidenceVerifier
-from veilnet.errors import (
-    AuthenticationError,
-    InvalidRequest,
-    NotFound,
-    PaymentRequired,
-    PermissionDenied,
-    RateLimited,
-    RequestTimeout,
-    UpstreamError,
-    VeilnetError,
-)
+from veilnet.errors import InvalidRequest, UpstreamError, VeilnetError
+from veilnet.protocol import paths, sse
 from veilnet.protocol.confidential import ENCRYPTION_SCHEME, ConfidentialRelayRequest, Evidence
-from veilnet.protocol.headers import ENCRYPTION_HEADER
+from veilnet.protocol.errors import error_from_answer
+from veilnet.protocol.headers import ENCRYPTION_HEADER, GENERATION_HEADER
+from veilnet.protocol.paths import Endpoint
 
 __all__ = ["ConfidentialClient", "error_from_response"]
 
-Endpoint = Literal["chat.completions", "completions"]
-_PATHS: dict[Endpoint, str] = {"chat.completions": "/chat/completions", "completions": "/completions"}
 
-
-def error_from_response(status: int, body: bytes) -> VeilnetError:
-    """The gateway's OpenAI-shaped error as the matching veilnet error (code and message kept)."""
-    try:
-        error = json.loads(body).get("error") or {}
-    except (ValueError, AttributeError):
-        error = {}
-    message = str(error.get("message") or f"gateway answered HTTP {status}")
-    code = error.get("code")
-    if code == "privacy_restricted":
-        return PrivacyRestricted(message)
-    if code in ATTESTATION_REASONS:  # a miner's evidence refused or unavailable: the client tries another
-        return AttestationFailed(message, code=code)
-    if status == 429:
-        return RateLimited(message, retry_after=1.0, code=code)
-    by_status: dict[int, type[VeilnetError]] = {400: InvalidRequest, 401: AuthenticationError, 402: PaymentRequired,
-                                                 403: PermissionDenied, 404: NotFound, 408: RequestTimeout}
-    return by_status.get(status, UpstreamError)(message, code=code)
+def error_from_response(status: int, body: bytes, retry_after: str | None = None) -> VeilnetError:
+    """The gateway's error answer as the veilnet error it stands for (:mod:`veilnet.protocol.errors`, the
+    registry the gateway answered with): class, code, message, parameter and Retry-After kept."""
+    return error_from_answer(status, body, retry_after=retry_after, default_message=f"gateway answered HTTP {status}")
 
 
 @contextlib.contextmanager
@@ -127,7 +104,7 @@ class ConfidentialClient:
                                      timeout=self._timeout) as response:
                 body = await response.read()
         if response.status != 200:
-            raise error_from_response(response.status, body)
+            raise error_from_response(response.status, body, response.headers.get("Retry-After"))
         try:
             return json.loads(body)
         except ValueError as exc:
@@ -135,12 +112,12 @@ class ConfidentialClient:
 
     async def _evidence(self, hotkey: str, nonce: bytes, api_key: str | None) -> Evidence:
         with _gateway_errors(self.base_url):
-            async with self.http.post(f"{self.base_url}/confidential/attestation",
+            async with self.http.post(f"{self.base_url}{paths.under_v1(paths.CONFIDENTIAL_ATTESTATION)}",
                                       json={"miner": hotkey, "nonce": nonce.hex()}, headers=self._headers(api_key),
                                       timeout=self._timeout) as response:
                 body = await response.read()
         if response.status != 200:
-            raise error_from_response(response.status, body)
+            raise error_from_response(response.status, body, response.headers.get("Retry-After"))
         try:
             return Evidence.model_validate_json(body)
         except ValueError as exc:
@@ -152,7 +129,7 @@ class ConfidentialClient:
         chosen = self._chosen.get(model)
         if chosen is not None and (miner := self.sessions.get(chosen)) is not None and model in miner.claims.models:
             return miner
-        listed = await self.get_json("/confidential/miners", api_key, model=model)
+        listed = await self.get_json(paths.under_v1(paths.CONFIDENTIAL_MINERS), api_key, model=model)
         reasons = []
         for entry in listed.get("data", []):
             hotkey = str(entry.get("miner"))
@@ -177,8 +154,8 @@ class ConfidentialClient:
 
         async def chunks() -> AsyncIterator[dict[str, Any]]:
             async for line in lines:
-                if line.startswith(b"data: {"):
-                    yield json.loads(line[6:])
+                if line.startswith(sse.JSON_DATA):
+                    yield json.loads(line[len(sse.DATA):])
 
         return chunks()
 
@@ -193,11 +170,12 @@ class ConfidentialClient:
         body = ConfidentialRelayRequest(miner=miner.hotkey, sealed=exchange.sealed).model_dump_json().encode()
         headers = {**self._headers(api_key), "Content-Type": "application/json", ENCRYPTION_HEADER: ENCRYPTION_SCHEME}
         with _gateway_errors(self.base_url):
-            response = await self.http.post(f"{self.base_url}{_PATHS[endpoint]}", data=body, headers=headers,
-                                            timeout=self._timeout)
+            response = await self.http.post(f"{self.base_url}{paths.under_v1(paths.ENDPOINT_PATHS[endpoint])}",
+                                            data=body, headers=headers, timeout=self._timeout)
             if response.status != 200:
                 try:
-                    error = error_from_response(response.status, await response.read())
+                    error = error_from_response(response.status, await response.read(),
+                                                response.headers.get("Retry-After"))
                 finally:
                     response.release()
                 if error.code in ("privacy_restricted", "stale_keyset") or isinstance(error, AttestationFailed):
@@ -209,27 +187,32 @@ class ConfidentialClient:
         except VeilnetError:
             response.release()
             raise
+        generation = response.headers.get(GENERATION_HEADER)  # the gateway's id: the answer carries it too
         if not exchange.stream:
             try:
                 with _gateway_errors(self.base_url):
                     data = exchange.open_response(await response.read())
             finally:
                 response.release()
+            if generation is not None and "choices" in data:
+                data["id"] = generation
             data["veilnet"] = _provenance(miner, exchange)
             return data
-        return self._stream(response, exchange)
+        return self._stream(response, exchange, sse.ChunkIds(generation) if generation is not None else None)
 
-    async def _stream(self, response: aiohttp.ClientResponse, exchange: SealedExchange) -> AsyncIterator[bytes]:
+    async def _stream(self, response: aiohttp.ClientResponse, exchange: SealedExchange,
+                      ids: sse.ChunkIds | None) -> AsyncIterator[bytes]:
         try:
             with _gateway_errors(self.base_url):
                 async for line in response.content:
-                    if line.startswith(b"data: [DONE]"):
+                    if line.startswith(sse.DONE_MARK):
                         exchange.finish()  # final frame and receipt both arrived and verified
-                        yield b"data: [DONE]\n\n"
+                        yield sse.DONE
                         return
                     plain = exchange.open_line(line)
                     if plain is not None:
-                        yield b"data: " + plain + b"\n\n"
+                        event = sse.event(plain)
+                        yield ids(event) if ids is not None else event
             exchange.finish()  # the stream ended without [DONE]: truncated unless the final frame came
         finally:
             response.release()

@@ -8,20 +8,21 @@ Run it on the machine you trust; it is the only place plaintext exists outside t
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from veilnet.client.confidential import ConfidentialClient
 from veilnet.edge import error_body, install_error_handlers, parse_body
-from veilnet.errors import VeilnetError
+from veilnet.errors import UpstreamError, VeilnetError
+from veilnet.protocol import paths, sse
+from veilnet.protocol.gateway import ConfidentialMinerList
 from veilnet.protocol.headers import SIMULATED_HEADER
-from veilnet.protocol.openai import ChatCompletionRequest, CompletionRequest
+from veilnet.protocol.openai import ChatCompletionRequest, CompletionRequest, Model, ModelList
 from veilnet.streaming import EventStreamResponse
 
 __all__ = ["create_proxy_app"]
@@ -38,10 +39,9 @@ def create_proxy_app(client: ConfidentialClient) -> FastAPI:
         auth = request.headers.get("authorization") or ""
         return auth[7:].strip() if auth.lower().startswith("bearer ") and auth[7:].strip() else None
 
-    async def run(request: Request, schema: type[BaseModel],
-                  endpoint: Literal["chat.completions", "completions"]) -> Response:
+    async def run(request: Request, schema: type[BaseModel], endpoint: paths.Endpoint) -> Response:
         parsed = parse_body(schema, await request.body())
-        payload = parsed.model_dump(exclude_none=True)
+        payload = parsed.model_dump(exclude_unset=True)  # exactly what the app set, sealed as it is
         result = await client.open(endpoint, payload, api_key=caller_key(request))
         if isinstance(result, dict):
             simulated = bool(result.get("veilnet", {}).get("simulated"))
@@ -57,27 +57,30 @@ def create_proxy_app(client: ConfidentialClient) -> FastAPI:
                     yield line
             except VeilnetError as exc:  # tampering or truncation after the stream began: in-band, then end
                 log.warning("confidential stream refused: %s", exc.message)
-                yield b"data: " + json.dumps(error_body(exc)).encode() + b"\n\n"
-                yield b"data: [DONE]\n\n"
+                yield sse.json_event(error_body(exc)) + sse.DONE
 
         return EventStreamResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
-    @app.post("/v1/chat/completions")
+    @app.post(paths.CHAT_COMPLETIONS)
     async def chat(request: Request) -> Response:
         return await run(request, ChatCompletionRequest, "chat.completions")
 
-    @app.post("/v1/completions")
+    @app.post(paths.COMPLETIONS)
     async def completions(request: Request) -> Response:
         return await run(request, CompletionRequest, "completions")
 
-    @app.get("/v1/models")
-    async def models(request: Request) -> dict[str, Any]:
+    @app.get(paths.MODELS)
+    async def models(request: Request) -> ModelList:
         """Models with at least one attested miner at the gateway."""
-        listed = await client.get_json("/confidential/miners", caller_key(request))
-        ids = sorted({m for entry in listed.get("data", []) for m in entry.get("models", [])})
-        return {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "veilnet"} for m in ids]}
+        answer = await client.get_json(paths.under_v1(paths.CONFIDENTIAL_MINERS), caller_key(request))
+        try:
+            listed = ConfidentialMinerList.model_validate(answer)
+        except ValidationError as exc:
+            raise UpstreamError(f"the gateway's list of attested miners is malformed: {exc.errors()[0]['msg']}") from exc
+        ids = sorted({m for entry in listed.data for m in entry.models})
+        return ModelList(data=[Model(id=m, owned_by="veilnet") for m in ids])
 
-    @app.get("/health")
+    @app.get(paths.HEALTH)
     async def health() -> dict[str, Any]:
         return {"status": "ok", "gateway": client.base_url,
                 "attested": [m.hotkey for m in client.sessions.fresh()]}

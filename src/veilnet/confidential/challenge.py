@@ -9,12 +9,13 @@ from bittensor_wallet import Keypair
 from pydantic import ValidationError
 
 from veilnet.confidential.errors import AttestationFailed
+from veilnet.protocol import paths
 from veilnet.protocol.confidential import AttestationChallenge, Evidence
 from veilnet.protocol.epistula import sign_request
 
 __all__ = ["ATTESTATION_PATH", "fetch_evidence"]
 
-ATTESTATION_PATH = "/v1/attestation"
+ATTESTATION_PATH = paths.ATTESTATION
 
 
 async def fetch_evidence(http: aiohttp.ClientSession, keypair: Keypair, url: str, hotkey: str, nonce: bytes,

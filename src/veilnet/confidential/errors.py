@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 from veilnet.errors import ConfidentialError
+from veilnet.protocol.errors import register
 
 __all__ = [
     "ATTESTATION_REASONS",
@@ -92,3 +93,14 @@ class ResponseTampered(ConfidentialError):
 
 class ReceiptInvalid(ConfidentialError):
     code = "receipt_invalid"
+
+
+# how they travel (veilnet.protocol.errors): a refused or tampered answer is the upstream's failure (502);
+# a request that cannot be opened is the sender's (400); no attested miner is "nothing serves this" (404)
+register(AttestationFailed, 502, "upstream_error", codes=ATTESTATION_REASONS)  # a client tries another miner
+register(PrivacyRestricted, 404, "not_found_error")
+register(DecryptionFailed, 400, "invalid_request_error")
+register(StaleKeyset, 400, "invalid_request_error")
+register(RequestReplayed, 400, "invalid_request_error")
+register(ResponseTampered, 502, "upstream_error")
+register(ReceiptInvalid, 502, "upstream_error")

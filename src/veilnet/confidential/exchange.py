@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -18,6 +18,7 @@ from veilnet.confidential.errors import ReceiptInvalid, ResponseTampered
 from veilnet.confidential.receipts import verify_receipt
 from veilnet.confidential.sealing import KeysetKeys, seal_request
 from veilnet.confidential.sessions import AttestedMiner
+from veilnet.protocol import sse
 from veilnet.protocol.confidential import (
     ENCRYPTION_SCHEME,
     SealedFrame,
@@ -26,18 +27,17 @@ from veilnet.protocol.confidential import (
     UsageReceipt,
 )
 from veilnet.protocol.headers import ENCRYPTION_HEADER
+from veilnet.protocol.paths import Endpoint
 
 __all__ = ["ReceiptWitness", "SealedExchange", "parse_stream_line"]
-
-Endpoint = Literal["chat.completions", "completions"]
 
 
 def parse_stream_line(line: bytes) -> SealedFrame | UsageReceipt | None:
     """A sealed stream's SSE ``data:`` line as a frame or the receipt; None for ``[DONE]``, blanks, comments."""
-    if not line.startswith(b"data: {"):
+    if not line.startswith(sse.JSON_DATA):
         return None
     try:
-        data = json.loads(line[6:])
+        data = json.loads(line[len(sse.DATA):])
         if "receipt" in data:
             return UsageReceipt.model_validate(data["receipt"])
         return SealedFrame.model_validate(data)
@@ -83,14 +83,24 @@ class ReceiptWitness:
 
 
 class SealedExchange:
-    """Seal ``payload`` (an OpenAI request dict) to ``miner``'s attested keyset and open its answer."""
+    """Seal ``payload`` (an OpenAI request dict) to ``miner``'s attested keyset and open its answer;
+    :meth:`of_body` seals a request already serialised (the exact bytes a plain request would carry)."""
 
     def __init__(self, miner: AttestedMiner, payload: dict[str, Any], endpoint: Endpoint) -> None:
+        self._seal(miner, json.dumps(payload, separators=(",", ":")).encode(), endpoint, str(payload["model"]),
+                   bool(payload.get("stream")))
+
+    @classmethod
+    def of_body(cls, miner: AttestedMiner, body: bytes, endpoint: Endpoint, *, model: str,
+                stream: bool) -> SealedExchange:
+        exchange = cls.__new__(cls)
+        exchange._seal(miner, body, endpoint, model, stream)
+        return exchange
+
+    def _seal(self, miner: AttestedMiner, body: bytes, endpoint: Endpoint, model: str, stream: bool) -> None:
         self.miner = miner
-        self.stream = bool(payload.get("stream"))
-        body = json.dumps(payload, separators=(",", ":")).encode()
-        self.sealed, self._opener = seal_request(miner.keys, body, endpoint=endpoint, model=str(payload["model"]),
-                                                 stream=self.stream)
+        self.stream = stream
+        self.sealed, self._opener = seal_request(miner.keys, body, endpoint=endpoint, model=model, stream=stream)
         self.receipt: UsageReceipt | None = None
 
     def body(self) -> bytes:

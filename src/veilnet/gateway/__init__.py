@@ -1,6 +1,7 @@
 """The gateway: an OpenAI/OpenRouter-compatible API that routes each request to the best miner."""
 
 from veilnet.gateway.app import create_gateway_app
-from veilnet.gateway.service import GatewayContext
+from veilnet.gateway.faults import AttemptOutcome, Fault
+from veilnet.gateway.service import Gateway, GatewayContext
 
-__all__ = ["GatewayContext", "create_gateway_app"]
+__all__ = ["AttemptOutcome", "Fault", "Gateway", "GatewayContext", "create_gateway_app"]

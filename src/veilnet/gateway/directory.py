@@ -1,4 +1,5 @@
-"""Which miners serve which models at what price: the metagraph plus each miner's /capacity, kept fresh."""
+"""Which miners serve which models at what price: the metagraph plus each miner's capacity document
+(:class:`~veilnet.protocol.capacity.CapacityDocument`), kept fresh."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ import logging
 from dataclasses import dataclass
 
 import aiohttp
+from pydantic import ValidationError
 
 from veilnet.chain.interface import Chain
 from veilnet.chain.types import Metagraph
 from veilnet.gateway.routing import Candidate
+from veilnet.protocol import paths
+from veilnet.protocol.capacity import DEFAULT_MAX_BODY_BYTES, CapacityDocument
+from veilnet.protocol.openai import TEXT_ONLY
 
 __all__ = ["MinerDirectory", "MinerOffer"]
 
@@ -29,6 +34,8 @@ class MinerOffer:
     supported_parameters: frozenset[str] = frozenset()
     data_collection: str = "allow"
     confidential: str | None = None  # the TEE platform the miner says it attests with
+    input_modalities: frozenset[str] = TEXT_ONLY
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
 
 class MinerDirectory:
@@ -46,22 +53,19 @@ class MinerDirectory:
 
     async def _capacity(self, hotkey: str, url: str) -> list[MinerOffer]:
         try:
-            async with self._http.get(f"{url}/capacity", timeout=aiohttp.ClientTimeout(total=5)) as response:
-                data = await response.json()
-            if data.get("hotkey") != hotkey:
-                return []  # the axon answers for another hotkey: never route there
-            policy = "deny" if data.get("data_collection") == "deny" else "allow"
-            tee = data.get("confidential")
-            platform = str(tee["platform"]) if isinstance(tee, dict) and tee.get("platform") else None
-            return [
-                MinerOffer(hotkey, url, m["id"], float(m["price_input_per_million"]),
-                           float(m["price_output_per_million"]), int(m["context_length"]),
-                           bool(m.get("embeddings", False)),
-                           frozenset(str(p) for p in m.get("supported_parameters", [])), policy, platform)
-                for m in data["models"]
-            ]
-        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError):
-            return []
+            async with self._http.get(f"{url}{paths.CAPACITY}", timeout=aiohttp.ClientTimeout(total=5)) as response:
+                document = CapacityDocument.model_validate_json(await response.read())
+        except (aiohttp.ClientError, TimeoutError, ValidationError):
+            return []  # no answer, or nonsense: no traffic until it answers properly
+        if document.hotkey != hotkey:
+            return []  # the axon answers for another hotkey: never route there
+        platform = document.confidential.platform if document.confidential is not None else None
+        return [
+            MinerOffer(hotkey, url, m.id, m.price_input_per_million, m.price_output_per_million, m.context_length,
+                       m.embeddings, frozenset(m.supported_parameters), document.data_collection, platform,
+                       frozenset(m.input_modalities) | TEXT_ONLY, document.max_body_bytes)
+            for m in document.models
+        ]
 
     async def refresh_forever(self, chain: Chain, netuid: int, interval: float = 12.0) -> None:
         while True:
@@ -87,7 +91,8 @@ class MinerDirectory:
             incentive = {n.hotkey: n.incentive_f for n in self.metagraph.neurons}
         return [
             Candidate(o.hotkey, o.url, scores.get(o.hotkey, incentive.get(o.hotkey, 0.0)), o.price_input,
-                      o.price_output, o.context_length, o.supported_parameters, o.data_collection)
+                      o.price_output, o.context_length, o.supported_parameters, o.data_collection,
+                      o.input_modalities, o.max_body_bytes)
             for o in self.offers
             if o.model == model and (o.embeddings or not embeddings)
         ]

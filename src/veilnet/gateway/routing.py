@@ -1,11 +1,14 @@
-"""Choosing miners for a request: pure functions and a per-miner circuit breaker (no I/O)."""
+"""Choosing miners for a request: the typed candidates and their ranking, pure functions (no I/O). The
+per-miner circuit breaker is :mod:`veilnet.gateway.breaker`."""
 
 from __future__ import annotations
 
 import random
-import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from veilnet.gateway.breaker import CircuitBreaker
+from veilnet.protocol.capacity import DEFAULT_MAX_BODY_BYTES
+from veilnet.protocol.openai import TEXT_ONLY
 
 __all__ = ["Candidate", "CircuitBreaker", "rank_candidates"]
 
@@ -20,6 +23,8 @@ class Candidate:
     context_length: int
     supported_parameters: frozenset[str] = frozenset()
     data_collection: str = "allow"  # the miner's declared policy: "deny" = keeps no prompts or outputs
+    input_modalities: frozenset[str] = TEXT_ONLY  # what its requests may hold (text, image, audio)
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES  # the largest request body it takes
 
     @property
     def blended_price(self) -> float:
@@ -53,69 +58,3 @@ def rank_candidates(
         pick = rng.choices(range(len(pool)), weights=weights)[0]
         ordered.append(pool.pop(pick))
     return ordered
-
-
-@dataclass
-class CircuitBreaker:
-    """Per-miner circuit breaker. A miner's breaker opens (``allows`` is False) in three cases:
-
-    * for ``cooldown`` seconds after ``threshold`` consecutive failures (a ``success`` resets the run);
-    * for ``cooldown`` seconds when, among the miner's last ``window`` outcomes (one per ``success`` or
-      ``failure`` call, the oldest dropped first), there are at least ``min_samples`` and the share of
-      failures is at least ``failure_rate``; checked on each failure, so a miner failing every other
-      request opens even though it never fails ``threshold`` times in a row;
-    * for ``retry_after`` seconds when a failure carries the miner's Retry-After. Such a failure is the
-      miner asking for a pause, not a sign of ill health: it is honoured as it always was and is counted
-      neither in the consecutive run nor in the window, and it leaves both as they were.
-
-    When it opens for ``cooldown`` (either of the first two rules), the miner's consecutive count and
-    window are cleared, so after the cooldown it starts afresh. Memory is one count, one deadline and one
-    window of at most ``window`` booleans per miner; ``allows`` is a dict lookup.
-    """
-
-    threshold: int = 3
-    cooldown: float = 30.0
-    window: int = 20
-    min_samples: int = 10
-    failure_rate: float = 0.5
-    _failures: dict[str, int] = field(default_factory=dict)
-    _open_until: dict[str, float] = field(default_factory=dict)
-    _outcomes: dict[str, deque[bool]] = field(default_factory=dict)  # True = failure, newest last
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.min_samples <= self.window:
-            raise ValueError("need 1 <= min_samples <= window")
-        if not 0.0 < self.failure_rate <= 1.0:
-            raise ValueError("need 0 < failure_rate <= 1")
-
-    def allows(self, hotkey: str, now: float | None = None) -> bool:
-        return self._open_until.get(hotkey, 0.0) <= (time.monotonic() if now is None else now)
-
-    def success(self, hotkey: str) -> None:
-        self._failures.pop(hotkey, None)
-        self._record(hotkey, failed=False)
-
-    def failure(self, hotkey: str, *, retry_after: float | None = None, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        if retry_after is not None:
-            self._open_until[hotkey] = now + retry_after
-            return
-        count = self._failures.get(hotkey, 0) + 1
-        self._failures[hotkey] = count
-        outcomes = self._record(hotkey, failed=True)
-        too_many = len(outcomes) >= self.min_samples and sum(outcomes) / len(outcomes) >= self.failure_rate
-        if count >= self.threshold or too_many:
-            self._open_until[hotkey] = now + self.cooldown
-            self._failures[hotkey] = 0
-            outcomes.clear()
-
-    def states(self, now: float | None = None) -> dict[str, str]:
-        now = time.monotonic() if now is None else now
-        return {hotkey: ("open" if until > now else "closed") for hotkey, until in self._open_until.items()}
-
-    def _record(self, hotkey: str, *, failed: bool) -> deque[bool]:
-        outcomes = self._outcomes.get(hotkey)
-        if outcomes is None:
-            outcomes = self._outcomes[hotkey] = deque(maxlen=self.window)
-        outcomes.append(failed)
-        return outcomes

@@ -45,6 +45,8 @@ async def run_gateway(settings: Settings) -> None:
     netuid = settings.chain.netuid
     timeouts = DatabaseTimeouts.from_settings(settings.database)
     async with stop_on_signals() as stop, contextlib.AsyncExitStack() as stack:
+        if settings.chain.network == "devnet":
+            import veilnet.devnet.chain  # noqa: F401  (registers the devnet chain backend)
         chain = await stack.enter_async_context(chain_from_settings(settings.chain))
         redis = await stack.enter_async_context(open_redis(settings.redis))
         engine = await stack.enter_async_context(open_database(settings.database_url(), timeouts=timeouts))

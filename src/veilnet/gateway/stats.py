@@ -17,8 +17,8 @@ from veilnet.dashboard.models import (
     MetagraphRow,
     MinerRequestStats,
 )
+from veilnet.gateway.breaker import CircuitBreaker
 from veilnet.gateway.directory import MinerDirectory
-from veilnet.gateway.routing import CircuitBreaker
 
 __all__ = ["GatewayStats"]
 
@@ -39,6 +39,10 @@ class GatewayStats:
                                   ["miner_uid"], registry=self.registry)
         self.score = Gauge("veilnet_miner_score", "The validator's score of a miner", ["miner_uid"],
                            registry=self.registry)
+        self.attempts = Counter("veilnet_gateway_attempts_total",
+                                "Attempts at miners, by miner and whose fault a failed one was (served: none)",
+                                ["miner_uid", "outcome"], registry=self.registry)
+        self._attempt_children: dict[tuple[str, str | None], Counter] = {}
         # (monotonic time, latency ms, ok, completion tokens) per miner hotkey
         self._samples: dict[str, deque[tuple[float, float, bool, int]]] = defaultdict(lambda: deque(maxlen=10_000))
         self._prompt_tokens = self.tokens.labels(kind="prompt")
@@ -59,6 +63,15 @@ class GatewayStats:
         self._prompt_tokens.inc(prompt_tokens)
         self._completion_tokens.inc(completion_tokens)
         self._samples[hotkey].append((time.monotonic(), latency_s * 1000, ok, completion_tokens))
+
+    def attempt(self, hotkey: str, uid: int | None, fault: str | None) -> None:
+        """One attempt at a miner ended; ``fault`` is whose fault it was when it failed (None: served)."""
+        label = str(uid) if uid is not None else "none"
+        child = self._attempt_children.get((label, fault))
+        if child is None:
+            child = self._attempt_children[(label, fault)] = self.attempts.labels(
+                miner_uid=label, outcome=fault or "served")
+        child.inc()
 
     def _window(self, hotkey: str, now: float) -> list[tuple[float, float, bool, int]]:
         return [s for s in self._samples.get(hotkey, ()) if now - s[0] <= WINDOW_SECONDS]
@@ -116,7 +129,7 @@ class GatewayStats:
                             errors=sum(1 for s in window if not s[2])))
                     if n.hotkey in states:
                         breakers.append(BreakerState(uid=n.uid, hotkey=n.hotkey, state=states[n.hotkey]))  # type: ignore[arg-type]
-                        self.breaker_open.labels(miner_uid=str(n.uid)).set(1 if states[n.hotkey] == "open" else 0)
+                        self.breaker_open.labels(miner_uid=str(n.uid)).set(1 if states[n.hotkey] != "closed" else 0)
             return DashboardSnapshot(netuid=netuid, block=graph.block if graph else 0,
                                      epoch=max((p.epoch for p in points), default=0),
                                      metagraph=rows, history=points, requests=requests, breakers=breakers)

@@ -47,6 +47,8 @@ async def run_miner(settings: Settings) -> None:
     wallet = load_wallet(settings.wallet)
     netuid = settings.chain.netuid
     async with contextlib.AsyncExitStack() as stack:
+        if settings.chain.network == "devnet":
+            import veilnet.devnet.chain  # noqa: F401  (registers the devnet chain backend)
         chain = await stack.enter_async_context(chain_from_settings(settings.chain))
         redis = await stack.enter_async_context(open_redis(settings.redis))
         metagraph = await chain.get_metagraph(netuid)

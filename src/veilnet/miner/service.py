@@ -1,4 +1,5 @@
-"""The miner's logic as plain functions over a :class:`MinerContext`: authenticate, admit, run."""
+"""The miner's checks as plain functions over a :class:`MinerContext`: authenticate (Epistula, replay, the
+caller's standing) and admit (replay and quota in one Redis round trip)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ from bittensor_wallet import Keypair
 from veilnet.chain.interface import Chain
 from veilnet.chain.types import Metagraph
 from veilnet.confidential.enclave import Enclave
-from veilnet.errors import PermissionDenied, StoreError
+from veilnet.errors import PermissionDenied
 from veilnet.models.engine import ModelEngine
 from veilnet.protocol.epistula import EpistulaClaims, EpistulaError, verify_request
 from veilnet.quotas import Quota, quota_table, validator_stakes
 from veilnet.settings import EpistulaSettings, MinerSettings
 from veilnet.store.quota import QuotaStore
-from veilnet.store.redis import KeySpace
+from veilnet.store.replay import ReplayCache
 
 __all__ = ["MetagraphHolder", "MinerContext", "admit", "authenticate"]
 
@@ -53,11 +54,12 @@ class MinerContext:
     epistula: EpistulaSettings
     enclave: Enclave | None = None  # set when this miner serves sealed (confidential) requests
     quota: QuotaStore = field(init=False)
-    replay_keys: KeySpace = field(init=False)
+    replays: ReplayCache = field(init=False)
 
     def __post_init__(self) -> None:
         self.quota = QuotaStore(self.redis, self.keypair.ss58_address, self.settings.window_seconds)
-        self.replay_keys = KeySpace(f"veilnet:replay:{self.keypair.ss58_address}")
+        self.replays = ReplayCache(self.redis, self.keypair.ss58_address,
+                                   max_clock_skew_ms=self.epistula.max_clock_skew_ms)
         self._quotas: tuple[Metagraph | None, tuple[object, ...], dict[str, Quota]] = (None, (), {})
 
     def quota_table(self) -> dict[str, Quota]:
@@ -73,23 +75,13 @@ class MinerContext:
         return table
 
 
-def _replay_ttl_ms(ctx: MinerContext) -> int:
-    return 2 * ctx.epistula.max_clock_skew_ms + 1000  # longer than a signature stays fresh
-
-
 async def authenticate(ctx: MinerContext, headers: Mapping[str, str], body: bytes, *,
                        check_replay: bool = True) -> EpistulaClaims:
     """Epistula checks, then replay (Redis; ``check_replay=False`` leaves it to :func:`admit`, which checks
     it in the same round trip as the quota), then the caller's standing in the metagraph."""
     claims = verify_request(headers, body, receiver=ctx.keypair.ss58_address, max_skew_ms=ctx.epistula.max_clock_skew_ms)
-    if check_replay:
-        try:
-            fresh = await ctx.redis.set(ctx.replay_keys(claims.signed_by, claims.uuid), b"1", nx=True,
-                                        px=_replay_ttl_ms(ctx))
-        except (aioredis.RedisError, OSError) as exc:
-            raise StoreError(f"replay cache unavailable: {exc}") from exc
-        if not fresh:
-            raise EpistulaError("replay", f"request uuid {claims.uuid} was already used")
+    if check_replay and not await ctx.replays.claim(claims.signed_by, claims.uuid):
+        raise EpistulaError("replay", f"request uuid {claims.uuid} was already used")
     neuron = ctx.metagraph.current.by_hotkey(claims.signed_by)
     if neuron is None:
         raise PermissionDenied(f"caller {claims.signed_by} is not registered on subnet {ctx.metagraph.current.netuid}",
@@ -102,13 +94,10 @@ async def authenticate(ctx: MinerContext, headers: Mapping[str, str], body: byte
 
 async def admit(ctx: MinerContext, caller: str, *, synthetic: bool, request_uuid: str | None = None) -> None:
     """Consume one request of ``caller``'s stake-proportional quota (429 when spent); with ``request_uuid``,
-    refuse a replayed request first, in the same Redis round trip."""
+    refuse a replayed request first, in the same Redis round trip (StoreError, 503, when Redis fails)."""
     quota = ctx.quota_table().get(caller, Quota(0, 0))
-    replay_key = ctx.replay_keys(caller, request_uuid) if request_uuid is not None else None
-    try:
-        used = await ctx.quota.take(caller, quota, synthetic=synthetic, replay_key=replay_key,
-                                    replay_ttl_ms=_replay_ttl_ms(ctx))
-    except (aioredis.RedisError, OSError) as exc:
-        raise StoreError(f"quota store unavailable: {exc}") from exc
+    replay_key = ctx.replays.key(caller, request_uuid) if request_uuid is not None else None
+    used = await ctx.quota.take(caller, quota, synthetic=synthetic, replay_key=replay_key,
+                                replay_ttl_ms=ctx.replays.ttl_ms)
     if used is None:
         raise EpistulaError("replay", f"request uuid {request_uuid} was already used")

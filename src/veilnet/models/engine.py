@@ -17,6 +17,7 @@ class ModelInfo:
     name: str
     context_length: int
     embeddings: bool = False
+    input_modalities: frozenset[str] = frozenset({"text"})  # what its requests may hold: text, image, audio
 
 
 @runtime_checkable

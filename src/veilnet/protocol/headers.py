@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ENCRYPTION_HEADER", "SIMULATED_HEADER", "TRAFFIC_HEADER"]
+__all__ = ["ENCRYPTION_HEADER", "GENERATION_HEADER", "SIMULATED_HEADER", "TRAFFIC_HEADER"]
 
 # Set by validators and gateways on requests to miners: ``organic`` (default) or ``synthetic``.
 TRAFFIC_HEADER = "X-Veilnet-Traffic"
@@ -10,3 +10,5 @@ TRAFFIC_HEADER = "X-Veilnet-Traffic"
 ENCRYPTION_HEADER = "X-Veilnet-Encryption"
 # On answers from a development (software) enclave: "true". Such answers carry no hardware guarantee.
 SIMULATED_HEADER = "X-Veilnet-Simulated"
+# On the gateway's answers: the request's one id (every chunk's and the answer's ``id``, the ledger row's).
+GENERATION_HEADER = "X-Generation-Id"

@@ -1,40 +1,98 @@
-"""OpenAI-compatible request schemas (chat, completions, embeddings), ordered as OpenAI documents them.
+"""OpenAI-compatible request documents (chat, completions, embeddings), ordered as OpenAI documents them,
+and the gateway's versions of them (OpenRouter's routing fields added).
 
-Only pydantic and the standard library. Between validator/gateway and miner unknown fields are refused
-(``extra="forbid"``), so a typo never silently changes sampling.
+Only pydantic and the standard library. Unknown fields are refused (``extra="forbid"``), so a typo never
+silently changes sampling, and so are NaN and infinity anywhere (``allow_inf_nan=False``): what a gateway
+accepts, a miner accepts too, since both parse with these documents. A message's content parts are typed
+(text, image, audio); which of them a model takes is its input modalities (:func:`input_modalities`,
+declared per model in the miner's capacity document).
+
+A request travels to a miner as exactly the fields its sender set (``model_dump_json(exclude_unset=True)``),
+so defaults never grow a body on its way.
 """
 
 from __future__ import annotations
 
 import base64
 import struct
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from veilnet.protocol import paths
 
 __all__ = [
     "MINER_SUPPORTED_PARAMETERS",
     "SAMPLING_PARAMETERS",
+    "TEXT_ONLY",
     "AttestationPreferences",
+    "AudioPart",
     "ChatCompletionRequest",
     "ChatMessage",
     "CompletionRequest",
+    "ContentPart",
     "EmbeddingRequest",
+    "GatewayChatRequest",
+    "GatewayCompletionRequest",
+    "GatewayEmbeddingRequest",
+    "GatewayRequest",
+    "ImagePart",
     "MaxPrice",
+    "MinerRequest",
+    "Modality",
+    "Model",
+    "ModelList",
     "ProviderPreferences",
     "RoutingFields",
     "StreamOptions",
+    "TextPart",
     "encode_embeddings_base64",
+    "input_modalities",
+    "prompt_text_chars",
 ]
+
+#: What a model takes as input (a miner declares it per model; text is always taken).
+Modality = Literal["text", "image", "audio"]
+TEXT_ONLY: frozenset[str] = frozenset({"text"})
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class TextPart(_Strict):
+    type: Literal["text"]
+    text: str
+
+
+class ImageUrl(_Strict):
+    url: str = Field(min_length=1)
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(_Strict):
+    type: Literal["image_url"]
+    image_url: ImageUrl
+
+
+class InputAudio(_Strict):
+    data: str = Field(min_length=1)  # base64
+    format: Literal["wav", "mp3"]
+
+
+class AudioPart(_Strict):
+    type: Literal["input_audio"]
+    input_audio: InputAudio
+
+
+#: One part of a message's content; a part of any other type is refused naming its type.
+ContentPart = Annotated[TextPart | ImagePart | AudioPart, Field(discriminator="type")]
+_PART_MODALITY: dict[type[BaseModel], str] = {TextPart: "text", ImagePart: "image", AudioPart: "audio"}
 
 
 class ChatMessage(_Strict):
     role: Literal["system", "user", "assistant", "developer", "tool"]
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[ContentPart] | None = None
     name: str | None = None
 
 
@@ -45,7 +103,7 @@ class StreamOptions(_Strict):
 class _Sampling(_Strict):
     model: str = Field(min_length=1)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    logit_bias: dict[str, float] | None = None
+    logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = None
     max_tokens: int | None = Field(default=None, ge=1, le=32_768)
     n: int = Field(default=1, ge=1, le=1)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
@@ -66,6 +124,7 @@ class _Sampling(_Strict):
 
 
 class ChatCompletionRequest(_Sampling):
+    PATH: ClassVar[str] = paths.CHAT_COMPLETIONS
     messages: list[ChatMessage] = Field(min_length=1)
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
@@ -73,12 +132,14 @@ class ChatCompletionRequest(_Sampling):
 
 
 class CompletionRequest(_Sampling):
+    PATH: ClassVar[str] = paths.COMPLETIONS
     prompt: str = Field(min_length=1)
     logprobs: int | None = Field(default=None, ge=0, le=20)
     echo: bool = False
 
 
 class EmbeddingRequest(_Strict):
+    PATH: ClassVar[str] = paths.EMBEDDINGS
     model: str = Field(min_length=1)
     input: str | list[str] = Field(min_length=1)
     encoding_format: Literal["float", "base64"] = "float"
@@ -118,10 +179,80 @@ class ProviderPreferences(_Strict):
 
 
 class RoutingFields(_Strict):
-    """The gateway's extensions to an OpenAI request: routing preferences and the ``models`` fallback list."""
+    """The gateway's extensions to an OpenAI request: routing preferences and the ``models`` fallback list
+    (at most ``MAX_FALLBACK_MODELS`` names: each is routed in turn)."""
 
+    ROUTING: ClassVar[frozenset[str]] = frozenset({"provider", "models"})  # never sent to a miner
+    MAX_FALLBACK_MODELS: ClassVar[int] = 8
     provider: ProviderPreferences | None = None
-    models: list[str] | None = None
+    models: list[Annotated[str, Field(min_length=1)]] | None = Field(default=None, max_length=8)
+
+
+class GatewayChatRequest(ChatCompletionRequest, RoutingFields):
+    pass
+
+
+class GatewayCompletionRequest(CompletionRequest, RoutingFields):
+    pass
+
+
+class GatewayEmbeddingRequest(EmbeddingRequest, RoutingFields):
+    pass
+
+
+#: A request as a miner takes it, and as an app sends it to the gateway.
+MinerRequest = ChatCompletionRequest | CompletionRequest | EmbeddingRequest
+GatewayRequest = GatewayChatRequest | GatewayCompletionRequest | GatewayEmbeddingRequest
+
+
+def input_modalities(request: MinerRequest) -> frozenset[str]:
+    """What kinds of input ``request`` holds: text, and image or audio when a message has such parts."""
+    if not isinstance(request, ChatCompletionRequest):
+        return TEXT_ONLY
+    kinds: set[str] | None = None
+    for message in request.messages:
+        if isinstance(message.content, list):
+            for part in message.content:
+                if not isinstance(part, TextPart):
+                    kinds = kinds or {"text"}
+                    kinds.add(_PART_MODALITY[type(part)])
+    return TEXT_ONLY if kinds is None else frozenset(kinds)
+
+
+def prompt_text_chars(request: MinerRequest | None) -> int:
+    """Characters of text in a chat request's messages or a completion request's prompt (an image's or an
+    audio clip's bytes are not text); 0 when there is no request to read."""
+    if isinstance(request, ChatCompletionRequest):
+        total = 0
+        for message in request.messages:
+            content = message.content
+            if isinstance(content, str):
+                total += len(content)
+            elif content is not None:
+                total += sum(len(part.text) for part in content if isinstance(part, TextPart))
+        return total
+    if isinstance(request, CompletionRequest):
+        return len(request.prompt)
+    return 0
+
+
+class Model(BaseModel):
+    """OpenAI's model object (``GET /v1/models``), with the context length OpenRouter adds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str
+    context_length: int | None = None
+
+
+class ModelList(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    object: Literal["list"] = "list"
+    data: list[Model]
 
 
 #: Request fields that change how a model samples; a miner declares which it honours (``/capacity``), and

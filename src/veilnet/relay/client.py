@@ -13,8 +13,11 @@ else is what a keep-alive HTTP client needs and nothing more:
   server closes it, or when it sends bytes nobody asked for; a request whose reused connection closes before
   a single byte of answer is sent once more on a fresh one (the stale keep-alive race: a server closing an
   idle connection never read the request);
-- a connect timeout, and a total deadline per request covering the whole answer (a timer, not a wrapper
-  around each read);
+- a connect timeout and three deadlines per request, all kept by one timer (never a wrapper around each read,
+  never an operation per chunk): the whole answer (``timeout``), its first byte (``first_byte``: the status
+  line; a server that accepts and never answers is given up on then) and the silences inside its body
+  (``idle``: a server that stops mid-answer). The timer fires at the nearest deadline, and every ``idle/2``
+  while an answer is open; each arriving chunk only clears a flag;
 - flow control: reading pauses while more than ``buffer_bytes`` wait for the reader;
 - http and https (TLS through the standard ``ssl`` module, default verification);
 - request headers refused when a name or value could split the request (CR, LF), and the framing headers
@@ -23,7 +26,7 @@ else is what a keep-alive HTTP client needs and nothing more:
   connection; a connection that ends any other body early is an error, never a short answer.
 
 Errors: :class:`RelayConnectError` (cannot connect), :class:`RelayError` (the connection or the HTTP broke),
-``TimeoutError`` (the deadline passed).
+:class:`RelayTimeout` (a ``TimeoutError``: a deadline passed; ``phase`` says which).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from urllib.parse import urlsplit
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
-__all__ = ["RelayClient", "RelayConnectError", "RelayError", "RelayResponse"]
+__all__ = ["RelayClient", "RelayConnectError", "RelayError", "RelayResponse", "RelayTimeout"]
 
 Origin = tuple[str, str, int]  # scheme, host, port
 
@@ -51,6 +54,16 @@ class RelayError(Exception):
 
 class RelayConnectError(RelayError):
     """No connection could be made to the origin."""
+
+
+class RelayTimeout(TimeoutError):
+    """A deadline passed: ``phase`` is ``first_byte`` (no status line yet), ``idle`` (the body stopped
+    arriving) or ``total`` (the whole answer); ``seconds`` is that deadline."""
+
+    def __init__(self, phase: str, seconds: float, message: str) -> None:
+        super().__init__(message)
+        self.phase = phase
+        self.seconds = seconds
 
 
 def _is_informational(status: int) -> bool:
@@ -77,6 +90,7 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = False
         self.eof_delimited = False
         self.received = False
+        self.quiet = False  # no body bytes since the deadline timer last looked (it sets it, a chunk clears it)
         self.chunks: list[bytes] = []
         self.buffered = 0
         self.paused = False
@@ -125,6 +139,7 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
+        self.quiet = False
         self.chunks.append(body)
         self.buffered += len(body)
         if self.buffered > self._client.buffer_bytes and not self.paused and self.transport is not None:
@@ -155,9 +170,6 @@ class _Connection(asyncio.Protocol):
         self.close()
         self._wake()
 
-    def time_out(self, url: str, seconds: float) -> None:
-        self.fail(TimeoutError(f"no complete answer from {url} within {seconds:g} s"))
-
     def close(self) -> None:
         self.closed = True
         if self.transport is not None:
@@ -187,12 +199,70 @@ class _Connection(asyncio.Protocol):
         return data
 
 
+class _Deadlines:
+    """The one timer that keeps a request's deadlines (loop time). It fires at the nearest deadline and, with
+    ``idle``, every ``idle/2`` while the answer is open: two looks in a row that find no new body bytes (and
+    none waiting for the reader, and reading not paused for it) mean the server has been silent for at least
+    ``idle`` seconds."""
+
+    __slots__ = ("_connection", "_first_byte", "_handle", "_idle", "_loop", "_quiet_looks", "_started",
+                 "_total", "_url")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, connection: _Connection, url: str, started: float,
+                 total: float | None, first_byte: float | None, idle: float | None) -> None:
+        self._loop, self._connection, self._url, self._started = loop, connection, url, started
+        self._total, self._first_byte, self._idle = total, first_byte, idle
+        self._quiet_looks = 0
+        self._handle = loop.call_at(self._next(started), self._look)
+
+    def _next(self, now: float) -> float:
+        at = float("inf")
+        if self._total is not None:
+            at = self._started + self._total
+        if self._first_byte is not None and not self._connection.headers_done:
+            at = min(at, self._started + self._first_byte)
+        if self._idle is not None:
+            at = min(at, now + self._idle / 2)
+        return at
+
+    def _look(self) -> None:
+        connection = self._connection
+        if connection.complete or connection.error is not None:
+            return
+        now = self._loop.time()
+        if self._total is not None and now >= self._started + self._total:
+            connection.fail(RelayTimeout("total", self._total,
+                                         f"no complete answer from {self._url} within {self._total:g} s"))
+            return
+        if not connection.headers_done:
+            if self._first_byte is not None and now >= self._started + self._first_byte:
+                connection.fail(RelayTimeout("first_byte", self._first_byte,
+                                             f"no answer from {self._url} within {self._first_byte:g} s"))
+                return
+        elif self._idle is not None:
+            if connection.quiet and not connection.paused and not connection.chunks:
+                self._quiet_looks += 1
+                if self._quiet_looks >= 2:
+                    connection.fail(RelayTimeout("idle", self._idle,
+                                                 f"{self._url} sent nothing for {self._idle:g} s mid-answer"))
+                    return
+            else:
+                self._quiet_looks = 0
+            connection.quiet = True
+        at = self._next(now)
+        if at != float("inf"):
+            self._handle = self._loop.call_at(at, self._look)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
 class RelayResponse:
     """An answer whose body is still arriving. Read it once (:meth:`blocks`, :meth:`read` or :meth:`json`),
     then :meth:`release` it: the connection goes back to the pool when the answer ended, and is closed when it
     did not (a reader that stopped early)."""
 
-    def __init__(self, connection: _Connection, deadline: asyncio.TimerHandle | None) -> None:
+    def __init__(self, connection: _Connection, deadline: _Deadlines | None) -> None:
         self._connection = connection
         self._deadline = deadline
         self._released = False
@@ -283,10 +353,11 @@ class RelayClient:
         self._open.clear()
         await asyncio.sleep(0)  # the transports finish closing
 
-    async def post(self, url: str, body: bytes, headers: Mapping[str, str], *,
-                   timeout: float | None = None) -> RelayResponse:
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str], *, timeout: float | None = None,
+                   first_byte: float | None = None, idle: float | None = None) -> RelayResponse:
         """POST ``body`` and wait for the answer's status and headers; the body is then read from the response.
-        ``timeout``: seconds for the whole exchange, body included."""
+        Deadlines, in seconds (None: none): ``timeout`` for the whole exchange, body included; ``first_byte``
+        for the answer's status line; ``idle`` for any silence while its body arrives."""
         if self._closed:
             raise RelayError("the relay client is closed")
         origin, target, host = _split(url)
@@ -295,7 +366,8 @@ class RelayClient:
         started = loop.time()
         for attempt in (1, 2):
             connection, reused = await self._connection(origin)
-            timer = loop.call_at(started + timeout, connection.time_out, url, timeout) if timeout is not None else None
+            timer = (_Deadlines(loop, connection, url, started, timeout, first_byte, idle)
+                     if timeout is not None or first_byte is not None or idle is not None else None)
             connection.transport.write(request)  # type: ignore[union-attr]  # set once connected
             try:
                 while not connection.headers_done:

@@ -7,6 +7,7 @@ requests only), ``latency_ms`` and ``status``. The API key and any ``user`` fiel
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
@@ -112,6 +113,7 @@ class RequestCounter:
         self._redis = redis
         self._keys = KeySpace(f"veilnet:requests:{kind}:{validator}:{netuid}")
         self._unwritten: dict[tuple[str, int], int] = {}
+        self._writing = asyncio.Lock()  # a flush waits for one in flight: when it returns, all is written
         self._writer = Flusher(self.flush, lambda: bool(self._unwritten), interval=flush_seconds,
                                what=f"{kind} request counts")
 
@@ -128,21 +130,22 @@ class RequestCounter:
         self._writer.soon()
 
     async def flush(self) -> None:
-        batch, self._unwritten = self._unwritten, {}
-        if not batch:
-            return
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for (miner, start), n in batch.items():
-                    pipe.incrby(self._keys(miner, start), n)
-                    pipe.pexpire(self._keys(miner, start), self.KEEP_MS)
-                await pipe.execute()
-        except BaseException as exc:  # failed or cancelled: counted again at the next flush
-            for bucket, n in batch.items():
-                self._unwritten[bucket] = self._unwritten.get(bucket, 0) + n
-            if isinstance(exc, aioredis.RedisError | OSError):
-                raise StoreError(f"cannot count requests: {exc}") from exc
-            raise
+        async with self._writing:
+            batch, self._unwritten = self._unwritten, {}
+            if not batch:
+                return
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for (miner, start), n in batch.items():
+                        pipe.incrby(self._keys(miner, start), n)
+                        pipe.pexpire(self._keys(miner, start), self.KEEP_MS)
+                    await pipe.execute()
+            except BaseException as exc:  # failed or cancelled: counted again at the next flush
+                for bucket, n in batch.items():
+                    self._unwritten[bucket] = self._unwritten.get(bucket, 0) + n
+                if isinstance(exc, aioredis.RedisError | OSError):
+                    raise StoreError(f"cannot count requests: {exc}") from exc
+                raise
 
     async def used(self, miner: str, since_ms: int, *, now_ms: int | None = None) -> int:
         """Requests sent ``miner`` from the bucket holding ``since_ms`` to now (by every process of this

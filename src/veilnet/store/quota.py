@@ -8,7 +8,7 @@ from importlib import resources
 
 import redis.asyncio as aioredis
 
-from veilnet.errors import RateLimited
+from veilnet.errors import RateLimited, StoreError
 from veilnet.quotas import Quota
 from veilnet.store.redis import KeySpace, PipelinedScript
 
@@ -33,9 +33,9 @@ class QuotaStore:
 
     async def take(self, validator: str, quota: Quota, *, synthetic: bool, now_ms: int | None = None,
                    replay_key: str | None = None, replay_ttl_ms: int = 0) -> int | None:
-        """Consume one request; returns how many this validator used in the window, or raises RateLimited.
-        With ``replay_key``, first marks the request as seen (for ``replay_ttl_ms``) in the same round trip and
-        returns None, consuming nothing, when it was seen before."""
+        """Consume one request; returns how many this validator used in the window, or raises RateLimited
+        (StoreError when Redis fails). With ``replay_key``, first marks the request as seen (for
+        ``replay_ttl_ms``) in the same round trip and returns None, consuming nothing, when it was seen before."""
         now = int(time.time() * 1000) if now_ms is None else now_ms
         start, end = self._window(now)
         keys = [self._keys(validator, start, "total"), self._keys(validator, start, "synthetic")]
@@ -43,7 +43,10 @@ class QuotaStore:
         if replay_key is not None:
             keys.append(replay_key)
             args.append(replay_ttl_ms)
-        ok, used = await self._take(keys, args)
+        try:
+            ok, used = await self._take(keys, args)
+        except (aioredis.RedisError, OSError) as exc:
+            raise StoreError(f"quota store unavailable: {exc}") from exc
         if ok == -1:
             return None
         if not ok:

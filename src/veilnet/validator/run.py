@@ -35,6 +35,8 @@ async def run_validator_process(settings: Settings, roles: Collection[str] = ROL
     me = wallet.hotkey.ss58_address
     timeouts = DatabaseTimeouts.from_settings(settings.database)
     async with stop_on_signals(), contextlib.AsyncExitStack() as stack:
+        if settings.chain.network == "devnet":
+            import veilnet.devnet.chain  # noqa: F401  (registers the devnet chain backend)
         chain = await stack.enter_async_context(chain_from_settings(settings.chain))
         redis = await stack.enter_async_context(open_redis(settings.redis))
         reference = None

@@ -24,6 +24,7 @@ from typing import Any
 
 import aiohttp
 from bittensor_wallet import Keypair
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from veilnet.chain import errors as ce
@@ -36,6 +37,8 @@ from veilnet.confidential.sessions import AttestedSessions
 from veilnet.errors import StoreError, VeilnetError
 from veilnet.logs import log_event
 from veilnet.models.engine import ModelEngine, ReferenceModel
+from veilnet.protocol import paths
+from veilnet.protocol.capacity import CapacityDocument
 from veilnet.protocol.epistula import sign_request, verify_response
 from veilnet.protocol.headers import TRAFFIC_HEADER
 from veilnet.quotas import quota_for, synthetic_budget, validator_stakes
@@ -118,7 +121,7 @@ def _is_miner(neuron: NeuronInfo, me: str) -> bool:
     return neuron.hotkey != me and neuron.axon is not None and neuron.axon.is_served
 
 
-CHALLENGE_PATHS = {"chat": "/v1/chat/completions", "embeddings": "/v1/embeddings"}
+CHALLENGE_PATHS = {"chat": paths.CHAT_COMPLETIONS, "embeddings": paths.EMBEDDINGS}
 
 
 async def ask_miner(
@@ -265,12 +268,8 @@ async def attest_miner(ctx: ValidatorContext, neuron: NeuronInfo) -> Observation
     if ctx.attestations.get(neuron.hotkey) is not None:  # still fresh: no request to the miner this round
         return Observation(miner=neuron.hotkey, model="", task="attestation", outcome="ok", attested=True)
     url = neuron.axon.url
-    try:
-        async with ctx.http.get(f"{url}/capacity", timeout=aiohttp.ClientTimeout(total=10)) as response:
-            capacity = await response.json(content_type=None)
-        if not isinstance(capacity, dict) or not capacity.get("confidential"):
-            return None
-    except (aiohttp.ClientError, TimeoutError, ValueError):
+    capacity = await _capacity(ctx, url)
+    if capacity is None or capacity.confidential is None:
         return None  # the chat challenge records the miner's reachability
     try:
         await ctx.attestations.ensure(neuron.hotkey,
@@ -284,15 +283,21 @@ async def attest_miner(ctx: ValidatorContext, neuron: NeuronInfo) -> Observation
 async def miner_terms(ctx: ValidatorContext, neuron: NeuronInfo) -> MinerTerms | None:
     """The miner's ``/capacity`` (None when it does not answer or answers nonsense)."""
     assert neuron.axon is not None
+    document = await _capacity(ctx, neuron.axon.url)
+    if document is None:
+        return None
+    models = tuple(m.id for m in document.models)
+    return MinerTerms(capacity=min((m.capacity_per_window for m in document.models), default=0),
+                      window_seconds=document.window_seconds, synthetic_share=document.synthetic_share,
+                      models=models, embedding_models=frozenset(m.id for m in document.models if m.embeddings))
+
+
+async def _capacity(ctx: ValidatorContext, url: str) -> CapacityDocument | None:
+    """The miner's capacity document (None when it does not answer or answers nonsense)."""
     try:
-        async with ctx.http.get(f"{neuron.axon.url}/capacity", timeout=aiohttp.ClientTimeout(total=10)) as response:
-            data = await response.json(content_type=None)
-        models = tuple(str(m["id"]) for m in data["models"])
-        capacity = min(int(m["capacity_per_window"]) for m in data["models"]) if models else 0
-        return MinerTerms(capacity=capacity, window_seconds=max(1, int(data.get("window_seconds", 60))),
-                          synthetic_share=float(data.get("synthetic_share", 1.0)), models=models,
-                          embedding_models=frozenset(str(m["id"]) for m in data["models"] if m.get("embeddings")))
-    except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError):
+        async with ctx.http.get(f"{url}{paths.CAPACITY}", timeout=aiohttp.ClientTimeout(total=10)) as response:
+            return CapacityDocument.model_validate_json(await response.read())
+    except (aiohttp.ClientError, TimeoutError, ValidationError):
         return None
 
 
