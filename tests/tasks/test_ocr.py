@@ -139,7 +139,7 @@ async def test_reading_order_rebuilds_tilted_lines() -> None:
 
 async def test_organic_answers_are_checked_against_the_validators_own_reading(
         engine: RapidOcrEngine, challenges: list[OcrChallenge], honest: list[dict[str, object]]) -> None:
-    async with RapidOcrEngine(concurrency=1, detection_side=1280, use_angle_classifier=True) as other:
+    async with RapidOcrEngine(concurrency=1, detection_side=1280) as other:
         for index, challenge in enumerate(challenges[:2]):
             another_honest = (await other.transcribe(challenge.request)).model_dump()
             assert (await verify_ocr_organic(engine, challenge.request, another_honest)).ok
