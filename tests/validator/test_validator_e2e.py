@@ -133,6 +133,7 @@ async def _wait_epochs(chain: DevnetChain, netuid: int, count: int) -> None:
         await chain.wait_for_block(target, timeout=60)
 
 
+@pytest.mark.timeout(600)  # a loaded machine verifies slowly; the waits below have their own ceilings
 async def test_honest_miners_earn_and_the_cheater_gets_nothing(tmp_path: Path, redis_client: aioredis.Redis) -> None:
     async with subnet(tmp_path, redis_client) as (chain, netuid, reference), aiohttp.ClientSession() as http, \
             open_database(f"sqlite+aiosqlite:///{tmp_path / 'history.sqlite3'}") as engine:
@@ -148,28 +149,39 @@ async def test_honest_miners_earn_and_the_cheater_gets_nothing(tmp_path: Path, r
                 await asyncio.sleep(0.1)
             else:
                 pytest.fail("the validator never set weights")
-            # A round (three miners verified against the reference model) can outlast an epoch on a busy
-            # machine, and the first tempo may hold a miner's first answers only partly: wait until the
-            # validator has folded a second tempo, then let the chain run two epochs on its weights.
+            # Answers arrive slowly on a busy machine and the cheater passes most sampled challenges one by
+            # one: wait until the scores say what they must (the cheater banned, both honest miners earning),
+            # then until weights made from those scores are revealed on chain, then one epoch on them.
             store = ScoreStore(redis_client, VAL_H.ss58_address, netuid)
-            for _ in range(600):
-                if (await store.load())[1] >= 1:
+            hot = {name: h.ss58_address for name, (_, h) in MINERS.items()}
+            for _ in range(3000):
+                states, tempo = await store.load()
+                cheater = states.get(hot["cheater"])
+                if (cheater is not None and cheater.banned_until >= tempo
+                        and all(states.get(hot[n]) is not None and states[hot[n]].ema > 0 for n in ("honest1", "honest2"))):
                     break
                 await asyncio.sleep(0.1)
             else:
-                pytest.fail("the validator never folded a second tempo")
-            await _wait_epochs(chain, netuid, 2)
+                pytest.fail(f"the validator never banned the cheater while scoring both honest miners: {states}")
             graph = await chain.get_metagraph(netuid)
-            incentive = {name: graph.by_hotkey(hot.ss58_address).incentive for name, (_, hot) in MINERS.items()}  # type: ignore[union-attr]
+            uids = {name: graph.uid_of(address) for name, address in hot.items()}
+            for _ in range(3000):
+                weights = dict(chain.state.subnets[netuid].neurons[val_uid].weights)
+                if weights.get(uids["cheater"], 0) == 0 and weights.get(uids["honest1"], 0) > 0 \
+                        and weights.get(uids["honest2"], 0) > 0:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail("weights without the cheater never reached the chain")
+            await _wait_epochs(chain, netuid, 1)
+            graph = await chain.get_metagraph(netuid)
+            incentive = {name: graph.by_hotkey(address).incentive for name, address in hot.items()}  # type: ignore[union-attr]
             assert incentive["cheater"] == 0
             assert incentive["honest1"] > 0 and incentive["honest2"] > 0
             assert incentive["honest1"] + incentive["honest2"] >= 0.95 * sum(incentive.values())
-            cheater_uid = graph.uid_of(MINERS["cheater"][1].ss58_address)
-            weights = dict(chain.state.subnets[netuid].neurons[val_uid].weights)
-            assert weights.get(cheater_uid, 0) == 0
 
             points = await history.series()
-            assert {p.miner for p in points} >= {hot.ss58_address for _, hot in MINERS.values()}
+            assert {p.miner for p in points} >= set(hot.values())
             # each row keeps the chain's view at its epoch (the dashboard plots it)
             assert all(p.uid == graph.uid_of(p.miner) and p.incentive is not None for p in points)
 

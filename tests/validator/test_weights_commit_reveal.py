@@ -105,3 +105,26 @@ async def test_timelocked_mode_on_the_devnet_fails_closed(tmp_path: Path, redis_
         with pytest.raises(ce.TimelockUnsupported, match="hash commit-reveal"):
             await set_weights_for(ctx, await chain.get_metagraph(netuid), states, tempo=1)
         assert ctx.pending_reveals == []
+
+
+async def test_a_reveal_blocked_by_the_rate_limit_waits_for_a_later_block(tmp_path: Path,
+                                                                         redis_client: aioredis.Redis) -> None:
+    """Two commits due in the same block under a weights rate limit: the second reveal is refused as too fast;
+    it stays pending (the weights loop must not die) and goes in once the limit has passed."""
+    async with DevnetChain(None, block_time=None) as chain, aiohttp.ClientSession() as http:
+        ctx, netuid, miner_uid = await _validator_with_commit_reveal(chain, tmp_path, http, redis_client,
+                                                                     ValidatorSettings())
+        await chain.sudo_set_hyperparameter(netuid, "weights_rate_limit", 2)
+        graph = await chain.get_metagraph(netuid)
+        await set_weights_for(ctx, graph, {MINER_H.ss58_address: ScoreState(ema=0.5, seen=True)}, tempo=1)
+        for _ in range(3):
+            await chain.produce_block()
+        await set_weights_for(ctx, graph, {MINER_H.ss58_address: ScoreState(ema=0.2, seen=True)}, tempo=2)
+        revealed = 0
+        for _ in range(40):
+            await chain.produce_block()
+            revealed += await reveal_due(ctx)
+            if not ctx.pending_reveals:
+                break
+        assert revealed == 2 and ctx.pending_reveals == []
+        assert chain.state.subnets[netuid].neurons[1].weights == [(miner_uid, 65535)]

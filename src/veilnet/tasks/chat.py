@@ -14,7 +14,9 @@ always at the end:
 - *usage*: the recount against the claimed counts; inflation beyond what re-tokenisation explains fails.
 - *claimed logprobs*, when given, against the reference's (aligned by byte offsets); asked for but
   missing is a soft failure.
-- at temperature 0, the argmax; above it, the evidence for a greedy cache (:mod:`veilnet.tasks.greedy`).
+- at temperature 0, the argmax at every position (up to ``greedy_positions``): a few misses beyond a near
+  tie fail, as no honest greedy backend has them; above 0, the evidence for a greedy cache
+  (:mod:`veilnet.tasks.series`).
 
 Hard findings are what only a cheat produces; soft ones lower quality. The function is pure apart from the
 reference's calls. A ``constraint`` (a grammar's allowed tokens, for structured output) plugs in where the
@@ -53,6 +55,8 @@ class ChatVerifySettings:
     few tokens; stop sequences cost tokens that never reach the text)."""
 
     positions: int = 8
+    greedy_positions: int = 24  # at temperature 0 every position up to this many: misses are rare and cheap to find
+    greedy_misses: int = 3  # positions more than ``near_tie`` below the argmax that fail a greedy answer
     top: int = 100
     stop_floor: float = 1e-6
     text_alpha: float = 1e-9
@@ -194,11 +198,13 @@ def _check_usage(run: _Run) -> RecountedUsage:
 
 
 def _positions(run: _Run, rng: random.Random) -> list[int]:
-    """Position 0 and a random sample of the rest, ascending (the reference's cache re-uses each prefix)."""
+    """Position 0 and a random sample of the rest, ascending (the reference's cache re-uses each prefix); at
+    temperature 0, every position up to ``greedy_positions``."""
     count = len(run.tokens)
     if count == 0:
         return []
-    rest = rng.sample(range(1, count), min(run.settings.positions - 1, count - 1)) if count > 1 else []
+    wanted = run.settings.greedy_positions if run.request.temperature == 0.0 else run.settings.positions
+    rest = rng.sample(range(1, count), min(wanted - 1, count - 1)) if count > 1 else []
     return sorted({0, *rest})
 
 
@@ -306,9 +312,11 @@ def _check_argmax(run: _Run, scores: list[PositionScore]) -> GreedyEvidence | No
                 run.add("argmax_flip" if near else "not_argmax", "soft",
                         f"temperature 0 but position {s.index} is {s.argmax_gap:.2f} nats below the argmax")
         gross = [s for s in scores if s.argmax_gap > run.settings.gross_gap]
-        if len(gross) >= 2:
-            run.add("not_greedy", "hard", f"temperature 0 but {len(gross)} positions are more than "
-                                          f"{run.settings.gross_gap} nats below the argmax")
+        misses = [s for s in scores if s.argmax_gap > run.settings.near_tie]
+        if len(gross) >= 2 or len(misses) >= run.settings.greedy_misses:
+            run.add("not_greedy", "hard", f"temperature 0 but {len(misses)} of {len(scores)} positions are more "
+                                          f"than {run.settings.near_tie} nats below the argmax ({len(gross)} more "
+                                          f"than {run.settings.gross_gap})")
         return None
     return GreedyEvidence(sum(1 for s in scores if s.argmax), tuple(s.argmax_bound for s in scores))
 

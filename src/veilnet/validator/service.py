@@ -249,8 +249,8 @@ async def reveal_due(ctx: ValidatorContext) -> int:
         try:
             await ctx.chain.reveal_weights(ctx.netuid, ctx.keypair, pending.uids, pending.weights, pending.salt,
                                            pending.version_key)
-        except ce.RevealTooEarly:
-            continue
+        except (ce.RevealTooEarly, ce.SettingWeightsTooFast):
+            continue  # its reveal window has not opened, or weights went in this block: next round
         except (ce.ExpiredWeightCommit, ce.NoWeightsCommitFound, ce.InvalidRevealCommitHashNotMatch) as exc:
             log_event(log, "commit dropped", logging.WARNING, reason=exc.code)
         else:
