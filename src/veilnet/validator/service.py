@@ -12,7 +12,6 @@ Redis (:mod:`veilnet.store.validator_pipeline`), so one process runs them all or
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import math
@@ -42,7 +41,15 @@ from veilnet.protocol.capacity import CapacityDocument
 from veilnet.protocol.epistula import sign_request, verify_response
 from veilnet.protocol.headers import TRAFFIC_HEADER
 from veilnet.quotas import quota_for, synthetic_budget, validator_stakes
-from veilnet.scoring import Observation, Outcome, ScoreParams, ScoreState, update_scores, weights_from_scores
+from veilnet.scoring import (
+    Observation,
+    Outcome,
+    ScoreParams,
+    ScoreState,
+    observe_verdict,
+    update_scores,
+    weights_from_scores,
+)
 from veilnet.settings import ValidatorSettings
 from veilnet.store.history import ScoreHistory
 from veilnet.store.organic import OrganicStream, RequestCounter
@@ -179,12 +186,15 @@ async def ask_miner(
     except (VeilnetError, ValueError, KeyError, TypeError):
         # an unsigned, mis-signed or malformed answer is a failed verification, not a network error
         return ChallengeRecord(seen("ok", verified=False, quality=0.0))
-    if task != "chat":
-        return ChallengeRecord(seen("ok"), request, answer)
-    observation = seen(
-        "ok", ttft_ms=elapsed * 1000, tokens_per_s=completion_tokens / elapsed if elapsed > 0 else None,
-        completion_tokens=completion_tokens,
-    )
+    if task != "chat":  # embeddings: the inputs embedded
+        inputs = request["input"]
+        return ChallengeRecord(seen("ok", elapsed_ms=elapsed * 1000,
+                                    units=len(inputs) if isinstance(inputs, list) else 1), request, answer)
+    # a whole (not streamed) answer: no time to first token; it delivered at most what was asked for
+    max_tokens = request.get("max_tokens") or request.get("max_completion_tokens")
+    units = min(completion_tokens, max_tokens) if isinstance(max_tokens, int) else completion_tokens
+    observation = seen("ok", elapsed_ms=elapsed * 1000, completion_tokens=completion_tokens,
+                       max_tokens=max_tokens if isinstance(max_tokens, int) else None, units=max(0, units))
     return ChallengeRecord(observation, request, answer)
 
 
@@ -209,7 +219,7 @@ async def score_answer(ctx: ValidatorContext, record: ChallengeRecord) -> Observ
         return observation
     if not verdict.ok:
         log_event(log, "verification failed", logging.WARNING, miner=observation.miner, reason=verdict.reason)
-    return dataclasses.replace(observation, verified=verdict.ok, quality=verdict.quality)
+    return observe_verdict(observation, verdict)
 
 
 async def set_weights_for(
