@@ -41,6 +41,7 @@ from veilnet.protocol.capacity import CapacityDocument
 from veilnet.protocol.epistula import sign_request, verify_response
 from veilnet.protocol.headers import TRAFFIC_HEADER
 from veilnet.quotas import quota_for, synthetic_budget, validator_stakes
+from veilnet.relay import MinerClient
 from veilnet.scoring import (
     Observation,
     Outcome,
@@ -58,6 +59,7 @@ from veilnet.store.validator_pipeline import ChallengeRecord, ValidatorPipeline
 from veilnet.tasks.challenges import PromptPool, challenge_request, embeddings_texts, organic_requests
 from veilnet.tasks.chat import verify_chat_answer
 from veilnet.tasks.embeddings import verify_embeddings_answer
+from veilnet.validator.probe import run_prober
 
 __all__ = [
     "ROLES",
@@ -103,6 +105,8 @@ class ValidatorContext:
     organic_counts: RequestCounter | None = None  # the gateway's requests to each miner (None: no gateway)
     synthetic_counts: RequestCounter | None = None  # this validator's challenges (None: counted in process)
     prompt_pool: PromptPool | None = None  # questions the reference model wrote (None: word-list prompts only)
+    # how probe rounds are sent: the gateway's MinerClient class (None: the prober opens its own)
+    miners: MinerClient | None = None
 
 
 @dataclass(frozen=True)
@@ -312,6 +316,22 @@ async def _capacity(ctx: ValidatorContext, url: str) -> CapacityDocument | None:
 
 
 async def run_challenger(ctx: ValidatorContext, *, round_interval: float = 1.0) -> None:
+    """Challenge every served miner until cancelled, with probe rounds beside the challenges
+    (:func:`veilnet.validator.probe.run_prober`: measured throughput, the miners' terms and prices)."""
+    loop = asyncio.get_running_loop()
+    tasks = {loop.create_task(run_prober(ctx, ctx.miners, task_shares=dict(ctx.params.task_shares))),
+             loop.create_task(_challenge(ctx, round_interval=round_interval))}
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        task.result()  # the failure that ended one of them ends both
+
+
+async def _challenge(ctx: ValidatorContext, *, round_interval: float) -> None:
     """Challenge every served miner until cancelled: each gets this validator's synthetic budget for the
     window (quota left after organic traffic, at most ``challenges_per_window``), spread evenly over what is
     left of the window at random spacing, one request per challenge for one of the models it serves that the
