@@ -113,6 +113,15 @@ class ValidatorPipeline:
     async def add_observation(self, observation: Observation) -> None:
         await self._add_observation(self._redis, observation)
 
+    async def add_observations(self, observations: list[Observation]) -> None:
+        """Store several observations in one round trip."""
+        if not observations:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for observation in observations:
+                self._add_observation(pipe, observation)
+            await pipe.execute()
+
     def _add_observation(self, target: Any, observation: Observation) -> Any:
         return target.xadd(self.observations, {"observation": json.dumps(observation.to_dict())},
                            maxlen=MAXLEN, approximate=True)
