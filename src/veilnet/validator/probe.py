@@ -252,13 +252,16 @@ async def probe_once(ctx: ProbeContext, miners: MinerClient, *, task_shares: dic
     return records
 
 
+RETRY_SECONDS = 15.0
+
 # a dependency's failure: the round is skipped and the next one comes at its time
 _SKIPPED: tuple[type[BaseException], ...] = (ce.ChainUnavailable, StoreError, RedisError, OSError)
 
 
 async def run_prober(ctx: ProbeContext, miners: MinerClient | None = None, *,
                      task_shares: dict[str, float] | None = None) -> None:
-    """Probe rounds until cancelled: the first at once, then every ``probe_interval`` seconds x U(0.5, 1.5).
+    """Probe rounds until cancelled: the first at once, then every ``probe_interval`` seconds x U(0.5, 1.5)
+    (after a round that probed no one, or failed: ``RETRY_SECONDS`` x U(0.5, 1.5)).
     Without ``miners`` a MinerClient over its own RelayClient is opened (and closed) here; either way each
     request counts in ``ctx.synthetic_counts``."""
     async with contextlib.AsyncExitStack() as stack:
@@ -269,8 +272,11 @@ async def run_prober(ctx: ProbeContext, miners: MinerClient | None = None, *,
             miners = MinerClient(ctx.keypair, relay, MinerDeadlines(total=timeout, first_byte=timeout, idle=timeout),
                                  on_send=counts.count if counts is not None else None)
         while True:
+            records: list[ChallengeRecord] = []
             try:
-                await probe_once(ctx, miners, task_shares=task_shares)
+                records = await probe_once(ctx, miners, task_shares=task_shares)
             except _SKIPPED as exc:
                 log_event(log, "probe round skipped", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
-            await asyncio.sleep(ctx.settings.probe_interval * ctx.rng.uniform(0.5, 1.5))
+            # a round that probed no one (no permit, hence no quota yet; no miner reachable) comes again soon
+            interval = ctx.settings.probe_interval if records else min(ctx.settings.probe_interval, RETRY_SECONDS)
+            await asyncio.sleep(interval * ctx.rng.uniform(0.5, 1.5))
