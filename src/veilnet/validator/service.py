@@ -141,8 +141,8 @@ async def ask_miner(
 ) -> ChallengeRecord:
     """One signed synthetic request to ``neuron``: for ``chat`` a fresh prompt or a replayed organic one,
     for ``embeddings`` random texts. The answer, when there is one to verify, travels with the observation to
-    a scorer. Embeddings answers count for reliability, volume and quality, not speed (their latency is not
-    comparable with a generation's)."""
+    a scorer. The observation carries the answer's time and the units it delivered (completion tokens, at most
+    the length asked for; inputs embedded): speed is compared among each task's miners."""
     assert neuron.axon is not None
     request: dict[str, Any]
     if task == "embeddings":
