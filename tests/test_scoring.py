@@ -283,3 +283,17 @@ def test_states_and_observations_round_trip_through_json() -> None:
     assert Observation.from_dict(json.loads(json.dumps(observation.to_dict()))) == observation
     legacy = {"miner": "m", "model": "m", "task": "chat", "outcome": "ok", "tokens_per_s": 3.0}
     assert Observation.from_dict(legacy).category == "challenge"  # a field no longer kept is ignored
+
+
+def test_time_to_first_token_counts_only_for_streamed_answers() -> None:
+    """A whole answer's first byte comes with its end: were it read as time to first token, a shorter
+    answer would win it. It counts as nothing; a stream's real first token does."""
+    base = [*serving("ref1"), *serving("ref2")]
+    whole = tempo_components([*base, *probe("x", "r1", served=4), ok("x", elapsed=0.5, units=4, ttft=500)],
+                             ScoreParams())
+    unknown = tempo_components([*base, *probe("x", "r1", served=4), ok("x", elapsed=0.5, units=4, ttft=None)],
+                               ScoreParams())
+    assert whole["x"].tasks["chat"].speed == unknown["x"].tasks["chat"].speed
+    streamed = tempo_components([*base, *probe("x", "r1", served=4), ok("x", elapsed=0.5, units=4, ttft=20)],
+                                ScoreParams())
+    assert streamed["x"].tasks["chat"].speed > unknown["x"].tasks["chat"].speed

@@ -67,7 +67,7 @@ class Observation:
     organic: bool = False  # the same as kind "organic" (kept for observations recorded before kinds)
     verified: bool | None = None  # None: not sampled for verification
     quality: float | None = None  # verified quality in [0, 1] (1 = indistinguishable from the reference)
-    ttft_ms: float | None = None  # streamed answers only: until the first content token
+    ttft_ms: float | None = None  # streamed answers only: until the first content token (below elapsed_ms)
     completion_tokens: int = 0  # what the miner claimed
     price_per_million: float = 0.0  # terms: what the miner charges for the task's model (USD, blended)
     attested: bool | None = None  # kind "attestation": whether the miner's TEE evidence verified
@@ -224,7 +224,9 @@ def _measures(rows: list[Observation], task: str) -> _Measures:
     timed = [o for o in answered if o.elapsed_ms is not None and o.elapsed_ms > 0]
     seconds = math.fsum(o.elapsed_ms or 0.0 for o in timed) / 1000
     rate = sum(max(0, o.units) for o in timed) / seconds if timed else None
-    ttfts = [o.ttft_ms for o in answered if o.ttft_ms is not None and o.ttft_ms > 0 and o.units >= 1]
+    # streamed answers only: a whole answer's first byte is its end, which a shorter answer would win
+    ttfts = [o.ttft_ms for o in timed if o.ttft_ms is not None and 0 < o.ttft_ms < (o.elapsed_ms or 0.0)
+             and o.units >= 1]
     prices = [o.price_per_million for o in rows
               if o.task == task and o.category == "terms" and o.outcome == "ok" and o.price_per_million >= 0]
     return _Measures(rate, statistics.median(ttfts) if ttfts else None,

@@ -3,6 +3,7 @@ reliability (real gateway, real miners, real Redis streams, the real scoring).""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import openai
@@ -68,3 +69,14 @@ async def test_refused_organic_requests_cost_the_refusing_miner_reliability(
     parts = tempo_components(observations, ScoreParams())
     assert parts[MINER_A.ss58_address].reliability == 0.0
     assert parts[MINER_B.ss58_address].reliability == pytest.approx(1.0)
+
+
+async def test_a_uniform_sample_keeps_the_refusal_share(redis_client: aioredis.Redis) -> None:
+    pipeline = ValidatorPipeline(redis_client, GATEWAY.ss58_address, 1)
+    async with OrganicOutcomes(pipeline, sample_rate=0.25, flush_seconds=0.05, rng=random.Random(3)) as sink:
+        for index in range(800):
+            sink(attempt(Fault.BUSY, 429, "busy") if index % 4 == 0 else attempt(None))
+    observations, _ = await pipeline.take_observations()
+    assert 150 <= len(observations) <= 250
+    refused = sum(1 for o in observations if o.outcome == "rate_limited") / len(observations)
+    assert 0.17 <= refused <= 0.33  # a quarter refused, as in all 800

@@ -10,13 +10,16 @@ one for every pause. The client's, the gateway's and a dependency's faults count
 count for reliability only: the gateway cannot yet recount an answer's tokens, so speed comes from the
 validator's own measurements.
 
-:class:`OrganicOutcomes` is the gateway's ``on_attempt`` hook: it collects observations in process and writes
+:class:`OrganicOutcomes` is the gateway's ``on_attempt`` hook: it keeps a uniform sample of the attempts
+(``sample_rate``, the gateway's ``organic_sample_rate``: reliability is a ratio, which a uniform sample keeps,
+and a busy gateway must not flood the observations stream), collects their observations in process and writes
 them in batches (one Redis pipeline a second, through a :class:`~veilnet.store.flusher.Flusher`), so no request
 waits on Redis and an outage loses nothing until it ends.
 """
 
 from __future__ import annotations
 
+import random
 from types import TracebackType
 
 from redis.exceptions import RedisError
@@ -53,8 +56,11 @@ def organic_observation(outcome: AttemptOutcome) -> Observation | None:
 class OrganicOutcomes:
     """Call it with each :class:`AttemptOutcome`; use it with ``async with`` (leaving writes what is left)."""
 
-    def __init__(self, pipeline: ValidatorPipeline, *, flush_seconds: float = 1.0) -> None:
+    def __init__(self, pipeline: ValidatorPipeline, *, sample_rate: float = 1.0, flush_seconds: float = 1.0,
+                 rng: random.Random | None = None) -> None:
         self._pipeline = pipeline
+        self._sample_rate = sample_rate
+        self._rng = rng or random.Random()
         self._unwritten: list[Observation] = []
         self._writer = Flusher(self.flush, lambda: bool(self._unwritten), interval=flush_seconds,
                                what="organic outcomes")
@@ -68,7 +74,7 @@ class OrganicOutcomes:
 
     def __call__(self, outcome: AttemptOutcome) -> None:
         observation = organic_observation(outcome)
-        if observation is None:
+        if observation is None or (self._sample_rate < 1.0 and self._rng.random() >= self._sample_rate):
             return
         self._unwritten.append(observation)
         if len(self._unwritten) > MAX_UNWRITTEN:

@@ -77,7 +77,8 @@ async def run_gateway(settings: Settings) -> None:
             history=EpochHistory(ScoreHistory(engine, wallet.hotkey.ss58_address, netuid)),
             # each attempt's outcome reaches this validator's scores (reliability), docs/scoring.md
             on_attempt=await stack.enter_async_context(
-                OrganicOutcomes(ValidatorPipeline(redis, wallet.hotkey.ss58_address, netuid))),
+                OrganicOutcomes(ValidatorPipeline(redis, wallet.hotkey.ss58_address, netuid),
+                                sample_rate=settings.gateway.organic_sample_rate)),
         )
         attester = asyncio.create_task(attest_forever(ctx))
         stack.callback(attester.cancel)
