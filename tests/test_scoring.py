@@ -297,3 +297,18 @@ def test_time_to_first_token_counts_only_for_streamed_answers() -> None:
     streamed = tempo_components([*base, *probe("x", "r1", served=4), ok("x", elapsed=0.5, units=4, ttft=20)],
                                 ScoreParams())
     assert streamed["x"].tasks["chat"].speed > unknown["x"].tasks["chat"].speed
+
+
+def test_references_in_a_tempo_without_a_probe_round_use_the_last_measured_throughput() -> None:
+    states = update_scores({}, [*serving("big"), *probe("big", "r1", served=4), *serving("small")], tempo=1)
+    assert states["big"].throughput["chat"] > states["small"].throughput["chat"]
+    later = [ok("big", elapsed=1.0), terms("big", 0.1), ok("small", elapsed=4.0), terms("small", 0.1),
+             *(ok("liar", elapsed=4.0) for _ in range(3)), terms("liar", 0.1)]  # no probe round this tempo
+    parts = tempo_components(later, ScoreParams(), states)
+    # big holds two thirds of the measured throughput: its rate is the reference; the unmeasured liar's
+    # three slow answers set nothing
+    assert parts["big"].tasks["chat"].speed == pytest.approx(0.5)
+    assert parts["small"].tasks["chat"].speed < 0.4
+    assert parts["liar"].tasks["chat"].speed == pytest.approx(parts["small"].tasks["chat"].speed)
+    blind = tempo_components(later, ScoreParams())  # without the states there is nothing to weigh
+    assert blind["small"].tasks["chat"].speed == 0.5

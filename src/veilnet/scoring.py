@@ -234,13 +234,14 @@ def _measures(rows: list[Observation], task: str) -> _Measures:
 
 
 def _task_components(by_miner: Mapping[str, list[Observation]], throughput: Mapping[str, Mapping[str, float]],
-                     ) -> dict[str, dict[str, TaskComponents]]:
-    """Miner -> task -> speed and price relative to the throughput-weighted medians of the task's miners."""
+                     weights: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, TaskComponents]]:
+    """Miner -> task -> speed and price relative to the medians of the task's miners weighted by
+    ``weights`` (throughput, measured or last known); ``throughput``: what this tempo measured."""
     tasks = {o.task for rows in by_miner.values() for o in rows if o.category in _SERVING | {"terms"}}
     out: dict[str, dict[str, TaskComponents]] = defaultdict(dict)
     for task in tasks:
         measures = {miner: _measures(rows, task) for miner, rows in by_miner.items()}
-        weight = {miner: throughput.get(miner, {}).get(task, 0.0) for miner in by_miner}
+        weight = {miner: weights.get(miner, {}).get(task, 0.0) for miner in by_miner}
         ref_rate = weighted_median((m.rate, weight[k]) for k, m in measures.items() if m.rate is not None)
         ref_ttft = weighted_median((m.ttft_ms, weight[k]) for k, m in measures.items() if m.ttft_ms is not None)
         ref_price = weighted_median((m.price, weight[k]) for k, m in measures.items() if m.price is not None)
@@ -273,15 +274,21 @@ def _convictions(rows: list[Observation], params: ScoreParams) -> tuple[str, ...
     return tuple(out)
 
 
-def tempo_components(observations: Iterable[Observation], params: ScoreParams) -> dict[str, TempoComponents]:
+def tempo_components(observations: Iterable[Observation], params: ScoreParams,
+                     states: Mapping[str, ScoreState] | None = None) -> dict[str, TempoComponents]:
     """Per-miner components of one tempo's observations. Attestations count for reliability (evidence that
     fails is a failed request) and mark the miner attested when every one verified; terms reads count a
-    failure when unreadable and give the price otherwise; neither counts as a request served."""
+    failure when unreadable and give the price otherwise; neither counts as a request served. The references
+    for speed and price are weighted by each miner's throughput: this tempo's, else the last measured
+    (``states``)."""
     by_miner: dict[str, list[Observation]] = defaultdict(list)
     for obs in observations:
         by_miner[obs.miner].append(obs)
     throughput = {miner: _throughputs(rows) for miner, rows in by_miner.items()}
-    per_task = _task_components(by_miner, throughput)
+    known = states or {}
+    weights = {miner: {**(known[miner].throughput if miner in known else {}), **measured}
+               for miner, measured in throughput.items()}
+    per_task = _task_components(by_miner, throughput, weights)
     out: dict[str, TempoComponents] = {}
     for miner, rows in by_miner.items():
         serving = [o for o in rows if o.category in _SERVING]
@@ -339,7 +346,7 @@ def update_scores(
     params: ScoreParams = ScoreParams(),
 ) -> dict[str, ScoreState]:
     """Fold one tempo's observations into every miner's state (miners without observations decay)."""
-    components = tempo_components(observations, params)
+    components = tempo_components(observations, params, states)
     shares = tempo_shares(states, components, tempo, params)
     updated: dict[str, ScoreState] = {}
     for miner in set(states) | set(components):
