@@ -257,7 +257,8 @@ def test_unreadable_terms_and_failed_attestations_are_failures_not_served_reques
     assert parts["failing"].reliability == pytest.approx(8 / 9)
     assert parts["mute"].reliability == pytest.approx(8 / 9)
     states = update_scores({}, observations, tempo=1)
-    assert states["attested"].ema > states["plain"].ema > states["failing"].ema
+    assert states["attested"].ema == pytest.approx(1.2 * states["plain"].ema)  # attested capacity: 20 % more
+    assert states["plain"].ema > states["failing"].ema
 
 
 def test_throughput_is_kept_for_tempos_without_a_probe_and_silent_miners_decay() -> None:

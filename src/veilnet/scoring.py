@@ -310,15 +310,16 @@ def tempo_components(observations: Iterable[Observation], params: ScoreParams,
 
 
 def _service(part: TempoComponents, task: TaskComponents, quality: float, params: ScoreParams) -> float:
+    """quality^2 x reliability^2 x speed^0.5 x price^0.5 (the exponents are ``params``'), in [0, 1]."""
     service: float = (max(0.0, quality) ** params.exp_quality * part.reliability ** params.exp_reliability
-               * task.speed ** params.exp_speed * task.price ** params.exp_price)
-    return service * (1 + params.attested_bonus) if part.attested else service
+                      * task.speed ** params.exp_speed * task.price ** params.exp_price)
+    return service
 
 
 def tempo_shares(states: Mapping[str, ScoreState], components: Mapping[str, TempoComponents], tempo: int,
                  params: ScoreParams) -> dict[str, float]:
     """Each miner's share of this tempo's credit: per task, throughput (this tempo's, else the last measured)
-    x service ** sharpen, normalised among the task's miners and weighted by the task's share. Banned and
+    x service ** sharpen (x (1 + attested_bonus) for a miner whose TEE attestation verified), normalised among the task's miners and weighted by the task's share. Banned and
     convicted miners get 0. Linear in throughput: k hotkeys splitting one backend's throughput split its share."""
     credit: dict[str, dict[str, float]] = defaultdict(dict)  # task -> miner -> credit
     for miner, part in components.items():
@@ -329,6 +330,8 @@ def tempo_shares(states: Mapping[str, ScoreState], components: Mapping[str, Temp
         for task, figures in part.tasks.items():
             measured = figures.throughput if figures.throughput is not None else state.throughput.get(task, 0.0)
             value = measured * _service(part, figures, quality, params) ** params.sharpen
+            if part.attested:
+                value *= 1 + params.attested_bonus
             if value > 0 and params.task_shares.get(task, 0.0) > 0:
                 credit[task][miner] = value
     shares: dict[str, float] = defaultdict(float)
