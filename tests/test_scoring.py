@@ -284,6 +284,9 @@ def test_states_and_observations_round_trip_through_json() -> None:
     assert Observation.from_dict(json.loads(json.dumps(observation.to_dict()))) == observation
     legacy = {"miner": "m", "model": "m", "task": "chat", "outcome": "ok", "tokens_per_s": 3.0}
     assert Observation.from_dict(legacy).category == "challenge"  # a field no longer kept is ignored
+    unreadable = Observation(miner="m", model="", task="terms", outcome="error")  # recorded without a kind
+    assert unreadable.category == "terms"
+    assert tempo_components([unreadable, *serving("m")], ScoreParams())["m"].reliability == pytest.approx(8 / 9)
 
 
 def test_time_to_first_token_counts_only_for_streamed_answers() -> None:

@@ -84,9 +84,10 @@ class Observation:
 
     @property
     def category(self) -> Kind:
-        """The kind, reading observations recorded before kinds (``organic``, task ``attestation``) too."""
-        if self.task == "attestation":
-            return "attestation"
+        """The kind, reading observations recorded without one (``organic``, task ``attestation`` or
+        ``terms``) too."""
+        if self.task in ("attestation", "terms"):
+            return self.task  # type: ignore[return-value]
         return "organic" if self.organic else self.kind
 
     def to_dict(self) -> dict[str, Any]:
