@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -150,7 +150,7 @@ class ValidatorSettings(_Section):
     probe_concurrency: int = Field(default=8, ge=1)
     probe_max_tokens: int = Field(default=128, ge=1, le=1024)
     # each task's share of the miners' credit (a task nobody else serves takes at most its share)
-    task_shares: dict[str, float] = Field(default_factory=lambda: {"chat": 0.75, "embeddings": 0.25})
+    task_shares: dict[str, NonNegativeFloat] = Field(default_factory=lambda: {"chat": 0.75, "embeddings": 0.25})
 
 
 class ConfidentialSettings(_Section):
