@@ -1,18 +1,26 @@
-"""Miner scores from validator observations: a pure function, no I/O. The reasons are in docs/scoring.md.
+"""Miner scores from validator observations: pure functions, no I/O. The reasons are in docs/scoring.md.
 
 Each tempo the validator folds that tempo's :class:`Observation`s into every miner's :class:`ScoreState`
 with :func:`update_scores`; :func:`weights_from_scores` turns the states into normalised weights.
 
-- **Quality gate.** A failed verification (a token implausible under the requested sampling, wrong claimed
-  logprobs, recounted usage that differs) zeroes the miner and keeps it at zero for ``ban_tempos`` tempos:
-  cheating must cost more than it can earn while the verifier samples only some answers.
-- **Dropout.** Only a random sample of answers is verified. Unverified answers carry no quality signal:
-  they count as missing, never as zero, so a miner is not punished for the validator's sampling.
-- **Components**, each in [0, 1]: verified quality, speed (time to first token and tokens/s relative to the
-  best miner this tempo), reliability (share of requests answered), volume (answers served, square-rooted
-  so one large miner cannot dominate) and price efficiency (cheapest price / own price).
-- **Smoothing and sharpening.** An EMA across tempos resists one lucky or unlucky tempo; a sharpening
-  exponent widens the gap between good and mediocre miners. Miners never seen score 0.
+- **Credit is measured throughput times service.** Per task, a miner's credit is the throughput the
+  validator *measured* in probe rounds (every miner hit at the same moment with a burst of concurrent
+  requests: units it served per second, an answer counting for what it delivered, never for what it claimed
+  beyond what was asked) times ``service ** sharpen``. Hotkeys in front of one backend are probed together and
+  split its throughput, so splitting earns nothing; advertising capacity earns nothing unless it is served.
+- **Service** = quality^2 x reliability^2 x speed^0.5 x price^0.5 (exponents in :class:`ScoreParams`):
+  verified quality; reliability (answers / requests, every refusal, 429, 503, timeout, probe refused, terms
+  unreadable or attestation failed counting as a failure); speed (delivered tokens per second of the whole
+  answer and, on streams, time to first token) and price (what the miner charges), each relative to the
+  *throughput-weighted median* of the miners serving the task, so a miner answering little or lying cannot
+  set the reference.
+- **Task shares.** Each task's credit is normalised among its miners and weighted by the task's share
+  (``task_shares``), so a task nobody else serves cannot take everything.
+- **Quality gate.** A failed verification, or a series of verdicts that convicts the miner of answering
+  from a greedy cache or with another model (:mod:`veilnet.tasks.series`), zeroes the miner and keeps it at
+  zero for ``ban_tempos`` tempos. Unverified answers carry no quality signal: they are missing, not zero.
+- **Smoothing.** An EMA of each tempo's share resists one lucky or unlucky tempo; it is linear, so k
+  hotkeys' summed EMA is the EMA of their summed shares. Miners never seen score 0.
 """
 
 from __future__ import annotations
@@ -21,21 +29,33 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Literal
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal
+
+from veilnet.tasks.series import greedy_cache_test, substitution_test
+from veilnet.tasks.verdict import GreedyEvidence, Verdict
 
 __all__ = [
+    "Kind",
     "Observation",
     "Outcome",
     "ScoreParams",
     "ScoreState",
+    "TaskComponents",
     "TempoComponents",
+    "observe_verdict",
     "tempo_components",
+    "tempo_shares",
     "update_scores",
+    "weighted_median",
     "weights_from_scores",
 ]
 
 Outcome = Literal["ok", "error", "timeout", "rate_limited"]
+# challenge: a synthetic request; organic: an app's request the gateway relayed; probe: one request of a
+# probe round (throughput); attestation: a TEE evidence check; terms: one read of the capacity document
+Kind = Literal["challenge", "organic", "probe", "attestation", "terms"]
+_SERVING: frozenset[str] = frozenset(("challenge", "organic", "probe"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,113 +64,283 @@ class Observation:
     model: str
     task: str
     outcome: Outcome
-    organic: bool = False
+    organic: bool = False  # the same as kind "organic" (kept for observations recorded before kinds)
     verified: bool | None = None  # None: not sampled for verification
     quality: float | None = None  # verified quality in [0, 1] (1 = indistinguishable from the reference)
-    ttft_ms: float | None = None
-    tokens_per_s: float | None = None
-    completion_tokens: int = 0
-    price_per_million: float = 0.0
-    attested: bool | None = None  # task "attestation": whether the miner's TEE evidence verified
+    ttft_ms: float | None = None  # streamed answers only: until the first content token (below elapsed_ms)
+    completion_tokens: int = 0  # what the miner claimed
+    price_per_million: float = 0.0  # terms: what the miner charges for the task's model (USD, blended)
+    attested: bool | None = None  # kind "attestation": whether the miner's TEE evidence verified
+    kind: Kind = "challenge"
+    elapsed_ms: float | None = None  # from sending the request to the answer's end
+    max_tokens: int | None = None  # the length asked for (chat)
+    units: int = 0  # what the answer delivered: completion tokens (recounted when verified, at most
+    #                 max_tokens) for chat, inputs embedded for embeddings
+    probe: str | None = None  # kind "probe": the round (every miner probed in it at the same moment)
+    greedy_hits: int = 0  # verified answers sampled at temperature > 0: argmax hits at checked positions
+    greedy_bounds: tuple[float, ...] = ()  # ... and the most an honest sampler hits each of them
+    fisher: float = 0.0  # verified chat answers: Fisher's statistic over the checked positions
+    text_positions: int = 0
+
+    @property
+    def category(self) -> Kind:
+        """The kind, reading observations recorded without one (``organic``, task ``attestation`` or
+        ``terms``) too."""
+        if self.task in ("attestation", "terms"):
+            return self.task  # type: ignore[return-value]
+        return "organic" if self.organic else self.kind
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Observation:
+        """Read :meth:`to_dict`'s output (unknown keys, from an older or newer validator, are ignored)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if "greedy_bounds" in values:
+            values["greedy_bounds"] = tuple(float(b) for b in values["greedy_bounds"])
+        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
 class ScoreParams:
     ema_alpha: float = 0.3
-    sharpen: float = 2.0
+    sharpen: float = 2.0  # credit = throughput x service ** sharpen
     ban_tempos: int = 20
-    weight_quality: float = 0.35
-    weight_speed: float = 0.2
-    weight_reliability: float = 0.25
-    weight_volume: float = 0.1
-    weight_price: float = 0.1
-    rate_limited_penalty: float = 0.5  # a 429 within the validator's quota counts as half a failure
+    exp_quality: float = 2.0
+    exp_reliability: float = 2.0
+    exp_speed: float = 0.5
+    exp_price: float = 0.5
+    task_shares: Mapping[str, float] = field(default_factory=lambda: {"chat": 0.75, "embeddings": 0.25})
     attested_bonus: float = 0.2  # verified TEE attestation: attested capacity earns this much more
+    greedy_alpha: float = 1e-9  # series tests: an honest miner is convicted with at most this probability
+    substitution_alpha: float = 1e-9
 
 
 @dataclass(frozen=True, slots=True)
 class ScoreState:
-    ema: float = 0.0
+    ema: float = 0.0  # smoothed share of the miners' credit (sums to at most 1 over miners)
     quality: float = 1.0  # last known verified quality, used while nothing is verified
     banned_until: int = -1  # tempo index until which the miner scores 0
     seen: bool = False
+    throughput: Mapping[str, float] = field(default_factory=dict)  # task -> last measured units/s
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ema": self.ema, "quality": self.quality, "banned_until": self.banned_until, "seen": self.seen,
+                "throughput": dict(self.throughput)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ScoreState:
+        """Read :meth:`to_dict`'s output; a state saved before throughput was kept reads with none."""
+        throughput = data.get("throughput") or {}
+        return cls(ema=float(data.get("ema", 0.0)), quality=float(data.get("quality", 1.0)),
+                   banned_until=int(data.get("banned_until", -1)), seen=bool(data.get("seen", False)),
+                   throughput={str(k): float(v) for k, v in throughput.items()})
+
+
+@dataclass(frozen=True, slots=True)
+class TaskComponents:
+    throughput: float | None  # units/s measured in this tempo's probe rounds (None: not probed)
+    speed: float  # in [0, 1]; 0.5 is the reference (the throughput-weighted median)
+    price: float  # in [0, 1]; 0.5 is the reference, 1.0 free
 
 
 @dataclass(frozen=True, slots=True)
 class TempoComponents:
     quality: float | None
-    speed: float
     reliability: float
-    volume: float
-    price: float
     caught: bool
     served: int = 0
-    extra: dict[str, float] = field(default_factory=dict)
     attested: bool = False
+    tasks: dict[str, TaskComponents] = field(default_factory=dict)
+    convicted_by: tuple[str, ...] = ()  # failed_verification, greedy_cache, substitution
 
 
-def _ratio(value: float, best: float) -> float:
-    if value <= 0 or best <= 0:
-        return 0.0
-    return max(0.0, min(1.0, value / best))
+def observe_verdict(observation: Observation, verdict: Verdict) -> Observation:
+    """The observation of a verified answer: its verdict, the delivered units from the reference's recount
+    (at most the length asked for), and the evidence the series tests read."""
+    units = observation.units
+    if verdict.usage is not None:
+        units = verdict.usage.completion_tokens
+        if observation.max_tokens is not None:
+            units = min(units, observation.max_tokens)
+    greedy = verdict.greedy
+    return replace(observation, verified=verdict.ok, quality=verdict.quality, units=max(0, units),
+                   greedy_hits=greedy.hits if greedy is not None else 0,
+                   greedy_bounds=greedy.hit_bounds if greedy is not None else (),
+                   fisher=verdict.fisher, text_positions=verdict.text_positions)
 
 
-def tempo_components(observations: Iterable[Observation], params: ScoreParams) -> dict[str, TempoComponents]:
-    """Per-miner components of one tempo's observations. Attestation challenges (task ``attestation``) count
-    for reliability (a miner offering confidential serving whose evidence fails has failed a request) and
-    mark the miner attested when every one of them verified; they count for nothing else."""
+def weighted_median(pairs: Iterable[tuple[float, float]]) -> float | None:
+    """The value below and above which at most half the weight lies ((value, weight) pairs; weights <= 0 and
+    NaN values are ignored; None when nothing is left). Between two values holding exactly half each: their mean."""
+    items = sorted((v, w) for v, w in pairs if w > 0 and not math.isnan(v))
+    if not items:
+        return None
+    half = math.fsum(w for _, w in items) / 2
+    running = 0.0
+    for index, (value, weight) in enumerate(items):
+        running += weight
+        if math.isclose(running, half, rel_tol=1e-12) and index + 1 < len(items):
+            return (value + items[index + 1][0]) / 2
+        if running > half:
+            return value
+    return items[-1][0]
+
+
+def _relative(better: float, worse: float) -> float:
+    """``better / (better + worse)``: 0.5 when equal, towards 1 as ``better`` dominates (0.5 when both 0)."""
+    total = better + worse
+    return 0.5 if total <= 0 else better / total
+
+
+def _throughputs(rows: list[Observation]) -> dict[str, float]:
+    """Task -> mean over the tempo's probe rounds of units delivered / the round's length for this miner (from
+    the burst to its last answer). Refused or failed requests deliver nothing; a failed verification nothing."""
+    rounds: dict[tuple[str, str], list[Observation]] = defaultdict(list)
+    for o in rows:
+        if o.category == "probe" and o.probe is not None:
+            rounds[(o.task, o.probe)].append(o)
+    per_task: dict[str, list[float]] = defaultdict(list)
+    for (task, _), members in rounds.items():
+        seconds = max((o.elapsed_ms or 0.0) for o in members) / 1000
+        delivered = sum(max(0, o.units) for o in members if o.outcome == "ok" and o.verified is not False)
+        per_task[task].append(delivered / seconds if seconds > 0 else 0.0)
+    return {task: statistics.fmean(values) for task, values in per_task.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class _Measures:
+    """One miner's raw figures for one task in one tempo."""
+
+    rate: float | None = None  # delivered units / seconds of whole answers (challenges and organic)
+    ttft_ms: float | None = None  # median time to the first token of streamed answers that had one
+    price: float | None = None  # what its capacity document charges
+
+
+def _measures(rows: list[Observation], task: str) -> _Measures:
+    answered = [o for o in rows if o.task == task and o.outcome == "ok" and o.category in ("challenge", "organic")
+                and o.verified is not False]
+    timed = [o for o in answered if o.elapsed_ms is not None and o.elapsed_ms > 0]
+    seconds = math.fsum(o.elapsed_ms or 0.0 for o in timed) / 1000
+    rate = sum(max(0, o.units) for o in timed) / seconds if timed else None
+    # streamed answers only: a whole answer's first byte is its end, which a shorter answer would win
+    ttfts = [o.ttft_ms for o in timed if o.ttft_ms is not None and 0 < o.ttft_ms < (o.elapsed_ms or 0.0)
+             and o.units >= 1]
+    prices = [o.price_per_million for o in rows
+              if o.task == task and o.category == "terms" and o.outcome == "ok" and o.price_per_million >= 0]
+    return _Measures(rate, statistics.median(ttfts) if ttfts else None,
+                     statistics.median(prices) if prices else None)
+
+
+def _task_components(by_miner: Mapping[str, list[Observation]], throughput: Mapping[str, Mapping[str, float]],
+                     weights: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, TaskComponents]]:
+    """Miner -> task -> speed and price relative to the medians of the task's miners weighted by
+    ``weights`` (throughput, measured or last known); ``throughput``: what this tempo measured."""
+    tasks = {o.task for rows in by_miner.values() for o in rows if o.category in _SERVING | {"terms"}}
+    out: dict[str, dict[str, TaskComponents]] = defaultdict(dict)
+    for task in tasks:
+        measures = {miner: _measures(rows, task) for miner, rows in by_miner.items()}
+        weight = {miner: weights.get(miner, {}).get(task, 0.0) for miner in by_miner}
+        ref_rate = weighted_median((m.rate, weight[k]) for k, m in measures.items() if m.rate is not None)
+        ref_ttft = weighted_median((m.ttft_ms, weight[k]) for k, m in measures.items() if m.ttft_ms is not None)
+        ref_price = weighted_median((m.price, weight[k]) for k, m in measures.items() if m.price is not None)
+        for miner, m in measures.items():
+            parts = []
+            if m.rate is not None and ref_rate is not None:
+                parts.append(_relative(m.rate, ref_rate))
+            if m.ttft_ms is not None and ref_ttft is not None:
+                parts.append(_relative(ref_ttft, m.ttft_ms))
+            speed = statistics.fmean(parts) if parts else 0.5
+            price = _relative(ref_price, m.price) if m.price is not None and ref_price is not None else 0.5
+            measured = throughput.get(miner, {}).get(task)
+            out[miner][task] = TaskComponents(throughput=measured, speed=speed, price=price)
+    return out
+
+
+def _convictions(rows: list[Observation], params: ScoreParams) -> tuple[str, ...]:
+    """Why the tempo's verdicts convict the miner: a failed verification, or a series test over them."""
+    verified = [o for o in rows if o.verified is not None]
+    out = []
+    if any(o.verified is False for o in verified):
+        out.append("failed_verification")
+    evidence = [GreedyEvidence(o.greedy_hits, tuple(o.greedy_bounds)) for o in verified if o.greedy_bounds]
+    if evidence and greedy_cache_test(evidence, alpha=params.greedy_alpha).flagged:
+        out.append("greedy_cache")
+    texts = [Verdict(ok=True, quality=1.0, reason=None, checked=o.text_positions, fisher=o.fisher,
+                     text_positions=o.text_positions) for o in verified if o.text_positions > 0]
+    if texts and substitution_test(texts, alpha=params.substitution_alpha).flagged:
+        out.append("substitution")
+    return tuple(out)
+
+
+def tempo_components(observations: Iterable[Observation], params: ScoreParams,
+                     states: Mapping[str, ScoreState] | None = None) -> dict[str, TempoComponents]:
+    """Per-miner components of one tempo's observations. Attestations count for reliability (evidence that
+    fails is a failed request) and mark the miner attested when every one verified; terms reads count a
+    failure when unreadable and give the price otherwise; neither counts as a request served. The references
+    for speed and price are weighted by each miner's throughput: this tempo's, else the last measured
+    (``states``)."""
     by_miner: dict[str, list[Observation]] = defaultdict(list)
-    attestations: dict[str, list[Observation]] = defaultdict(list)
     for obs in observations:
-        (attestations if obs.task == "attestation" else by_miner)[obs.miner].append(obs)
-    for miner in attestations:
-        by_miner.setdefault(miner, [])
-    ttft: dict[str, float] = {}
-    tps: dict[str, float] = {}
-    served: dict[str, int] = {}
-    price: dict[str, float] = {}
-    for miner, rows in by_miner.items():
-        ok = [o for o in rows if o.outcome == "ok"]
-        served[miner] = len(ok)
-        ttfts = [o.ttft_ms for o in ok if o.ttft_ms is not None and o.ttft_ms > 0]
-        rates = [o.tokens_per_s for o in ok if o.tokens_per_s is not None and o.tokens_per_s > 0]
-        if ttfts:
-            ttft[miner] = statistics.median(ttfts)
-        if rates:
-            tps[miner] = statistics.median(rates)
-        prices = [o.price_per_million for o in rows if o.price_per_million > 0]
-        if prices:
-            price[miner] = statistics.median(prices)
-    best_ttft = min(ttft.values(), default=0.0)
-    best_tps = max(tps.values(), default=0.0)
-    most_served = max(served.values(), default=0)
-    cheapest = min(price.values(), default=0.0)
-
+        by_miner[obs.miner].append(obs)
+    throughput = {miner: _throughputs(rows) for miner, rows in by_miner.items()}
+    known = states or {}
+    weights = {miner: {**(known[miner].throughput if miner in known else {}), **measured}
+               for miner, measured in throughput.items()}
+    per_task = _task_components(by_miner, throughput, weights)
     out: dict[str, TempoComponents] = {}
     for miner, rows in by_miner.items():
-        verified = [o for o in rows if o.verified is not None]
-        caught = any(o.verified is False for o in verified)
-        qualities = [o.quality for o in verified if o.verified and o.quality is not None]
-        quality = statistics.fmean(qualities) if qualities else None
-        failures = sum(
-            1.0 if o.outcome in ("error", "timeout") else params.rate_limited_penalty if o.outcome == "rate_limited" else 0.0
-            for o in rows
-        ) + sum(1.0 for o in attestations.get(miner, []) if o.attested is not True)
-        reliability = served[miner] / (served[miner] + failures) if served[miner] + failures > 0 else 0.0
-        speed_parts = []
-        if miner in ttft:
-            speed_parts.append(_ratio(best_ttft, ttft[miner]))
-        if miner in tps:
-            speed_parts.append(_ratio(tps[miner], best_tps))
-        speed = statistics.fmean(speed_parts) if speed_parts else 0.0
-        volume = math.sqrt(served[miner] / most_served) if most_served else 0.0
-        price_score = _ratio(cheapest, price[miner]) if miner in price else 1.0
+        serving = [o for o in rows if o.category in _SERVING]
+        served = sum(1 for o in serving if o.outcome == "ok")
+        failures = sum(1 for o in serving if o.outcome != "ok")
+        failures += sum(1 for o in rows if o.category == "terms" and o.outcome != "ok")
+        attestations = [o for o in rows if o.category == "attestation"]
+        failures += sum(1 for o in attestations if o.attested is not True)
+        qualities = [o.quality for o in rows if o.verified and o.quality is not None]
+        convicted = _convictions(rows, params)
         out[miner] = TempoComponents(
-            quality=quality, speed=speed, reliability=reliability, volume=volume, price=price_score,
-            caught=caught, served=served[miner],
-            attested=bool(attestations.get(miner)) and all(o.attested is True for o in attestations[miner]),
+            quality=statistics.fmean(qualities) if qualities else None,
+            reliability=served / (served + failures) if served + failures > 0 else 0.0,
+            caught=bool(convicted), served=served,
+            attested=bool(attestations) and all(o.attested is True for o in attestations),
+            tasks=per_task.get(miner, {}), convicted_by=convicted,
         )
     return out
+
+
+def _service(part: TempoComponents, task: TaskComponents, quality: float, params: ScoreParams) -> float:
+    """quality^2 x reliability^2 x speed^0.5 x price^0.5 (the exponents are ``params``'), in [0, 1]."""
+    service: float = (max(0.0, quality) ** params.exp_quality * part.reliability ** params.exp_reliability
+                      * task.speed ** params.exp_speed * task.price ** params.exp_price)
+    return service
+
+
+def tempo_shares(states: Mapping[str, ScoreState], components: Mapping[str, TempoComponents], tempo: int,
+                 params: ScoreParams) -> dict[str, float]:
+    """Each miner's share of this tempo's credit: per task, throughput (this tempo's, else the last measured)
+    x service ** sharpen (x (1 + attested_bonus) for a miner whose TEE attestation verified), normalised among the task's miners and weighted by the task's share. Banned and
+    convicted miners get 0. Linear in throughput: k hotkeys splitting one backend's throughput split its share."""
+    credit: dict[str, dict[str, float]] = defaultdict(dict)  # task -> miner -> credit
+    for miner, part in components.items():
+        state = states.get(miner, ScoreState())
+        if part.caught or tempo <= state.banned_until:
+            continue
+        quality = part.quality if part.quality is not None else state.quality
+        for task, figures in part.tasks.items():
+            measured = figures.throughput if figures.throughput is not None else state.throughput.get(task, 0.0)
+            value = measured * _service(part, figures, quality, params) ** params.sharpen
+            if part.attested:
+                value *= 1 + params.attested_bonus
+            if value > 0 and params.task_shares.get(task, 0.0) > 0:
+                credit[task][miner] = value
+    shares: dict[str, float] = defaultdict(float)
+    for task, by_miner in credit.items():
+        total = math.fsum(by_miner.values())
+        for miner, value in by_miner.items():
+            shares[miner] += params.task_shares[task] * value / total
+    return dict(shares)
 
 
 def update_scores(
@@ -160,7 +350,8 @@ def update_scores(
     params: ScoreParams = ScoreParams(),
 ) -> dict[str, ScoreState]:
     """Fold one tempo's observations into every miner's state (miners without observations decay)."""
-    components = tempo_components(observations, params)
+    components = tempo_components(observations, params, states)
+    shares = tempo_shares(states, components, tempo, params)
     updated: dict[str, ScoreState] = {}
     for miner in set(states) | set(components):
         state = states.get(miner, ScoreState())
@@ -170,29 +361,21 @@ def update_scores(
             continue
         banned_until = tempo + params.ban_tempos if part.caught else state.banned_until
         quality = part.quality if part.quality is not None else state.quality
+        throughput = {**state.throughput, **{task: figures.throughput for task, figures in part.tasks.items()
+                                             if figures.throughput is not None}}
         if part.caught or tempo <= banned_until:
-            raw = 0.0
             ema = 0.0  # caught cheating: the history goes too
         else:
-            raw = (
-                params.weight_quality * quality
-                + params.weight_speed * part.speed
-                + params.weight_reliability * part.reliability
-                + params.weight_volume * part.volume
-                + params.weight_price * part.price
-            ) * part.reliability  # answering nothing earns nothing, however fast the rest was
-            if part.attested:
-                raw *= 1 + params.attested_bonus
-            ema = params.ema_alpha * raw + (1 - params.ema_alpha) * state.ema if state.seen else raw
-        updated[miner] = ScoreState(ema=ema, quality=quality, banned_until=banned_until, seen=True)
+            share = shares.get(miner, 0.0)
+            ema = params.ema_alpha * share + (1 - params.ema_alpha) * state.ema if state.seen else share
+        updated[miner] = ScoreState(ema=ema, quality=quality, banned_until=banned_until, seen=True,
+                                    throughput=throughput)
     return updated
 
 
 def weights_from_scores(states: Mapping[str, ScoreState], tempo: int, params: ScoreParams = ScoreParams()) -> dict[str, float]:
-    """Normalised weights: EMA scores sharpened by ``params.sharpen``; banned and unseen miners get 0."""
-    raw = {
-        miner: (state.ema ** params.sharpen if state.seen and tempo > state.banned_until else 0.0)
-        for miner, state in states.items()
-    }
-    total = sum(raw.values())
+    """Normalised weights: EMA shares (already sharpened through service, so linear here: splitting a
+    miner's share among hotkeys cannot raise its total); banned and unseen miners get 0."""
+    raw = {miner: (state.ema if state.seen and tempo > state.banned_until else 0.0) for miner, state in states.items()}
+    total = math.fsum(raw.values())
     return {miner: (value / total if total > 0 else 0.0) for miner, value in raw.items()}

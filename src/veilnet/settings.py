@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -143,6 +143,14 @@ class ValidatorSettings(_Section):
     # share of challenges that ask for embeddings, to miners serving a reference model's embeddings (0: none;
     # scorers then load no embedding context)
     embedding_share: float = Field(default=0.25, ge=0.0, le=1.0)
+    # probe rounds (docs/scoring.md): every served miner hit at the same moment, about every probe_interval
+    # seconds, with up to probe_concurrency requests (at most what it advertises and this validator's quota)
+    # asking for probe_max_tokens tokens each
+    probe_interval: float = Field(default=300.0, gt=0)
+    probe_concurrency: int = Field(default=8, ge=1)
+    probe_max_tokens: int = Field(default=128, ge=1, le=1024)
+    # each task's share of the miners' credit (a task nobody else serves takes at most its share)
+    task_shares: dict[str, NonNegativeFloat] = Field(default_factory=lambda: {"chat": 0.75, "embeddings": 0.25})
 
 
 class ConfidentialSettings(_Section):

@@ -110,7 +110,9 @@ async def _validator(chain: DevnetChain, netuid: int, reference: LlamaCppEngine,
             history=history,
             keypair=VAL_H, chain=chain, netuid=netuid, reference=reference, http=http,
             scores=ScoreStore(redis, VAL_H.ss58_address, netuid),
-            settings=ValidatorSettings(verify_rate=1.0, reference_models=[SMOL], challenges_per_window=600),
+            # small probe rounds: short answers, two requests a miner (the machine is small and shared)
+            settings=ValidatorSettings(verify_rate=1.0, reference_models=[SMOL], challenges_per_window=600,
+                                       probe_max_tokens=32, probe_concurrency=2),
             pipeline=ValidatorPipeline(redis, VAL_H.ss58_address, netuid, consumer=f"scorer-{rng}"),
             synthetic_counts=RequestCounter(redis, "synthetic", VAL_H.ss58_address, netuid), rng=random.Random(rng),
         )

@@ -99,14 +99,16 @@ async def test_embeddings_challenges_verify_honest_vectors_and_catch_a_cached_on
             keypair=VAL_H, chain=chain, netuid=netuid, reference=reference, http=http,
             scores=ScoreStore(redis_client, VAL_H.ss58_address, netuid),
             settings=ValidatorSettings(verify_rate=1.0, reference_models=[SMOL], embedding_share=1.0,
-                                       challenges_per_window=600),
+                                       challenges_per_window=600, probe_max_tokens=16, probe_concurrency=1),
             pipeline=ValidatorPipeline(redis_client, VAL_H.ss58_address, netuid), rng=random.Random(3),
         )
         challenger = asyncio.create_task(run_challenger(validator, round_interval=0.2))
         records: list[Any] = []
         try:
             for _ in range(100):
-                records += [record for _, record in await validator.pipeline.claim_answers(count=10, block_ms=100)]
+                # the challenges (the challenger's probe rounds, chat and embeddings, share the stream)
+                records += [record for _, record in await validator.pipeline.claim_answers(count=10, block_ms=100)
+                            if record.observation.kind == "challenge"]
                 if {r.observation.miner for r in records if r.answer is not None} == {HONEST[1].ss58_address,
                                                                                      CACHER[1].ss58_address}:
                     break

@@ -14,6 +14,7 @@ from veilnet.dashboard import EpochHistory
 from veilnet.gateway.app import create_gateway_app
 from veilnet.gateway.confidential import attest_forever
 from veilnet.gateway.directory import MinerDirectory
+from veilnet.gateway.outcomes import OrganicOutcomes
 from veilnet.gateway.service import GatewayContext
 from veilnet.relay import RelayClient
 from veilnet.serving import serve, stop_on_signals
@@ -25,6 +26,7 @@ from veilnet.store.ratelimit import KeyRateLimiter
 from veilnet.store.redis import open_redis
 from veilnet.store.scores import LatestScores, ScoreStore
 from veilnet.store.sql import DatabaseTimeouts, open_database
+from veilnet.store.validator_pipeline import ValidatorPipeline
 from veilnet.wallet import load_wallet
 
 __all__ = ["open_miner_http", "run_gateway"]
@@ -73,6 +75,10 @@ async def run_gateway(settings: Settings) -> None:
                 OrganicStream(redis, netuid, sample_rate=settings.gateway.organic_sample_rate)),
             attestations=AttestedSessions(verifier_from_settings(settings.confidential)),
             history=EpochHistory(ScoreHistory(engine, wallet.hotkey.ss58_address, netuid)),
+            # each attempt's outcome reaches this validator's scores (reliability), docs/scoring.md
+            on_attempt=await stack.enter_async_context(
+                OrganicOutcomes(ValidatorPipeline(redis, wallet.hotkey.ss58_address, netuid),
+                                sample_rate=settings.gateway.organic_sample_rate)),
         )
         attester = asyncio.create_task(attest_forever(ctx))
         stack.callback(attester.cancel)

@@ -169,6 +169,7 @@ class _Miner:
                                price_input_per_million=s.price_input_per_million,
                                price_output_per_million=s.price_output_per_million,
                                context_length=info.context_length, embeddings=info.embeddings,
+                               concurrency=s.max_concurrency,
                                supported_parameters=list(s.supported_parameters),
                                input_modalities=sorted(info.input_modalities))  # type: ignore[arg-type]
                     for info in self.served.values()],

@@ -30,6 +30,7 @@ class ModelOffer(_Document):
     price_output_per_million: float = Field(ge=0)
     context_length: int = Field(gt=0)
     embeddings: bool = False  # also served on /v1/embeddings
+    concurrency: int = Field(default=1, ge=1)  # requests it runs at once (validators probe up to this many)
     supported_parameters: list[str] = Field(default_factory=list)  # the sampling parameters it honours
     input_modalities: list[Modality] = Field(default_factory=lambda: list[Modality](["text"]))  # what it takes
 

@@ -60,6 +60,10 @@ class MinerClient:
         """POST ``request`` to the miner ``hotkey`` at ``url`` (its axon); the caller owns the response."""
         return await self.post(url, hotkey, request.PATH, encode_request(request))
 
+    async def exchange(self, url: str, hotkey: str, request: MinerRequest) -> tuple[str, RelayResponse]:
+        """:meth:`send`, also giving the request's Epistula uuid (what the miner's answer is signed for)."""
+        return await self._post(url, hotkey, request.PATH, encode_request(request), sealed=False)
+
     async def send_sealed(self, url: str, hotkey: str, sealed: SealedRequest) -> RelayResponse:
         """POST a sealed request (an envelope only the miner's enclave opens) to its endpoint's path."""
         return await self.post(url, hotkey, ENDPOINT_PATHS[sealed.endpoint], sealed.model_dump_json().encode(),
@@ -68,6 +72,9 @@ class MinerClient:
     async def post(self, url: str, hotkey: str, path: str, body: bytes, *, sealed: bool = False) -> RelayResponse:
         """POST ``body`` (already serialised) signed for ``hotkey``. RelayError or RelayTimeout when the miner
         cannot be reached or misses a deadline."""
+        return (await self._post(url, hotkey, path, body, sealed=sealed))[1]
+
+    async def _post(self, url: str, hotkey: str, path: str, body: bytes, *, sealed: bool) -> tuple[str, RelayResponse]:
         headers = sign_request(self.keypair, body, hotkey)
         headers["Content-Type"] = "application/json"
         headers[TRAFFIC_HEADER] = self._traffic
@@ -76,5 +83,6 @@ class MinerClient:
         if self._on_send is not None:
             self._on_send(hotkey)
         deadlines = self.deadlines
-        return await self.relay.post(url + path, body, headers, timeout=deadlines.total,
-                                     first_byte=deadlines.first_byte, idle=deadlines.idle)
+        response = await self.relay.post(url + path, body, headers, timeout=deadlines.total,
+                                         first_byte=deadlines.first_byte, idle=deadlines.idle)
+        return headers["Epistula-Uuid"], response

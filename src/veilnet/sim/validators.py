@@ -60,7 +60,8 @@ class Strategy(Protocol):
 
 
 def sharpened(power: float = 2.0) -> ScoresToWeights:
-    """Scores raised to ``power``, normalised (what ``veilnet.scoring.weights_from_scores`` does today)."""
+    """Scores raised to ``power``, normalised (``veilnet.scoring`` sharpens each miner's service by the same
+    exponent inside its credit, then normalises shares linearly)."""
 
     def to_weights(scores: Mapping[int, float]) -> dict[int, float]:
         raised = {uid: max(score, 0.0) ** power for uid, score in scores.items()}

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import logging
-from dataclasses import asdict
 from types import TracebackType
 
 import redis.asyncio as aioredis
@@ -31,7 +30,7 @@ class ScoreStore:
     async def load(self) -> tuple[dict[str, ScoreState], int]:
         raw = await self._redis.hgetall(self._states)
         states = {
-            (key.decode() if isinstance(key, bytes) else key): ScoreState(**json.loads(value))
+            (key.decode() if isinstance(key, bytes) else key): ScoreState.from_dict(json.loads(value))
             for key, value in raw.items()
         }
         tempo = await self._redis.get(self._tempo)
@@ -41,7 +40,7 @@ class ScoreStore:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(self._states)
             if states:
-                pipe.hset(self._states, mapping={k: json.dumps(asdict(v)) for k, v in states.items()})
+                pipe.hset(self._states, mapping={k: json.dumps(v.to_dict()) for k, v in states.items()})
             pipe.set(self._tempo, tempo)
             await pipe.execute()
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -35,12 +35,12 @@ class ChallengeRecord:
     answer: dict[str, Any] | None = None
 
     def to_json(self) -> str:
-        return json.dumps({"observation": asdict(self.observation), "request": self.request, "answer": self.answer})
+        return json.dumps({"observation": self.observation.to_dict(), "request": self.request, "answer": self.answer})
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> ChallengeRecord:
         data = json.loads(raw)
-        return cls(Observation(**data["observation"]), data.get("request"), data.get("answer"))
+        return cls(Observation.from_dict(data["observation"]), data.get("request"), data.get("answer"))
 
 
 def _text(value: str | bytes) -> str:
@@ -113,8 +113,17 @@ class ValidatorPipeline:
     async def add_observation(self, observation: Observation) -> None:
         await self._add_observation(self._redis, observation)
 
+    async def add_observations(self, observations: list[Observation]) -> None:
+        """Store several observations in one round trip."""
+        if not observations:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for observation in observations:
+                self._add_observation(pipe, observation)
+            await pipe.execute()
+
     def _add_observation(self, target: Any, observation: Observation) -> Any:
-        return target.xadd(self.observations, {"observation": json.dumps(asdict(observation))},
+        return target.xadd(self.observations, {"observation": json.dumps(observation.to_dict())},
                            maxlen=MAXLEN, approximate=True)
 
     async def take_observations(self) -> tuple[list[Observation], list[str]]:
@@ -125,7 +134,7 @@ class ValidatorPipeline:
             ids.append(_text(entry_id))
             if fields:
                 raw = {_text(k): v for k, v in fields.items()}
-                observations.append(Observation(**json.loads(raw["observation"])))
+                observations.append(Observation.from_dict(json.loads(raw["observation"])))
         return observations, ids
 
     async def forget(self, ids: list[str]) -> None:

@@ -30,7 +30,7 @@ class Finding:
 class RecountedUsage:
     """The reference's own token counts for the answer, beside what the miner claimed (None: not given).
     ``completion_tokens`` counts the answer's text in the model's tokenization, plus the end-of-generation
-    token when the answer ended on one; scorers measure speed and volume from these, not from claims."""
+    token when the answer ended on one; scorers measure speed and throughput from these, not from claims."""
 
     prompt_tokens: int
     completion_tokens: int

@@ -12,7 +12,6 @@ Redis (:mod:`veilnet.store.validator_pipeline`), so one process runs them all or
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import math
@@ -42,7 +41,16 @@ from veilnet.protocol.capacity import CapacityDocument
 from veilnet.protocol.epistula import sign_request, verify_response
 from veilnet.protocol.headers import TRAFFIC_HEADER
 from veilnet.quotas import quota_for, synthetic_budget, validator_stakes
-from veilnet.scoring import Observation, Outcome, ScoreParams, ScoreState, update_scores, weights_from_scores
+from veilnet.relay import MinerClient
+from veilnet.scoring import (
+    Observation,
+    Outcome,
+    ScoreParams,
+    ScoreState,
+    observe_verdict,
+    update_scores,
+    weights_from_scores,
+)
 from veilnet.settings import ValidatorSettings
 from veilnet.store.history import ScoreHistory
 from veilnet.store.organic import OrganicStream, RequestCounter
@@ -51,6 +59,7 @@ from veilnet.store.validator_pipeline import ChallengeRecord, ValidatorPipeline
 from veilnet.tasks.challenges import PromptPool, challenge_request, embeddings_texts, organic_requests
 from veilnet.tasks.chat import verify_chat_answer
 from veilnet.tasks.embeddings import verify_embeddings_answer
+from veilnet.validator.probe import run_prober
 
 __all__ = [
     "ROLES",
@@ -96,6 +105,8 @@ class ValidatorContext:
     organic_counts: RequestCounter | None = None  # the gateway's requests to each miner (None: no gateway)
     synthetic_counts: RequestCounter | None = None  # this validator's challenges (None: counted in process)
     prompt_pool: PromptPool | None = None  # questions the reference model wrote (None: word-list prompts only)
+    # how probe rounds are sent: the gateway's MinerClient class (None: the prober opens its own)
+    miners: MinerClient | None = None
 
 
 @dataclass(frozen=True)
@@ -130,8 +141,8 @@ async def ask_miner(
 ) -> ChallengeRecord:
     """One signed synthetic request to ``neuron``: for ``chat`` a fresh prompt or a replayed organic one,
     for ``embeddings`` random texts. The answer, when there is one to verify, travels with the observation to
-    a scorer. Embeddings answers count for reliability, volume and quality, not speed (their latency is not
-    comparable with a generation's)."""
+    a scorer. The observation carries the answer's time and the units it delivered (completion tokens, at most
+    the length asked for; inputs embedded): speed is compared among each task's miners."""
     assert neuron.axon is not None
     request: dict[str, Any]
     if task == "embeddings":
@@ -179,12 +190,15 @@ async def ask_miner(
     except (VeilnetError, ValueError, KeyError, TypeError):
         # an unsigned, mis-signed or malformed answer is a failed verification, not a network error
         return ChallengeRecord(seen("ok", verified=False, quality=0.0))
-    if task != "chat":
-        return ChallengeRecord(seen("ok"), request, answer)
-    observation = seen(
-        "ok", ttft_ms=elapsed * 1000, tokens_per_s=completion_tokens / elapsed if elapsed > 0 else None,
-        completion_tokens=completion_tokens,
-    )
+    if task != "chat":  # embeddings: the inputs embedded
+        inputs = request["input"]
+        return ChallengeRecord(seen("ok", elapsed_ms=elapsed * 1000,
+                                    units=len(inputs) if isinstance(inputs, list) else 1), request, answer)
+    # a whole (not streamed) answer: no time to first token; it delivered at most what was asked for
+    max_tokens = request.get("max_tokens") or request.get("max_completion_tokens")
+    units = min(completion_tokens, max_tokens) if isinstance(max_tokens, int) else completion_tokens
+    observation = seen("ok", elapsed_ms=elapsed * 1000, completion_tokens=completion_tokens,
+                       max_tokens=max_tokens if isinstance(max_tokens, int) else None, units=max(0, units))
     return ChallengeRecord(observation, request, answer)
 
 
@@ -209,7 +223,7 @@ async def score_answer(ctx: ValidatorContext, record: ChallengeRecord) -> Observ
         return observation
     if not verdict.ok:
         log_event(log, "verification failed", logging.WARNING, miner=observation.miner, reason=verdict.reason)
-    return dataclasses.replace(observation, verified=verdict.ok, quality=verdict.quality)
+    return observe_verdict(observation, verdict)
 
 
 async def set_weights_for(
@@ -302,6 +316,22 @@ async def _capacity(ctx: ValidatorContext, url: str) -> CapacityDocument | None:
 
 
 async def run_challenger(ctx: ValidatorContext, *, round_interval: float = 1.0) -> None:
+    """Challenge every served miner until cancelled, with probe rounds beside the challenges
+    (:func:`veilnet.validator.probe.run_prober`: measured throughput, the miners' terms and prices)."""
+    loop = asyncio.get_running_loop()
+    tasks = {loop.create_task(run_prober(ctx, ctx.miners, task_shares=dict(ctx.params.task_shares))),
+             loop.create_task(_challenge(ctx, round_interval=round_interval))}
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        task.result()  # the failure that ended one of them ends both
+
+
+async def _challenge(ctx: ValidatorContext, *, round_interval: float) -> None:
     """Challenge every served miner until cancelled: each gets this validator's synthetic budget for the
     window (quota left after organic traffic, at most ``challenges_per_window``), spread evenly over what is
     left of the window at random spacing, one request per challenge for one of the models it serves that the
