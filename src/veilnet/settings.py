@@ -29,6 +29,7 @@ __all__ = [
     "DevnetSettings",
     "EpistulaSettings",
     "GatewaySettings",
+    "HttpSettings",
     "LlamaCppSettings",
     "LogSettings",
     "MinerSettings",
@@ -195,6 +196,16 @@ class LlamaCppSettings(_Section):
         return engine_threads(self.threads, self.engines_on_host)
 
 
+class HttpSettings(_Section):
+    """What every veilnet HTTP server (gateway, miner, devnet chain, confidential proxy) gives a client, in
+    seconds: to send its first byte (and the next request's, on a kept-alive connection), a request's headers,
+    a request's body. A connection past one of these is closed (408 when a request was under way)."""
+
+    keep_alive_seconds: float = Field(default=5.0, gt=0)
+    header_seconds: float = Field(default=10.0, gt=0)
+    body_seconds: float = Field(default=60.0, gt=0)
+
+
 class DevnetSettings(_Section):
     data_dir: Path = Field(default_factory=lambda: default_data_dir() / "devnet")
     block_time: float = 1.0
@@ -218,6 +229,7 @@ class Settings(BaseSettings):
     epistula: EpistulaSettings = Field(default_factory=EpistulaSettings)
     miner: MinerSettings = Field(default_factory=MinerSettings)
     validator: ValidatorSettings = Field(default_factory=ValidatorSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     confidential: ConfidentialSettings = Field(default_factory=ConfidentialSettings)
     llamacpp: LlamaCppSettings = Field(default_factory=LlamaCppSettings)

@@ -10,6 +10,7 @@ import aiohttp
 from veilnet.chain.connect import chain_from_settings
 from veilnet.confidential.config import verifier_from_settings
 from veilnet.confidential.sessions import AttestedSessions
+from veilnet.connections import ConnectionTimeouts
 from veilnet.dashboard import EpochHistory
 from veilnet.gateway.app import create_gateway_app
 from veilnet.gateway.confidential import attest_forever
@@ -79,4 +80,5 @@ async def run_gateway(settings: Settings) -> None:
         # leaving the stack writes the last ledger rows, organic samples and request counts
         await serve(create_gateway_app(ctx, max_body_bytes=settings.gateway.max_body_bytes),
                     host=settings.gateway.host, port=settings.gateway.port, stop=stop,
+                    timeouts=ConnectionTimeouts.from_settings(settings.http),
                     timeout_graceful_shutdown=settings.gateway.drain_seconds)
