@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import redis.asyncio as aioredis
 from tests.gateway.conftest import stack
 
@@ -18,11 +19,12 @@ from veilnet.store.keys import KeyStore
 # the miners' prices (tests/gateway/conftest.py): $1 per million prompt tokens, $2 per million completion tokens
 PROMPT = "hi"
 MAX_TOKENS = 2
-# what one request costs: the fake upstream reports 3 prompt and 2 completion tokens
-ONE_REQUEST_USD = (3 * 1.0 + 2 * 2.0) / 1e6
-# what it holds: its prompt's bytes plus 16 template tokens, and max_tokens
-HOLD_USD = ((len(PROMPT) + 16) * 1.0 + MAX_TOKENS * 2.0) / 1e6
+# what a request holds: its prompt's bytes, 16 template tokens for its message and 64 for the request, max_tokens
+HOLD_USD = ((len(PROMPT) + 16 + 64) * 1.0 + MAX_TOKENS * 2.0) / 1e6
 ONE_AND_A_HALF_HOLDS = 1.5 * HOLD_USD
+# the bursts ask for "user": "max-usage": the fake upstream reports a million tokens each way, so the miner
+# bills the most the request allows, which is what it held
+ONE_REQUEST_USD = HOLD_USD
 
 
 def chat(stream: bool = False, model: str = "upstream-echo", **extra: Any) -> dict[str, Any]:
@@ -33,7 +35,7 @@ def chat(stream: bool = False, model: str = "upstream-echo", **extra: Any) -> di
 async def burst(url: str, secret: str, n: int = 50, *, stream: bool = False) -> list[tuple[int, bytes]]:
     async with aiohttp.ClientSession() as http:
         async def one() -> tuple[int, bytes]:
-            async with http.post(f"{url}/v1/chat/completions", json=chat(stream),
+            async with http.post(f"{url}/v1/chat/completions", json=chat(stream, user="max-usage"),
                                  headers={"Authorization": f"Bearer {secret}"}) as response:
                 return response.status, await response.read()
 
@@ -67,9 +69,8 @@ async def test_concurrent_requests_never_spend_past_a_keys_credit(tmp_path: Path
             total = await spent(keys, key.id)
             print(f"\nstream={stream}: credit ${credit:.6f} for 10 requests; {served} served, ${total:.6f} spent")
             assert total <= credit + ONE_REQUEST_USD
-            assert total > credit - 2 * HOLD_USD - ONE_REQUEST_USD  # the credit was used, not refused outright
-            assert served == round(total / ONE_REQUEST_USD)
-            assert any(b"of its credit left and this request may cost up to" in body for body in refusals)
+            assert served == 10 and total == pytest.approx(credit)  # all of it spent, none past it
+            assert all(b'"code":"insufficient_credits"' in body and b"credit" in body for body in refusals)
             assert (await keys.authenticate(secret)).reserved_usd == 0.0
 
 
@@ -82,7 +83,7 @@ async def test_concurrent_requests_never_spend_past_a_keys_budget(tmp_path: Path
         total = await spent(keys, key.id)
         print(f"\nbudget ${budget:.6f} for 10 requests; {served} served, ${total:.6f} spent")
         assert total <= budget + ONE_REQUEST_USD
-        assert total > budget - 2 * HOLD_USD - ONE_REQUEST_USD
+        assert served == 10 and total == pytest.approx(budget)
         assert any(b"budget_exceeded" in body for body in refusals)
         assert (await keys.authenticate(secret)).reserved_usd == 0.0
 

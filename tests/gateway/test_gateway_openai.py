@@ -327,9 +327,9 @@ async def test_a_key_over_its_budget_is_a_402_until_the_period_resets(
     tmp_path: Path, redis_client: aioredis.Redis
 ) -> None:
     async with stack(tmp_path, redis_client) as s, aiohttp.ClientSession() as http:
-        # a request of "hi" with max_tokens=2 holds $22e-6 (its bytes and 16 template tokens, 2 completion tokens)
-        # and costs $7e-6: the day's budget covers the first, and what is left of it cannot cover a second
-        cap = 25e-6
+        # a request of "hi" with max_tokens=2 holds $86e-6 (its 2 bytes and 80 template tokens, 2 completion
+        # tokens) and costs $7e-6: the day's budget covers the first, and what is left of it cannot cover a second
+        cap = 90e-6
         secret, _ = await s["keys"].create("capped", credit_usd=10.0, budget_usd=cap, budget_reset="daily")
         capped = openai.AsyncOpenAI(base_url=f"{s['url']}/v1", api_key=secret, max_retries=0)
         hello: Any = [{"role": "user", "content": "hi"}]
@@ -342,7 +342,7 @@ async def test_a_key_over_its_budget_is_a_402_until_the_period_resets(
         assert refused.value.status_code == 402
         assert refused.value.body["code"] == "budget_exceeded"  # type: ignore[index]
         message = refused.value.body["message"]  # type: ignore[index]
-        assert "$0.000018 of its daily budget left and this request may cost up to $0.000022" in message
+        assert "$0.000083 of its daily budget left and this request may cost up to $0.000086" in message
         assert "it resets at" in message
         async with http.get(f"{s['url']}/api/v1/key", headers={"Authorization": f"Bearer {secret}"}) as response:
             assert response.status == 200  # a key over its budget can still see that it is

@@ -30,9 +30,9 @@ def test_a_miner_cannot_bill_more_tokens_than_the_request_could_use() -> None:
                                                   "messages": [{"role": "user", "content": "hi"}]})
     inflated = Usage(prompt_tokens=10**9, completion_tokens=10**9)
     billed = priced(inflated, MINER, asked)
-    # the prompt's text (2 bytes) and 16 template tokens; the request's max_tokens
-    assert (billed.prompt_tokens, billed.completion_tokens) == (18, 16)
-    assert billed.cost == pytest.approx((18 * 1.0 + 16 * 2.0) / 1e6)
+    # the prompt's text (2 bytes), 16 template tokens for its message and 64 for the request; its max_tokens
+    assert (billed.prompt_tokens, billed.completion_tokens) == (82, 16)
+    assert billed.cost == pytest.approx((82 * 1.0 + 16 * 2.0) / 1e6)
     assert billed.cost == pytest.approx(most_cost(MINER, asked))  # never more than the request held
     pictured = ChatCompletionRequest.model_validate({"model": "m", "max_tokens": 16, "messages": [
         {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]})

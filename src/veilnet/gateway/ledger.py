@@ -32,7 +32,7 @@ from veilnet.protocol.usage import LedgerStatus, Usage
 from veilnet.store.keys import ApiKey, KeyStore, UsageRow
 from veilnet.store.organic import OrganicStream
 from veilnet.store.ratelimit import KeyRateLimiter
-from veilnet.store.reservations import TEMPLATE_TOKENS_PER_MESSAGE, Reservation
+from veilnet.store.reservations import TEMPLATE_TOKENS_PER_MESSAGE, TEMPLATE_TOKENS_PER_REQUEST, Reservation
 
 __all__ = ["Ledger", "LedgerEntry", "estimated_usage", "most_cost", "priced", "prompt_bound", "token_bounds"]
 
@@ -41,8 +41,9 @@ log = logging.getLogger(__name__)
 
 def prompt_bound(request: MinerRequest | None) -> int | None:
     """The most prompt tokens a request's text can be: a token per UTF-8 byte (a byte-level BPE token, as every
-    model veilnet serves uses, covers at least one byte) plus ``TEMPLATE_TOKENS_PER_MESSAGE`` per message (or
-    per embedding input); None when it holds more than text (an image, audio) or there is no request to read."""
+    model veilnet serves uses, covers at least one byte), ``TEMPLATE_TOKENS_PER_MESSAGE`` per message (or per
+    embedding input) and ``TEMPLATE_TOKENS_PER_REQUEST`` (a template's default system prompt); None when it
+    holds more than text (an image, audio) or there is no request to read."""
     if isinstance(request, ChatCompletionRequest):
         total = 0
         for message in request.messages:
@@ -54,12 +55,13 @@ def prompt_bound(request: MinerRequest | None) -> int | None:
             elif content is not None:
                 total += len(content.encode())
             total += len(message.name.encode()) if message.name else 0
-        return total + TEMPLATE_TOKENS_PER_MESSAGE * len(request.messages)
+        return total + TEMPLATE_TOKENS_PER_MESSAGE * len(request.messages) + TEMPLATE_TOKENS_PER_REQUEST
     if isinstance(request, CompletionRequest):
-        return len(request.prompt.encode()) + TEMPLATE_TOKENS_PER_MESSAGE
+        return len(request.prompt.encode()) + TEMPLATE_TOKENS_PER_REQUEST
     if isinstance(request, EmbeddingRequest):
         inputs = [request.input] if isinstance(request.input, str) else request.input
-        return sum(len(text.encode()) for text in inputs) + TEMPLATE_TOKENS_PER_MESSAGE * len(inputs)
+        return (sum(len(text.encode()) for text in inputs) + TEMPLATE_TOKENS_PER_MESSAGE * len(inputs)
+                + TEMPLATE_TOKENS_PER_REQUEST)
     return None
 
 
