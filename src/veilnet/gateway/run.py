@@ -80,5 +80,5 @@ async def run_gateway(settings: Settings) -> None:
         # leaving the stack writes the last ledger rows, organic samples and request counts
         await serve(create_gateway_app(ctx, max_body_bytes=settings.gateway.max_body_bytes),
                     host=settings.gateway.host, port=settings.gateway.port, stop=stop,
-                    timeouts=ConnectionTimeouts.from_settings(settings.http),
+                    timeouts=ConnectionTimeouts.from_settings(settings.http), lifespan="on",
                     timeout_graceful_shutdown=settings.gateway.drain_seconds)
