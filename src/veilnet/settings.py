@@ -176,6 +176,9 @@ class GatewaySettings(_Section):
     max_body_bytes: int = 4 * 1024 * 1024
     # seconds a miner has for one whole answer, a stream's included; when no miner answers in time: 408
     request_timeout: float = Field(default=120.0, gt=0)
+    # seconds a miner has to start its answer (then the next miner is tried), and may fall silent mid-answer
+    first_byte_timeout: float = Field(default=30.0, gt=0)
+    idle_timeout: float = Field(default=30.0, gt=0)
     # at shutdown (SIGTERM): seconds requests in flight get to finish, then seconds the last ledger rows get to
     # reach the database (give the container at least their sum: docker's stop_grace_period)
     drain_seconds: float = Field(default=20.0, gt=0)

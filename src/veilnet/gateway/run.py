@@ -68,6 +68,7 @@ async def run_gateway(settings: Settings) -> None:
         ctx = GatewayContext(
             keypair=wallet.hotkey, keys=keys, directory=directory, http=http, scores=scores, relay=relay,
             netuid=netuid, request_timeout=settings.gateway.request_timeout,
+            first_byte_timeout=settings.gateway.first_byte_timeout, idle_timeout=settings.gateway.idle_timeout,
             ratelimit=ratelimit,
             organic_counts=await stack.enter_async_context(RequestCounter(redis, "organic", wallet.hotkey.ss58_address, netuid)),
             organic=await stack.enter_async_context(
