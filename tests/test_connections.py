@@ -38,6 +38,10 @@ def echo_app() -> EdgeApp:
     async def echo(request: Request) -> Response:
         return Response(await read_body(request, 1 << 20), media_type="application/octet-stream")
 
+    @app.post("/refuse")
+    async def refuse() -> Response:  # answers before (and without) reading the body
+        return Response(b"no", status_code=401)
+
     return app
 
 
@@ -173,6 +177,15 @@ async def test_a_kept_alive_connection_gets_the_header_deadline_for_its_next_req
         assert rest.startswith(b"HTTP/1.1 408 ") and b"request headers took more than 2 s" in rest
         assert time.monotonic() - started >= 1.9
         writer.close()
+
+
+async def test_a_body_cut_off_after_its_request_was_answered_gets_no_second_answer() -> None:
+    async with served(ConnectionTimeouts(keep_alive_seconds=2.0, header_seconds=2.0, body_seconds=1.0)) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /refuse HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc")
+        answer = await asyncio.wait_for(reader.read(), 20)  # until the server closes
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 401 ") and answer.count(b"HTTP/1.1 ") == 1, answer
 
 
 async def test_the_settings_reach_a_service_started_from_the_command_line(tmp_path: Path) -> None:

@@ -66,25 +66,35 @@ class _GuardedProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
 
-    def _arm(self, seconds: float, what: str) -> None:
+    def _arm(self, seconds: float, what: str, *, body: bool = False) -> None:
         self._disarm()
-        self._deadline = self.loop.call_later(seconds, self._expired, what)
+        self._deadline = self.loop.call_later(seconds, self._expired, what, body)
 
     def _disarm(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
 
-    def _expired(self, what: str) -> None:
+    def _expired(self, what: str, body: bool) -> None:
+        """A request's headers or body did not arrive in time. It is answered 408 when nothing answers it yet,
+        and the connection closes — except while an earlier (pipelined) request's answer is still being sent:
+        that answer finishes, then the connection closes."""
         self._deadline = None
         transport = self.transport
         if transport.is_closing():
             return
         cycle = self.cycle
-        if cycle is None or cycle.response_complete or not cycle.response_started:
-            transport.write(_timeout_response(what))
-        if cycle is not None and not cycle.response_complete:
+        if body:  # the cycle is this request's
+            assert cycle is not None
             cycle.keep_alive = False
+            if not cycle.response_started:
+                transport.write(_timeout_response(what))
+        elif cycle is not None and not cycle.response_complete:  # an earlier request's answer is under way
+            cycle.keep_alive = False
+            self.flow.pause_reading()
+            return
+        else:
+            transport.write(_timeout_response(what))
         transport.close()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -107,7 +117,8 @@ class _GuardedProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
-        self._arm(self.timeouts.body_seconds, f"its request body took more than {self.timeouts.body_seconds:g} s")
+        self._arm(self.timeouts.body_seconds, f"its request body took more than {self.timeouts.body_seconds:g} s",
+                  body=True)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
