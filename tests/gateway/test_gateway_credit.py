@@ -141,3 +141,27 @@ async def test_every_way_a_request_ends_frees_its_hold(tmp_path: Path, redis_cli
             async with http.post(url, json=chat(), headers=headers) as response:
                 assert response.status == 200, await response.text()
             await released(keys, secret)
+
+
+async def test_two_gateway_processes_overdraw_a_key_by_at_most_what_it_had_left(
+    tmp_path: Path, redis_client: aioredis.Redis
+) -> None:
+    """Holds are per process (docs/deploy.md): two gateways sharing a key's database, each with its own
+    holds, can together spend at most twice what the key had left, never more."""
+    async with stack(tmp_path, redis_client) as one, stack(tmp_path, redis_client) as two:
+        keys: KeyStore = one["keys"]  # both gateways' key stores read and write tmp_path/gw.sqlite3
+        credit = 10 * ONE_REQUEST_USD
+        secret, key = await keys.create("shared by two gateways", credit_usd=credit)
+        served = 0
+        for _ in range(40):
+            first, second = await asyncio.gather(burst(one["url"], secret, 25), burst(two["url"], secret, 25))
+            answers = first + second
+            served += sum(status == 200 for status, _ in answers)
+            if all(status == 402 for status, _ in answers):
+                break
+        for store in (one["keys"], two["keys"]):
+            await store.flush()
+        total = await spent(keys, key.id)
+        print(f"\ntwo gateways: credit ${credit:.6f} for 10 requests; {served} served, ${total:.6f} spent")
+        assert total <= 2 * credit + 1e-12
+        assert served <= 20
