@@ -115,6 +115,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def veilnet_error(_: Request, exc: VeilnetError) -> JSONResponse:
         return error_response(exc)
 
+    @app.exception_handler(ClientDisconnect)
+    async def client_left(_: Request, exc: ClientDisconnect) -> Response:
+        """The client left (or was cut off by a deadline) before its request arrived: nobody hears this."""
+        return Response(status_code=400)
+
     @app.exception_handler(StarletteHTTPException)
     async def routing_error(request: Request, exc: StarletteHTTPException) -> Response:
         """Starlette's own answers (no such route, method not allowed) in OpenAI's error shape."""

@@ -23,6 +23,8 @@ from typing import Any, Literal
 import uvicorn
 from starlette.types import ASGIApp
 
+from veilnet.connections import ConnectionTimeouts, guarded_protocol
+
 __all__ = ["ServiceStop", "serve", "stop_on_signals"]
 
 log = logging.getLogger(__name__)
@@ -111,14 +113,18 @@ async def stop_on_signals() -> AsyncIterator[ServiceStop]:
             loop.remove_signal_handler(number)
 
 
-async def serve(app: ASGIApp, *, host: str, port: int, stop: ServiceStop | None = None, **config: Any) -> None:
+async def serve(app: ASGIApp, *, host: str, port: int, stop: ServiceStop | None = None,
+                timeouts: ConnectionTimeouts | None = None, **config: Any) -> None:
     """Serve ``app`` until a stop signal or cancellation. ``stop``: the service's :func:`stop_on_signals`
-    (without one, signals are owned for the time of serving only). What startup loaded (modules, schemas,
+    (without one, signals are owned for the time of serving only). ``timeouts``: how long a client may take
+    to send a request (:mod:`veilnet.connections`; the settings' ``http`` section). What startup loaded (modules, schemas,
     models: most of the heap) is frozen out of the garbage collector first; otherwise every full collection
     walks all of it, a ~100 ms stall of every stream in flight (measured on the gateway at 64 concurrent
     streams: p99 200 -> 120 ms). Young collections then run every YOUNG_COLLECTION_THRESHOLD new objects
     instead of every 700."""
-    settings: dict[str, Any] = {"log_level": "warning", "lifespan": "off", **config}
+    limits = timeouts or ConnectionTimeouts()
+    settings: dict[str, Any] = {"log_level": "warning", "lifespan": "off", "http": guarded_protocol(limits),
+                                "timeout_keep_alive": limits.keep_alive_seconds, **config}
     server = _Server(uvicorn.Config(app, host=host, port=port, **settings))
     gc.collect()
     gc.freeze()

@@ -29,6 +29,7 @@ __all__ = [
     "DevnetSettings",
     "EpistulaSettings",
     "GatewaySettings",
+    "HttpSettings",
     "LlamaCppSettings",
     "LogSettings",
     "MinerSettings",
@@ -183,6 +184,9 @@ class GatewaySettings(_Section):
     max_body_bytes: int = 4 * 1024 * 1024
     # seconds a miner has for one whole answer, a stream's included; when no miner answers in time: 408
     request_timeout: float = Field(default=120.0, gt=0)
+    # seconds a miner has to start its answer (then the next miner is tried), and may fall silent mid-answer
+    first_byte_timeout: float = Field(default=30.0, gt=0)
+    idle_timeout: float = Field(default=30.0, gt=0)
     # at shutdown (SIGTERM): seconds requests in flight get to finish, then seconds the last ledger rows get to
     # reach the database (give the container at least their sum: docker's stop_grace_period)
     drain_seconds: float = Field(default=20.0, gt=0)
@@ -201,6 +205,16 @@ class LlamaCppSettings(_Section):
         from veilnet.models.threads import engine_threads
 
         return engine_threads(self.threads, self.engines_on_host)
+
+
+class HttpSettings(_Section):
+    """What every veilnet HTTP server (gateway, miner, devnet chain, confidential proxy) gives a client, in
+    seconds: to send its first byte (and the next request's, on a kept-alive connection), a request's headers,
+    a request's body. A connection past one of these is closed (408 when a request was under way)."""
+
+    keep_alive_seconds: float = Field(default=5.0, gt=0)
+    header_seconds: float = Field(default=10.0, gt=0)
+    body_seconds: float = Field(default=60.0, gt=0)
 
 
 class DevnetSettings(_Section):
@@ -226,6 +240,7 @@ class Settings(BaseSettings):
     epistula: EpistulaSettings = Field(default_factory=EpistulaSettings)
     miner: MinerSettings = Field(default_factory=MinerSettings)
     validator: ValidatorSettings = Field(default_factory=ValidatorSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     confidential: ConfidentialSettings = Field(default_factory=ConfidentialSettings)
     llamacpp: LlamaCppSettings = Field(default_factory=LlamaCppSettings)

@@ -13,7 +13,8 @@ delay the answer.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
+from typing import Any
 
 from fastapi.responses import Response, StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
@@ -22,7 +23,15 @@ __all__ = ["EventStreamResponse", "SettledResponse"]
 
 
 class EventStreamResponse(StreamingResponse):
+    """``on_close``: called once the response is done with, however it ended, even when its body never
+    started (an async generator that never started runs none of its ``finally``)."""
+
     media_type = "text/event-stream"
+
+    def __init__(self, content: AsyncIterable[bytes], *, on_close: Callable[[], None] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()
@@ -51,9 +60,13 @@ class EventStreamResponse(StreamingResponse):
         finally:
             finished = True
             waiter.cancel()
-            aclose = getattr(self.body_iterator, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            try:
+                aclose = getattr(self.body_iterator, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            finally:
+                if self._on_close is not None:
+                    self._on_close()
 
 
 class SettledResponse(Response):

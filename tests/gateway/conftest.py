@@ -20,6 +20,7 @@ from veilnet.chain.types import Metagraph
 from veilnet.gateway import AttemptOutcome, GatewayContext, create_gateway_app
 from veilnet.gateway.directory import MinerDirectory
 from veilnet.miner import MetagraphHolder, MinerContext, create_miner_app
+from veilnet.models.engine import ModelEngine
 from veilnet.models.upstream import OpenAIUpstreamEngine
 from veilnet.relay import RelayClient
 from veilnet.settings import EpistulaSettings, MinerSettings
@@ -39,19 +40,23 @@ async def stack(tmp_path: Path, redis: aioredis.Redis, *, capacity_a: int = 1000
                 idle_timeout: float = 30.0, third_miner: bool = False,
                 miner_hops: dict[str, Callable[[ASGIApp], ASGIApp]] | None = None,
                 miner_redis: aioredis.Redis | None = None, miner_epistula: EpistulaSettings | None = None,
+                gateway_lifespan: str = "off", gauge_seconds: float = 5.0, engine: ModelEngine | None = None,
                 ) -> AsyncIterator[dict[str, Any]]:
     """Miners A and B (and C with ``third_miner``; B and C alike) in front of the fake upstream, the gateway
     and an openai client. ``miner_hops``: hotkey -> a wrapper around that miner's app (a hostile or broken
-    hop); ``miner_redis``: the miners' own Redis (the gateway keeps ``redis``). Every attempt's outcome is
-    collected in ``outcomes``."""
+    hop); ``engine``: the miners' engine instead of one over the fake upstream (the caller opens and closes it);
+    ``miner_redis``: the miners' own Redis (the gateway keeps ``redis``). Every attempt's outcome is
+    collected in ``outcomes``. ``gateway_lifespan="on"`` runs the gateway app's lifespan (its gauges' refresh,
+    every ``gauge_seconds``)."""
     miners = [MINER_A, MINER_B, *([MINER_C] if third_miner else [])]
     hops = miner_hops or {}
     outcomes: list[AttemptOutcome] = []
     async with contextlib.AsyncExitStack() as es:
-        upstream = await es.enter_async_context(serve_asgi(fake_upstream_app()))
-        engine = await es.enter_async_context(OpenAIUpstreamEngine(
-            f"{upstream}/v1", ["upstream-echo", "upstream-dying", "upstream-slow"],
-            embedding_models=["upstream-echo"]))
+        if engine is None:
+            upstream = await es.enter_async_context(serve_asgi(fake_upstream_app()))
+            engine = await es.enter_async_context(OpenAIUpstreamEngine(
+                f"{upstream}/v1", ["upstream-echo", "upstream-dying", "upstream-slow"],
+                embedding_models=["upstream-echo"]))
         validators = (neuron(0, GATEWAY, 1000, True),)
         urls = {}
         for key in miners:
@@ -92,7 +97,8 @@ async def stack(tmp_path: Path, redis: aioredis.Redis, *, capacity_a: int = 1000
                              organic_counts=await es.enter_async_context(
                                  RequestCounter(redis, "organic", GATEWAY.ss58_address, 1)))
         url = await es.enter_async_context(
-            serve_asgi(create_gateway_app(ctx, keepalive_seconds=keepalive_seconds), lifespan="off"))
+            serve_asgi(create_gateway_app(ctx, keepalive_seconds=keepalive_seconds, gauge_seconds=gauge_seconds),
+                       lifespan=gateway_lifespan))
         client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=secret, max_retries=0)
         yield {"client": client, "keys": keys, "key": key, "ctx": ctx, "url": url, "secret": secret,
                "organic": ctx.organic, "outcomes": outcomes}

@@ -327,24 +327,30 @@ async def test_a_key_over_its_budget_is_a_402_until_the_period_resets(
     tmp_path: Path, redis_client: aioredis.Redis
 ) -> None:
     async with stack(tmp_path, redis_client) as s, aiohttp.ClientSession() as http:
-        secret, _ = await s["keys"].create("capped", credit_usd=10.0, budget_usd=5e-6, budget_reset="daily")
+        # a request of "hi" with max_tokens=2 holds $86e-6 (its 2 bytes and 80 template tokens, 2 completion
+        # tokens) and costs $7e-6: the day's budget covers the first, and what is left of it cannot cover a second
+        cap = 90e-6
+        secret, _ = await s["keys"].create("capped", credit_usd=10.0, budget_usd=cap, budget_reset="daily")
         capped = openai.AsyncOpenAI(base_url=f"{s['url']}/v1", api_key=secret, max_retries=0)
-        answer = await capped.chat.completions.create(model="upstream-echo", messages=[{"role": "user", "content": "hi"}])
+        hello: Any = [{"role": "user", "content": "hi"}]
+        answer = await capped.chat.completions.create(model="upstream-echo", messages=hello, max_tokens=2)
         cost = answer.usage.model_extra["cost"]  # type: ignore[union-attr]
-        assert cost > 5e-6  # one request spends more than the day's budget: the next is refused
+        assert cost == pytest.approx(7e-6)
         with pytest.raises(openai.APIStatusError) as refused:
-            await capped.chat.completions.create(model="upstream-echo", messages=[{"role": "user", "content": "hi"}])
+            await capped.chat.completions.create(model="upstream-echo", messages=hello, max_tokens=2)
         await capped.close()
         assert refused.value.status_code == 402
         assert refused.value.body["code"] == "budget_exceeded"  # type: ignore[index]
-        assert "daily budget of $5e-06; it resets at" in refused.value.body["message"]  # type: ignore[index]
+        message = refused.value.body["message"]  # type: ignore[index]
+        assert "$0.000083 of its daily budget left and this request may cost up to $0.000086" in message
+        assert "it resets at" in message
         async with http.get(f"{s['url']}/api/v1/key", headers={"Authorization": f"Bearer {secret}"}) as response:
             assert response.status == 200  # a key over its budget can still see that it is
             data = (await response.json())["data"]
         assert data["limit_remaining"] == pytest.approx(10.0 - cost)
         budget = data["budget"]
-        assert budget["limit"] == 5e-6 and budget["reset"] == "daily" and budget["usage"] == pytest.approx(cost)
-        assert budget["remaining"] == pytest.approx(5e-6 - cost) and budget["resets_at"].endswith("T00:00:00+00:00")
+        assert budget["limit"] == cap and budget["reset"] == "daily" and budget["usage"] == pytest.approx(cost)
+        assert budget["remaining"] == pytest.approx(cap - cost) and budget["resets_at"].endswith("T00:00:00+00:00")
 
 
 async def test_models_fallback_list_and_provider_ignore(tmp_path: Path, redis_client: aioredis.Redis) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from veilnet.gateway.ledger import estimated_usage, priced
+from veilnet.gateway.ledger import estimated_usage, most_cost, priced, prompt_bound
 from veilnet.gateway.routing import Candidate
 from veilnet.protocol.openai import ChatCompletionRequest, CompletionRequest
 from veilnet.protocol.usage import Usage
@@ -30,7 +30,13 @@ def test_a_miner_cannot_bill_more_tokens_than_the_request_could_use() -> None:
                                                   "messages": [{"role": "user", "content": "hi"}]})
     inflated = Usage(prompt_tokens=10**9, completion_tokens=10**9)
     billed = priced(inflated, MINER, asked)
-    assert (billed.prompt_tokens, billed.completion_tokens) == (4096, 16)  # the context, the request's max_tokens
-    assert billed.cost == pytest.approx((4096 * 1.0 + 16 * 2.0) / 1e6)
+    # the prompt's text (2 bytes), 16 template tokens for its message and 64 for the request; its max_tokens
+    assert (billed.prompt_tokens, billed.completion_tokens) == (82, 16)
+    assert billed.cost == pytest.approx((82 * 1.0 + 16 * 2.0) / 1e6)
+    assert billed.cost == pytest.approx(most_cost(MINER, asked))  # never more than the request held
+    pictured = ChatCompletionRequest.model_validate({"model": "m", "max_tokens": 16, "messages": [
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]})
+    assert prompt_bound(pictured) is None  # an image is no text: the context bounds its prompt
+    assert priced(inflated, MINER, pictured).prompt_tokens == 4096
     honest = priced(Usage(prompt_tokens=9, completion_tokens=12), MINER, asked)
     assert (honest.prompt_tokens, honest.completion_tokens, honest.total_tokens) == (9, 12, 21)

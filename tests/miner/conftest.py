@@ -64,7 +64,8 @@ def fake_upstream_app() -> FastAPI:
     """A small OpenAI-compatible upstream: model 'echo' answers; model 'dying' breaks mid-stream; model 'slow'
     answers like 'echo' after half a second. A stream for ``"user": "garbled-usage"`` ends with a usage line
     that is not JSON; one for ``"user": "slow-stream"`` waits half a second after each chunk. A chat prompt of
-    more than ``CONTEXT_WORDS`` words is refused as longer than the model's context (400), as real servers do."""
+    more than ``CONTEXT_WORDS`` words is refused as longer than the model's context (400), as real servers do.
+    A chat for ``"user": "max-usage"`` reports a million prompt and completion tokens (a miner billing all it can)."""
     app = FastAPI()
 
     def completion(model: str, text: str) -> dict[str, Any]:
@@ -85,8 +86,11 @@ def fake_upstream_app() -> FastAPI:
                 status_code=400)
         if body["model"] == "upstream-slow":
             await asyncio.sleep(0.5)
+        most = {"prompt_tokens": 10**6, "completion_tokens": 10**6, "total_tokens": 2 * 10**6}
+        inflated = body.get("user") == "max-usage"
         if not body.get("stream"):
-            return JSONResponse(completion(body["model"], "hello there"))
+            answer = completion(body["model"], "hello there")
+            return JSONResponse({**answer, "usage": most} if inflated else answer)
 
         async def events() -> AsyncIterator[bytes]:
             for word in ["hel", "lo", " there"]:
@@ -97,7 +101,7 @@ def fake_upstream_app() -> FastAPI:
                 if body["model"] == "upstream-dying":
                     raise RuntimeError("upstream died")  # uvicorn drops the connection mid-stream
             usage = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": body["model"], "choices": [],
-                     "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}}
+                     "usage": most if inflated else {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}}
             if body.get("user") == "garbled-usage":
                 yield b'data: {"usage": {"prompt_tokens": 3,\n\n'
             else:

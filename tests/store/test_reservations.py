@@ -10,7 +10,11 @@ import pytest
 
 from veilnet.errors import PaymentRequired
 from veilnet.store.keys import KeyStore, UsageRow
-from veilnet.store.reservations import TEMPLATE_TOKENS_PER_MESSAGE, reservation_usd
+from veilnet.store.reservations import (
+    TEMPLATE_TOKENS_PER_MESSAGE,
+    TEMPLATE_TOKENS_PER_REQUEST,
+    reservation_usd,
+)
 from veilnet.store.sql import open_database
 
 ESTIMATE = 0.05
@@ -115,7 +119,7 @@ def test_a_reservation_is_the_most_a_request_can_cost() -> None:
     # 1,000 bytes of prompt in 2 messages, up to 500 completion tokens, $2 / $6 per million tokens
     amount = reservation_usd(prompt_bytes=1_000, max_tokens=500, price_input_per_million=2.0,
                              price_output_per_million=6.0, messages=2)
-    assert amount == pytest.approx(((1_000 + 2 * TEMPLATE_TOKENS_PER_MESSAGE) * 2.0 + 500 * 6.0) / 1e6)
+    assert amount == pytest.approx(((1_000 + 2 * TEMPLATE_TOKENS_PER_MESSAGE + TEMPLATE_TOKENS_PER_REQUEST) * 2.0 + 500 * 6.0) / 1e6)
     with pytest.raises(ValueError, match="max_tokens must be >= 0"):
         reservation_usd(prompt_bytes=1, max_tokens=-1, price_input_per_million=1.0, price_output_per_million=1.0)
     with pytest.raises(ValueError, match="price_output_per_million must be a finite number"):

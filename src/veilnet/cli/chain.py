@@ -28,6 +28,7 @@ def serve(
     """Serve the embedded devnet chain over HTTP; state persists in <data-dir>/chain.sqlite3."""
     import asyncio
 
+    from veilnet.connections import ConnectionTimeouts
     from veilnet.devnet.chain import DevnetChain
     from veilnet.devnet.chain.server import create_chain_app
     from veilnet.logs import configure_logging
@@ -44,6 +45,7 @@ def serve(
         async with DevnetChain(directory / "chain.sqlite3", block_time=seconds) as chain:
             console.print(f"devnet chain at block {await chain.get_current_block()} serving on "
                           f"http://{bind_host}:{bind_port} (block time {seconds} s, state in {directory})")
-            await serve_app(create_chain_app(chain), host=bind_host, port=bind_port)
+            await serve_app(create_chain_app(chain), host=bind_host, port=bind_port,
+                            timeouts=ConnectionTimeouts.from_settings(settings.http))
 
     asyncio.run(main())

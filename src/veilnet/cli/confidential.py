@@ -30,6 +30,7 @@ def confidential_proxy(
 
     from veilnet.client import ConfidentialClient, create_proxy_app
     from veilnet.confidential.config import verifier_from_settings
+    from veilnet.connections import ConnectionTimeouts
     from veilnet.logs import configure_logging
     from veilnet.serving import serve as serve_app
 
@@ -43,7 +44,8 @@ def confidential_proxy(
 
     async def main() -> None:
         async with ConfidentialClient(gateway, api_key, verifier) as client:
-            await serve_app(create_proxy_app(client), host=host, port=port)
+            await serve_app(create_proxy_app(client), host=host, port=port,
+                            timeouts=ConnectionTimeouts.from_settings(settings.http))
 
     try:
         asyncio.run(main())

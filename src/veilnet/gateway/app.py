@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import Request
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -20,12 +24,27 @@ __all__ = ["create_gateway_app"]
 
 
 def create_gateway_app(
-    ctx: GatewayContext, *, max_body_bytes: int = 4 * 1024 * 1024, keepalive_seconds: float = 2.0
+    ctx: GatewayContext, *, max_body_bytes: int = 4 * 1024 * 1024, keepalive_seconds: float = 2.0,
+    gauge_seconds: float = 5.0,
 ) -> EdgeApp:
     """``keepalive_seconds``: a stream whose miner has not answered by then starts at once and carries an SSE
-    comment (``: keep-alive``) every ``keepalive_seconds`` until the first chunk, as OpenRouter does."""
+    comment (``: keep-alive``) every ``keepalive_seconds`` until the first chunk, as OpenRouter does.
+    While the app runs (its lifespan), the miners' score and breaker gauges of /metrics are refreshed every
+    ``gauge_seconds``."""
     gateway = Gateway(ctx, max_body_bytes=max_body_bytes, keepalive_seconds=keepalive_seconds)
-    app = EdgeApp(title="veilnet gateway", docs_url=None, redoc_url=None)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        gauges = asyncio.create_task(gateway.stats.refresh_gauges_forever(
+            gateway.directory, gateway.breaker, gateway.scores, gauge_seconds))
+        try:
+            yield
+        finally:
+            gauges.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await gauges
+
+    app = EdgeApp(title="veilnet gateway", docs_url=None, redoc_url=None, lifespan=lifespan)
     install_error_handlers(app)
     build_snapshot = gateway.stats.snapshot_source(gateway.directory, gateway.breaker, gateway.netuid, gateway.scores,
                                                    gateway.history)

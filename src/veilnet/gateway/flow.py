@@ -26,6 +26,7 @@ from veilnet.errors import (
     ConfidentialError,
     InvalidRequest,
     Overloaded,
+    PaymentRequired,
     RequestTimeout,
     UpstreamError,
     UpstreamTimeout,
@@ -118,6 +119,11 @@ class Flow:
                 continue
             body = self._body(model)
             for route in routes:
+                try:  # the most this miner may bill is held before it is asked
+                    self.entry.hold(route.candidate, self.request)
+                except PaymentRequired as exc:
+                    self.attempts.failures.append(exc)
+                    continue
                 try:
                     opened = await self.attempts.open(route, model, body)
                 except MinerRefused as refused:  # the request is invalid: the app hears it at once
@@ -203,7 +209,8 @@ class Flow:
         done, _ = await asyncio.wait({first}, timeout=self._parts.keepalive_seconds)
         headers = {GENERATION_HEADER: self.generation, "Cache-Control": "no-cache"}
         if not done:  # the miner is slow to answer: start the stream and keep it alive with SSE comments
-            return EventStreamResponse(self._kept_alive(first, found), headers=headers)
+            return EventStreamResponse(self._kept_alive(first, found), headers=headers,
+                                       on_close=lambda: self._unsent(first, None))
         try:
             opened = first.result()  # the miner's verdict on an invalid request is raised here
         finally:
@@ -212,7 +219,20 @@ class Flow:
             raise self.give_up()
         if opened.route.attested is not None:
             headers[SIMULATED_HEADER] = "true" if opened.route.attested.claims.simulated else "false"
-        return EventStreamResponse(self._relay(opened), headers=headers)
+        return EventStreamResponse(self._relay(opened), headers=headers, on_close=lambda: self._unsent(None, opened))
+
+    def _unsent(self, first: asyncio.Future[Opened | None] | None, opened: Opened | None) -> None:
+        """A stream's response closed: when its relay never ran (the client left before it began), the miner's
+        answer is let go and the request recorded (its hold released)."""
+        if self.entry.done:
+            return
+        if first is not None:
+            first.cancel()
+            if first.done() and not first.cancelled() and first.exception() is None:
+                opened = first.result()
+        if opened is not None:
+            opened.response.release()
+        self.entry.end(LedgerStatus.CLIENT_DISCONNECTED, "the client left before the stream began")
 
     def _relay(self, opened: Opened) -> AsyncGenerator[bytes, None]:
         return StreamRelay(opened, self.entry, self.attempts, self.request).events()

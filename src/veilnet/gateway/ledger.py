@@ -25,23 +25,52 @@ from veilnet.protocol.openai import (
     CompletionRequest,
     EmbeddingRequest,
     MinerRequest,
+    TextPart,
     prompt_text_chars,
 )
 from veilnet.protocol.usage import LedgerStatus, Usage
 from veilnet.store.keys import ApiKey, KeyStore, UsageRow
 from veilnet.store.organic import OrganicStream
 from veilnet.store.ratelimit import KeyRateLimiter
+from veilnet.store.reservations import TEMPLATE_TOKENS_PER_MESSAGE, TEMPLATE_TOKENS_PER_REQUEST, Reservation
 
-__all__ = ["Ledger", "LedgerEntry", "estimated_usage", "priced"]
+__all__ = ["Ledger", "LedgerEntry", "estimated_usage", "most_cost", "priced", "prompt_bound", "token_bounds"]
 
 log = logging.getLogger(__name__)
 
 
-def priced(usage: Usage, candidate: Candidate, request: MinerRequest | None) -> Usage:
-    """``usage`` at the miner's prices, its counts bounded by what the request could use: the prompt by the
-    model's context, the completion by the request's ``max_tokens`` (and the context)."""
+def prompt_bound(request: MinerRequest | None) -> int | None:
+    """The most prompt tokens a request's text can be: a token per UTF-8 byte (a byte-level BPE token, as every
+    model veilnet serves uses, covers at least one byte), ``TEMPLATE_TOKENS_PER_MESSAGE`` per message (or per
+    embedding input) and ``TEMPLATE_TOKENS_PER_REQUEST`` (a template's default system prompt); None when it
+    holds more than text (an image, audio) or there is no request to read."""
+    if isinstance(request, ChatCompletionRequest):
+        total = 0
+        for message in request.messages:
+            content = message.content
+            if isinstance(content, list):
+                if not all(isinstance(part, TextPart) for part in content):
+                    return None
+                total += sum(len(part.text.encode()) for part in content if isinstance(part, TextPart))
+            elif content is not None:
+                total += len(content.encode())
+            total += len(message.name.encode()) if message.name else 0
+        return total + TEMPLATE_TOKENS_PER_MESSAGE * len(request.messages) + TEMPLATE_TOKENS_PER_REQUEST
+    if isinstance(request, CompletionRequest):
+        return len(request.prompt.encode()) + TEMPLATE_TOKENS_PER_REQUEST
+    if isinstance(request, EmbeddingRequest):
+        inputs = [request.input] if isinstance(request.input, str) else request.input
+        return (sum(len(text.encode()) for text in inputs) + TEMPLATE_TOKENS_PER_MESSAGE * len(inputs)
+                + TEMPLATE_TOKENS_PER_REQUEST)
+    return None
+
+
+def token_bounds(candidate: Candidate, request: MinerRequest | None) -> tuple[int, int]:
+    """The most prompt and completion tokens a request can be billed at ``candidate``: the prompt by the
+    model's context (per input, for embeddings) and by its text (:func:`prompt_bound`), the completion by the
+    request's ``max_tokens`` and the context."""
     context = candidate.context_length
-    most_completion: int | None = context
+    most_completion = context
     if isinstance(request, ChatCompletionRequest):
         most_completion = min(request.max_completion_tokens or request.max_tokens or context, context)
     elif isinstance(request, CompletionRequest):
@@ -49,8 +78,22 @@ def priced(usage: Usage, candidate: Candidate, request: MinerRequest | None) -> 
     most_prompt = context
     if isinstance(request, EmbeddingRequest):
         most_prompt, most_completion = context * (len(request.input) if isinstance(request.input, list) else 1), 0
+    text = prompt_bound(request)
+    return (most_prompt if text is None else min(most_prompt, text)), most_completion
+
+
+def priced(usage: Usage, candidate: Candidate, request: MinerRequest | None) -> Usage:
+    """``usage`` at the miner's prices, its counts bounded by what the request could use (:func:`token_bounds`):
+    a miner cannot bill more tokens than the request could take, nor more than the request's hold covers."""
+    most_prompt, most_completion = token_bounds(candidate, request)
     return usage.priced(candidate.price_input, candidate.price_output, max_prompt_tokens=most_prompt,
                         max_completion_tokens=most_completion)
+
+
+def most_cost(candidate: Candidate, request: MinerRequest | None) -> float:
+    """The most a request can be billed at ``candidate`` (USD): what its credit hold covers."""
+    most_prompt, most_completion = token_bounds(candidate, request)
+    return (most_prompt * candidate.price_input + most_completion * candidate.price_output) / 1_000_000
 
 
 def estimated_usage(chunks: int, candidate: Candidate, request: MinerRequest | None = None) -> Usage:
@@ -93,7 +136,7 @@ class Ledger:
 
 
 class LedgerEntry:
-    __slots__ = ("_ledger", "done", "generation", "key", "model", "sampled", "started")
+    __slots__ = ("_hold", "_ledger", "done", "generation", "key", "model", "sampled", "started")
 
     def __init__(self, ledger: Ledger, key: ApiKey, generation: str, model: str, started: float,
                  sampled: bool) -> None:
@@ -104,6 +147,32 @@ class LedgerEntry:
         self.started = started
         self.sampled = sampled
         self.done = False
+        self._hold: Reservation | None = None
+
+    @property
+    def held_usd(self) -> float:
+        """The credit held for this request now (0 once it is settled or released)."""
+        hold = self._hold
+        return hold.amount_usd if hold is not None and hold.state == "held" else 0.0
+
+    def hold(self, candidate: Candidate, request: MinerRequest | None) -> None:
+        """Hold the most this request can cost at ``candidate`` (:func:`most_cost`) against its key's credit and
+        budget before the miner is asked (PaymentRequired when the key cannot cover it, and nothing is held).
+        A hold already as large is kept; a smaller one is swapped for the larger in one step (no await
+        between), so concurrent requests of a key never hold more than it has."""
+        amount = most_cost(candidate, request)
+        if self.held_usd >= amount:
+            return
+        if self._hold is not None:
+            self._hold.release()
+            self._hold = None
+        self._hold = self._ledger.keys.reserve(self.key, amount)
+
+    def end(self, status: LedgerStatus, error: str) -> None:
+        """Finish the request if nothing did (it ended by an error no path recorded, or its response was
+        never sent): an unbilled row, and its hold released."""
+        if not self.done:
+            self.finish(None, None, status, error[:200])
 
     def finish(self, candidate: Candidate | None, usage: Usage | None, status: LedgerStatus,
                error: str | None = None, *, model: str | None = None, request: bytes | None = None,
@@ -125,7 +194,11 @@ class LedgerEntry:
                        miner=candidate.hotkey if candidate is not None else None, prompt_tokens=prompt,
                        completion_tokens=completion, cost_usd=(usage.cost or 0.0) if usage is not None else 0.0,
                        latency_ms=latency * 1000, status=status.value, error=error)
-        ledger.keys.record(row)  # queued at once, so a client that disconnects cannot lose it
+        hold = self._hold
+        if hold is not None and hold.state == "held":
+            hold.settle(row)  # the hold becomes the row's cost, queued at once like any row
+        else:
+            ledger.keys.record(row)  # queued at once, so a client that disconnects cannot lose it
         if ledger.ratelimit is not None:
             ledger.ratelimit.add_tokens(self.key.id, prompt + completion)
         organic = ledger.organic

@@ -78,6 +78,16 @@ class SealedPassthrough:
         sealed = relayed.sealed
         route = self._route(relayed, path)
         entry = self._ledger.entry(key, new_generation_id(), sealed.model, started, sampled=False)
+        # what the gateway cannot read it bounds by the model's context: that much is held before the miner is asked
+        entry.hold(route.candidate, None)
+        try:
+            return await self._relayed(route, sealed, entry, path)
+        except BaseException as exc:  # whatever no path recorded is recorded now, and its hold released
+            entry.end(LedgerStatus.CLIENT_DISCONNECTED if isinstance(exc, asyncio.CancelledError) else LedgerStatus.ERROR,
+                      f"the request ended: {type(exc).__name__}")
+            raise
+
+    async def _relayed(self, route: Route, sealed: SealedRequest, entry: LedgerEntry, path: str) -> Response:
         # the same rules as any request's attempt: whose fault an answer is, and what the breaker hears
         attempts = Attempts(self._miners, self._breaker, self._ledger, path, stream=sealed.stream, endpoint=None)
         opened = await self._open(attempts, route, sealed, entry)
@@ -87,8 +97,13 @@ class SealedPassthrough:
         assert route.attested is not None
         witness = ReceiptWitness(sealed, route.attested.keys)
         if sealed.stream:
+            def unsent() -> None:  # the client left before the frames began: let the answer go, record it
+                if not entry.done:
+                    response.release()
+                    entry.end(LedgerStatus.CLIENT_DISCONNECTED, "the client left before the stream began")
+
             return EventStreamResponse(self._frames(attempts, opened, witness, entry),
-                                       headers={**headers, "Cache-Control": "no-cache"})
+                                       headers={**headers, "Cache-Control": "no-cache"}, on_close=unsent)
         try:
             raw = await response.read()
         except TimeoutError as exc:

@@ -10,6 +10,7 @@ import aiohttp
 from veilnet.chain.connect import chain_from_settings
 from veilnet.confidential.config import verifier_from_settings
 from veilnet.confidential.sessions import AttestedSessions
+from veilnet.connections import ConnectionTimeouts
 from veilnet.dashboard import EpochHistory
 from veilnet.gateway.app import create_gateway_app
 from veilnet.gateway.confidential import attest_forever
@@ -69,6 +70,7 @@ async def run_gateway(settings: Settings) -> None:
         ctx = GatewayContext(
             keypair=wallet.hotkey, keys=keys, directory=directory, http=http, scores=scores, relay=relay,
             netuid=netuid, request_timeout=settings.gateway.request_timeout,
+            first_byte_timeout=settings.gateway.first_byte_timeout, idle_timeout=settings.gateway.idle_timeout,
             ratelimit=ratelimit,
             organic_counts=await stack.enter_async_context(RequestCounter(redis, "organic", wallet.hotkey.ss58_address, netuid)),
             organic=await stack.enter_async_context(
@@ -85,4 +87,5 @@ async def run_gateway(settings: Settings) -> None:
         # leaving the stack writes the last ledger rows, organic samples and request counts
         await serve(create_gateway_app(ctx, max_body_bytes=settings.gateway.max_body_bytes),
                     host=settings.gateway.host, port=settings.gateway.port, stop=stop,
+                    timeouts=ConnectionTimeouts.from_settings(settings.http), lifespan="on",
                     timeout_graceful_shutdown=settings.gateway.drain_seconds)

@@ -13,6 +13,7 @@ the parts built from it (:class:`Gateway`), each handed only what it uses. The r
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -38,6 +39,7 @@ from veilnet.gateway.router import Router
 from veilnet.gateway.stats import GatewayStats
 from veilnet.protocol.gateway import ModelCard, ModelCardList, Pricing
 from veilnet.protocol.openai import GatewayRequest
+from veilnet.protocol.usage import LedgerStatus
 from veilnet.relay import MinerClient, MinerDeadlines, RelayClient
 from veilnet.store.keys import KeyStore
 from veilnet.store.organic import OrganicStream, RequestCounter
@@ -111,7 +113,12 @@ class Gateway:
         key = await self.access.admit(request.headers.get("authorization"))
         parsed: GatewayRequest = parse_body(schema, await read_body(request, self.max_body_bytes))
         flow = Flow(self._parts, key, parsed, started)
-        return await (flow.stream() if flow.streamed else flow.answer())
+        try:
+            return await (flow.stream() if flow.streamed else flow.answer())
+        except BaseException as exc:  # whatever no path recorded is recorded now, and its hold released
+            status = LedgerStatus.CLIENT_DISCONNECTED if isinstance(exc, asyncio.CancelledError) else LedgerStatus.ERROR
+            flow.entry.end(status, f"the request ended: {type(exc).__name__}")
+            raise
 
     def models(self) -> ModelCardList:
         return ModelCardList(data=[model_card(model, offers) for model, offers in sorted(self.directory.models().items())])

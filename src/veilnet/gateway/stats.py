@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import statistics
 import time
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from veilnet.chain.types import RAO_PER_TAO
+from veilnet.chain.types import RAO_PER_TAO, Metagraph
 from veilnet.dashboard.models import (
     BreakerState,
     DashboardSnapshot,
@@ -23,6 +25,8 @@ from veilnet.gateway.directory import MinerDirectory
 __all__ = ["GatewayStats"]
 
 WINDOW_SECONDS = 300.0
+
+log = logging.getLogger(__name__)
 
 
 class GatewayStats:
@@ -96,6 +100,28 @@ class GatewayStats:
                 out[hotkey] = sum(s[3] for s in ok) / (sum(s[1] for s in ok) / 1000)
         return out
 
+    def set_gauges(self, graph: Metagraph | None, scores: Mapping[str, float], states: Mapping[str, str]) -> None:
+        """``veilnet_miner_score`` and ``veilnet_gateway_breaker_open`` of every miner in the metagraph (a miner
+        the metagraph no longer holds keeps its last values)."""
+        if graph is None:
+            return
+        for n in graph.neurons:
+            uid = str(n.uid)
+            self.score.labels(miner_uid=uid).set(scores.get(n.hotkey, 0.0))
+            self.breaker_open.labels(miner_uid=uid).set(1 if states.get(n.hotkey, "closed") != "closed" else 0)
+
+    async def refresh_gauges_forever(self, directory: MinerDirectory, breaker: CircuitBreaker,
+                                     scores: Callable[[], Awaitable[dict[str, float]]], seconds: float) -> None:
+        """Keep the score and breaker gauges current every ``seconds`` (a failed read of the scores keeps the
+        last values and is tried again next time), so a scrape of /metrics sees them whether or not anyone
+        opens the dashboard."""
+        while True:
+            try:
+                self.set_gauges(directory.metagraph, await scores(), breaker.states())
+            except Exception:  # the scores' store is down: the gauges keep their last values
+                log.warning("could not refresh the score and breaker gauges", exc_info=True)
+            await asyncio.sleep(seconds)
+
     def snapshot_source(
         self, directory: MinerDirectory, breaker: CircuitBreaker, netuid: int,
         scores: Callable[[], Awaitable[dict[str, float]]],
@@ -117,7 +143,6 @@ class GatewayStats:
                                              incentive=n.incentive_f, dividends=n.dividends_f,
                                              emission=n.emission / RAO_PER_TAO, validator_permit=n.validator_permit,
                                              axon=n.axon.url if n.axon and n.axon.is_served else None))
-                    self.score.labels(miner_uid=str(n.uid)).set(current.get(n.hotkey, 0.0))
                     window = self._window(n.hotkey, now)
                     if window:
                         latencies = sorted(s[1] for s in window)
@@ -129,7 +154,7 @@ class GatewayStats:
                             errors=sum(1 for s in window if not s[2])))
                     if n.hotkey in states:
                         breakers.append(BreakerState(uid=n.uid, hotkey=n.hotkey, state=states[n.hotkey]))  # type: ignore[arg-type]
-                        self.breaker_open.labels(miner_uid=str(n.uid)).set(1 if states[n.hotkey] != "closed" else 0)
+            self.set_gauges(graph, current, states)
             return DashboardSnapshot(netuid=netuid, block=graph.block if graph else 0,
                                      epoch=max((p.epoch for p in points), default=0),
                                      metagraph=rows, history=points, requests=requests, breakers=breakers)

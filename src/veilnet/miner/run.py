@@ -9,6 +9,7 @@ import logging
 from veilnet.chain import errors as ce
 from veilnet.chain.connect import chain_from_settings
 from veilnet.confidential.config import enclave_from_settings
+from veilnet.connections import ConnectionTimeouts
 from veilnet.errors import ConfigError
 from veilnet.miner.app import create_miner_app
 from veilnet.miner.service import MetagraphHolder, MinerContext
@@ -79,4 +80,5 @@ async def run_miner(settings: Settings) -> None:
             epistula=settings.epistula, enclave=enclave,
         )
         log.info("miner serving", extra={"hotkey": wallet.hotkey.ss58_address, "port": settings.miner.port})
-        await serve(create_miner_app(ctx), host=settings.miner.host, port=settings.miner.port)
+        await serve(create_miner_app(ctx), host=settings.miner.host, port=settings.miner.port,
+                    timeouts=ConnectionTimeouts.from_settings(settings.http))

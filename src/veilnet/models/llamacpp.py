@@ -19,17 +19,31 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from veilnet.errors import InvalidRequest, NotFound, UpstreamError
+from veilnet.errors import InvalidRequest, NotFound, UpstreamError, VeilnetError
 from veilnet.models.catalog import MODELS, model_path
 from veilnet.models.engine import ModelInfo, NextTokens, TokenLogprob, check_embedding_models
 from veilnet.models.limits import Admission
 from veilnet.models.threads import engine_threads
 from veilnet.models.tokenizer import LlamaCppTokenizer
 
-__all__ = ["LlamaCppEngine"]
+__all__ = ["LlamaCppEngine", "llamacpp_error"]
 
 _DONE = object()
 EMBEDDING_BATCH = 2048  # tokens per embeddings input (llama.cpp embeds an input in one micro-batch)
+
+
+def llamacpp_error(error: object) -> VeilnetError:
+    """llama.cpp's error document as the error it is: what it refuses in the request (HTTP 4xx, or a feature
+    the model lacks) is the caller's (InvalidRequest, a prompt past the context named so); anything else is
+    the engine's own failure (UpstreamError)."""
+    if isinstance(error, dict):
+        kind, code, message = str(error.get("type", "")), error.get("code"), str(error.get("message", error))
+        if kind == "exceed_context_size_error":
+            return InvalidRequest(f"the prompt does not fit the model's context: {message}", param="messages",
+                                  code="context_length_exceeded")
+        if kind in ("invalid_request_error", "not_supported_error") or (isinstance(code, int) and 400 <= code < 500):
+            return InvalidRequest(f"the model refused the request: {message}")
+    return UpstreamError(f"llama.cpp error: {error}")
 
 
 class LlamaCppEngine:
@@ -136,7 +150,7 @@ class LlamaCppEngine:
         if not isinstance(result, dict):
             raise UpstreamError("llama.cpp returned no result")
         if "error" in result and "choices" not in result:
-            raise UpstreamError(f"llama.cpp error: {result['error']}")
+            raise llamacpp_error(result["error"])
         result["model"] = name
         result.pop("timings", None)
         return result
@@ -174,7 +188,7 @@ class LlamaCppEngine:
                         raise UpstreamError(f"llama.cpp failed: {item}") from item
                     if isinstance(item, dict):
                         if "error" in item and "choices" not in item:
-                            raise UpstreamError(f"llama.cpp error: {item['error']}")
+                            raise llamacpp_error(item["error"])
                         item["model"] = name
                         item.pop("timings", None)
                         yield item

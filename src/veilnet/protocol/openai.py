@@ -56,6 +56,9 @@ Modality = Literal["text", "image", "audio"]
 TEXT_ONLY: frozenset[str] = frozenset({"text"})
 
 
+MAX_TOKEN_ID = 2**31  # token ids are 32-bit signed integers in every backend veilnet relays to
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -107,13 +110,23 @@ class _Sampling(_Strict):
     max_tokens: int | None = Field(default=None, ge=1, le=32_768)
     n: int = Field(default=1, ge=1, le=1)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)  # what backends keep (a 64-bit integer)
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     user: str | None = None
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _token_ids(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        """OpenAI's logit_bias maps token ids (decimal, as JSON keys are strings) to a bias; backends read the
+        ids as 32-bit integers, and llama.cpp would take a word for the tokens it spells."""
+        for key in value or ():
+            if not (key.isascii() and key.isdigit() and int(key) < MAX_TOKEN_ID):
+                raise ValueError(f"keys must be token ids (integers from 0 to {MAX_TOKEN_ID - 1}), not {key[:40]!r}")
+        return value
 
     @field_validator("stop")
     @classmethod

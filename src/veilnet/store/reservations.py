@@ -21,18 +21,21 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from veilnet.store.ledger import UsageRow
 
-__all__ = ["TEMPLATE_TOKENS_PER_MESSAGE", "Holds", "Reservation", "reservation_usd"]
+__all__ = ["TEMPLATE_TOKENS_PER_MESSAGE", "TEMPLATE_TOKENS_PER_REQUEST", "Holds", "Reservation", "reservation_usd"]
 
 # A chat template wraps each message in a few special tokens (role markers, separators); 16 covers the
 # templates of the models veilnet serves (SmolLM2's ChatML adds 5 per message, Gemma's 6).
 TEMPLATE_TOKENS_PER_MESSAGE = 16
+# Once per request, what a template adds on its own: a default system prompt when the request has none
+# (SmolLM2's makes a 2-byte "hi" 31 prompt tokens), a beginning-of-text token, the assistant's opening.
+TEMPLATE_TOKENS_PER_REQUEST = 64
 
 
 def reservation_usd(*, prompt_bytes: int, max_tokens: int, price_input_per_million: float,
                     price_output_per_million: float, messages: int = 1) -> float:
     """The most a request can cost: a prompt token per byte of its prompt's UTF-8 text (a byte-level BPE token,
     as every model veilnet serves uses, covers at least one byte) plus ``TEMPLATE_TOKENS_PER_MESSAGE`` per
-    message, and ``max_tokens`` completion tokens (the caller passes the limit the miner enforces: the request's
+    message and ``TEMPLATE_TOKENS_PER_REQUEST``, and ``max_tokens`` completion tokens (the caller passes the limit the miner enforces: the request's
     max_tokens, else the model's context length), at the prices per million tokens."""
     for name, value in (("prompt_bytes", prompt_bytes), ("max_tokens", max_tokens), ("messages", messages)):
         if value < 0:
@@ -41,7 +44,7 @@ def reservation_usd(*, prompt_bytes: int, max_tokens: int, price_input_per_milli
                         ("price_output_per_million", price_output_per_million)):
         if not (math.isfinite(price) and price >= 0):
             raise ValueError(f"{name} must be a finite number >= 0, not {price}")
-    prompt_tokens = prompt_bytes + TEMPLATE_TOKENS_PER_MESSAGE * max(messages, 1)
+    prompt_tokens = prompt_bytes + TEMPLATE_TOKENS_PER_MESSAGE * max(messages, 1) + TEMPLATE_TOKENS_PER_REQUEST
     return (prompt_tokens * price_input_per_million + max_tokens * price_output_per_million) / 1_000_000
 
 
