@@ -129,6 +129,10 @@ class MinerSettings(_Section):
     # provider you relay to may log them); provider.data_collection=deny routes only to "deny" miners
     data_collection: Literal["allow", "deny"] = "deny"
     supported_parameters: list[str] = Field(default_factory=lambda: list(MINER_SUPPORTED_PARAMETERS))
+    # the installed tasks (entry points `veilnet.tasks`) this miner serves: chat is the language-model engine
+    # serving `models` (and `embedding_models`); every other task runs its own engine (docs/tasks.md)
+    tasks: list[str] = Field(default_factory=lambda: ["chat"])
+    task_options: dict[str, dict[str, str | int | float | bool]] = Field(default_factory=dict)  # task -> options
 
 
 class ValidatorSettings(_Section):
@@ -143,6 +147,9 @@ class ValidatorSettings(_Section):
     # share of challenges that ask for embeddings, to miners serving a reference model's embeddings (0: none;
     # scorers then load no embedding context)
     embedding_share: float = Field(default=0.25, ge=0.0, le=1.0)
+    # the installed tasks this validator challenges and verifies, besides chat and embeddings (None: every
+    # installed task a miner offers)
+    tasks: list[str] | None = None
 
 
 class ConfidentialSettings(_Section):

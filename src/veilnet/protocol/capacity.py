@@ -32,6 +32,7 @@ class ModelOffer(_Document):
     embeddings: bool = False  # also served on /v1/embeddings
     supported_parameters: list[str] = Field(default_factory=list)  # the sampling parameters it honours
     input_modalities: list[Modality] = Field(default_factory=lambda: list[Modality](["text"]))  # what it takes
+    task: str = Field(default="chat", min_length=1)  # the task it is offered for (an installed task's name)
 
 
 class ConfidentialOffer(_Document):
