@@ -334,6 +334,8 @@ async def run_challenger(ctx: ValidatorContext, *, round_interval: float = 1.0) 
                 continue
             models = [m for m in ctx.settings.reference_models if known is None or m in known.models]
             if known is None or not (models or known.tasks):
+                if not ctx.settings.reference_models:  # no chat to ask it for: its terms are asked for again
+                    continue
                 ready.append((neuron, ctx.rng.choice(ctx.settings.reference_models), "chat"))
                 due[neuron.hotkey] = now + round_interval
                 continue
