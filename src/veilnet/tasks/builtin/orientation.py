@@ -59,7 +59,9 @@ class OrientationTask(Task[OrientationRequest, OrientationAnswer]):
         return orientation_units(request)
 
     async def challenge(self, tools: ChallengeTools) -> Challenge[OrientationRequest]:
-        drawn = generate_orientation_challenge(tools.rng, model=tools.model)
+        # four pages, each angle once: the validator's noisy pages are ~0.75 MB each as PNG data URLs, and a
+        # miner takes 4 MiB bodies by default (more rounds would be refused as too large)
+        drawn = generate_orientation_challenge(tools.rng, model=tools.model, rounds=(1, 1))
         return Challenge(drawn.request, list(drawn.truth))
 
     async def verify(self, request: OrientationRequest, truth: JsonValue, answer: object,
