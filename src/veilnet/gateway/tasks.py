@@ -26,11 +26,10 @@ from pydantic import BaseModel, ConfigDict
 from pydantic_core import to_json
 
 from veilnet.edge import parse_body
-from veilnet.errors import NotFound, Overloaded, UpstreamError
+from veilnet.errors import InvalidRequest, NotFound, Overloaded, UpstreamError
 from veilnet.gateway.access import KeyGate
 from veilnet.gateway.attempt import Attempts, MinerRefused, Opened, short, timed_out
 from veilnet.gateway.flow import FlowParts, new_generation_id
-from veilnet.gateway.ledger import priced
 from veilnet.gateway.router import Needs
 from veilnet.protocol.headers import GENERATION_HEADER
 from veilnet.protocol.usage import LedgerStatus, Usage
@@ -88,6 +87,8 @@ class TaskRelay:
             raise NotFound(f"no miner serves model {model!r} on {route}; available: {', '.join(offered) or 'none yet'}",
                            code="model_not_found")
         parsed = parse_body(task.request_type, body)
+        if getattr(parsed, "stream", False):
+            raise InvalidRequest(f"{task.name} answers are not streamed; send stream=false", param="stream")
         units = max(0, math.ceil(task.units(parsed)))
         generation = new_generation_id()
         entry = self._parts.ledger.entry(key, generation, model, started, sampled=False)
@@ -110,7 +111,9 @@ class TaskRelay:
             answer = await self._read(task, opened, attempts)
             if answer is None:
                 continue
-            bill = priced(Usage(prompt_tokens=units, total_tokens=units), opened.candidate, None)
+            # units come from the request alone (no answer moves them), so no bound by a context applies
+            bill = Usage(prompt_tokens=units, total_tokens=units).priced(opened.candidate.price_input,
+                                                                         opened.candidate.price_output)
             answer["usage"] = bill.model_dump(exclude_none=True)
             entry.finish(opened.candidate, bill, LedgerStatus.OK, model=model)
             attempts.succeeded(opened, bill.prompt_tokens, 0)

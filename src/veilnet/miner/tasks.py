@@ -9,6 +9,7 @@ model it names and answered signed. Several tasks may share a path (then the mod
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 
 from fastapi import Request
@@ -16,7 +17,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict
 
 from veilnet.edge import EdgeApp, parse_body, read_body
-from veilnet.errors import ConfigError, InvalidRequest, NotFound
+from veilnet.errors import ConfigError, InvalidRequest, NotFound, UpstreamError, VeilnetError
 from veilnet.miner.service import MinerContext, admit, authenticate
 from veilnet.protocol import paths
 from veilnet.protocol.capacity import ModelOffer
@@ -28,6 +29,8 @@ from veilnet.tasks.registry import select_tasks
 
 __all__ = ["add_task_routes", "open_task_handlers", "task_models", "task_offers"]
 
+
+log = logging.getLogger(__name__)
 
 _ENGINE_PATHS = frozenset({paths.CHAT_COMPLETIONS, paths.COMPLETIONS, paths.EMBEDDINGS})
 
@@ -91,7 +94,13 @@ def _serve_on(ctx: MinerContext, path: str) -> Callable[[Request], Awaitable[Res
         if traffic not in ("organic", "synthetic"):
             raise InvalidRequest(f"{TRAFFIC_HEADER} must be organic or synthetic", param=TRAFFIC_HEADER)
         await admit(ctx, claims.signed_by, synthetic=traffic == "synthetic", request_uuid=claims.uuid)
-        answer = await served.handler.serve(parsed)
+        try:
+            answer = await served.handler.serve(parsed)
+        except VeilnetError:
+            raise
+        except Exception as exc:  # a task engine's own failure: the miner's fault, said without its internals
+            log.exception("task engine failed", extra={"task": task.name})
+            raise UpstreamError(f"the {task.name} engine failed ({type(exc).__name__})") from exc
         data = answer.model_dump_json(exclude_none=True).encode()
         return Response(data, media_type="application/json",
                         headers=sign_response(ctx.keypair, data, claims.uuid, claims.signed_by))

@@ -138,8 +138,9 @@ async def ask_miner(
                            prompt_pool=ctx.prompt_pool, replay_share=ctx.replay_share)
     try:
         challenge = await kind.challenge(tools)
-    except VeilnetError as exc:
-        log_event(log, "cannot draw a challenge", logging.ERROR, task=task, model=model, reason=exc.message)
+    except Exception as exc:  # a task's generator (a plugin's) failing must not stop the challenger
+        reason = exc.message if isinstance(exc, VeilnetError) else f"{type(exc).__name__}: {exc}"
+        log_event(log, "cannot draw a challenge", logging.ERROR, task=task, model=model, reason=reason)
         return None
     request: dict[str, Any] = challenge.request.model_dump(mode="json", exclude_unset=True)
 
@@ -198,9 +199,10 @@ async def score_answer(ctx: ValidatorContext, record: ChallengeRecord) -> Observ
         kind = task_named(observation.task)
         verdict = await kind.verify_json(record.request, record.truth, record.answer,
                                          VerifyTools(rng=ctx.rng, reference=ctx.reference))
-    except VeilnetError as exc:  # the reference's own failure (e.g. a scorer set up without embeddings)
+    except Exception as exc:  # the reference's own failure, a scorer set up without one, a task plugin's bug
+        reason = exc.message if isinstance(exc, VeilnetError) else f"{type(exc).__name__}: {exc}"
         log_event(log, "cannot verify; the answer stays unverified", logging.ERROR, miner=observation.miner,
-                  task=observation.task, reason=exc.message)
+                  task=observation.task, reason=reason)
         return observation
     if not verdict.ok:
         log_event(log, "verification failed", logging.WARNING, miner=observation.miner, reason=verdict.reason)
