@@ -92,3 +92,13 @@ def test_a_bad_name_and_a_full_directory_are_refused(tmp_path: Path) -> None:
     again = CliRunner().invoke(app, ["new-task", "text-stats", "--spec", str(tmp_path / "spec.toml"),
                                      "--dir", str(package)])
     assert again.exit_code == 1 and "is not empty" in again.output
+
+
+def test_the_scaffold_is_lint_clean_and_strictly_typed(tmp_path: Path) -> None:
+    package = scaffold(tmp_path, "text-stats", SPEC.replace('"known_truth"', '"similarity"'))
+    ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "--select", "E,F,I,UP,B", "src", "tests"],
+                          cwd=package, capture_output=True, text=True, timeout=120, check=False)
+    assert ruff.returncode == 0, ruff.stdout + ruff.stderr
+    mypy = subprocess.run([sys.executable, "-m", "mypy", "src", "tests"], cwd=package, capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert mypy.returncode == 0 and "Success" in mypy.stdout, mypy.stdout + mypy.stderr

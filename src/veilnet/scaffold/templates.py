@@ -26,6 +26,17 @@ where = ["src"]
 testpaths = ["tests"]
 asyncio_mode = "auto"
 asyncio_default_fixture_loop_scope = "function"
+
+[tool.ruff]
+line-length = 120
+
+[tool.ruff.lint.isort]
+known-first-party = ["$module"]
+known-third-party = ["veilnet"]
+
+[tool.mypy]
+strict = true
+mypy_path = "src"
 '''
 
 INIT = '''"""$summary: a veilnet task (see README.md)."""
@@ -120,7 +131,7 @@ class ${prefix}Handler:
 
 TASK = '''"""The $name task: $summary.
 
-Verification: $verification. $verification_doc
+Verification: $verification (README.md says how it works).
 """
 
 from __future__ import annotations
@@ -131,7 +142,6 @@ from typing import ClassVar
 
 from pydantic import BaseModel, JsonValue
 from rapidfuzz.distance import Levenshtein
-
 from veilnet.tasks.corpus import default_corpus
 from veilnet.tasks.interface import Challenge, ChallengeTools, HandlerTools, Task, TaskHandler, VerifyTools
 from veilnet.tasks.verdict import Verdict, failed
@@ -194,7 +204,8 @@ class ${prefix}Task(Task[${prefix}Request, ${prefix}Answer]):
             expected: dict[str, object] = dict(truth)
         else:
             expected = solve(request)  # the reference re-run on the same request
-        scores = {field: closeness(kind, getattr(parsed, field), expected.get(field)) for field, kind in OUTPUTS.items()}
+        scores = {field: closeness(kind, getattr(parsed, field), expected.get(field))
+                  for field, kind in OUTPUTS.items()}
         quality = sum(scores.values()) / len(scores)
         off = [field for field, score in scores.items() if score < 1.0]
         reason = f"off: {', '.join(off)}" if off else None
@@ -217,7 +228,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from veilnet.errors import NotFound
 from veilnet.tasks.interface import Challenge, ChallengeTools, HandlerTools, VerifyTools
 from veilnet.tasks.registry import installed_tasks
@@ -258,7 +268,8 @@ async def test_a_cached_answer_earns_far_less_than_an_honest_one() -> None:
 
 async def test_a_constant_answer_fails() -> None:
     drawn = await challenges(50, seed=3)
-    constant = {**(await honest(drawn[0])), **{field: value for field, value in $constants.items()}}
+    constant = await honest(drawn[0])
+    constant.update($constants)
     verdicts = [await TASK.verify(c.request, c.truth, constant, VerifyTools()) for c in drawn]
     assert statistics.fmean(v.quality if v.ok else 0.0 for v in verdicts) < 0.75
 
