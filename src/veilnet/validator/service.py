@@ -108,6 +108,7 @@ class MinerTerms:
     models: tuple[str, ...]  # its chat models
     embedding_models: frozenset[str] = frozenset()  # those of ``models`` it also embeds with
     tasks: tuple[tuple[str, str], ...] = ()  # (model, task) it offers for its other tasks
+    max_body_bytes: int | None = None  # the largest request it takes (a larger challenge is not sent)
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ def _is_miner(neuron: NeuronInfo, me: str) -> bool:
 
 async def ask_miner(
     ctx: ValidatorContext, neuron: NeuronInfo, model: str, samples: list[dict[str, str]] | None = None,
-    *, task: str = "chat",
+    *, task: str = "chat", max_body_bytes: int | None = None,
 ) -> ChallengeRecord | None:
     """One signed synthetic request to ``neuron``, the challenge ``task`` generates (its interface,
     :mod:`veilnet.tasks.interface`): for ``chat`` a fresh prompt or a replayed organic one, for ``embeddings``
@@ -148,6 +149,11 @@ async def ask_miner(
         return Observation(miner=neuron.hotkey, model=model, task=task, outcome=outcome, **details)
 
     body = json.dumps(request).encode()
+    if max_body_bytes is not None and len(body) > max_body_bytes:
+        # an honest miner refuses it (413): the validator's oversight, never counted against the miner
+        log_event(log, "challenge larger than the miner takes; not sent", logging.WARNING, task=task,
+                  miner=neuron.hotkey, limit=max_body_bytes)
+        return None
     headers = sign_request(ctx.keypair, body, neuron.hotkey)
     headers.update({"Content-Type": "application/json", TRAFFIC_HEADER: "synthetic"})
     start = time.perf_counter()
@@ -292,7 +298,7 @@ async def miner_terms(ctx: ValidatorContext, neuron: NeuronInfo) -> MinerTerms |
     return MinerTerms(capacity=min((m.capacity_per_window for m in document.models), default=0),
                       window_seconds=document.window_seconds, synthetic_share=document.synthetic_share,
                       models=tuple(m.id for m in chat), embedding_models=frozenset(m.id for m in chat if m.embeddings),
-                      tasks=tasks)
+                      tasks=tasks, max_body_bytes=document.max_body_bytes)
 
 
 async def _capacity(ctx: ValidatorContext, url: str) -> CapacityDocument | None:
@@ -360,7 +366,9 @@ async def run_challenger(ctx: ValidatorContext, *, round_interval: float = 1.0) 
             ready.append((neuron, model, "embeddings" if embeds and task == "chat" else task))
         for stale in [k for k in sent if k[1] < int(now * 1000) - 3_600_000]:
             del sent[stale]
-        records = await asyncio.gather(*(ask_miner(ctx, n, m, samples, task=t) for n, m, t in ready))
+        records = await asyncio.gather(*(
+            ask_miner(ctx, n, m, samples, task=t, max_body_bytes=known_terms.max_body_bytes if known_terms else None)
+            for n, m, t in ready for known_terms in [terms.get(n.hotkey)]))
         for record in records:
             if record is not None:
                 await ctx.pipeline.add_answer(record)
