@@ -18,8 +18,8 @@ import asyncio
 import math
 import secrets
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -33,6 +33,7 @@ from veilnet.tasks.ocr import OCR_MODEL, OcrAnswer, OcrRequest, ocr_answer
 __all__ = ["OcrUpstreamEngine", "RapidOcrEngine", "reading_order"]
 
 Box = tuple[Sequence[Sequence[float]], str]
+T = TypeVar("T")
 
 
 def reading_order(boxes: Sequence[Box]) -> str:
@@ -97,6 +98,11 @@ class RapidOcrEngine:
         pixels = np.asarray(picture)[:, :, ::-1]  # RapidOCR takes OpenCV's BGR order
         result, _ = reader(pixels, use_cls=self._use_cls)
         return reading_order([(box, str(text)) for box, text, _score in result or []])
+
+    async def on_recogniser(self, work: Callable[[Any], T]) -> T:
+        """``work(recogniser)`` on one of the loaded RapidOCR instances, in a worker thread, under admission
+        control (for benchmarks and tests that call RapidOCR with other options)."""
+        return await self._pool.run(work)
 
     async def read(self, picture: Image.Image) -> str:
         """The text in ``picture``, lines separated by newlines."""
