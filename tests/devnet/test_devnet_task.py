@@ -80,6 +80,12 @@ def test_build_your_own_subnet(tmp_path: Path) -> None:
         else:
             pytest.fail(f"the miners earned no incentive: {miners}")
         assert all(s["alive"] for s in status["services"]), status["services"]
+
+        # 6. one more miner for the task on the running devnet
+        added = veilnet("devnet", "add-miner", "--task", "word-count", "--data-dir", data)
+        assert added.returncode == 0, added.stdout + added.stderr
+        status = json.loads(veilnet("devnet", "status", "--json", "--data-dir", data).stdout)
+        assert [n["tasks"] for n in status["neurons"] if n["role"] == "miner"] == [["word-count"]] * 3
     finally:
         down = veilnet("devnet", "down", "--data-dir", data)
     assert down.returncode == 0, down.stdout + down.stderr

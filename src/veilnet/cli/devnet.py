@@ -311,7 +311,8 @@ def add_miner(
                          tasks=tuple(task) if task else None).miner_spec()
     with _progress("adding a miner") as progress:
         neuron = asyncio.run(add(settings, spec, progress, ready_timeout=ready_timeout))
-    console.print(f"{neuron.name} serves {neuron.model} ({neuron.backend}) on {neuron.axon_url}, hotkey {neuron.hotkey}")
+    serves = ", ".join(f"{neuron.model} ({neuron.backend})" if t == "chat" else t for t in neuron.tasks)
+    console.print(f"{neuron.name} serves {serves} on {neuron.axon_url}, hotkey {neuron.hotkey}")
 
 
 @app.command("logs")
