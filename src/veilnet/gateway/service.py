@@ -109,7 +109,7 @@ class Gateway:
         self._parts = FlowParts(self.router, self.miners, ctx.breaker, self.ledger, keepalive_seconds)
         tasks = installed_tasks() if ctx.tasks is None else ctx.tasks
         self.tasks = TaskRelay({name: t for name, t in tasks.items() if not t.language_model}, self.access,
-                               self._parts, ctx.directory.task_models)
+                               self._parts, ctx.directory)
         self.passthrough = SealedPassthrough(self.access, ctx.directory, ctx.attestations, self.miners, ctx.breaker,
                                              self.ledger, max_body_bytes=max_body_bytes)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import Request
@@ -29,6 +28,7 @@ from veilnet.edge import parse_body
 from veilnet.errors import InvalidRequest, NotFound, Overloaded, UpstreamError
 from veilnet.gateway.access import KeyGate
 from veilnet.gateway.attempt import Attempts, MinerRefused, Opened, short, timed_out
+from veilnet.gateway.directory import MinerDirectory
 from veilnet.gateway.flow import FlowParts, new_generation_id
 from veilnet.gateway.router import Needs
 from veilnet.protocol.headers import GENERATION_HEADER
@@ -50,23 +50,37 @@ class TaskRelay:
     """Serves ``tasks`` (installed tasks with their own engines, by name) through ``parts``."""
 
     def __init__(self, tasks: dict[str, Task[Any, Any]], access: KeyGate, parts: FlowParts,
-                 task_models: Callable[[], dict[str, str]]) -> None:
+                 directory: MinerDirectory) -> None:
         self.tasks = tasks
         self._access = access
         self._parts = parts
-        self._task_models = task_models  # () -> {model: task name} as miners offer them now
+        self._directory = directory
+        self._seen: object = None  # the directory's offers the table below was built from
+        self._by_route: dict[str, dict[str, Task[Any, Any]]] = {}
 
     def routes(self) -> set[str]:
         return {task.gateway_route for task in self.tasks.values()}
 
+    def _table(self) -> dict[str, dict[str, Task[Any, Any]]]:
+        """route -> model -> task, as miners offer them now (rebuilt when the directory's offers change, not per
+        request: the chat route asks on every request)."""
+        offers = self._directory.offers
+        if offers is not self._seen:
+            table: dict[str, dict[str, Task[Any, Any]]] = {}
+            for model, name in self._directory.task_models().items():
+                task = self.tasks.get(name)
+                if task is not None:
+                    table.setdefault(task.gateway_route, {})[model] = task
+            self._by_route, self._seen = table, offers
+        return self._by_route
+
     def task_for(self, route: str, model: str) -> Task[Any, Any] | None:
         """The task ``model`` is offered for on ``route`` (None: not a task model there)."""
-        task = self.tasks.get(self._task_models().get(model, ""))
-        return task if task is not None and task.gateway_route == route else None
+        return self._table().get(route, {}).get(model)
 
     def shares(self, route: str) -> bool:
-        """Whether a task is served on ``route`` and some miner offers a model for it now."""
-        return any(self.task_for(route, model) is not None for model in self._task_models())
+        """Whether some miner offers a model on ``route`` for a task now."""
+        return bool(self._table().get(route))
 
     def peek(self, route: str, body: bytes) -> Task[Any, Any] | None:
         """The task a request ``body`` on a shared route is for (None: not a task's model)."""
@@ -83,7 +97,7 @@ class TaskRelay:
         model = parse_body(_ModelOnly, body).model
         task = task or self.task_for(route, model)
         if task is None:
-            offered = sorted(m for m in self._task_models() if self.task_for(route, m) is not None)
+            offered = sorted(self._table().get(route, {}))
             raise NotFound(f"no miner serves model {model!r} on {route}; available: {', '.join(offered) or 'none yet'}",
                            code="model_not_found")
         parsed = parse_body(task.request_type, body)
