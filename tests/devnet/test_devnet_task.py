@@ -19,7 +19,7 @@ from tests.scaffold.installed import write_dist_info
 
 from veilnet.scaffold import load_spec
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 SPEC = """
 description = "Count the words of a text"

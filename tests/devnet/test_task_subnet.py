@@ -47,7 +47,7 @@ VAL_C, VAL_H = Keypair.create_from_uri("//TaskValCold"), Keypair.create_from_uri
 MINERS = {name: (Keypair.create_from_uri(f"//Task{name}Cold"), Keypair.create_from_uri(f"//Task{name}Hot"))
           for name in ("honest1", "honest2", "cacher")}
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 class CachingHandler:
