@@ -130,6 +130,10 @@ class MinerSettings(_Section):
     # provider you relay to may log them); provider.data_collection=deny routes only to "deny" miners
     data_collection: Literal["allow", "deny"] = "deny"
     supported_parameters: list[str] = Field(default_factory=lambda: list(MINER_SUPPORTED_PARAMETERS))
+    # the installed tasks (entry points `veilnet.tasks`) this miner serves: chat is the language-model engine
+    # serving `models` (and `embedding_models`); every other task runs its own engine (docs/tasks.md)
+    tasks: list[str] = Field(default_factory=lambda: ["chat"])
+    task_options: dict[str, dict[str, str | int | float | bool]] = Field(default_factory=dict)  # task -> options
 
 
 class ValidatorSettings(_Section):
@@ -152,6 +156,9 @@ class ValidatorSettings(_Section):
     probe_max_tokens: int = Field(default=128, ge=1, le=1024)
     # each task's share of the miners' credit (a task nobody else serves takes at most its share)
     task_shares: dict[str, NonNegativeFloat] = Field(default_factory=lambda: {"chat": 0.75, "embeddings": 0.25})
+    # the installed tasks this validator challenges and verifies, besides chat and embeddings (None: every
+    # installed task a miner offers)
+    tasks: list[str] | None = None
 
 
 class ConfidentialSettings(_Section):

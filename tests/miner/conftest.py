@@ -23,6 +23,7 @@ from veilnet.models.engine import ModelEngine
 from veilnet.models.upstream import OpenAIUpstreamEngine
 from veilnet.protocol.epistula import sign_request
 from veilnet.settings import EpistulaSettings, MinerSettings
+from veilnet.tasks.interface import ServedTask
 
 MINER = Keypair.create_from_uri("//MinerUnderTest")
 VALIDATOR = Keypair.create_from_uri("//Alice")
@@ -150,7 +151,8 @@ def make_miner(redis_client: aioredis.Redis) -> Callable[..., Any]:
 
     @contextlib.asynccontextmanager
     async def factory(
-        engine: ModelEngine, *, max_body_bytes: int = 64 * 1024, **settings: Any
+        engine: ModelEngine, *, max_body_bytes: int = 64 * 1024, tasks: dict[str, ServedTask] | None = None,
+        **settings: Any
     ) -> AsyncIterator[httpx.AsyncClient]:
         ctx = MinerContext(
             keypair=MINER,
@@ -159,6 +161,7 @@ def make_miner(redis_client: aioredis.Redis) -> Callable[..., Any]:
             metagraph=MetagraphHolder(METAGRAPH),
             settings=MinerSettings(**settings),
             epistula=EpistulaSettings(max_body_bytes=max_body_bytes),
+            tasks=tasks or {},
         )
         transport = httpx.ASGITransport(app=create_miner_app(ctx))
         async with httpx.AsyncClient(transport=transport, base_url="http://miner") as client:

@@ -92,12 +92,12 @@ async def test_a_cheaper_reading_scores_clearly_less(engine: RapidOcrEngine, cha
     as one line without detecting text boxes first, costs a miner less and reads worse."""
     honest_quality = [verify_ocr_answer(c, a).quality for c, a in zip(challenges, honest, strict=True)]
     shrunk, undetected = [], []
-    reader = engine._idle[0]
     for challenge in challenges:
         picture = decode_image(challenge.request.image, param="image")
         small = picture.resize((max(8, picture.width // 3), max(8, picture.height // 3)))
         shrunk.append(verify_ocr_answer(challenge, _answer(await engine.read(small))).quality)
-        result, _ = reader(np.asarray(picture)[:, :, ::-1], use_det=False, use_cls=False)
+        result, _ = await engine.on_recogniser(
+            lambda reader, picture=picture: reader(np.asarray(picture)[:, :, ::-1], use_det=False, use_cls=False))
         text = " ".join(str(item[0]) for item in result or [])
         undetected.append(verify_ocr_answer(challenge, _answer(text)).quality)
     assert sum(shrunk) / len(shrunk) < sum(honest_quality) / len(honest_quality) - 0.2, shrunk

@@ -13,6 +13,7 @@ from veilnet.cli import devnet as devnet_cli
 from veilnet.cli import gateway as gateway_cli
 from veilnet.cli import keys as keys_cli
 from veilnet.cli import miner as miner_cli
+from veilnet.cli import new_task as new_task_cli
 from veilnet.cli import validator as validator_cli
 from veilnet.cli import wallet as wallet_cli
 from veilnet.cli.common import CliState
@@ -55,6 +56,7 @@ app.add_typer(gateway_cli.app, name="gateway")
 app.add_typer(keys_cli.app, name="keys")
 app.add_typer(devnet_cli.app, name="devnet")
 app.command("confidential-proxy")(confidential_cli.confidential_proxy)
+app.command("new-task")(new_task_cli.new_task)
 
 
 def main() -> None:

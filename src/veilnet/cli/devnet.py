@@ -31,6 +31,9 @@ BackendOption = Annotated[Backend | None, typer.Option(
 UpstreamUrl = Annotated[str | None, typer.Option(
     "--upstream-url", help="OpenAI-compatible base URL the openai backend relays to, e.g. http://127.0.0.1:8000/v1.")]
 ReadyTimeout = Annotated[float, typer.Option("--ready-timeout", min=1, help="Seconds each service gets to serve.")]
+TaskOption = Annotated[list[str] | None, typer.Option(
+    "--task", help="An installed task the miners serve (repeat for several; default: chat). Without chat the "
+                   "miners run no language model.")]
 
 
 def _data_dir(ctx: typer.Context, data_dir: Path | None) -> Path:
@@ -55,6 +58,17 @@ def _snippets(gateway_url: str, api_key: str, model: str) -> str:
   print(client.chat.completions.create(model="{model}",
         messages=[{{"role": "user", "content": "Say hello"}}]).choices[0].message.content)
 """
+
+
+def _task_lines(gateway_url: str, api_key: str, runtime: Any) -> str:
+    """Where each task other than chat is served, and with which model."""
+    from veilnet.tasks.registry import task_named
+
+    lines = []
+    for name in sorted({t for m in runtime.miners() for t in m.tasks if t not in ("chat", "embeddings")}):
+        task = task_named(name)
+        lines.append(f"[bold]{name}[/]  POST {gateway_url}{task.gateway_route}  model {task.default_model!r}")
+    return "\n".join(lines)
 
 
 def _run_until_terminated(coro: Coroutine[Any, Any, T]) -> T:
@@ -105,6 +119,7 @@ def up(
     detach: Annotated[bool, typer.Option("--detach", help="Return once the subnet serves; leave it running.")] = False,
     base_port: Annotated[int | None, typer.Option("--base-port", help="First port to use (default: free ports).")] = None,
     ready_timeout: ReadyTimeout = 180.0,
+    task: TaskOption = None,
 ) -> None:
     """Start the devnet: chain, Redis, wallets, subnet, miners, validators and the gateway. A devnet recorded in
     the data directory resumes as it was: same subnet, stakes, ports, gateway URL and API key."""
@@ -117,6 +132,7 @@ def up(
     options = DevnetOptions(
         miners=miners, validators=validators, tempo=tempo, model=model, backend=backend, upstream_url=upstream_url,
         block_time=block_time, redis_url=redis_url, base_port=base_port, ready_timeout=ready_timeout,
+        tasks=tuple(task) if task else None,
     )
     supervisor = None if detach else current_process()
     try:
@@ -125,9 +141,11 @@ def up(
     except (KeyboardInterrupt, asyncio.CancelledError):
         raise fail("interrupted; the services it had started are stopped", code=130) from None
 
-    miner_model = next((n.model for n in runtime.miners() if n.model), "SmolLM2-135M-Instruct")
+    miner_model = next((n.model for n in runtime.miners() if n.model and "chat" in n.tasks), None)
     if runtime.gateway_url and runtime.api_key:
-        console.print(_snippets(runtime.gateway_url, runtime.api_key, miner_model), soft_wrap=True)
+        if miner_model is not None:
+            console.print(_snippets(runtime.gateway_url, runtime.api_key, miner_model), soft_wrap=True)
+        console.print(_task_lines(runtime.gateway_url, runtime.api_key, runtime), soft_wrap=True)
     console.print(f"state: {runtime.data_dir}/devnet.json   logs: `veilnet devnet logs` ({runtime.data_dir}/logs/)",
                   soft_wrap=True)
     if detach:
@@ -281,6 +299,7 @@ def add_miner(
     upstream_url: UpstreamUrl = None,
     data_dir: DataDir = None,
     ready_timeout: ReadyTimeout = 180.0,
+    task: TaskOption = None,
 ) -> None:
     """Register one more miner on the running devnet and start it; later `up`s start it too."""
     from veilnet.devnet.options import DevnetOptions
@@ -288,10 +307,12 @@ def add_miner(
 
     settings = settings_from(ctx)
     _data_dir(ctx, data_dir)
-    spec = DevnetOptions(model=model, backend=backend, upstream_url=upstream_url).miner_spec()
+    spec = DevnetOptions(model=model, backend=backend, upstream_url=upstream_url,
+                         tasks=tuple(task) if task else None).miner_spec()
     with _progress("adding a miner") as progress:
         neuron = asyncio.run(add(settings, spec, progress, ready_timeout=ready_timeout))
-    console.print(f"{neuron.name} serves {neuron.model} ({neuron.backend}) on {neuron.axon_url}, hotkey {neuron.hotkey}")
+    serves = ", ".join(f"{neuron.model} ({neuron.backend})" if t == "chat" else t for t in neuron.tasks)
+    console.print(f"{neuron.name} serves {serves} on {neuron.axon_url}, hotkey {neuron.hotkey}")
 
 
 @app.command("logs")

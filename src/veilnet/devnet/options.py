@@ -32,8 +32,14 @@ class MinerSpec:
     model: str = DEFAULT_MODEL
     backend: Backend = "llamacpp"
     upstream_url: str | None = None
+    tasks: tuple[str, ...] = ("chat",)  # installed tasks it serves; without chat it runs no language model
 
     def __post_init__(self) -> None:
+        from veilnet.tasks.registry import select_tasks
+
+        if not self.tasks:
+            raise ConfigError("a miner serves at least one task")
+        select_tasks(self.tasks)  # ConfigError naming a task that is not installed
         if self.backend == "openai" and not self.upstream_url:
             raise ConfigError("--backend openai needs --upstream-url (an OpenAI-compatible base URL, e.g. "
                               "http://127.0.0.1:8000/v1)")
@@ -46,7 +52,7 @@ class MinerSpec:
     @property
     def embeds(self) -> bool:
         """Whether the miner also serves the model's embeddings (the embedded engine of a chat model)."""
-        return self.backend == "llamacpp" and MODELS[self.model].chat
+        return self.backend == "llamacpp" and "chat" in self.tasks and MODELS[self.model].chat
 
 
 @dataclass(frozen=True)
@@ -63,9 +69,11 @@ class DevnetOptions:
     redis_url: str | None = None
     base_port: int | None = None
     ready_timeout: float = 180.0
+    tasks: tuple[str, ...] | None = None  # --task (repeatable): what the miners serve (default: chat)
 
     def miner_spec(self) -> MinerSpec:
-        return MinerSpec(self.model or DEFAULT_MODEL, self.backend or "llamacpp", self.upstream_url)
+        return MinerSpec(self.model or DEFAULT_MODEL, self.backend or "llamacpp", self.upstream_url,
+                         self.tasks or ("chat",))
 
     def check_against(self, runtime: DevnetRuntime) -> None:
         """Refuse options that would change what the recorded devnet is, naming each and what it is."""
@@ -80,6 +88,7 @@ class DevnetOptions:
             "--backend": (self.backend, {m.backend for m in miners}),
             "--upstream-url": (self.upstream_url, {m.upstream_url for m in miners}),
             "--base-port": (self.base_port, {port_of(runtime.chain_url)}),
+            "--task": (None if self.tasks is None else ",".join(self.tasks), {",".join(m.tasks) for m in miners}),
         }
         conflicts = [
             f"{flag} {given} (it has {', '.join(sorted(str(v) for v in have))})"

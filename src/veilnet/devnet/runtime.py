@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from veilnet.devnet.processes import ProcessRecord, ServiceRecord, is_running
 from veilnet.errors import ConfigError
@@ -52,6 +52,7 @@ class NeuronRecord(BaseModel):
     backend: Literal["llamacpp", "openai"] = "llamacpp"
     upstream_url: str | None = None
     threads: int | None = None
+    tasks: list[str] = Field(default_factory=lambda: ["chat"])  # miners: the installed tasks they serve
 
 
 class DevnetRuntime(BaseModel):

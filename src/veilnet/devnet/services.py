@@ -30,8 +30,9 @@ from veilnet.devnet.processes import (
 from veilnet.devnet.runtime import DevnetRuntime, NeuronRecord, port_of, save_runtime
 from veilnet.errors import ConfigError
 from veilnet.models.catalog import MODELS
+from veilnet.tasks.detection import WRITERS
 
-__all__ = ["Launcher", "check_port_free", "free_port", "reference_models", "stop_services"]
+__all__ = ["Launcher", "check_port_free", "free_port", "reference_models", "stop_services", "validator_tasks"]
 
 INFRASTRUCTURE = ("chain", "redis")  # stopped after the services that use them
 
@@ -56,9 +57,21 @@ def check_port_free(port: int, what: str) -> None:
 
 
 def reference_models(runtime: DevnetRuntime) -> list[str]:
-    """The models validators verify with: the catalog models the miners serve (SmolLM2 when none is)."""
-    models = sorted({m.model for m in runtime.miners() if m.model in MODELS})
-    return models or ["SmolLM2-135M-Instruct"]
+    """The models validators verify with: the catalog models the chat miners serve (SmolLM2 when none is),
+    and the writers of AI-content detection challenges when a miner serves that task; none when no miner
+    serves chat or detection (the validators then load no language model)."""
+    miners = runtime.miners()
+    models = {m.model for m in miners if m.model in MODELS and "chat" in m.tasks}
+    if not models and any("chat" in m.tasks for m in miners):
+        models = {"SmolLM2-135M-Instruct"}
+    if any("ai-detection" in m.tasks for m in miners):
+        models |= set(WRITERS)
+    return sorted(models)
+
+
+def validator_tasks(runtime: DevnetRuntime) -> list[str]:
+    """The tasks besides chat (and its embeddings) that the miners serve: what validators challenge."""
+    return sorted({t for m in runtime.miners() for t in m.tasks if t not in ("chat", "embeddings")})
 
 
 def stop_services(services: list[ServiceRecord]) -> list[str]:
@@ -148,9 +161,10 @@ class Launcher:
             "VEILNET_MINER__PORT": str(port_of(neuron.axon_url)),
             "VEILNET_MINER__BACKEND": neuron.backend,
             "VEILNET_MINER__MODELS": json.dumps([neuron.model]),
+            "VEILNET_MINER__TASKS": json.dumps(neuron.tasks),
             "VEILNET_MINER__METAGRAPH_REFRESH_SECONDS": str(max(2.0, self.runtime.block_time * 4)),
         }
-        if neuron.backend == "llamacpp":
+        if neuron.backend == "llamacpp" and "chat" in neuron.tasks:
             # the development enclave attests the weights it serves; a relaying miner cannot attest its upstream's
             env["VEILNET_CONFIDENTIAL__ENCLAVE"] = "dev"
             if MODELS[neuron.model].chat:
@@ -179,6 +193,7 @@ class Launcher:
                 **self.common_env(),
                 "VEILNET_WALLET__NAME": neuron.wallet,
                 "VEILNET_VALIDATOR__REFERENCE_MODELS": json.dumps(reference_models(self.runtime)),
+                "VEILNET_VALIDATOR__TASKS": json.dumps(validator_tasks(self.runtime)),
             }
             if neuron.threads is not None:
                 env["VEILNET_LLAMACPP__THREADS"] = str(neuron.threads)

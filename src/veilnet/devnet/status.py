@@ -33,6 +33,7 @@ class NeuronStatus(BaseModel):
     emission: float | None
     validator_permit: bool | None
     score: float | None  # the first validator's stored score of a miner (docs/scoring.md gives its scale)
+    tasks: list[str] | None = None  # miners: the tasks they serve
 
 
 class ServiceStatus(BaseModel):
@@ -96,6 +97,7 @@ def _neuron(record: NeuronRecord, metagraph: Metagraph | None, scores: dict[str,
         name=record.name, role=record.role, uid=info.uid if info else None, hotkey=record.hotkey,
         coldkey=record.coldkey, axon_url=record.axon_url, gateway=record.gateway, model=record.model,
         backend=record.backend if record.role == "miner" else None, threads=record.threads,
+        tasks=record.tasks if record.role == "miner" else None,
         stake=info.stake / RAO_PER_TAO if info else None,
         incentive=info.incentive_f if info else None,
         dividends=info.dividends_f if info else None,
@@ -163,6 +165,8 @@ def status_table(status: DevnetStatus) -> Any:
         table.add_column(column, no_wrap=True)
     for n in sorted(status.neurons, key=lambda n: (n.uid is None, n.uid or 0)):
         model = f"{n.model} ({n.backend})" if n.model else "-"
+        if n.tasks is not None and n.tasks != ["chat"]:  # what it serves besides (or instead of) the chat model
+            model = ", ".join(t if t != "chat" else model for t in n.tasks)
         table.add_row(_fmt(n.uid), n.name, n.role, model, _fmt(n.stake, 2), _fmt(n.score), _fmt(n.incentive),
                       _fmt(n.dividends), _fmt(n.emission), _fmt(n.validator_permit), n.axon_url or "")
     services = Table(title="services", expand=False)

@@ -78,19 +78,23 @@ def _plan(settings: Settings, options: DevnetOptions) -> DevnetRuntime:
 
 def _miner_record(wallet_path: Path, name: str, spec: MinerSpec, axon_url: str) -> NeuronRecord:
     return neuron_record(wallet_path, name, "miner", axon_url=axon_url, model=spec.model, backend=spec.backend,
-                         upstream_url=spec.upstream_url)
+                         upstream_url=spec.upstream_url, tasks=list(spec.tasks))
 
 
 def _engines(runtime: DevnetRuntime) -> int:
-    """llama.cpp engines the devnet runs: one per embedded-model miner, one per validator (its scorer)."""
-    return sum(1 for n in runtime.neurons if n.role == "validator" or (n.role == "miner" and n.backend == "llamacpp"))
+    """llama.cpp engines the devnet runs: one per embedded-model chat miner, one per validator (its scorer)."""
+    return sum(1 for n in runtime.neurons if n.role == "validator" or _runs_engine(n))
+
+
+def _runs_engine(neuron: NeuronRecord) -> bool:
+    return neuron.role == "miner" and neuron.backend == "llamacpp" and "chat" in neuron.tasks
 
 
 def _assign_threads(settings: Settings, runtime: DevnetRuntime) -> int:
     engines = _engines(runtime)
     threads = settings.llamacpp.model_copy(update={"engines_on_host": engines}).resolved_threads()
     for neuron in runtime.neurons:
-        uses_engine = neuron.role == "validator" or (neuron.role == "miner" and neuron.backend == "llamacpp")
+        uses_engine = neuron.role == "validator" or _runs_engine(neuron)
         neuron.threads = threads if uses_engine else None
     return engines
 
@@ -151,7 +155,7 @@ async def _start_all(launcher: Launcher, settings: Settings, options: DevnetOpti
     runtime.api_key = await _ensure_api_key(runtime, progress)
     save_runtime(runtime)
     miners = runtime.miners()
-    serving = sorted({f"{m.model} ({m.backend})" for m in miners})
+    serving = sorted({f"{m.model} ({m.backend})" if m.tasks == ["chat"] else ", ".join(m.tasks) for m in miners})
     progress(f"starting {len(miners)} miner{'s' if len(miners) != 1 else ''}: {', '.join(serving)}; llama.cpp "
              f"threads per engine: {', '.join(sorted({str(n.threads) for n in runtime.neurons if n.threads}))}")
     await launcher.miners(miners)
@@ -198,7 +202,7 @@ async def add_miner(settings: Settings, spec: MinerSpec, progress: Progress, *, 
         neuron = _miner_record(wallet_path, f"miner-{index}", spec, f"http://127.0.0.1:{free_port()}")
         runtime.neurons.append(neuron)
         launcher = Launcher(runtime, ready_timeout=ready_timeout, engines_on_host=_engines(runtime))
-        if neuron.backend == "llamacpp":
+        if _runs_engine(neuron):
             neuron.threads = settings.llamacpp.model_copy(update={"engines_on_host": _engines(runtime)}).resolved_threads()
         try:
             async with DevnetChainClient(runtime.chain_url) as chain:

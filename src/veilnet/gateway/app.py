@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -20,7 +21,24 @@ from veilnet.protocol.gateway import ConfidentialMinerList, GatewayHealth, KeyIn
 from veilnet.protocol.headers import ENCRYPTION_HEADER
 from veilnet.protocol.openai import GatewayChatRequest, GatewayCompletionRequest, GatewayEmbeddingRequest
 
-__all__ = ["create_gateway_app"]
+__all__ = ["add_task_routes", "create_gateway_app"]
+
+_OWN_ROUTES = frozenset({paths.CHAT_COMPLETIONS, paths.COMPLETIONS, paths.EMBEDDINGS})
+
+
+def add_task_routes(app: EdgeApp, gateway: Gateway) -> dict[str, Callable[[Request], Awaitable[Response]]]:
+    """A POST route for each task's gateway route that is not one of the OpenAI routes above (those share)."""
+    added: dict[str, Callable[[Request], Awaitable[Response]]] = {}
+    def serving(route: str) -> Callable[[Request], Awaitable[Response]]:
+        async def serve(request: Request) -> Response:
+            started = time.perf_counter()
+            return await gateway.tasks.serve(request, route, await read_body(request, gateway.max_body_bytes),
+                                             started=started)
+        return serve
+
+    for route in sorted(gateway.tasks.routes() - _OWN_ROUTES):
+        added[route] = app.post(route)(serving(route))
+    return added
 
 
 def create_gateway_app(
@@ -59,7 +77,17 @@ def create_gateway_app(
     async def chat(request: Request) -> Response:
         if ENCRYPTION_HEADER in request.headers:  # sealed by the client: relayed as ciphertext
             return await gateway.passthrough.serve(request, paths.CHAT_COMPLETIONS)
+        if gateway.tasks.shares(paths.CHAT_COMPLETIONS):  # a task (OCR) is offered on this route: its model says
+            return await serve_shared(request, paths.CHAT_COMPLETIONS, GatewayChatRequest)
         return await gateway.relay(request, GatewayChatRequest)
+
+    async def serve_shared(request: Request, route: str, schema: type[GatewayChatRequest]) -> Response:
+        started = time.perf_counter()
+        body = await read_body(request, gateway.max_body_bytes)
+        task = gateway.tasks.peek(route, body)
+        if task is not None:
+            return await gateway.tasks.serve(request, route, body, task=task, started=started)
+        return await gateway.relay(request, schema, body=body)
 
     @app.post(paths.COMPLETIONS)
     async def completions(request: Request) -> Response:
@@ -107,8 +135,11 @@ def create_gateway_app(
     async def health() -> GatewayHealth:
         return GatewayHealth(miners=len({o.hotkey for o in gateway.directory.offers}), breakers=gateway.breaker.states())
 
+    fast_tasks = add_task_routes(app, gateway)
+
     # the request paths skip FastAPI's layers (EdgeApp); the routes above still define the OpenAPI document
-    app.fast_routes.update({paths.CHAT_COMPLETIONS: chat, paths.COMPLETIONS: completions, paths.EMBEDDINGS: embeddings})
+    app.fast_routes.update({paths.CHAT_COMPLETIONS: chat, paths.COMPLETIONS: completions, paths.EMBEDDINGS: embeddings,
+                            **fast_tasks})
     document_json_bodies(app, {
         paths.CHAT_COMPLETIONS: GatewayChatRequest, paths.COMPLETIONS: GatewayCompletionRequest,
         paths.EMBEDDINGS: GatewayEmbeddingRequest, paths.CONFIDENTIAL_ATTESTATION: AttestationRelayRequest,

@@ -36,6 +36,7 @@ class MinerOffer:
     confidential: str | None = None  # the TEE platform the miner says it attests with
     input_modalities: frozenset[str] = TEXT_ONLY
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    task: str = "chat"  # the task it is offered for (chat models also serve completions and embeddings)
 
 
 class MinerDirectory:
@@ -63,7 +64,7 @@ class MinerDirectory:
         return [
             MinerOffer(hotkey, url, m.id, m.price_input_per_million, m.price_output_per_million, m.context_length,
                        m.embeddings, frozenset(m.supported_parameters), document.data_collection, platform,
-                       frozenset(m.input_modalities) | TEXT_ONLY, document.max_body_bytes)
+                       frozenset(m.input_modalities) | TEXT_ONLY, document.max_body_bytes, m.task)
             for m in document.models
         ]
 
@@ -78,6 +79,10 @@ class MinerDirectory:
     def confidential_miners(self) -> dict[str, str]:
         """hotkey -> axon URL of every miner that says it serves sealed requests."""
         return {o.hotkey: o.url for o in self.offers if o.confidential is not None}
+
+    def task_models(self) -> dict[str, str]:
+        """model -> task, for the models offered for tasks other than chat."""
+        return {o.model: o.task for o in self.offers if o.task != "chat"}
 
     def models(self) -> dict[str, list[MinerOffer]]:
         out: dict[str, list[MinerOffer]] = {}

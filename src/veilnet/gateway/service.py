@@ -18,6 +18,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from bittensor_wallet import Keypair
@@ -37,6 +38,7 @@ from veilnet.gateway.ledger import Ledger
 from veilnet.gateway.passthrough import SealedPassthrough
 from veilnet.gateway.router import Router
 from veilnet.gateway.stats import GatewayStats
+from veilnet.gateway.tasks import TaskRelay
 from veilnet.protocol.gateway import ModelCard, ModelCardList, Pricing
 from veilnet.protocol.openai import GatewayRequest
 from veilnet.protocol.usage import LedgerStatus
@@ -44,6 +46,8 @@ from veilnet.relay import MinerClient, MinerDeadlines, RelayClient
 from veilnet.store.keys import KeyStore
 from veilnet.store.organic import OrganicStream, RequestCounter
 from veilnet.store.ratelimit import KeyRateLimiter
+from veilnet.tasks.interface import Task
+from veilnet.tasks.registry import installed_tasks
 
 __all__ = ["Gateway", "GatewayContext", "model_card"]
 
@@ -71,6 +75,7 @@ class GatewayContext:
     attestations: AttestedSessions | None = None  # None: this gateway routes no confidential requests
     history: Callable[[], Awaitable[list[EpochPoint]]] | None = None  # the dashboard's per-epoch points
     on_attempt: Callable[[AttemptOutcome], None] | None = None  # told how each attempt at a miner ended
+    tasks: dict[str, Task[Any, Any]] | None = None  # the tasks served on their routes (None: every one installed)
 
 
 def model_card(model: str, offers: list[MinerOffer]) -> ModelCard:
@@ -104,14 +109,20 @@ class Gateway:
         self.ledger = Ledger(ctx.keys, ctx.stats, ctx.directory, ratelimit=ctx.ratelimit, organic=ctx.organic,
                              on_attempt=ctx.on_attempt)
         self._parts = FlowParts(self.router, self.miners, ctx.breaker, self.ledger, keepalive_seconds)
+        tasks = installed_tasks() if ctx.tasks is None else ctx.tasks
+        self.tasks = TaskRelay({name: t for name, t in tasks.items() if not t.language_model}, self.access,
+                               self._parts, ctx.directory)
         self.passthrough = SealedPassthrough(self.access, ctx.directory, ctx.attestations, self.miners, ctx.breaker,
                                              self.ledger, max_body_bytes=max_body_bytes)
 
-    async def relay(self, request: Request, schema: type[GatewayRequest]) -> Response:
-        """Serve one OpenAI request: admit its key, parse its body, route it and answer (streamed or whole)."""
+    async def relay(self, request: Request, schema: type[GatewayRequest], *, body: bytes | None = None) -> Response:
+        """Serve one OpenAI request: admit its key, parse its body (``body``: already read), route it and
+        answer (streamed or whole)."""
         started = time.perf_counter()
         key = await self.access.admit(request.headers.get("authorization"))
-        parsed: GatewayRequest = parse_body(schema, await read_body(request, self.max_body_bytes))
+        if body is None:
+            body = await read_body(request, self.max_body_bytes)
+        parsed: GatewayRequest = parse_body(schema, body)
         flow = Flow(self._parts, key, parsed, started)
         try:
             return await (flow.stream() if flow.streamed else flow.answer())

@@ -18,6 +18,7 @@ from veilnet.errors import InvalidRequest, NotFound, UpstreamError
 from veilnet.miner.sealed import serve_sealed
 from veilnet.miner.service import MinerContext, admit, authenticate
 from veilnet.miner.stream import RAW, signed_stream, until_done
+from veilnet.miner.tasks import add_task_routes, task_models, task_offers
 from veilnet.models.engine import ModelInfo
 from veilnet.models.upstream import OpenAIUpstreamEngine
 from veilnet.protocol import paths
@@ -172,7 +173,7 @@ class _Miner:
                                concurrency=s.max_concurrency,
                                supported_parameters=list(s.supported_parameters),
                                input_modalities=sorted(info.input_modalities))  # type: ignore[arg-type]
-                    for info in self.served.values()],
+                    for info in self.served.values()] + task_offers(ctx),
         )
 
 
@@ -209,8 +210,9 @@ def create_miner_app(ctx: MinerContext) -> EdgeApp:
 
     @app.get(paths.HEALTH)
     async def health() -> MinerHealth:
-        return MinerHealth(hotkey=ctx.keypair.ss58_address, models=list(miner.served))
+        return MinerHealth(hotkey=ctx.keypair.ss58_address, models=[*miner.served, *task_models(ctx)])
 
     app.fast_routes.update({paths.CHAT_COMPLETIONS: chat_completions, paths.COMPLETIONS: completions,
                             paths.EMBEDDINGS: embeddings})
+    add_task_routes(app, ctx)
     return app

@@ -13,6 +13,7 @@ from veilnet.connections import ConnectionTimeouts
 from veilnet.errors import ConfigError
 from veilnet.miner.app import create_miner_app
 from veilnet.miner.service import MetagraphHolder, MinerContext
+from veilnet.miner.tasks import open_task_handlers
 from veilnet.models.catalog import model_path
 from veilnet.models.llamacpp import LlamaCppEngine
 from veilnet.models.upstream import OpenAIUpstreamEngine
@@ -27,7 +28,10 @@ log = logging.getLogger(__name__)
 
 
 def build_engine(settings: Settings) -> LlamaCppEngine | OpenAIUpstreamEngine:
+    """The language-model engine: ``miner.models`` when the miner serves chat, no model otherwise."""
     miner = settings.miner
+    if "chat" not in miner.tasks:
+        miner = miner.model_copy(update={"models": [], "embedding_models": [], "backend": "llamacpp"})
     if miner.backend == "llamacpp":
         return LlamaCppEngine(
             miner.models, cache_dir=settings.data_dir / "models", concurrency=miner.max_concurrency,
@@ -73,11 +77,12 @@ async def run_miner(settings: Settings) -> None:
         refresher = asyncio.create_task(holder.refresh_forever(chain, netuid, settings.miner.metagraph_refresh_seconds))
         stack.callback(refresher.cancel)
         weights = {name: model_path(name, settings.data_dir / "models") if settings.miner.backend == "llamacpp" else None
-                   for name in settings.miner.models}
+                   for name in (info.name for info in engine.models())}
         enclave = enclave_from_settings(settings.confidential, settings.data_dir, wallet.hotkey, weights)
+        tasks = await open_task_handlers(stack, settings, engine)
         ctx = MinerContext(
             keypair=wallet.hotkey, engine=engine, redis=redis, metagraph=holder, settings=settings.miner,
-            epistula=settings.epistula, enclave=enclave,
+            epistula=settings.epistula, enclave=enclave, tasks=tasks,
         )
         log.info("miner serving", extra={"hotkey": wallet.hotkey.ss58_address, "port": settings.miner.port})
         await serve(create_miner_app(ctx), host=settings.miner.host, port=settings.miner.port,

@@ -21,6 +21,7 @@ from veilnet.quotas import Quota, quota_table, validator_stakes
 from veilnet.settings import EpistulaSettings, MinerSettings
 from veilnet.store.quota import QuotaStore
 from veilnet.store.replay import ReplayCache
+from veilnet.tasks.interface import ServedTask
 
 __all__ = ["MetagraphHolder", "MinerContext", "admit", "authenticate"]
 
@@ -53,6 +54,7 @@ class MinerContext:
     settings: MinerSettings
     epistula: EpistulaSettings
     enclave: Enclave | None = None  # set when this miner serves sealed (confidential) requests
+    tasks: dict[str, ServedTask] = field(default_factory=dict)  # tasks served by their own engines, by name
     quota: QuotaStore = field(init=False)
     replays: ReplayCache = field(init=False)
 

@@ -18,14 +18,14 @@ import asyncio
 import math
 import secrets
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
 
 from veilnet.errors import NotFound, UpstreamError
-from veilnet.models.limits import Admission
+from veilnet.models.pool import InstancePool
 from veilnet.models.upstream import OpenAIUpstreamEngine
 from veilnet.tasks.images import ImageLimits, decode_image
 from veilnet.tasks.ocr import OCR_MODEL, OcrAnswer, OcrRequest, ocr_answer
@@ -33,6 +33,7 @@ from veilnet.tasks.ocr import OCR_MODEL, OcrAnswer, OcrRequest, ocr_answer
 __all__ = ["OcrUpstreamEngine", "RapidOcrEngine", "reading_order"]
 
 Box = tuple[Sequence[Sequence[float]], str]
+T = TypeVar("T")
 
 
 def reading_order(boxes: Sequence[Box]) -> str:
@@ -67,28 +68,28 @@ class RapidOcrEngine:
                  use_angle_classifier: bool = False, detection_side: int = 960,
                  limits: ImageLimits | None = None) -> None:
         self._model = model
-        self._concurrency = concurrency
         self._threads = threads
         self._use_cls = use_angle_classifier
         self._detection_side = detection_side
         self._limits = limits or ImageLimits()
-        self._admission = Admission(concurrency, queue)
-        self._idle: list[Any] = []
+        self._pool: InstancePool[Any] = InstancePool("OCR", self._recogniser, concurrency=concurrency, queue=queue)
 
     async def __aenter__(self) -> RapidOcrEngine:
-        await asyncio.to_thread(self.load)
+        await self._pool.open()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._idle.clear()
+        self._pool.close()
+
+    def _recogniser(self) -> Any:
+        from rapidocr_onnxruntime import RapidOCR
+
+        return RapidOCR(intra_op_num_threads=self._threads, inter_op_num_threads=1, det_limit_type="max",
+                        det_limit_side_len=self._detection_side)
 
     def load(self) -> None:
         """Load one recogniser per concurrent request (blocking; ``async with`` runs it in a thread)."""
-        from rapidocr_onnxruntime import RapidOCR
-
-        while len(self._idle) < self._concurrency:
-            self._idle.append(RapidOCR(intra_op_num_threads=self._threads, inter_op_num_threads=1,
-                                       det_limit_type="max", det_limit_side_len=self._detection_side))
+        self._pool.load()
 
     def models(self) -> list[str]:
         return [self._model]
@@ -98,16 +99,14 @@ class RapidOcrEngine:
         result, _ = reader(pixels, use_cls=self._use_cls)
         return reading_order([(box, str(text)) for box, text, _score in result or []])
 
+    async def on_recogniser(self, work: Callable[[Any], T]) -> T:
+        """``work(recogniser)`` on one of the loaded RapidOCR instances, in a worker thread, under admission
+        control (for benchmarks and tests that call RapidOCR with other options)."""
+        return await self._pool.run(work)
+
     async def read(self, picture: Image.Image) -> str:
         """The text in ``picture``, lines separated by newlines."""
-        async with self._admission.slot():
-            if not self._idle:
-                raise UpstreamError("the OCR engine is not loaded (use it as an async context manager)")
-            reader = self._idle.pop()
-            try:
-                return await asyncio.to_thread(self._read, reader, picture)
-            finally:
-                self._idle.append(reader)
+        return await self._pool.run(lambda reader: self._read(reader, picture))
 
     async def transcribe(self, request: OcrRequest) -> OcrAnswer:
         if request.model != self._model:

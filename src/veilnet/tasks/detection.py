@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -111,10 +112,11 @@ class DetectionChallenge:
     writers: tuple[str | None, ...]  # which model, for the record (None: human)
 
 
-async def _continue(writer: TextWriter, rng: random.Random, prefix: str, words: int) -> tuple[str, str]:
+async def _continue(writer: TextWriter, rng: random.Random, prefix: str, words: int,
+                    writers: Sequence[str] = WRITERS) -> tuple[str, str]:
     """A model's continuation of ``prefix``, cut to ``words`` words (a few tries: a sample may stop early)."""
     for _ in range(4):
-        name = rng.choice(WRITERS)
+        name = rng.choice(writers)
         answer = await writer.completion({
             "model": name, "prompt": prefix, "max_tokens": 2 * words + 16, "seed": rng.getrandbits(31),
             "temperature": round(rng.uniform(0.5, 1.2), 2), "top_p": round(rng.uniform(0.85, 1.0), 2),
@@ -131,8 +133,10 @@ async def _continue(writer: TextWriter, rng: random.Random, prefix: str, words: 
 
 async def generate_detection_challenge(rng: random.Random, writer: TextWriter, *, model: str = DETECTION_MODEL,
                                        texts: tuple[int, int] = (2, 6), words: tuple[int, int] = (30, 80),
-                                       corpus: HumanCorpus | None = None) -> DetectionChallenge:
-    """Human and machine continuations of random passages, each a fair coin (pure but for the models)."""
+                                       corpus: HumanCorpus | None = None,
+                                       writer_models: Sequence[str] = WRITERS) -> DetectionChallenge:
+    """Human and machine continuations of random passages, each a fair coin (pure but for the models);
+    ``writer_models``: the models (names ``writer`` serves) that write the machine half."""
     corpus = corpus or default_corpus()
     inputs: list[str] = []
     truth: list[bool] = []
@@ -141,7 +145,7 @@ async def generate_detection_challenge(rng: random.Random, writer: TextWriter, *
         length = rng.randint(*words)
         passage = corpus.passage(rng, rng.randint(24, 80), length)
         if rng.random() < 0.5:
-            text, name = await _continue(writer, rng, passage.prefix, length)
+            text, name = await _continue(writer, rng, passage.prefix, length, writer_models)
             inputs.append(text)
             truth.append(True)
             writers.append(name)

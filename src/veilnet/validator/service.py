@@ -35,7 +35,7 @@ from veilnet.confidential.errors import AttestationFailed
 from veilnet.confidential.sessions import AttestedSessions
 from veilnet.errors import StoreError, VeilnetError
 from veilnet.logs import log_event
-from veilnet.models.engine import ModelEngine, ReferenceModel
+from veilnet.models.engine import ModelEngine
 from veilnet.protocol import paths
 from veilnet.protocol.capacity import CapacityDocument
 from veilnet.protocol.epistula import sign_request, verify_response
@@ -56,9 +56,9 @@ from veilnet.store.history import ScoreHistory
 from veilnet.store.organic import OrganicStream, RequestCounter
 from veilnet.store.scores import ScoreStore
 from veilnet.store.validator_pipeline import ChallengeRecord, ValidatorPipeline
-from veilnet.tasks.challenges import PromptPool, challenge_request, embeddings_texts, organic_requests
-from veilnet.tasks.chat import verify_chat_answer
-from veilnet.tasks.embeddings import verify_embeddings_answer
+from veilnet.tasks.challenges import PromptPool
+from veilnet.tasks.interface import ChallengeTools, VerifyTools
+from veilnet.tasks.registry import installed_tasks, task_named
 from veilnet.validator.probe import run_prober
 
 __all__ = [
@@ -116,8 +116,10 @@ class MinerTerms:
     capacity: int
     window_seconds: int
     synthetic_share: float
-    models: tuple[str, ...]
+    models: tuple[str, ...]  # its chat models
     embedding_models: frozenset[str] = frozenset()  # those of ``models`` it also embeds with
+    tasks: tuple[tuple[str, str], ...] = ()  # (model, task) it offers for its other tasks
+    max_body_bytes: int | None = None  # the largest request it takes (a larger challenge is not sent)
 
 
 @dataclass(frozen=True)
@@ -132,32 +134,38 @@ def _is_miner(neuron: NeuronInfo, me: str) -> bool:
     return neuron.hotkey != me and neuron.axon is not None and neuron.axon.is_served
 
 
-CHALLENGE_PATHS = {"chat": paths.CHAT_COMPLETIONS, "embeddings": paths.EMBEDDINGS}
-
-
 async def ask_miner(
     ctx: ValidatorContext, neuron: NeuronInfo, model: str, samples: list[dict[str, str]] | None = None,
-    *, task: str = "chat",
-) -> ChallengeRecord:
-    """One signed synthetic request to ``neuron``: for ``chat`` a fresh prompt or a replayed organic one,
-    for ``embeddings`` random texts. The answer, when there is one to verify, travels with the observation to
-    a scorer. The observation carries the answer's time and the units it delivered (completion tokens, at most
-    the length asked for; inputs embedded): speed is compared among each task's miners."""
+    *, task: str = "chat", max_body_bytes: int | None = None,
+) -> ChallengeRecord | None:
+    """One signed synthetic request to ``neuron``, the challenge ``task`` generates (its interface,
+    :mod:`veilnet.tasks.interface`): for ``chat`` a fresh prompt or a replayed organic one, for ``embeddings``
+    random texts, for other tasks whatever they draw. The answer, when there is one to verify, travels with the
+    observation (and what the challenge knows) to a scorer. The observation carries the answer's time and the
+    units it delivered (chat: completion tokens, at most the length asked for; other tasks: the request's
+    units): speed is compared among each task's miners. A challenge the validator cannot draw (its engine
+    lacks a model the task writes with) is logged and not sent."""
     assert neuron.axon is not None
-    request: dict[str, Any]
-    if task == "embeddings":
-        request = {"model": model, "input": embeddings_texts(ctx.rng)}
-    else:
-        chat = challenge_request(model, ctx.rng, organic=organic_requests(samples or []), pool=ctx.prompt_pool,
-                                 replay_share=ctx.replay_share, max_tokens_cap=256)
-        # answers are read whole here; streamed challenges come with the gateway's request path
-        request = chat.model_copy(update={"stream": False}).model_dump(mode="json", exclude_unset=True)
-        request.pop("stream_options", None)
+    kind = task_named(task)
+    tools = ChallengeTools(rng=ctx.rng, model=model, engine=ctx.reference, organic=samples or [],
+                           prompt_pool=ctx.prompt_pool, replay_share=ctx.replay_share)
+    try:
+        challenge = await kind.challenge(tools)
+    except Exception as exc:  # a task's generator (a plugin's) failing must not stop the challenger
+        reason = exc.message if isinstance(exc, VeilnetError) else f"{type(exc).__name__}: {exc}"
+        log_event(log, "cannot draw a challenge", logging.ERROR, task=task, model=model, reason=reason)
+        return None
+    request: dict[str, Any] = challenge.request.model_dump(mode="json", exclude_unset=True)
 
     def seen(outcome: Outcome, **details: Any) -> Observation:
         return Observation(miner=neuron.hotkey, model=model, task=task, outcome=outcome, **details)
 
     body = json.dumps(request).encode()
+    if max_body_bytes is not None and len(body) > max_body_bytes:
+        # an honest miner refuses it (413): the validator's oversight, never counted against the miner
+        log_event(log, "challenge larger than the miner takes; not sent", logging.WARNING, task=task,
+                  miner=neuron.hotkey, limit=max_body_bytes)
+        return None
     headers = sign_request(ctx.keypair, body, neuron.hotkey)
     headers.update({"Content-Type": "application/json", TRAFFIC_HEADER: "synthetic"})
     start = time.perf_counter()
@@ -165,7 +173,7 @@ async def ask_miner(
         ctx.synthetic_counts.count(neuron.hotkey)
     try:
         async with ctx.http.post(
-            f"{neuron.axon.url}{CHALLENGE_PATHS[task]}", data=body, headers=headers,
+            f"{neuron.axon.url}{kind.miner_path}", data=body, headers=headers,
             timeout=aiohttp.ClientTimeout(total=ctx.request_timeout),
         ) as response:
             content = await response.read()
@@ -190,10 +198,9 @@ async def ask_miner(
     except (VeilnetError, ValueError, KeyError, TypeError):
         # an unsigned, mis-signed or malformed answer is a failed verification, not a network error
         return ChallengeRecord(seen("ok", verified=False, quality=0.0))
-    if task != "chat":  # embeddings: the inputs embedded
-        inputs = request["input"]
-        return ChallengeRecord(seen("ok", elapsed_ms=elapsed * 1000,
-                                    units=len(inputs) if isinstance(inputs, list) else 1), request, answer)
+    if task != "chat":  # the units the task's request asked for (embeddings: the inputs embedded)
+        return ChallengeRecord(seen("ok", elapsed_ms=elapsed * 1000, units=kind.units(challenge.request)),
+                               request, answer, challenge.truth)
     # a whole (not streamed) answer: no time to first token; it delivered at most what was asked for
     max_tokens = request.get("max_tokens") or request.get("max_completion_tokens")
     units = min(completion_tokens, max_tokens) if isinstance(max_tokens, int) else completion_tokens
@@ -208,18 +215,14 @@ async def score_answer(ctx: ValidatorContext, record: ChallengeRecord) -> Observ
     observation = record.observation
     if record.request is None or record.answer is None or ctx.rng.random() >= ctx.settings.verify_rate:
         return observation
-    if ctx.reference is None:
-        raise RuntimeError("this process runs a scorer without a reference model")
     try:
-        if observation.task == "embeddings":
-            verdict = await verify_embeddings_answer(ctx.reference, record.request, record.answer)
-        else:
-            if not isinstance(ctx.reference, ReferenceModel):
-                raise RuntimeError("the scorer's reference model cannot re-score chat answers")
-            verdict = await verify_chat_answer(ctx.reference, record.request, record.answer, rng=ctx.rng)
-    except VeilnetError as exc:  # the reference's own failure (e.g. a scorer set up without embeddings)
+        kind = task_named(observation.task)
+        verdict = await kind.verify_json(record.request, record.truth, record.answer,
+                                         VerifyTools(rng=ctx.rng, reference=ctx.reference))
+    except Exception as exc:  # the reference's own failure, a scorer set up without one, a task plugin's bug
+        reason = exc.message if isinstance(exc, VeilnetError) else f"{type(exc).__name__}: {exc}"
         log_event(log, "cannot verify; the answer stays unverified", logging.ERROR, miner=observation.miner,
-                  task=observation.task, reason=exc.message)
+                  task=observation.task, reason=reason)
         return observation
     if not verdict.ok:
         log_event(log, "verification failed", logging.WARNING, miner=observation.miner, reason=verdict.reason)
@@ -300,10 +303,16 @@ async def miner_terms(ctx: ValidatorContext, neuron: NeuronInfo) -> MinerTerms |
     document = await _capacity(ctx, neuron.axon.url)
     if document is None:
         return None
-    models = tuple(m.id for m in document.models)
+    chat = [m for m in document.models if m.task == "chat"]
+    installed = installed_tasks()
+    wanted = ctx.settings.tasks
+    tasks = tuple((m.id, m.task) for m in document.models
+                  if m.task in installed and not installed[m.task].language_model
+                  and (wanted is None or m.task in wanted))
     return MinerTerms(capacity=min((m.capacity_per_window for m in document.models), default=0),
                       window_seconds=document.window_seconds, synthetic_share=document.synthetic_share,
-                      models=models, embedding_models=frozenset(m.id for m in document.models if m.embeddings))
+                      models=tuple(m.id for m in chat), embedding_models=frozenset(m.id for m in chat if m.embeddings),
+                      tasks=tasks, max_body_bytes=document.max_body_bytes)
 
 
 async def _capacity(ctx: ValidatorContext, url: str) -> CapacityDocument | None:
@@ -362,7 +371,9 @@ async def _challenge(ctx: ValidatorContext, *, round_interval: float) -> None:
             if due.get(neuron.hotkey, 0.0) > now:
                 continue
             models = [m for m in ctx.settings.reference_models if known is None or m in known.models]
-            if known is None or not models:
+            if known is None or not (models or known.tasks):
+                if not ctx.settings.reference_models:  # no chat to ask it for: its terms are asked for again
+                    continue
                 ready.append((neuron, ctx.rng.choice(ctx.settings.reference_models), "chat"))
                 due[neuron.hotkey] = now + round_interval
                 continue
@@ -380,14 +391,17 @@ async def _challenge(ctx: ValidatorContext, *, round_interval: float) -> None:
                 continue
             due[neuron.hotkey] = now + left_s / budget * ctx.rng.uniform(0.5, 1.5)
             sent[(neuron.hotkey, start_ms)] = used + 1
-            model = ctx.rng.choice(models)
+            model, task = ctx.rng.choice([*((m, "chat") for m in models), *known.tasks])
             embeds = model in known.embedding_models and ctx.rng.random() < ctx.settings.embedding_share
-            ready.append((neuron, model, "embeddings" if embeds else "chat"))
+            ready.append((neuron, model, "embeddings" if embeds and task == "chat" else task))
         for stale in [k for k in sent if k[1] < int(now * 1000) - 3_600_000]:
             del sent[stale]
-        records = await asyncio.gather(*(ask_miner(ctx, n, m, samples, task=t) for n, m, t in ready))
+        records = await asyncio.gather(*(
+            ask_miner(ctx, n, m, samples, task=t, max_body_bytes=known_terms.max_body_bytes if known_terms else None)
+            for n, m, t in ready for known_terms in [terms.get(n.hotkey)]))
         for record in records:
-            await ctx.pipeline.add_answer(record)
+            if record is not None:
+                await ctx.pipeline.add_answer(record)
         attested = await asyncio.gather(*(attest_miner(ctx, n) for n in miners))
         for observation in attested:
             if observation is not None:

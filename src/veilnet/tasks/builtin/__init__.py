@@ -1,0 +1,1 @@
+"""veilnet's own tasks, each declared under the entry-point group ``veilnet.tasks`` in ``pyproject.toml``."""

