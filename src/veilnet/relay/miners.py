@@ -3,9 +3,9 @@
 A typed request document becomes the exact bytes sent (the fields its sender set, nothing added:
 ``model_dump_json(exclude_unset=True)``), those bytes are signed for the miner (Epistula, a fresh uuid and
 timestamp per call, so a retried or failed-over request never carries a stale signature) and sent through a
-:class:`~veilnet.relay.RelayClient` under the caller's deadlines. The gateway's organic requests go through
-here; anything else a validator sends a miner can use it too, so requests cannot be told apart by how they
-are built.
+:class:`~veilnet.relay.RelayClient` under the caller's deadlines. The gateway's organic requests and the
+validator's challenges both go through here (the same headers, the same signer, the same encoding), so a
+miner cannot tell them apart by how they are built; nothing in a request says which it is.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from bittensor_wallet import Keypair
 
 from veilnet.protocol.confidential import ENCRYPTION_SCHEME, SealedRequest
 from veilnet.protocol.epistula import sign_request
-from veilnet.protocol.headers import ENCRYPTION_HEADER, TRAFFIC_HEADER
+from veilnet.protocol.headers import ENCRYPTION_HEADER
 from veilnet.protocol.openai import MinerRequest, RoutingFields
 from veilnet.protocol.paths import ENDPOINT_PATHS
 from veilnet.relay.client import RelayClient, RelayResponse
@@ -49,16 +49,19 @@ class MinerClient:
     told of every request sent (the gateway counts its requests per miner with it)."""
 
     def __init__(self, keypair: Keypair, relay: RelayClient, deadlines: MinerDeadlines = MinerDeadlines(), *,
-                 on_send: Callable[[str], None] | None = None, traffic: str = "organic") -> None:
+                 on_send: Callable[[str], None] | None = None) -> None:
         self.keypair = keypair
         self.relay = relay
         self.deadlines = deadlines
         self._on_send = on_send
-        self._traffic = traffic
 
     async def send(self, url: str, hotkey: str, request: MinerRequest) -> RelayResponse:
         """POST ``request`` to the miner ``hotkey`` at ``url`` (its axon); the caller owns the response."""
         return await self.post(url, hotkey, request.PATH, encode_request(request))
+
+    async def exchange(self, url: str, hotkey: str, request: MinerRequest) -> tuple[str, RelayResponse]:
+        """:meth:`send`, also giving the request's Epistula uuid (what the miner's answer is signed for)."""
+        return await self._post(url, hotkey, request.PATH, encode_request(request), sealed=False)
 
     async def send_sealed(self, url: str, hotkey: str, sealed: SealedRequest) -> RelayResponse:
         """POST a sealed request (an envelope only the miner's enclave opens) to its endpoint's path."""
@@ -68,13 +71,16 @@ class MinerClient:
     async def post(self, url: str, hotkey: str, path: str, body: bytes, *, sealed: bool = False) -> RelayResponse:
         """POST ``body`` (already serialised) signed for ``hotkey``. RelayError or RelayTimeout when the miner
         cannot be reached or misses a deadline."""
+        return (await self._post(url, hotkey, path, body, sealed=sealed))[1]
+
+    async def _post(self, url: str, hotkey: str, path: str, body: bytes, *, sealed: bool) -> tuple[str, RelayResponse]:
         headers = sign_request(self.keypair, body, hotkey)
         headers["Content-Type"] = "application/json"
-        headers[TRAFFIC_HEADER] = self._traffic
         if sealed:
             headers[ENCRYPTION_HEADER] = ENCRYPTION_SCHEME
         if self._on_send is not None:
             self._on_send(hotkey)
         deadlines = self.deadlines
-        return await self.relay.post(url + path, body, headers, timeout=deadlines.total,
-                                     first_byte=deadlines.first_byte, idle=deadlines.idle)
+        response = await self.relay.post(url + path, body, headers, timeout=deadlines.total,
+                                         first_byte=deadlines.first_byte, idle=deadlines.idle)
+        return headers["Epistula-Uuid"], response

@@ -20,7 +20,7 @@ import math
 import random
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -107,47 +107,65 @@ def embeddings_texts(rng: random.Random, *, max_inputs: int = 4) -> str | list[s
     return texts[0] if len(texts) == 1 and rng.random() < 0.5 else texts
 
 
+# the fields of an organic request a challenge copies as they are (content, model and seed excepted; the
+# gateway's routing fields never reach the stream, ``user`` is dropped from it)
+_COPIED = ("frequency_penalty", "logit_bias", "max_tokens", "max_completion_tokens", "n", "presence_penalty",
+           "stop", "stream", "stream_options", "temperature", "top_p", "logprobs", "top_logprobs")
+
+
 @dataclass(frozen=True)
 class RequestShape:
-    """An organic request's sampling parameters, without its content: what challenges imitate."""
+    """An organic request's parameters, without its content: what challenges imitate. ``params`` holds the
+    fields the app set, as it set them (which of ``max_tokens`` / ``max_completion_tokens``, whether
+    ``stream_options`` was there, penalties and all), so a challenge is encoded field for field like one."""
 
-    max_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    stream: bool = False
-    logprobs: bool = False
-    top_logprobs: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)
     seeded: bool = False
-    stop: tuple[str, ...] = ()
     system: bool = False
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.params.get("stream", False))
+
+    @property
+    def logprobs(self) -> bool:
+        return bool(self.params.get("logprobs", False))
+
+    @property
+    def max_tokens(self) -> int | None:
+        value = self.params.get("max_completion_tokens", self.params.get("max_tokens"))
+        return int(value) if value is not None else None
 
 
 def shape_of(request: ChatCompletionRequest) -> RequestShape:
-    stop = request.stop
     return RequestShape(
-        max_tokens=request.max_completion_tokens or request.max_tokens, temperature=request.temperature,
-        top_p=request.top_p, stream=request.stream, logprobs=request.logprobs, top_logprobs=request.top_logprobs,
-        seeded=request.seed is not None, stop=tuple([stop] if isinstance(stop, str) else stop or ()),
+        params=request.model_dump(mode="json", include=set(_COPIED), exclude_unset=True),
+        seeded=request.seed is not None,
         system=any(m.role in ("system", "developer") for m in request.messages),
     )
 
 
 def default_shape(rng: random.Random) -> RequestShape:
     """A broad spread of parameters, for when there is no organic traffic to imitate."""
+    params: dict[str, Any] = {}
     roll = rng.random()
-    max_tokens = (None if roll < 0.05 else round(math.exp(rng.uniform(math.log(16), math.log(256)))) if roll < 0.85
-                  else rng.randint(257, 1024))
+    if roll >= 0.05:
+        params["max_tokens"] = (round(math.exp(rng.uniform(math.log(16), math.log(256)))) if roll < 0.85
+                                else rng.randint(257, 1024))
     roll = rng.random()
-    temperature = (None if roll < 0.15 else 0.0 if roll < 0.3 else round(rng.uniform(0.1, 1.0), 2) if roll < 0.85
-                   else round(rng.uniform(1.0, 1.5), 2))
-    logprobs = rng.random() < 0.25
-    return RequestShape(
-        max_tokens=max_tokens, temperature=temperature,
-        top_p=round(rng.uniform(0.8, 1.0), 2) if rng.random() < 0.3 else None,
-        stream=rng.random() < 0.5, logprobs=logprobs, top_logprobs=rng.randint(0, 5) if logprobs else None,
-        seeded=rng.random() < 0.5, stop=rng.choice([(), (), (), (), ("\n\n",), ("END",), ("###", "\n\n\n")]),
-        system=rng.random() < 0.3,
-    )
+    if roll >= 0.15:
+        params["temperature"] = (0.0 if roll < 0.3 else round(rng.uniform(0.1, 1.0), 2) if roll < 0.85
+                                 else round(rng.uniform(1.0, 1.5), 2))
+    if rng.random() < 0.3:
+        params["top_p"] = round(rng.uniform(0.8, 1.0), 2)
+    if rng.random() < 0.5:
+        params["stream"] = True
+    if rng.random() < 0.25:
+        params.update(logprobs=True, top_logprobs=rng.randint(0, 5))
+    stop = rng.choice([(), (), (), (), ("\n\n",), ("END",), ("###", "\n\n\n")])
+    if stop:
+        params["stop"] = list(stop)
+    return RequestShape(params=params, seeded=rng.random() < 0.5, system=rng.random() < 0.3)
 
 
 class PromptPool:
@@ -198,9 +216,10 @@ def challenge_request(
     replay_share: float = 0.3, max_tokens_cap: int = 1024,
 ) -> ChatCompletionRequest:
     """A chat challenge for ``model``: a replayed organic prompt (``replay_share`` of the time, when
-    ``organic`` has one for this model), else a pool question, else a combinatorial prompt; parameters shaped
-    like ``organic`` requests (the broad default without any). ``max_tokens`` is kept within
-    ``max_tokens_cap`` so an answer stays verifiable."""
+    ``organic`` has one for this model), else a pool question, else a combinatorial prompt; its parameters
+    those of an ``organic`` request, field for field (the broad default without any, and a tenth of the time
+    besides). A length limit is kept within ``max_tokens_cap`` so an answer stays verifiable; a request that
+    set none sets none."""
     shape = _shape(rng, organic)
     same_model = [r for r in organic if r.model == model]
     messages: list[ChatMessage]
@@ -211,19 +230,12 @@ def challenge_request(
         messages = [ChatMessage(role="user", content=prompt)]
         if shape.system:
             messages.insert(0, ChatMessage(role="system", content=rng.choice(SYSTEMS)))
-    fields: dict[str, Any] = {
-        "model": model, "messages": messages, "stream": shape.stream,
-        "max_tokens": min(shape.max_tokens or max_tokens_cap, max_tokens_cap),
-    }
-    for name in ("temperature", "top_p"):
-        if getattr(shape, name) is not None:
-            fields[name] = getattr(shape, name)
-    if shape.logprobs:
-        fields.update(logprobs=True, top_logprobs=shape.top_logprobs)
+    fields: dict[str, Any] = {"model": model, "messages": messages, **shape.params}
+    for name in ("max_tokens", "max_completion_tokens"):
+        if fields.get(name) is not None:
+            fields[name] = min(int(fields[name]), max_tokens_cap)
     if shape.seeded:
         fields["seed"] = rng.randrange(2**31)
-    if shape.stop:
-        fields["stop"] = list(shape.stop)
     return ChatCompletionRequest(**fields)
 
 

@@ -1,9 +1,10 @@
 """The validator's three roles as plain async functions over a :class:`ValidatorContext`, talking through
 Redis (:mod:`veilnet.store.validator_pipeline`), so one process runs them all or each runs (and scales) apart:
 
-- challenger: keeps the metagraph fresh and sends each served miner signed synthetic requests, spread evenly
-  over each quota window and within this validator's quota there (the miner's own quota function), after
-  the organic traffic the gateway sent it; checks TEE attestation; stores each answer.
+- challenger: keeps the metagraph fresh and sends each served miner challenges a miner cannot tell from
+  organic requests (the gateway's MinerClient, organic parameters, Poisson spacing: :mod:`.asking`,
+  :mod:`.pacing`) within this validator's share of its quota there, after the organic traffic the gateway
+  sent it; checks TEE attestation; stores each answer.
 - scorer: verifies a random share of the answers against the reference model and stores observations.
 - weights: at each epoch folds the tempo's observations into the score states (:mod:`veilnet.scoring`),
   saves them in Redis, converts them to u16 weights and sets (or commits) them on chain.
@@ -13,14 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 from bittensor_wallet import Keypair
@@ -39,10 +38,10 @@ from veilnet.logs import log_event
 from veilnet.models.engine import ModelEngine, ReferenceModel
 from veilnet.protocol import paths
 from veilnet.protocol.capacity import CapacityDocument
-from veilnet.protocol.epistula import sign_request, verify_response
-from veilnet.protocol.headers import TRAFFIC_HEADER
+from veilnet.protocol.openai import ChatCompletionRequest, EmbeddingRequest
 from veilnet.quotas import quota_for, synthetic_budget, validator_stakes
-from veilnet.scoring import Observation, Outcome, ScoreParams, ScoreState, update_scores, weights_from_scores
+from veilnet.relay import MinerClient
+from veilnet.scoring import Observation, ScoreParams, ScoreState, update_scores, weights_from_scores
 from veilnet.settings import ValidatorSettings
 from veilnet.store.history import ScoreHistory
 from veilnet.store.organic import OrganicStream, RequestCounter
@@ -51,6 +50,8 @@ from veilnet.store.validator_pipeline import ChallengeRecord, ValidatorPipeline
 from veilnet.tasks.challenges import PromptPool, challenge_request, embeddings_texts, organic_requests
 from veilnet.tasks.chat import verify_chat_answer
 from veilnet.tasks.embeddings import verify_embeddings_answer
+from veilnet.validator.asking import send_challenge, terms_failure
+from veilnet.validator.pacing import DEFAULT_WINDOW_SECONDS, allowance, next_gap, unknown_terms_allowance
 
 __all__ = [
     "ROLES",
@@ -96,6 +97,9 @@ class ValidatorContext:
     organic_counts: RequestCounter | None = None  # the gateway's requests to each miner (None: no gateway)
     synthetic_counts: RequestCounter | None = None  # this validator's challenges (None: counted in process)
     prompt_pool: PromptPool | None = None  # questions the reference model wrote (None: word-list prompts only)
+    # how challenges are sent: the gateway's MinerClient class (its signer, headers, HTTP client), counting
+    # each request in ``synthetic_counts``; a challenger needs one (a scorer or weights process does not)
+    miners: MinerClient | None = None
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,6 @@ class MinerTerms:
 
     capacity: int
     window_seconds: int
-    synthetic_share: float
     models: tuple[str, ...]
     embedding_models: frozenset[str] = frozenset()  # those of ``models`` it also embeds with
 
@@ -121,71 +124,28 @@ def _is_miner(neuron: NeuronInfo, me: str) -> bool:
     return neuron.hotkey != me and neuron.axon is not None and neuron.axon.is_served
 
 
-CHALLENGE_PATHS = {"chat": paths.CHAT_COMPLETIONS, "embeddings": paths.EMBEDDINGS}
+def challenge_for(ctx: ValidatorContext, model: str, samples: list[dict[str, str]] | None = None, *,
+                  task: str = "chat") -> ChatCompletionRequest | EmbeddingRequest:
+    """A challenge for ``model``: for ``chat`` a fresh prompt or a replayed organic one, its parameters those
+    of a recent organic request (:func:`veilnet.tasks.challenges.challenge_request`), streamed or not like
+    them; for ``embeddings`` random texts."""
+    if task == "embeddings":
+        return EmbeddingRequest(model=model, input=embeddings_texts(ctx.rng))
+    return challenge_request(model, ctx.rng, organic=organic_requests(samples or []), pool=ctx.prompt_pool,
+                             replay_share=ctx.replay_share)
 
 
 async def ask_miner(
     ctx: ValidatorContext, neuron: NeuronInfo, model: str, samples: list[dict[str, str]] | None = None,
     *, task: str = "chat",
 ) -> ChallengeRecord:
-    """One signed synthetic request to ``neuron``: for ``chat`` a fresh prompt or a replayed organic one,
-    for ``embeddings`` random texts. The answer, when there is one to verify, travels with the observation to
-    a scorer. Embeddings answers count for reliability, volume and quality, not speed (their latency is not
-    comparable with a generation's)."""
-    assert neuron.axon is not None
-    request: dict[str, Any]
-    if task == "embeddings":
-        request = {"model": model, "input": embeddings_texts(ctx.rng)}
-    else:
-        chat = challenge_request(model, ctx.rng, organic=organic_requests(samples or []), pool=ctx.prompt_pool,
-                                 replay_share=ctx.replay_share, max_tokens_cap=256)
-        # answers are read whole here; streamed challenges come with the gateway's request path
-        request = chat.model_copy(update={"stream": False}).model_dump(mode="json", exclude_unset=True)
-        request.pop("stream_options", None)
-
-    def seen(outcome: Outcome, **details: Any) -> Observation:
-        return Observation(miner=neuron.hotkey, model=model, task=task, outcome=outcome, **details)
-
-    body = json.dumps(request).encode()
-    headers = sign_request(ctx.keypair, body, neuron.hotkey)
-    headers.update({"Content-Type": "application/json", TRAFFIC_HEADER: "synthetic"})
-    start = time.perf_counter()
-    if ctx.synthetic_counts is not None:
-        ctx.synthetic_counts.count(neuron.hotkey)
-    try:
-        async with ctx.http.post(
-            f"{neuron.axon.url}{CHALLENGE_PATHS[task]}", data=body, headers=headers,
-            timeout=aiohttp.ClientTimeout(total=ctx.request_timeout),
-        ) as response:
-            content = await response.read()
-            status = response.status
-            response_headers = dict(response.headers)
-    except TimeoutError:
-        return ChallengeRecord(seen("timeout"))
-    except aiohttp.ClientError:
-        return ChallengeRecord(seen("error"))
-    elapsed = time.perf_counter() - start
-    if status == 429:
-        return ChallengeRecord(seen("rate_limited"))
-    if status != 200:
-        return ChallengeRecord(seen("error"))
-    try:
-        verify_response(response_headers, content, request_uuid=headers["Epistula-Uuid"],
-                        caller=ctx.keypair.ss58_address, expected_signer=neuron.hotkey)
-        answer = json.loads(content)
-        if not isinstance(answer, dict):
-            raise TypeError("the answer is not a JSON object")
-        completion_tokens = int(answer["usage"]["completion_tokens"]) if task == "chat" else 0
-    except (VeilnetError, ValueError, KeyError, TypeError):
-        # an unsigned, mis-signed or malformed answer is a failed verification, not a network error
-        return ChallengeRecord(seen("ok", verified=False, quality=0.0))
-    if task != "chat":
-        return ChallengeRecord(seen("ok"), request, answer)
-    observation = seen(
-        "ok", ttft_ms=elapsed * 1000, tokens_per_s=completion_tokens / elapsed if elapsed > 0 else None,
-        completion_tokens=completion_tokens,
-    )
-    return ChallengeRecord(observation, request, answer)
+    """One challenge to ``neuron``, sent through ``ctx.miners`` exactly as the gateway sends organic requests
+    (:func:`veilnet.validator.asking.send_challenge`). The answer, when there is one to verify, travels with
+    the observation to a scorer. Embeddings answers count for reliability, volume and quality, not speed
+    (their latency is not comparable with a generation's)."""
+    if ctx.miners is None:
+        raise RuntimeError("this process runs a challenger without a MinerClient (ValidatorContext.miners)")
+    return await send_challenge(ctx.miners, neuron, challenge_for(ctx, model, samples, task=task))
 
 
 async def score_answer(ctx: ValidatorContext, record: ChallengeRecord) -> Observation:
@@ -288,8 +248,7 @@ async def miner_terms(ctx: ValidatorContext, neuron: NeuronInfo) -> MinerTerms |
         return None
     models = tuple(m.id for m in document.models)
     return MinerTerms(capacity=min((m.capacity_per_window for m in document.models), default=0),
-                      window_seconds=document.window_seconds, synthetic_share=document.synthetic_share,
-                      models=models, embedding_models=frozenset(m.id for m in document.models if m.embeddings))
+                      window_seconds=document.window_seconds, models=models, embedding_models=frozenset(m.id for m in document.models if m.embeddings))
 
 
 async def _capacity(ctx: ValidatorContext, url: str) -> CapacityDocument | None:
@@ -301,68 +260,125 @@ async def _capacity(ctx: ValidatorContext, url: str) -> CapacityDocument | None:
         return None
 
 
+@dataclass
+class _Plan:
+    """The challenger's schedule, kept across rounds (this process)."""
+
+    terms: dict[str, MinerTerms] = field(default_factory=dict)
+    asked: dict[str, float] = field(default_factory=dict)  # miner -> when its terms were last asked for (monotonic)
+    failed: dict[str, float] = field(default_factory=dict)  # miner -> when a terms failure was last recorded
+    sent: dict[tuple[str, int], int] = field(default_factory=dict)  # (miner, window start ms) -> scheduled
+    due: dict[str, float] = field(default_factory=dict)  # miner -> when its next challenge goes (unix s)
+
+
+async def _refresh_terms(ctx: ValidatorContext, plan: _Plan, miners: list[NeuronInfo]) -> None:
+    """Ask for terms again every minute (a miner that did not answer: after 10 s), all at once; a miner whose
+    terms cannot be read or are invalid loses what was read before and gets a reliability failure (at most
+    one a minute)."""
+    clock = time.monotonic()
+    to_ask = [n for n in miners
+              if clock - plan.asked.get(n.hotkey, -math.inf) > (60.0 if n.hotkey in plan.terms else 10.0)]
+    for neuron, fetched in zip(to_ask, await asyncio.gather(*(miner_terms(ctx, n) for n in to_ask)), strict=True):
+        plan.asked[neuron.hotkey] = clock
+        if fetched is not None:
+            plan.terms[neuron.hotkey] = fetched
+            continue
+        plan.terms.pop(neuron.hotkey, None)
+        if clock - plan.failed.get(neuron.hotkey, -math.inf) >= 60.0:
+            plan.failed[neuron.hotkey] = clock
+            log_event(log, "miner terms unreadable", logging.WARNING, miner=neuron.hotkey)
+            await ctx.pipeline.add_observation(terms_failure(neuron.hotkey))
+
+
+async def _budget(ctx: ValidatorContext, plan: _Plan, neuron: NeuronInfo, stakes: dict[str, int], now: float,
+                  normal: int) -> tuple[int, int, float, list[str]]:
+    """(challenges left this window, the window's start in ms, its end in unix s, the models to challenge)
+    for ``neuron``. A miner with unknown terms (or none of the reference models) gets ``normal``, over the
+    default window."""
+    known = plan.terms.get(neuron.hotkey)
+    models = [m for m in ctx.settings.reference_models if known is not None and m in known.models]
+    window_ms = (known.window_seconds if known is not None and models else DEFAULT_WINDOW_SECONDS) * 1000
+    now_ms = int(now * 1000)
+    start_ms = now_ms - now_ms % window_ms
+    counted = await ctx.synthetic_counts.used(neuron.hotkey, start_ms) if ctx.synthetic_counts else 0
+    used = max(counted, plan.sent.get((neuron.hotkey, start_ms), 0))
+    end = (start_ms + window_ms) / 1000
+    if known is None or not models:
+        return max(0, normal - used), start_ms, end, list(ctx.settings.reference_models)
+    organic = await ctx.organic_counts.used(neuron.hotkey, start_ms) if ctx.organic_counts else 0
+    quota = quota_for(known.capacity, stakes, ctx.keypair.ss58_address)
+    budget = synthetic_budget(quota, organic, used, synthetic_share=ctx.settings.synthetic_share,
+                              cap=ctx.settings.challenges_per_window)
+    return budget, start_ms, end, models
+
+
+async def _schedule(ctx: ValidatorContext, plan: _Plan, miners: list[NeuronInfo], stakes: dict[str, int],
+                    horizon: float) -> list[tuple[float, NeuronInfo, str, str]]:
+    """The challenges due before ``horizon`` (unix s): (when, miner, model, task), each counted as sent."""
+    me, settings = ctx.keypair.ss58_address, ctx.settings
+    known = [allowance(t.capacity, stakes, me, synthetic_share=settings.synthetic_share,
+                       cap=settings.challenges_per_window)
+             for hotkey, t in plan.terms.items() if any(m in t.models for m in settings.reference_models)]
+    normal = unknown_terms_allowance(known, settings.challenges_per_window)
+    now = time.time()
+    out: list[tuple[float, NeuronInfo, str, str]] = []
+    for neuron in miners:
+        at = plan.due.get(neuron.hotkey)
+        if at is not None and at >= horizon:
+            continue
+        budget, start_ms, window_end, models = await _budget(ctx, plan, neuron, stakes, now, normal)
+        known_terms = plan.terms.get(neuron.hotkey)
+        at = max(now, at) if at is not None else now + next_gap(ctx.rng, window_end - now, budget)
+        while budget > 0 and at < min(horizon, window_end):
+            model = ctx.rng.choice(models)
+            embeds = (known_terms is not None and model in known_terms.embedding_models
+                      and ctx.rng.random() < settings.embedding_share)
+            out.append((at, neuron, model, "embeddings" if embeds else "chat"))
+            key = (neuron.hotkey, start_ms)
+            plan.sent[key] = plan.sent.get(key, 0) + 1
+            budget -= 1
+            at += next_gap(ctx.rng, window_end - at, budget)
+        plan.due[neuron.hotkey] = at if budget > 0 else window_end + ctx.rng.random()
+    for stale in [k for k in plan.sent if k[1] < int(now * 1000) - 3_600_000]:
+        del plan.sent[stale]
+    return out
+
+
 async def run_challenger(ctx: ValidatorContext, *, round_interval: float = 1.0) -> None:
     """Challenge every served miner until cancelled: each gets this validator's synthetic budget for the
-    window (quota left after organic traffic, at most ``challenges_per_window``), spread evenly over what is
-    left of the window at random spacing, one request per challenge for one of the models it serves that the
-    scorer can verify. A miner whose terms are unknown is challenged once a round (to record it failing)."""
-    terms: dict[str, MinerTerms] = {}
-    asked: dict[str, float] = {}  # miner -> when its terms were last asked for (monotonic)
-    sent: dict[tuple[str, int], int] = {}  # (miner, window start ms) -> challenges sent, this process
-    due: dict[str, float] = {}
+    window (its share of the quota, after organic traffic, at most ``challenges_per_window``; the normal
+    budget when its terms are unknown, :mod:`veilnet.validator.pacing`), each challenge sent at its own
+    moment (exponential gaps, not on the round's tick) for one of the models it serves that the scorer can
+    verify."""
+    plan = _Plan()
     me = ctx.keypair.ss58_address
-    while True:
-        metagraph = await ctx.chain.get_metagraph(ctx.netuid)
-        miners = [n for n in metagraph.neurons if _is_miner(n, me)]
-        stakes = validator_stakes(metagraph.neurons)
-        samples = await ctx.organic.read(100) if ctx.organic is not None else []
-        # terms are asked for again every minute (a miner that did not answer: after 10 s), all at once
-        clock = time.monotonic()
-        to_ask = [n for n in miners
-                  if clock - asked.get(n.hotkey, -math.inf) > (60.0 if n.hotkey in terms else 10.0)]
-        for neuron, fetched in zip(to_ask, await asyncio.gather(*(miner_terms(ctx, n) for n in to_ask)),
-                                   strict=True):
-            asked[neuron.hotkey] = clock
-            if fetched is not None:
-                terms[neuron.hotkey] = fetched
-        now = time.time()
-        ready: list[tuple[NeuronInfo, str, str]] = []  # (miner, model, task)
-        for neuron in miners:
-            known = terms.get(neuron.hotkey)
-            if due.get(neuron.hotkey, 0.0) > now:
-                continue
-            models = [m for m in ctx.settings.reference_models if known is None or m in known.models]
-            if known is None or not models:
-                ready.append((neuron, ctx.rng.choice(ctx.settings.reference_models), "chat"))
-                due[neuron.hotkey] = now + round_interval
-                continue
-            window_ms = known.window_seconds * 1000
-            now_ms = int(now * 1000)
-            start_ms = now_ms - now_ms % window_ms
-            organic = await ctx.organic_counts.used(neuron.hotkey, start_ms) if ctx.organic_counts else 0
-            used = (await ctx.synthetic_counts.used(neuron.hotkey, start_ms) if ctx.synthetic_counts
-                    else sent.get((neuron.hotkey, start_ms), 0))
-            quota = quota_for(known.capacity, stakes, me, known.synthetic_share)
-            budget = synthetic_budget(quota, organic, used, cap=ctx.settings.challenges_per_window)
-            left_s = (start_ms + window_ms - now_ms) / 1000
-            if budget == 0:
-                due[neuron.hotkey] = now + left_s  # the next window
-                continue
-            due[neuron.hotkey] = now + left_s / budget * ctx.rng.uniform(0.5, 1.5)
-            sent[(neuron.hotkey, start_ms)] = used + 1
-            model = ctx.rng.choice(models)
-            embeds = model in known.embedding_models and ctx.rng.random() < ctx.settings.embedding_share
-            ready.append((neuron, model, "embeddings" if embeds else "chat"))
-        for stale in [k for k in sent if k[1] < int(now * 1000) - 3_600_000]:
-            del sent[stale]
-        records = await asyncio.gather(*(ask_miner(ctx, n, m, samples, task=t) for n, m, t in ready))
-        for record in records:
-            await ctx.pipeline.add_answer(record)
-        attested = await asyncio.gather(*(attest_miner(ctx, n) for n in miners))
-        for observation in attested:
-            if observation is not None:
-                await ctx.pipeline.add_observation(observation)
-        await asyncio.sleep(round_interval)
+
+    async def fly(at: float, neuron: NeuronInfo, model: str, task: str, samples: list[dict[str, str]]) -> None:
+        await asyncio.sleep(max(0.0, at - time.time()))
+        await ctx.pipeline.add_answer(await ask_miner(ctx, neuron, model, samples, task=task))
+
+    flights: set[asyncio.Task[None]] = set()  # challenges waiting for their moment or their answer
+    try:
+        while True:
+            for done in [f for f in flights if f.done()]:
+                flights.discard(done)
+                done.result()  # a failure to store an answer (Redis) restarts the role like any other
+            metagraph = await ctx.chain.get_metagraph(ctx.netuid)
+            miners = [n for n in metagraph.neurons if _is_miner(n, me)]
+            stakes = validator_stakes(metagraph.neurons)
+            samples = await ctx.organic.read(100) if ctx.organic is not None else []
+            await _refresh_terms(ctx, plan, miners)
+            for at, neuron, model, task in await _schedule(ctx, plan, miners, stakes, time.time() + round_interval):
+                flights.add(asyncio.create_task(fly(at, neuron, model, task, samples)))
+            attested = await asyncio.gather(*(attest_miner(ctx, n) for n in miners))
+            for observation in attested:
+                if observation is not None:
+                    await ctx.pipeline.add_observation(observation)
+            await asyncio.sleep(round_interval)
+    finally:
+        for flight in flights:
+            flight.cancel()
+        await asyncio.gather(*flights, return_exceptions=True)
 
 
 async def run_scorer(ctx: ValidatorContext) -> None:
