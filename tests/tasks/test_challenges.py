@@ -64,7 +64,7 @@ def test_parameters_follow_organic_shapes_and_replay_their_prompts() -> None:
     rng = random.Random(5)
     made = [challenge_request(SMOL, rng, organic=parsed, replay_share=0.3) for _ in range(400)]
     shaped = [r for r in made if shape_of(r) == shape_of(organic[0])]
-    assert 0.8 < len(shaped) / len(made) < 0.98  # mostly organic shapes, sometimes the broad default
+    assert len(shaped) == len(made)  # only organic shapes: anything else would mark a challenge
     replayed = sum(1 for r in made if str(r.messages[0].content).startswith("organic question"))
     assert 0.2 < replayed / len(made) < 0.4
     other_model = [challenge_request("other", rng, organic=parsed) for _ in range(50)]

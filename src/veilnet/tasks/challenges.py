@@ -206,9 +206,8 @@ async def fill_prompt_pool(engine: ModelEngine, model: str, pool: PromptPool, rn
 
 
 def _shape(rng: random.Random, organic: Sequence[ChatCompletionRequest]) -> RequestShape:
-    if organic and rng.random() < 0.9:
-        return shape_of(rng.choice(organic))
-    return default_shape(rng)
+    """A recent organic request's shape whenever there is one (anything else would mark the challenge)."""
+    return shape_of(rng.choice(organic)) if organic else default_shape(rng)
 
 
 def challenge_request(
@@ -217,8 +216,7 @@ def challenge_request(
 ) -> ChatCompletionRequest:
     """A chat challenge for ``model``: a replayed organic prompt (``replay_share`` of the time, when
     ``organic`` has one for this model), else a pool question, else a combinatorial prompt; its parameters
-    those of an ``organic`` request, field for field (the broad default without any, and a tenth of the time
-    besides). A length limit is kept within ``max_tokens_cap`` so an answer stays verifiable; a request that
+    those of an ``organic`` request, field for field (the broad default without any). A length limit is kept within ``max_tokens_cap`` so an answer stays verifiable; a request that
     set none sets none."""
     shape = _shape(rng, organic)
     same_model = [r for r in organic if r.model == model]

@@ -5,8 +5,8 @@
   most ``challenges_per_window``; what the gateway's organic requests already used comes off first
   (:func:`veilnet.quotas.synthetic_budget`).
 - **Unknown terms.** A miner whose ``/capacity`` cannot be read, or is invalid, gets the *normal* budget:
-  the median allowance of the miners whose terms are known (``challenges_per_window`` when none is), over
-  the default window. Never more challenges than an honest miner gets: refusing to publish terms buys no
+  the median allowance of the miners whose terms are known (as a rate, over the default window;
+  ``challenges_per_window`` when none is known). Never more challenges than an honest miner gets: refusing to publish terms buys no
   extra challenges (and so no extra volume); each failed read is a reliability failure besides.
 - **Spacing.** Challenges to a miner form a Poisson process: each gap is drawn from an exponential
   distribution whose mean spreads what is left of the budget over what is left of the window. Organic
@@ -33,11 +33,12 @@ def allowance(capacity: int, stakes: Mapping[str, int], me: str, *, synthetic_sh
     return synthetic_budget(quota_for(capacity, stakes, me), 0, 0, synthetic_share=synthetic_share, cap=cap)
 
 
-def unknown_terms_allowance(known: Iterable[int], cap: int) -> int:
-    """The allowance of a miner whose terms are unknown: the median of the known miners' (``cap`` when none
-    is known), never above ``cap``."""
-    values = list(known)
-    return min(cap, int(statistics.median(values)) if values else cap)
+def unknown_terms_allowance(known: Iterable[tuple[int, int]], cap: int) -> int:
+    """The allowance of a miner whose terms are unknown, over ``DEFAULT_WINDOW_SECONDS``: the median rate of
+    the known miners' allowances (``known``: (allowance, window seconds) pairs) over that window, ``cap``
+    when none is known."""
+    rates = [count * DEFAULT_WINDOW_SECONDS / window for count, window in known if window > 0]
+    return int(statistics.median(rates)) if rates else cap
 
 
 def next_gap(rng: random.Random, left_s: float, budget: int) -> float:

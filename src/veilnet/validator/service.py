@@ -316,9 +316,9 @@ async def _schedule(ctx: ValidatorContext, plan: _Plan, miners: list[NeuronInfo]
                     horizon: float) -> list[tuple[float, NeuronInfo, str, str]]:
     """The challenges due before ``horizon`` (unix s): (when, miner, model, task), each counted as sent."""
     me, settings = ctx.keypair.ss58_address, ctx.settings
-    known = [allowance(t.capacity, stakes, me, synthetic_share=settings.synthetic_share,
-                       cap=settings.challenges_per_window)
-             for hotkey, t in plan.terms.items() if any(m in t.models for m in settings.reference_models)]
+    known = [(allowance(t.capacity, stakes, me, synthetic_share=settings.synthetic_share,
+                        cap=settings.challenges_per_window), t.window_seconds)
+             for t in plan.terms.values() if any(m in t.models for m in settings.reference_models)]
     normal = unknown_terms_allowance(known, settings.challenges_per_window)
     now = time.time()
     out: list[tuple[float, NeuronInfo, str, str]] = []
