@@ -26,7 +26,7 @@ from veilnet.models.engine import ModelEngine
 from veilnet.relay import RelayClient
 from veilnet.settings import EpistulaSettings, MinerSettings, ValidatorSettings
 from veilnet.store.history import ScoreHistory
-from veilnet.store.organic import RequestCounter
+from veilnet.store.organic import OrganicStream, RequestCounter
 from veilnet.store.scores import ScoreStore
 from veilnet.store.validator_pipeline import ValidatorPipeline
 from veilnet.validator import ValidatorContext
@@ -74,6 +74,7 @@ class Subnet:
                                                    challenges_per_window=600),
             pipeline=ValidatorPipeline(self.redis, me, self.netuid, consumer=consumer or f"scorer-{seed}"),
             synthetic_counts=counts, organic_counts=RequestCounter(self.redis, "organic", me, self.netuid),
+            organic=OrganicStream(self.redis, self.netuid, sample_rate=1.0),
             miners=challenge_client(self.validator, self.relay, counts), rng=random.Random(seed),
         )
 

@@ -107,10 +107,10 @@ def embeddings_texts(rng: random.Random, *, max_inputs: int = 4) -> str | list[s
     return texts[0] if len(texts) == 1 and rng.random() < 0.5 else texts
 
 
-# the fields of an organic request a challenge copies as they are (content, model and seed excepted; the
-# gateway's routing fields never reach the stream, ``user`` is dropped from it)
+# the fields of an organic request a challenge copies as they are, its seed too (content and model excepted;
+# the gateway's routing fields never reach the stream, ``user`` is dropped from it)
 _COPIED = ("frequency_penalty", "logit_bias", "max_tokens", "max_completion_tokens", "n", "presence_penalty",
-           "stop", "stream", "stream_options", "temperature", "top_p", "logprobs", "top_logprobs")
+           "seed", "stop", "stream", "stream_options", "temperature", "top_p", "logprobs", "top_logprobs")
 
 
 @dataclass(frozen=True)
@@ -120,8 +120,11 @@ class RequestShape:
     ``stream_options`` was there, penalties and all), so a challenge is encoded field for field like one."""
 
     params: dict[str, Any] = field(default_factory=dict)
-    seeded: bool = False
     system: bool = False
+
+    @property
+    def seeded(self) -> bool:
+        return self.params.get("seed") is not None
 
     @property
     def stream(self) -> bool:
@@ -140,7 +143,6 @@ class RequestShape:
 def shape_of(request: ChatCompletionRequest) -> RequestShape:
     return RequestShape(
         params=request.model_dump(mode="json", include=set(_COPIED), exclude_unset=True),
-        seeded=request.seed is not None,
         system=any(m.role in ("system", "developer") for m in request.messages),
     )
 
@@ -165,7 +167,9 @@ def default_shape(rng: random.Random) -> RequestShape:
     stop = rng.choice([(), (), (), (), ("\n\n",), ("END",), ("###", "\n\n\n")])
     if stop:
         params["stop"] = list(stop)
-    return RequestShape(params=params, seeded=rng.random() < 0.5, system=rng.random() < 0.3)
+    if rng.random() < 0.5:
+        params["seed"] = rng.randrange(2**31)
+    return RequestShape(params=params, system=rng.random() < 0.3)
 
 
 class PromptPool:
@@ -216,7 +220,7 @@ def challenge_request(
 ) -> ChatCompletionRequest:
     """A chat challenge for ``model``: a replayed organic prompt (``replay_share`` of the time, when
     ``organic`` has one for this model), else a pool question, else a combinatorial prompt; its parameters
-    those of an ``organic`` request, field for field (the broad default without any). A length limit is kept within ``max_tokens_cap`` so an answer stays verifiable; a request that
+    those of an ``organic`` request, field for field, its seed too (the broad default without any). A length limit is kept within ``max_tokens_cap`` so an answer stays verifiable; a request that
     set none sets none."""
     shape = _shape(rng, organic)
     same_model = [r for r in organic if r.model == model]
@@ -232,8 +236,6 @@ def challenge_request(
     for name in ("max_tokens", "max_completion_tokens"):
         if fields.get(name) is not None:
             fields[name] = min(int(fields[name]), max_tokens_cap)
-    if shape.seeded:
-        fields["seed"] = rng.randrange(2**31)
     return ChatCompletionRequest(**fields)
 
 

@@ -9,13 +9,15 @@
   ``challenges_per_window`` when none is known). Never more challenges than an honest miner gets: refusing to publish terms buys no
   extra challenges (and so no extra volume); each failed read is a reliability failure besides.
 - **Spacing.** Challenges to a miner form a Poisson process: each gap is drawn from an exponential
-  distribution whose mean spreads what is left of the budget over what is left of the window. Organic
+  distribution at the window's allowance over the whole window (or, when less is left, what is left over
+  the time left), so a challenger that starts late in a window does not catch up in a burst. Organic
   arrivals from many independent apps look the same, so the time since the last request tells a miner
   nothing about which kind the next one is.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 from collections.abc import Iterable, Mapping
@@ -41,9 +43,11 @@ def unknown_terms_allowance(known: Iterable[tuple[int, int]], cap: int) -> int:
     return int(statistics.median(rates)) if rates else cap
 
 
-def next_gap(rng: random.Random, left_s: float, budget: int) -> float:
-    """Seconds until the next challenge: exponential, with mean ``left_s / budget`` (the rest of the window
-    spread over what is left of the budget); ``left_s`` (the next window) when nothing is left."""
-    if budget <= 0:
+def next_gap(rng: random.Random, left_s: float, budget: int, rate: float = math.inf) -> float:
+    """Seconds until the next challenge: exponential, at the rate that spreads what is left of the budget
+    over what is left of the window, never above ``rate`` (the window's allowance over the whole window: a
+    challenger that starts late in a window does not catch up in a burst); ``left_s`` (the next window)
+    when nothing is left."""
+    if budget <= 0 or rate <= 0:
         return max(0.0, left_s)
-    return rng.expovariate(budget / max(left_s, 1e-3))
+    return rng.expovariate(min(budget / max(left_s, 1e-3), rate))

@@ -290,26 +290,37 @@ async def _refresh_terms(ctx: ValidatorContext, plan: _Plan, miners: list[Neuron
             await ctx.pipeline.add_observation(terms_failure(neuron.hotkey))
 
 
-async def _budget(ctx: ValidatorContext, plan: _Plan, neuron: NeuronInfo, stakes: dict[str, int], now: float,
-                  normal: int) -> tuple[int, int, float, list[str]]:
-    """(challenges left this window, the window's start in ms, its end in unix s, the models to challenge)
-    for ``neuron``. A miner with unknown terms (or none of the reference models) gets ``normal``, over the
-    default window."""
+@dataclass(frozen=True)
+class _Window:
+    """A miner's challenge window as the challenger sees it now."""
+
+    budget: int  # challenges still to send in it
+    start_ms: int
+    end: float  # unix s
+    rate: float  # challenges per second at most: the window's allowance spread over the whole window
+    models: list[str]
+
+
+async def _window(ctx: ValidatorContext, plan: _Plan, neuron: NeuronInfo, stakes: dict[str, int], now: float,
+                  normal: int) -> _Window:
+    """``neuron``'s window now. A miner with unknown terms (or none of the reference models) gets ``normal``
+    over the default window."""
     known = plan.terms.get(neuron.hotkey)
     models = [m for m in ctx.settings.reference_models if known is not None and m in known.models]
-    window_ms = (known.window_seconds if known is not None and models else DEFAULT_WINDOW_SECONDS) * 1000
+    window_s = known.window_seconds if known is not None and models else DEFAULT_WINDOW_SECONDS
     now_ms = int(now * 1000)
-    start_ms = now_ms - now_ms % window_ms
+    start_ms = now_ms - now_ms % (window_s * 1000)
     counted = await ctx.synthetic_counts.used(neuron.hotkey, start_ms) if ctx.synthetic_counts else 0
     used = max(counted, plan.sent.get((neuron.hotkey, start_ms), 0))
-    end = (start_ms + window_ms) / 1000
+    end = start_ms / 1000 + window_s
     if known is None or not models:
-        return max(0, normal - used), start_ms, end, list(ctx.settings.reference_models)
+        return _Window(max(0, normal - used), start_ms, end, normal / window_s, list(ctx.settings.reference_models))
     organic = await ctx.organic_counts.used(neuron.hotkey, start_ms) if ctx.organic_counts else 0
     quota = quota_for(known.capacity, stakes, ctx.keypair.ss58_address)
-    budget = synthetic_budget(quota, organic, used, synthetic_share=ctx.settings.synthetic_share,
-                              cap=ctx.settings.challenges_per_window)
-    return budget, start_ms, end, models
+    share, cap = ctx.settings.synthetic_share, ctx.settings.challenges_per_window
+    budget = synthetic_budget(quota, organic, used, synthetic_share=share, cap=cap)
+    limit = synthetic_budget(quota, 0, 0, synthetic_share=share, cap=cap)
+    return _Window(budget, start_ms, end, limit / window_s, models)
 
 
 async def _schedule(ctx: ValidatorContext, plan: _Plan, miners: list[NeuronInfo], stakes: dict[str, int],
@@ -326,19 +337,20 @@ async def _schedule(ctx: ValidatorContext, plan: _Plan, miners: list[NeuronInfo]
         at = plan.due.get(neuron.hotkey)
         if at is not None and at >= horizon:
             continue
-        budget, start_ms, window_end, models = await _budget(ctx, plan, neuron, stakes, now, normal)
-        known_terms = plan.terms.get(neuron.hotkey)
-        at = max(now, at) if at is not None else now + next_gap(ctx.rng, window_end - now, budget)
-        while budget > 0 and at < min(horizon, window_end):
-            model = ctx.rng.choice(models)
+        window = await _window(ctx, plan, neuron, stakes, now, normal)
+        budget, known_terms = window.budget, plan.terms.get(neuron.hotkey)
+        at = max(now, at) if at is not None else now + next_gap(ctx.rng, window.end - now, budget, window.rate)
+        while budget > 0 and at < min(horizon, window.end):
+            model = ctx.rng.choice(window.models)
             embeds = (known_terms is not None and model in known_terms.embedding_models
                       and ctx.rng.random() < settings.embedding_share)
             out.append((at, neuron, model, "embeddings" if embeds else "chat"))
-            key = (neuron.hotkey, start_ms)
+            key = (neuron.hotkey, window.start_ms)
             plan.sent[key] = plan.sent.get(key, 0) + 1
             budget -= 1
-            at += next_gap(ctx.rng, window_end - at, budget)
-        plan.due[neuron.hotkey] = at if budget > 0 else window_end + ctx.rng.random()
+            at += next_gap(ctx.rng, window.end - at, budget, window.rate)
+        # spent: the next window's first challenge comes at the same rate as any other
+        plan.due[neuron.hotkey] = at if budget > 0 else window.end + next_gap(ctx.rng, 1.0, 1, window.rate)
     for stale in [k for k in plan.sent if k[1] < int(now * 1000) - 3_600_000]:
         del plan.sent[stale]
     return out
