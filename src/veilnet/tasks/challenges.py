@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib.resources
+import json
 import math
 import random
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import MutableSet, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -33,6 +34,7 @@ __all__ = [
     "PromptPool",
     "RequestShape",
     "challenge_request",
+    "conversation_key",
     "default_shape",
     "embeddings_texts",
     "fill_prompt_pool",
@@ -43,18 +45,18 @@ __all__ = [
 
 FORMS = (
     "Write a short story about a {adj} {noun} that wants to {verb}.",
-    "Explain how a {noun} works to someone who has never seen one.",
+    "Explain how a {adj} {noun} works to someone who has never seen one.",
     "Give me three tips for anyone who has to {verb} a {noun}.",
     "Write a poem about a {adj} {noun}.",
     "What are the pros and cons of a {adj} {noun}?",
-    "Describe a day in the life of a {noun} in {count} sentences.",
+    "Describe a day in the life of a {adj} {noun} in {count} sentences.",
     "Write a product description for a {adj} {noun}.",
     "Why would someone {verb} a {noun}? Answer briefly.",
-    "List {count} creative uses for a {noun}.",
+    "List {count} creative uses for a {adj} {noun}.",
     "Compare a {noun} and a {noun2} in a short paragraph.",
     "Write a dialogue between a {noun} and a {noun2}.",
-    "Summarise the history of the {noun} in {count} bullet points.",
-    "Write a haiku about how to {verb}.",
+    "Summarise the history of the {noun} in {count} bullet points for a {adj} reader.",
+    "Write a haiku about how to {verb} a {noun}.",
     "Write a Python function named {verb}_{noun_id} and explain it.",
     "Write a JSON object describing a {adj} {noun} with {count} fields.",
     "Give a step-by-step guide to {verb} with a {noun}.",
@@ -65,13 +67,13 @@ FORMS = (
     "Suggest {count} names for a {adj} {noun} and say why.",
     "Write an email asking a colleague to {verb} the {noun}.",
     "Explain the word '{adj}' using a {noun} as the example.",
-    "Write a recipe that somehow involves a {noun}.",
-    "Make a markdown table of {count} facts about {noun_plural}.",
+    "Write a recipe that somehow involves a {adj} {noun}.",
+    "Make a markdown table of {count} facts about {adj} {noun_plural}.",
     "If a {noun} could {verb}, what would happen?",
     "Write a motivational speech for a {adj} {noun}.",
     "Describe a {adj} {noun} using only emoji and a short caption.",
     "Translate 'the {adj} {noun}' into French, Spanish and Japanese.",
-    "Write the opening paragraph of a mystery novel about a missing {noun}.",
+    "Write the opening paragraph of a mystery novel about a missing {adj} {noun}.",
 )
 SYSTEMS = (
     "You are a helpful assistant.", "You are a concise assistant. Keep answers short.",
@@ -214,19 +216,28 @@ def _shape(rng: random.Random, organic: Sequence[ChatCompletionRequest]) -> Requ
     return shape_of(rng.choice(organic)) if organic else default_shape(rng)
 
 
+def conversation_key(messages: Sequence[ChatMessage]) -> str:
+    """What a cache would key an answer on: the conversation, case and spacing ignored."""
+    return json.dumps([[m.role, " ".join(str(m.content).lower().split())] for m in messages])
+
+
 def challenge_request(
     model: str, rng: random.Random, *, organic: Sequence[ChatCompletionRequest] = (), pool: PromptPool | None = None,
-    replay_share: float = 0.3, max_tokens_cap: int = 1024,
+    replay_share: float = 0.3, max_tokens_cap: int = 1024, replayed: MutableSet[str] | None = None,
 ) -> ChatCompletionRequest:
     """A chat challenge for ``model``: a replayed organic prompt (``replay_share`` of the time, when
     ``organic`` has one for this model), else a pool question, else a combinatorial prompt; its parameters
     those of an ``organic`` request, field for field, its seed too (the broad default without any). A length limit is kept within ``max_tokens_cap`` so an answer stays verifiable; a request that
-    set none sets none."""
+    set none sets none. With ``replayed`` (the conversations replayed before, added to), an organic
+    conversation is replayed at most once."""
     shape = _shape(rng, organic)
-    same_model = [r for r in organic if r.model == model]
+    same_model = [r for r in organic if r.model == model
+                  and (replayed is None or conversation_key(r.messages) not in replayed)]
     messages: list[ChatMessage]
     if same_model and rng.random() < replay_share:
         messages = list(rng.choice(same_model).messages)
+        if replayed is not None:  # each organic conversation is replayed once: a cache of challenges misses it
+            replayed.add(conversation_key(messages))
     else:
         prompt = (pool.take() if pool is not None else None) or random_prompt(rng)
         messages = [ChatMessage(role="user", content=prompt)]

@@ -100,6 +100,7 @@ class ValidatorContext:
     # how challenges are sent: the gateway's MinerClient class (its signer, headers, HTTP client), counting
     # each request in ``synthetic_counts``; a challenger needs one (a scorer or weights process does not)
     miners: MinerClient | None = None
+    replayed: set[str] = field(default_factory=set)  # organic conversations this challenger replayed (once each)
 
 
 @dataclass(frozen=True)
@@ -131,8 +132,10 @@ def challenge_for(ctx: ValidatorContext, model: str, samples: list[dict[str, str
     them; for ``embeddings`` random texts."""
     if task == "embeddings":
         return EmbeddingRequest(model=model, input=embeddings_texts(ctx.rng))
+    if len(ctx.replayed) > 100_000:  # bounded; the organic stream has long moved on from the oldest
+        ctx.replayed.clear()
     return challenge_request(model, ctx.rng, organic=organic_requests(samples or []), pool=ctx.prompt_pool,
-                             replay_share=ctx.replay_share)
+                             replay_share=ctx.replay_share, replayed=ctx.replayed)
 
 
 async def ask_miner(
