@@ -71,12 +71,28 @@ class Subnet:
             keypair=self.validator, chain=self.chain, netuid=self.netuid, reference=reference, http=self.http,
             scores=ScoreStore(self.redis, me, self.netuid), history=history,
             settings=settings or ValidatorSettings(verify_rate=1.0, reference_models=[SMOL],
-                                                   challenges_per_window=600),
+                                                   challenges_per_window=40),
             pipeline=ValidatorPipeline(self.redis, me, self.netuid, consumer=consumer or f"scorer-{seed}"),
             synthetic_counts=counts, organic_counts=RequestCounter(self.redis, "organic", me, self.netuid),
             organic=OrganicStream(self.redis, self.netuid, sample_rate=1.0),
             miners=challenge_client(self.validator, self.relay, counts), rng=random.Random(seed),
         )
+
+    async def seed_organic(self, model: str = SMOL, count: int = 24, rng: random.Random | None = None) -> None:
+        """Organic samples in the stream, as the gateway writes them, that challenges take their parameters
+        from: short answers (24-64 tokens), streamed or not, greedy or sampled, some asking for logprobs."""
+        rng = rng or random.Random(0)
+        async with OrganicStream(self.redis, self.netuid, sample_rate=1.0) as stream:
+            for i in range(count):
+                request: dict[str, Any] = {"model": model, "max_tokens": rng.randint(24, 64),
+                                           "messages": [{"role": "user", "content": f"Say something about {i}."}]}
+                if rng.random() < 0.5:
+                    request["stream"] = True
+                if rng.random() < 0.7:
+                    request["temperature"] = rng.choice([0.0, 0.7, 1.0])
+                if rng.random() < 0.3:
+                    request.update(logprobs=True, top_logprobs=2)
+                stream.add(miner="", model=model, request=request, response=None, latency_ms=0.0, status="ok")
 
     async def incentive(self) -> dict[str, float]:
         """Each miner's incentive on chain now, by name."""
