@@ -94,6 +94,21 @@ class Subnet:
                     request.update(logprobs=True, top_logprobs=2)
                 stream.add(miner="", model=model, request=request, response=None, latency_ms=0.0, status="ok")
 
+    def weights(self) -> dict[str, int]:
+        """The validator's weights on chain now, by miner hotkey."""
+        state = self.chain.state.subnets[self.netuid]
+        by_uid = {uid: n.hotkey for uid, n in enumerate(state.neurons)}
+        mine = next(n for n in state.neurons if n.hotkey == self.validator.ss58_address)
+        return {by_uid[uid]: value for uid, value in mine.weights if uid in by_uid}
+
+    async def until_weights(self, check: Callable[[dict[str, int]], bool], seconds: float = 60.0) -> None:
+        """Wait until the validator's weights on chain pass ``check``."""
+        for _ in range(int(seconds / 0.1)):
+            if check(self.weights()):
+                return
+            await asyncio.sleep(0.1)
+        pytest.fail(f"the validator's weights never got there: {self.weights()}")
+
     async def incentive(self) -> dict[str, float]:
         """Each miner's incentive on chain now, by name."""
         graph = await self.chain.get_metagraph(self.netuid)
