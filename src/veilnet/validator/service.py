@@ -322,7 +322,7 @@ async def _window(ctx: ValidatorContext, plan: _Plan, neuron: NeuronInfo, stakes
     quota = quota_for(known.capacity, stakes, ctx.keypair.ss58_address)
     share, cap = ctx.settings.synthetic_share, ctx.settings.challenges_per_window
     budget = synthetic_budget(quota, organic, used, synthetic_share=share, cap=cap)
-    limit = synthetic_budget(quota, 0, 0, synthetic_share=share, cap=cap)
+    limit = allowance(known.capacity, stakes, ctx.keypair.ss58_address, synthetic_share=share, cap=cap)
     return _Window(budget, start_ms, end, limit / window_s, models)
 
 
