@@ -24,6 +24,7 @@ from tests.validator.subnet import SMOL, MinerSpec, Subnet, devnet_subnet, wait_
 
 from veilnet.models.engine import ModelInfo
 from veilnet.models.llamacpp import LlamaCppEngine
+from veilnet.settings import ValidatorSettings
 from veilnet.store.scores import ScoreStore
 from veilnet.validator import run_validator
 
@@ -65,17 +66,20 @@ class EmptyEngine:
 async def engines(tmp_path: Path, backends: int) -> AsyncIterator[tuple[list[LlamaCppEngine], LlamaCppEngine]]:
     """``backends`` SmolLM2 serving engines (two requests at a time each) and the validator's reference."""
     cache = tmp_path / "models"
-    serving = [LlamaCppEngine([SMOL], cache_dir=cache, concurrency=2, threads=1) for _ in range(backends)]
-    reference = LlamaCppEngine([SMOL], cache_dir=cache, concurrency=1, tokenizer=True)
-    for engine in (*serving, reference):
-        await asyncio.to_thread(engine.load)
-    yield serving, reference
+    async with contextlib.AsyncExitStack() as stack:
+        serving = [await stack.enter_async_context(LlamaCppEngine([SMOL], cache_dir=cache, concurrency=2, threads=1))
+                   for _ in range(backends)]
+        reference = await stack.enter_async_context(
+            LlamaCppEngine([SMOL], cache_dir=cache, concurrency=1, tokenizer=True))
+        yield serving, reference
 
 
 @contextlib.asynccontextmanager
-async def validating(net: Subnet, reference: LlamaCppEngine) -> AsyncIterator[ScoreStore]:
-    """The validator, every role in one process, while the block runs."""
-    task = asyncio.create_task(run_validator(net.context(reference=reference), round_interval=0.2))
+async def validating(net: Subnet, reference: LlamaCppEngine, **settings: Any) -> AsyncIterator[ScoreStore]:
+    """The validator, every role in one process, while the block runs (``settings``: ValidatorSettings)."""
+    chosen = ValidatorSettings(**{"verify_rate": 1.0, "reference_models": [SMOL], "challenges_per_window": 40,
+                                  **settings})
+    task = asyncio.create_task(run_validator(net.context(reference=reference, settings=chosen), round_interval=0.2))
     try:
         yield ScoreStore(net.redis, net.validator.ss58_address, net.netuid)
     finally:
@@ -109,18 +113,22 @@ async def test_a_miner_answering_nothing_earns_nothing(tmp_path: Path, redis_cli
     assert incentive["honest"] > 0
 
 
-@pytest.mark.xfail(reason="needs the score engineer's probe rounds (measured throughput shared by hotkeys on one "
-                          "backend); today sqrt volume pays each Sybil hotkey like an honest miner", strict=False)
+@pytest.mark.timeout(240)
+@pytest.mark.xfail(reason="NOT RUN until the score engineer's probe rounds land (measured throughput shared by "
+                          "hotkeys on one backend; today sqrt volume pays each Sybil hotkey like an honest miner): "
+                          "then drop this marker", run=False)
 async def test_three_hotkeys_on_one_backend_earn_no_more_than_one(tmp_path: Path,
                                                                   redis_client: aioredis.Redis) -> None:
     async with engines(tmp_path, 2) as ([own, shared], reference), devnet_subnet(
             redis_client, {"honest": MinerSpec(own), **{f"sybil{i}": MinerSpec(shared) for i in range(3)}},
             prefix="Sybil") as net:
         await net.seed_organic()
-        async with validating(net, reference) as store:
+        # four hotkeys on two 2-core backends: fewer challenges, half of them verified, so the machine keeps up
+        async with validating(net, reference, challenges_per_window=20, verify_rate=0.5) as store:
             await until(store, "the validator never scored every hotkey over two tempos",
-                        lambda states, tempo: tempo >= 2 and all(net.hotkey(n) in states for n in net.miners))
-            await net.until_weights(lambda weights: len(weights) == len(net.miners))
+                        lambda states, tempo: tempo >= 2 and all(net.hotkey(n) in states for n in net.miners),
+                        seconds=90)
+            await net.until_weights(lambda weights: weights.get(net.hotkey("honest"), 0) > 0)
             await wait_epochs(net.chain, net.netuid, 2)
             incentive = await net.incentive()
     sybil = sum(v for name, v in incentive.items() if name.startswith("sybil"))

@@ -212,7 +212,7 @@ async def reveal_due(ctx: ValidatorContext) -> int:
         try:
             await ctx.chain.reveal_weights(ctx.netuid, ctx.keypair, pending.uids, pending.weights, pending.salt,
                                            pending.version_key)
-        except ce.RevealTooEarly:
+        except (ce.RevealTooEarly, ce.SettingWeightsTooFast):  # weights set a block ago: next round
             continue
         except (ce.ExpiredWeightCommit, ce.NoWeightsCommitFound, ce.InvalidRevealCommitHashNotMatch) as exc:
             log_event(log, "commit dropped", logging.WARNING, reason=exc.code)
