@@ -119,7 +119,6 @@ class MinerSettings(_Section):
     upstream_model_map: dict[str, str] = Field(default_factory=dict)
     capacity_per_window: int = 600
     window_seconds: int = 60
-    synthetic_share: float = 0.5
     price_input_per_million: float = 0.05
     price_output_per_million: float = 0.10
     max_concurrency: int = 4
@@ -142,6 +141,8 @@ class ValidatorSettings(_Section):
 
     verify_rate: float = 0.1  # share of answers re-scored; docs/scoring.md (verification) says why
     challenges_per_window: int = Field(default=12, ge=1)  # per miner, within the quota left after organic
+    # at most this share of this validator's quota at a miner goes to challenges (organic traffic comes first)
+    synthetic_share: float = Field(default=0.5, ge=0.0, le=1.0)
     commit_reveal: Literal["auto", "timelocked", "hash"] = "auto"
     sharpen_exponent: float = 2.0
     reference_models: list[str] = Field(default_factory=lambda: ["SmolLM2-135M-Instruct"])

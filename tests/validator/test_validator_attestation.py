@@ -32,9 +32,11 @@ from veilnet.devnet.chain import DevnetChain
 from veilnet.miner import MetagraphHolder, MinerContext, create_miner_app
 from veilnet.models.upstream import OpenAIUpstreamEngine
 from veilnet.protocol.confidential import Evidence, Keyset, ModelMeasurement, Platform
+from veilnet.relay import RelayClient
 from veilnet.settings import EpistulaSettings, MinerSettings, ValidatorSettings
 from veilnet.store.scores import ScoreStore
 from veilnet.store.validator_pipeline import ValidatorPipeline
+from veilnet.validator.asking import challenge_client
 from veilnet.validator.service import ValidatorContext, attest_miner, run_challenger
 
 VALIDATOR = Keypair.create_from_uri("//AttestingValidator")
@@ -105,7 +107,7 @@ async def test_a_miner_serving_malformed_evidence_cannot_stop_the_validator(
     dev_key = Ed25519PrivateKey.generate()
     verifier = EvidenceVerifier(policy(), TrustAnchors(dev_enclave_keys=(dev_key.public_key(),)))
     async with DevnetChain(None, block_time=0.1) as chain, contextlib.AsyncExitStack() as stack, \
-            aiohttp.ClientSession() as http:
+            aiohttp.ClientSession() as http, RelayClient() as relay:
         engine = await stack.enter_async_context(OpenAIUpstreamEngine("http://127.0.0.1:9/v1", ["m"]))
         for cold in (OWNER_C, VAL_C, HONEST_C, HOSTILE_C):
             await chain.fund(cold.ss58_address, 10_000 * RAO_PER_TAO)
@@ -129,7 +131,8 @@ async def test_a_miner_serving_malformed_evidence_cannot_stop_the_validator(
         validator = ValidatorContext(keypair=VALIDATOR, chain=chain, netuid=netuid, reference=None, http=http,
                                      scores=ScoreStore(redis_client, VALIDATOR.ss58_address, netuid),
                                      settings=ValidatorSettings(), attestations=AttestedSessions(verifier),
-                                     pipeline=ValidatorPipeline(redis_client, VALIDATOR.ss58_address, netuid))
+                                     pipeline=ValidatorPipeline(redis_client, VALIDATOR.ss58_address, netuid),
+                                     miners=challenge_client(VALIDATOR, relay))
         hostile = next(n for n in (await chain.get_metagraph(netuid)).neurons if n.hotkey == HOSTILE.ss58_address)
         refused = await attest_miner(validator, hostile)  # a refusal with a reason, not an exception
         assert refused is not None and refused.attested is False and refused.outcome == "error"

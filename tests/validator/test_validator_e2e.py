@@ -8,33 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from bittensor_wallet import Keypair
-from tests.conftest import serve_asgi
+from tests.validator.subnet import SMOL, MinerSpec, Subnet, devnet_subnet, wait_epochs
 
-from veilnet.chain.types import RAO_PER_TAO
-from veilnet.devnet.chain import DevnetChain
-from veilnet.miner import MetagraphHolder, MinerContext, create_miner_app
 from veilnet.models.engine import ModelInfo
 from veilnet.models.llamacpp import LlamaCppEngine
-from veilnet.settings import EpistulaSettings, MinerSettings, ValidatorSettings
 from veilnet.store.history import ScoreHistory
-from veilnet.store.organic import RequestCounter
 from veilnet.store.scores import ScoreStore
 from veilnet.store.sql import open_database
-from veilnet.store.validator_pipeline import ValidatorPipeline
-from veilnet.validator import ValidatorContext, run_challenger, run_scorer, run_validator, run_weights
+from veilnet.validator import run_challenger, run_scorer, run_validator, run_weights
 
-SMOL = "SmolLM2-135M-Instruct"
-OWNER_C, OWNER_H = Keypair.create_from_uri("//E2EOwnerCold"), Keypair.create_from_uri("//E2EOwnerHot")
-VAL_C, VAL_H = Keypair.create_from_uri("//E2EValCold"), Keypair.create_from_uri("//E2EValHot")
+# the keys devnet_subnet(prefix="E2E") derives
+VAL_H = Keypair.create_from_uri("//E2EValHot")
 MINERS = {name: (Keypair.create_from_uri(f"//E2E{name}Cold"), Keypair.create_from_uri(f"//E2E{name}Hot"))
           for name in ("honest1", "honest2", "cheater")}
 
@@ -69,79 +60,43 @@ class DisguisedEngine:
 
 
 @contextlib.asynccontextmanager
-async def subnet(tmp_path: Path, redis: aioredis.Redis) -> AsyncIterator[tuple[DevnetChain, int, LlamaCppEngine]]:
+async def subnet(tmp_path: Path, redis: aioredis.Redis) -> AsyncIterator[tuple[Subnet, LlamaCppEngine]]:
     cache = tmp_path / "models"
     honest = LlamaCppEngine([SMOL], cache_dir=cache, concurrency=2)
     gemma = LlamaCppEngine(["gemma-3-270m"], cache_dir=cache, concurrency=1)
     reference = LlamaCppEngine([SMOL], cache_dir=cache, concurrency=1, tokenizer=True)
     for engine in (honest, gemma, reference):
         await asyncio.to_thread(engine.load)
-    async with DevnetChain(None, block_time=0.1) as chain, contextlib.AsyncExitStack() as stack:
-        for cold in [OWNER_C, VAL_C, *(c for c, _ in MINERS.values())]:
-            await chain.fund(cold.ss58_address, 10_000 * RAO_PER_TAO)
-        netuid = await chain.register_subnet(OWNER_C, OWNER_H.ss58_address)
-        for name, value in (("tempo", 30), ("weights_rate_limit", 1), ("max_regs_per_block", 10),
-                            ("target_regs_per_interval", 10), ("activity_cutoff", 10_000)):
-            await chain.sudo_set_hyperparameter(netuid, name, value)
-        await chain.burned_register(netuid, VAL_C, VAL_H.ss58_address)
-        await chain.add_stake(netuid, VAL_C, VAL_H.ss58_address, 1_000 * RAO_PER_TAO)
-        for name, (cold, hot) in MINERS.items():
-            await chain.burned_register(netuid, cold, hot.ss58_address)
-            holder = MetagraphHolder(await chain.get_metagraph(netuid))
-            refresher = asyncio.create_task(holder.refresh_forever(chain, netuid, 0.2))
-            stack.callback(refresher.cancel)
-            ctx = MinerContext(
-                keypair=hot, engine=DisguisedEngine(gemma) if name == "cheater" else honest, redis=redis,
-                metagraph=holder, settings=MinerSettings(capacity_per_window=100_000), epistula=EpistulaSettings(),
-            )
-            url = await stack.enter_async_context(serve_asgi(create_miner_app(ctx), lifespan="off"))
-            await chain.serve_axon(netuid, hot, ip="127.0.0.1", port=int(url.rsplit(":", 1)[1]))
-        yield chain, netuid, reference
+    miners = {"honest1": MinerSpec(honest), "honest2": MinerSpec(honest), "cheater": MinerSpec(DisguisedEngine(gemma))}
+    async with devnet_subnet(redis, miners, prefix="E2E", wait_for_permit=False) as net:
+        await net.seed_organic()  # challenges take short organic shapes: a 2-core machine keeps up
+        yield net, reference
 
 
-async def _validator(chain: DevnetChain, netuid: int, reference: LlamaCppEngine, redis: aioredis.Redis,
-                     http: aiohttp.ClientSession, seed: int, history: ScoreHistory | None = None,
-                     separate_roles: bool = False) -> asyncio.Task[None]:
+def _validator(net: Subnet, reference: LlamaCppEngine, seed: int, history: ScoreHistory | None = None,
+               separate_roles: bool = False) -> asyncio.Task[None]:
     """The validator: one process with every role, or (``separate_roles``) one context per role as separate
     processes would have, sharing only Redis (and the chain)."""
-
-    def context(reference: LlamaCppEngine | None, history: ScoreHistory | None, rng: int) -> ValidatorContext:
-        return ValidatorContext(
-            history=history,
-            keypair=VAL_H, chain=chain, netuid=netuid, reference=reference, http=http,
-            scores=ScoreStore(redis, VAL_H.ss58_address, netuid),
-            # small probe rounds: short answers, two requests a miner (the machine is small and shared)
-            settings=ValidatorSettings(verify_rate=1.0, reference_models=[SMOL], challenges_per_window=600,
-                                       probe_max_tokens=32, probe_concurrency=2),
-            pipeline=ValidatorPipeline(redis, VAL_H.ss58_address, netuid, consumer=f"scorer-{rng}"),
-            synthetic_counts=RequestCounter(redis, "synthetic", VAL_H.ss58_address, netuid), rng=random.Random(rng),
-        )
-
     if not separate_roles:
-        return asyncio.create_task(run_validator(context(reference, history, seed), round_interval=0.2))
+        return asyncio.create_task(run_validator(net.context(reference=reference, seed=seed, history=history),
+                                                 round_interval=0.2))
 
     async def roles() -> None:
         async with asyncio.TaskGroup() as group:
-            group.create_task(run_challenger(context(None, None, seed), round_interval=0.2))
-            group.create_task(run_scorer(context(reference, None, seed + 100)))
-            group.create_task(run_weights(context(None, history, seed + 200), round_interval=0.2))
+            group.create_task(run_challenger(net.context(seed=seed), round_interval=0.2))
+            group.create_task(run_scorer(net.context(reference=reference, seed=seed + 100)))
+            group.create_task(run_weights(net.context(seed=seed + 200, history=history), round_interval=0.2))
 
     return asyncio.create_task(roles())
 
 
-async def _wait_epochs(chain: DevnetChain, netuid: int, count: int) -> None:
-    for _ in range(count):
-        target = await chain.get_next_epoch_block(netuid)
-        await chain.wait_for_block(target, timeout=60)
-
-
 @pytest.mark.timeout(600)  # a loaded machine verifies slowly; the waits below have their own ceilings
 async def test_honest_miners_earn_and_the_cheater_gets_nothing(tmp_path: Path, redis_client: aioredis.Redis) -> None:
-    async with subnet(tmp_path, redis_client) as (chain, netuid, reference), aiohttp.ClientSession() as http, \
+    async with subnet(tmp_path, redis_client) as (net, reference), \
             open_database(f"sqlite+aiosqlite:///{tmp_path / 'history.sqlite3'}") as engine:
+        chain, netuid = net.chain, net.netuid
         history = ScoreHistory(engine, VAL_H.ss58_address, netuid)
-        validator = await _validator(chain, netuid, reference, redis_client, http, seed=1, history=history,
-                                     separate_roles=True)
+        validator = _validator(net, reference, seed=1, history=history, separate_roles=True)
         try:
             val_uid = (await chain.get_metagraph(netuid)).uid_of(VAL_H.ss58_address)
             assert val_uid is not None
@@ -175,7 +130,7 @@ async def test_honest_miners_earn_and_the_cheater_gets_nothing(tmp_path: Path, r
                 await asyncio.sleep(0.1)
             else:
                 pytest.fail("weights without the cheater never reached the chain")
-            await _wait_epochs(chain, netuid, 1)
+            await wait_epochs(chain, netuid, 1)
             graph = await chain.get_metagraph(netuid)
             incentive = {name: graph.by_hotkey(address).incentive for name, address in hot.items()}  # type: ignore[union-attr]
             assert incentive["cheater"] == 0
@@ -196,7 +151,7 @@ async def test_honest_miners_earn_and_the_cheater_gets_nothing(tmp_path: Path, r
             assert tempo >= 1 and states[MINERS["honest1"][1].ss58_address].ema > 0
             assert states[MINERS["cheater"][1].ss58_address].ema == 0
             last_update = chain.state.subnets[netuid].neurons[val_uid].last_update
-            validator = await _validator(chain, netuid, reference, redis_client, http, seed=2)
+            validator = _validator(net, reference, seed=2)
             for _ in range(600):
                 if chain.state.subnets[netuid].neurons[val_uid].last_update > last_update:
                     break

@@ -22,10 +22,12 @@ from veilnet.devnet.chain import DevnetChain
 from veilnet.miner import MetagraphHolder, MinerContext, create_miner_app
 from veilnet.models.engine import ModelInfo
 from veilnet.models.llamacpp import LlamaCppEngine
+from veilnet.relay import RelayClient
 from veilnet.settings import EpistulaSettings, MinerSettings, ValidatorSettings
 from veilnet.store.scores import ScoreStore
 from veilnet.store.validator_pipeline import ValidatorPipeline
 from veilnet.validator import ValidatorContext, run_challenger
+from veilnet.validator.asking import challenge_client
 from veilnet.validator.service import score_answer
 
 SMOL = "SmolLM2-135M-Instruct"
@@ -74,7 +76,7 @@ async def test_embeddings_challenges_verify_honest_vectors_and_catch_a_cached_on
     for loading in (engine, reference):
         await asyncio.to_thread(loading.load)
     async with DevnetChain(None, block_time=0.1) as chain, contextlib.AsyncExitStack() as stack, \
-            aiohttp.ClientSession() as http:
+            aiohttp.ClientSession() as http, RelayClient() as relay:
         for cold in (OWNER_C, VAL_C, HONEST[0], CACHER[0]):
             await chain.fund(cold.ss58_address, 10_000 * RAO_PER_TAO)
         netuid = await chain.register_subnet(OWNER_C, OWNER_H.ss58_address)
@@ -99,8 +101,9 @@ async def test_embeddings_challenges_verify_honest_vectors_and_catch_a_cached_on
             keypair=VAL_H, chain=chain, netuid=netuid, reference=reference, http=http,
             scores=ScoreStore(redis_client, VAL_H.ss58_address, netuid),
             settings=ValidatorSettings(verify_rate=1.0, reference_models=[SMOL], embedding_share=1.0,
-                                       challenges_per_window=600, probe_max_tokens=16, probe_concurrency=1),
+                                       challenges_per_window=60, probe_max_tokens=16, probe_concurrency=1),  # one a second: the engine keeps up
             pipeline=ValidatorPipeline(redis_client, VAL_H.ss58_address, netuid), rng=random.Random(3),
+            miners=challenge_client(VAL_H, relay),
         )
         challenger = asyncio.create_task(run_challenger(validator, round_interval=0.2))
         records: list[Any] = []

@@ -24,12 +24,14 @@ from tests.conftest import free_port
 from veilnet.chain.types import RAO_PER_TAO
 from veilnet.devnet.chain import DevnetChain, DevnetChainClient
 from veilnet.devnet.chain.server import create_chain_app
+from veilnet.relay import RelayClient
 from veilnet.scoring import Observation
 from veilnet.settings import ValidatorSettings
 from veilnet.store.redis import redis_from_url
 from veilnet.store.scores import ScoreStore
 from veilnet.store.validator_pipeline import ChallengeRecord, ValidatorPipeline
 from veilnet.validator import ValidatorContext, run_validator
+from veilnet.validator.asking import challenge_client
 
 OWNER_C, OWNER_H = Keypair.create_from_uri("//OutageOwnerCold"), Keypair.create_from_uri("//OutageOwnerHot")
 VAL_H = Keypair.create_from_uri("//OutageValidatorHot")
@@ -142,7 +144,7 @@ async def test_the_challenger_and_the_weights_role_survive_the_chain_going_away(
     miner = FastAPI()  # answers every challenge with an error: the challenger records a failed observation
     miner_port, chain_port = free_port(), free_port()
     async with DevnetChain(None, block_time=0.05) as chain, aiohttp.ClientSession() as http, \
-            served(miner, miner_port):
+            RelayClient() as relay, served(miner, miner_port):
         await chain.fund(OWNER_C.ss58_address, 10_000 * RAO_PER_TAO)
         netuid = await chain.register_subnet(OWNER_C, OWNER_H.ss58_address)
         for name, value in (("tempo", 5), ("max_regs_per_block", 8), ("weights_rate_limit", 0)):
@@ -154,6 +156,7 @@ async def test_the_challenger_and_the_weights_role_survive_the_chain_going_away(
         app = create_chain_app(chain)
         async with DevnetChainClient(f"http://127.0.0.1:{chain_port}", timeout=2.0) as client:
             ctx = context(client, redis_client, http, netuid)
+            ctx.miners = challenge_client(VAL_H, relay)
 
             async def answers() -> int:
                 return int(await redis_client.xlen(ctx.pipeline.answers))  # type: ignore[attr-defined]

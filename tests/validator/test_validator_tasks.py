@@ -14,6 +14,7 @@ from bittensor_wallet import Keypair
 from pydantic import JsonValue
 
 from veilnet.chain.types import AxonInfo, NeuronInfo
+from veilnet.relay import RelayClient
 from veilnet.scoring import Observation
 from veilnet.settings import ValidatorSettings
 from veilnet.store.organic import RequestCounter
@@ -24,6 +25,7 @@ from veilnet.tasks.interface import VerifyTools
 from veilnet.tasks.orientation import ORIENTATION_MODEL
 from veilnet.tasks.verdict import Verdict
 from veilnet.validator import ValidatorContext, service
+from veilnet.validator.asking import challenge_client
 
 VAL = Keypair.create_from_uri("//TaskValidatorUnit")
 MINER = Keypair.create_from_uri("//TaskMinerUnit")
@@ -46,8 +48,9 @@ def miner_neuron() -> NeuronInfo:
 
 
 async def test_a_challenge_larger_than_the_miner_takes_is_not_sent(redis_client: aioredis.Redis) -> None:
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession() as http, RelayClient() as relay:
         ctx = context(redis_client, http)
+        ctx.miners = challenge_client(VAL, relay, ctx.synthetic_counts, timeout=5.0)
         record = await service.ask_miner(ctx, miner_neuron(), ORIENTATION_MODEL, task="orientation",
                                          max_body_bytes=64 * 1024)
         assert record is None  # four pages are ~3 MB; nothing was sent, so nothing counts

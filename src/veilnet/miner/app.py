@@ -25,7 +25,7 @@ from veilnet.protocol import paths
 from veilnet.protocol.capacity import CapacityDocument, ConfidentialOffer, MinerHealth, ModelOffer
 from veilnet.protocol.confidential import ENCRYPTION_SCHEME, AttestationChallenge, SealedRequest
 from veilnet.protocol.epistula import StreamSigner, sign_response
-from veilnet.protocol.headers import ENCRYPTION_HEADER, TRAFFIC_HEADER
+from veilnet.protocol.headers import ENCRYPTION_HEADER
 from veilnet.protocol.openai import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -83,10 +83,7 @@ class _Miner:
         parsed = parse_body(schema, body)
         if parsed.model not in self.served:
             raise NotFound(f"model {parsed.model!r} is not served here; served: {', '.join(self.served)}")
-        traffic = request.headers.get(TRAFFIC_HEADER, "organic")
-        if traffic not in ("organic", "synthetic"):
-            raise InvalidRequest(f"{TRAFFIC_HEADER} must be organic or synthetic", param=TRAFFIC_HEADER)
-        await admit(self.ctx, claims.signed_by, synthetic=traffic == "synthetic", request_uuid=claims.uuid)
+        await admit(self.ctx, claims.signed_by, request_uuid=claims.uuid)
         return parsed, claims.uuid, claims.signed_by
 
     def enclave_for(self, request: Request) -> Enclave | None:
@@ -162,7 +159,7 @@ class _Miner:
     def capacity(self) -> CapacityDocument:
         ctx, s = self.ctx, self.ctx.settings
         return CapacityDocument(
-            hotkey=ctx.keypair.ss58_address, window_seconds=s.window_seconds, synthetic_share=s.synthetic_share,
+            hotkey=ctx.keypair.ss58_address, window_seconds=s.window_seconds,
             data_collection=s.data_collection, max_body_bytes=self.limit,
             confidential=None if ctx.enclave is None else ConfidentialOffer(
                 platform=ctx.enclave.provider.platform, keyset_digest=ctx.enclave.keyset_digest.hex()),

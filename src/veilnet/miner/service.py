@@ -68,11 +68,11 @@ class MinerContext:
         """Each permitted caller's quota under the current metagraph and settings (recomputed when either
         changes, not per request: a subnet has hundreds of neurons)."""
         metagraph, s = self.metagraph.current, self.settings
-        terms = (s.capacity_per_window, s.synthetic_share, self.epistula.min_stake)
+        terms = (s.capacity_per_window, self.epistula.min_stake)
         cached_metagraph, cached_terms, table = self._quotas
         if cached_metagraph is not metagraph or cached_terms != terms:
             stakes = validator_stakes(metagraph.neurons, self.epistula.min_stake)
-            table = quota_table(s.capacity_per_window, stakes, s.synthetic_share)
+            table = quota_table(s.capacity_per_window, stakes)
             self._quotas = (metagraph, terms, table)
         return table
 
@@ -94,12 +94,13 @@ async def authenticate(ctx: MinerContext, headers: Mapping[str, str], body: byte
     return claims
 
 
-async def admit(ctx: MinerContext, caller: str, *, synthetic: bool, request_uuid: str | None = None) -> None:
-    """Consume one request of ``caller``'s stake-proportional quota (429 when spent); with ``request_uuid``,
+async def admit(ctx: MinerContext, caller: str, *, request_uuid: str | None = None) -> None:
+    """Consume one request of ``caller``'s stake-proportional quota (429 when spent; one quota for all the
+    caller sends: nothing marks a challenge); with ``request_uuid``,
     refuse a replayed request first, in the same Redis round trip (StoreError, 503, when Redis fails)."""
-    quota = ctx.quota_table().get(caller, Quota(0, 0))
+    quota = ctx.quota_table().get(caller, Quota(0))
     replay_key = ctx.replays.key(caller, request_uuid) if request_uuid is not None else None
-    used = await ctx.quota.take(caller, quota, synthetic=synthetic, replay_key=replay_key,
+    used = await ctx.quota.take(caller, quota, replay_key=replay_key,
                                 replay_ttl_ms=ctx.replays.ttl_ms)
     if used is None:
         raise EpistulaError("replay", f"request uuid {request_uuid} was already used")

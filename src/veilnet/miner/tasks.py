@@ -17,12 +17,11 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict
 
 from veilnet.edge import EdgeApp, parse_body, read_body
-from veilnet.errors import ConfigError, InvalidRequest, NotFound, UpstreamError, VeilnetError
+from veilnet.errors import ConfigError, NotFound, UpstreamError, VeilnetError
 from veilnet.miner.service import MinerContext, admit, authenticate
 from veilnet.protocol import paths
 from veilnet.protocol.capacity import ModelOffer
 from veilnet.protocol.epistula import sign_response
-from veilnet.protocol.headers import TRAFFIC_HEADER
 from veilnet.settings import Settings
 from veilnet.tasks.interface import HandlerTools, ServedTask
 from veilnet.tasks.registry import select_tasks
@@ -90,10 +89,7 @@ def _serve_on(ctx: MinerContext, path: str) -> Callable[[Request], Awaitable[Res
         if served is None:
             raise NotFound(f"model {parsed.model!r} is not served here for {task.name}; served: "
                            f"{', '.join(by_model)}", code="model_not_found")
-        traffic = request.headers.get(TRAFFIC_HEADER, "organic")
-        if traffic not in ("organic", "synthetic"):
-            raise InvalidRequest(f"{TRAFFIC_HEADER} must be organic or synthetic", param=TRAFFIC_HEADER)
-        await admit(ctx, claims.signed_by, synthetic=traffic == "synthetic", request_uuid=claims.uuid)
+        await admit(ctx, claims.signed_by, request_uuid=claims.uuid)
         try:
             answer = await served.handler.serve(parsed)
         except VeilnetError:

@@ -46,7 +46,6 @@ class ConfidentialOffer(_Document):
 class CapacityDocument(_Document):
     hotkey: str = Field(min_length=1)  # a reader routes to it only when this is the axon's own hotkey
     window_seconds: int = Field(default=60, ge=1)
-    synthetic_share: float = Field(default=1.0, ge=0, le=1)  # of each validator's quota, at most
     data_collection: Literal["allow", "deny"] = "allow"  # deny: it keeps no prompts or outputs
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)  # larger request bodies are refused (413)
     confidential: ConfidentialOffer | None = None

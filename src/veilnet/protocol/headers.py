@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["ENCRYPTION_HEADER", "GENERATION_HEADER", "SIMULATED_HEADER", "TRAFFIC_HEADER"]
+__all__ = ["ENCRYPTION_HEADER", "GENERATION_HEADER", "SIMULATED_HEADER"]
 
-# Set by validators and gateways on requests to miners: ``organic`` (default) or ``synthetic``.
-TRAFFIC_HEADER = "X-Veilnet-Traffic"
+# No header tells a miner whether a request is organic or a challenge (docs/incentives.md).
 # On sealed requests and on every 2xx answer to one: the encryption scheme (see protocol.confidential).
 ENCRYPTION_HEADER = "X-Veilnet-Encryption"
 # On answers from a development (software) enclave: "true". Such answers carry no hardware guarantee.

@@ -3,9 +3,9 @@
 A typed request document becomes the exact bytes sent (the fields its sender set, nothing added:
 ``model_dump_json(exclude_unset=True)``), those bytes are signed for the miner (Epistula, a fresh uuid and
 timestamp per call, so a retried or failed-over request never carries a stale signature) and sent through a
-:class:`~veilnet.relay.RelayClient` under the caller's deadlines. The gateway's organic requests go through
-here; anything else a validator sends a miner can use it too, so requests cannot be told apart by how they
-are built.
+:class:`~veilnet.relay.RelayClient` under the caller's deadlines. The gateway's organic requests and the
+validator's challenges both go through here (the same headers, the same signer, the same encoding), so a
+miner cannot tell them apart by how they are built; nothing in a request says which it is.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bittensor_wallet import Keypair
+from pydantic import BaseModel
 
 from veilnet.protocol.confidential import ENCRYPTION_SCHEME, SealedRequest
 from veilnet.protocol.epistula import sign_request
-from veilnet.protocol.headers import ENCRYPTION_HEADER, TRAFFIC_HEADER
+from veilnet.protocol.headers import ENCRYPTION_HEADER
 from veilnet.protocol.openai import MinerRequest, RoutingFields
 from veilnet.protocol.paths import ENDPOINT_PATHS
 from veilnet.relay.client import RelayClient, RelayResponse
@@ -49,12 +50,11 @@ class MinerClient:
     told of every request sent (the gateway counts its requests per miner with it)."""
 
     def __init__(self, keypair: Keypair, relay: RelayClient, deadlines: MinerDeadlines = MinerDeadlines(), *,
-                 on_send: Callable[[str], None] | None = None, traffic: str = "organic") -> None:
+                 on_send: Callable[[str], None] | None = None) -> None:
         self.keypair = keypair
         self.relay = relay
         self.deadlines = deadlines
         self._on_send = on_send
-        self._traffic = traffic
 
     async def send(self, url: str, hotkey: str, request: MinerRequest) -> RelayResponse:
         """POST ``request`` to the miner ``hotkey`` at ``url`` (its axon); the caller owns the response."""
@@ -63,6 +63,11 @@ class MinerClient:
     async def exchange(self, url: str, hotkey: str, request: MinerRequest) -> tuple[str, RelayResponse]:
         """:meth:`send`, also giving the request's Epistula uuid (what the miner's answer is signed for)."""
         return await self._post(url, hotkey, request.PATH, encode_request(request), sealed=False)
+
+    async def exchange_at(self, url: str, hotkey: str, path: str, request: BaseModel) -> tuple[str, RelayResponse]:
+        """:meth:`exchange` for a task's request document served on ``path`` (tasks beyond chat and
+        embeddings, :mod:`veilnet.tasks.interface`): the same encoding, headers and signer."""
+        return await self._post(url, hotkey, path, request.model_dump_json(exclude_unset=True).encode(), sealed=False)
 
     async def send_sealed(self, url: str, hotkey: str, sealed: SealedRequest) -> RelayResponse:
         """POST a sealed request (an envelope only the miner's enclave opens) to its endpoint's path."""
@@ -77,7 +82,6 @@ class MinerClient:
     async def _post(self, url: str, hotkey: str, path: str, body: bytes, *, sealed: bool) -> tuple[str, RelayResponse]:
         headers = sign_request(self.keypair, body, hotkey)
         headers["Content-Type"] = "application/json"
-        headers[TRAFFIC_HEADER] = self._traffic
         if sealed:
             headers[ENCRYPTION_HEADER] = ENCRYPTION_SCHEME
         if self._on_send is not None:

@@ -114,6 +114,7 @@ class RequestCounter:
         self._keys = KeySpace(f"veilnet:requests:{kind}:{validator}:{netuid}")
         self._unwritten: dict[tuple[str, int], int] = {}
         self._writing = asyncio.Lock()  # a flush waits for one in flight: when it returns, all is written
+        self._writing_now: dict[tuple[str, int], int] = {}  # the batch a flush is writing
         self._writer = Flusher(self.flush, lambda: bool(self._unwritten), interval=flush_seconds,
                                what=f"{kind} request counts")
 
@@ -134,6 +135,7 @@ class RequestCounter:
             batch, self._unwritten = self._unwritten, {}
             if not batch:
                 return
+            self._writing_now = batch  # still counted by used() while it is on its way
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for (miner, start), n in batch.items():
@@ -146,6 +148,8 @@ class RequestCounter:
                 if isinstance(exc, aioredis.RedisError | OSError):
                     raise StoreError(f"cannot count requests: {exc}") from exc
                 raise
+            finally:
+                self._writing_now = {}
 
     async def used(self, miner: str, since_ms: int, *, now_ms: int | None = None) -> int:
         """Requests sent ``miner`` from the bucket holding ``since_ms`` to now (by every process of this
@@ -155,6 +159,8 @@ class RequestCounter:
         starts = range(since_ms - since_ms % self.BUCKET_MS, now + 1, self.BUCKET_MS)
         if not starts:
             return 0
+        pending = [*self._unwritten.items(), *self._writing_now.items()]  # taken before Redis answers
         values = await self._redis.mget([self._keys(miner, start) for start in starts])
-        mine = sum(n for (who, start), n in self._unwritten.items() if who == miner and start >= starts[0])
+        # a batch written while Redis answered is in both: counted twice at worst, never missed
+        mine = sum(n for (who, start), n in pending if who == miner and starts[0] <= start <= starts[-1])
         return mine + sum(int(v) for v in values if v is not None)

@@ -18,7 +18,8 @@ _TAKE = resources.files("veilnet.store").joinpath("lua/quota_take.lua").read_tex
 
 
 class QuotaStore:
-    """Counts requests per (validator, window) under ``veilnet:quota:<miner>``."""
+    """Counts requests per (validator, window) under ``veilnet:quota:<miner>``: one count for everything the
+    validator sends (its gateway's requests and its challenges alike)."""
 
     def __init__(self, redis: aioredis.Redis, miner_hotkey: str, window_seconds: int) -> None:
         if window_seconds < 1:
@@ -31,15 +32,15 @@ class QuotaStore:
         start = now_ms - now_ms % self._window_ms
         return start, start + self._window_ms
 
-    async def take(self, validator: str, quota: Quota, *, synthetic: bool, now_ms: int | None = None,
+    async def take(self, validator: str, quota: Quota, *, now_ms: int | None = None,
                    replay_key: str | None = None, replay_ttl_ms: int = 0) -> int | None:
         """Consume one request; returns how many this validator used in the window, or raises RateLimited
         (StoreError when Redis fails). With ``replay_key``, first marks the request as seen (for
         ``replay_ttl_ms``) in the same round trip and returns None, consuming nothing, when it was seen before."""
         now = int(time.time() * 1000) if now_ms is None else now_ms
         start, end = self._window(now)
-        keys = [self._keys(validator, start, "total"), self._keys(validator, start, "synthetic")]
-        args = [quota.total, quota.synthetic, 1 if synthetic else 0, self._window_ms * 2]
+        keys = [self._keys(validator, start, "total")]
+        args = [quota.total, self._window_ms * 2]
         if replay_key is not None:
             keys.append(replay_key)
             args.append(replay_ttl_ms)
@@ -50,8 +51,7 @@ class QuotaStore:
         if ok == -1:
             return None
         if not ok:
-            kind = "synthetic " if synthetic and used < quota.total else ""
             raise RateLimited(
-                f"{kind}quota spent: {used} of {quota.total} requests this window", retry_after=(end - now) / 1000
+                f"quota spent: {used} of {quota.total} requests this window", retry_after=(end - now) / 1000
             )
         return int(used)

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib.resources
+import json
 import math
 import random
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import MutableSet, Sequence
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -33,6 +34,7 @@ __all__ = [
     "PromptPool",
     "RequestShape",
     "challenge_request",
+    "conversation_key",
     "default_shape",
     "embeddings_texts",
     "fill_prompt_pool",
@@ -43,18 +45,18 @@ __all__ = [
 
 FORMS = (
     "Write a short story about a {adj} {noun} that wants to {verb}.",
-    "Explain how a {noun} works to someone who has never seen one.",
+    "Explain how a {adj} {noun} works to someone who has never seen one.",
     "Give me three tips for anyone who has to {verb} a {noun}.",
     "Write a poem about a {adj} {noun}.",
     "What are the pros and cons of a {adj} {noun}?",
-    "Describe a day in the life of a {noun} in {count} sentences.",
+    "Describe a day in the life of a {adj} {noun} in {count} sentences.",
     "Write a product description for a {adj} {noun}.",
     "Why would someone {verb} a {noun}? Answer briefly.",
-    "List {count} creative uses for a {noun}.",
+    "List {count} creative uses for a {adj} {noun}.",
     "Compare a {noun} and a {noun2} in a short paragraph.",
     "Write a dialogue between a {noun} and a {noun2}.",
-    "Summarise the history of the {noun} in {count} bullet points.",
-    "Write a haiku about how to {verb}.",
+    "Summarise the history of the {noun} in {count} bullet points for a {adj} reader.",
+    "Write a haiku about how to {verb} a {noun}.",
     "Write a Python function named {verb}_{noun_id} and explain it.",
     "Write a JSON object describing a {adj} {noun} with {count} fields.",
     "Give a step-by-step guide to {verb} with a {noun}.",
@@ -65,13 +67,13 @@ FORMS = (
     "Suggest {count} names for a {adj} {noun} and say why.",
     "Write an email asking a colleague to {verb} the {noun}.",
     "Explain the word '{adj}' using a {noun} as the example.",
-    "Write a recipe that somehow involves a {noun}.",
-    "Make a markdown table of {count} facts about {noun_plural}.",
+    "Write a recipe that somehow involves a {adj} {noun}.",
+    "Make a markdown table of {count} facts about {adj} {noun_plural}.",
     "If a {noun} could {verb}, what would happen?",
     "Write a motivational speech for a {adj} {noun}.",
     "Describe a {adj} {noun} using only emoji and a short caption.",
     "Translate 'the {adj} {noun}' into French, Spanish and Japanese.",
-    "Write the opening paragraph of a mystery novel about a missing {noun}.",
+    "Write the opening paragraph of a mystery novel about a missing {adj} {noun}.",
 )
 SYSTEMS = (
     "You are a helpful assistant.", "You are a concise assistant. Keep answers short.",
@@ -107,47 +109,69 @@ def embeddings_texts(rng: random.Random, *, max_inputs: int = 4) -> str | list[s
     return texts[0] if len(texts) == 1 and rng.random() < 0.5 else texts
 
 
+# the fields of an organic request a challenge copies as they are, its seed too (content and model excepted;
+# the gateway's routing fields never reach the stream, ``user`` is dropped from it)
+_COPIED = ("frequency_penalty", "logit_bias", "max_tokens", "max_completion_tokens", "n", "presence_penalty",
+           "seed", "stop", "stream", "stream_options", "temperature", "top_p", "logprobs", "top_logprobs")
+
+
 @dataclass(frozen=True)
 class RequestShape:
-    """An organic request's sampling parameters, without its content: what challenges imitate."""
+    """An organic request's parameters, without its content: what challenges imitate. ``params`` holds the
+    fields the app set, as it set them (which of ``max_tokens`` / ``max_completion_tokens``, whether
+    ``stream_options`` was there, penalties and all), so a challenge is encoded field for field like one."""
 
-    max_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    stream: bool = False
-    logprobs: bool = False
-    top_logprobs: int | None = None
-    seeded: bool = False
-    stop: tuple[str, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
     system: bool = False
+
+    @property
+    def seeded(self) -> bool:
+        return self.params.get("seed") is not None
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.params.get("stream", False))
+
+    @property
+    def logprobs(self) -> bool:
+        return bool(self.params.get("logprobs", False))
+
+    @property
+    def max_tokens(self) -> int | None:
+        value = self.params.get("max_completion_tokens", self.params.get("max_tokens"))
+        return int(value) if value is not None else None
 
 
 def shape_of(request: ChatCompletionRequest) -> RequestShape:
-    stop = request.stop
     return RequestShape(
-        max_tokens=request.max_completion_tokens or request.max_tokens, temperature=request.temperature,
-        top_p=request.top_p, stream=request.stream, logprobs=request.logprobs, top_logprobs=request.top_logprobs,
-        seeded=request.seed is not None, stop=tuple([stop] if isinstance(stop, str) else stop or ()),
+        params=request.model_dump(mode="json", include=set(_COPIED), exclude_unset=True),
         system=any(m.role in ("system", "developer") for m in request.messages),
     )
 
 
 def default_shape(rng: random.Random) -> RequestShape:
     """A broad spread of parameters, for when there is no organic traffic to imitate."""
+    params: dict[str, Any] = {}
     roll = rng.random()
-    max_tokens = (None if roll < 0.05 else round(math.exp(rng.uniform(math.log(16), math.log(256)))) if roll < 0.85
-                  else rng.randint(257, 1024))
+    if roll >= 0.05:
+        params["max_tokens"] = (round(math.exp(rng.uniform(math.log(16), math.log(256)))) if roll < 0.85
+                                else rng.randint(257, 1024))
     roll = rng.random()
-    temperature = (None if roll < 0.15 else 0.0 if roll < 0.3 else round(rng.uniform(0.1, 1.0), 2) if roll < 0.85
-                   else round(rng.uniform(1.0, 1.5), 2))
-    logprobs = rng.random() < 0.25
-    return RequestShape(
-        max_tokens=max_tokens, temperature=temperature,
-        top_p=round(rng.uniform(0.8, 1.0), 2) if rng.random() < 0.3 else None,
-        stream=rng.random() < 0.5, logprobs=logprobs, top_logprobs=rng.randint(0, 5) if logprobs else None,
-        seeded=rng.random() < 0.5, stop=rng.choice([(), (), (), (), ("\n\n",), ("END",), ("###", "\n\n\n")]),
-        system=rng.random() < 0.3,
-    )
+    if roll >= 0.15:
+        params["temperature"] = (0.0 if roll < 0.3 else round(rng.uniform(0.1, 1.0), 2) if roll < 0.85
+                                 else round(rng.uniform(1.0, 1.5), 2))
+    if rng.random() < 0.3:
+        params["top_p"] = round(rng.uniform(0.8, 1.0), 2)
+    if rng.random() < 0.5:
+        params["stream"] = True
+    if rng.random() < 0.25:
+        params.update(logprobs=True, top_logprobs=rng.randint(0, 5))
+    stop = rng.choice([(), (), (), (), ("\n\n",), ("END",), ("###", "\n\n\n")])
+    if stop:
+        params["stop"] = list(stop)
+    if rng.random() < 0.5:
+        params["seed"] = rng.randrange(2**31)
+    return RequestShape(params=params, system=rng.random() < 0.3)
 
 
 class PromptPool:
@@ -188,42 +212,41 @@ async def fill_prompt_pool(engine: ModelEngine, model: str, pool: PromptPool, rn
 
 
 def _shape(rng: random.Random, organic: Sequence[ChatCompletionRequest]) -> RequestShape:
-    if organic and rng.random() < 0.9:
-        return shape_of(rng.choice(organic))
-    return default_shape(rng)
+    """A recent organic request's shape whenever there is one (anything else would mark the challenge)."""
+    return shape_of(rng.choice(organic)) if organic else default_shape(rng)
+
+
+def conversation_key(messages: Sequence[ChatMessage]) -> str:
+    """What a cache would key an answer on: the conversation, case and spacing ignored."""
+    return json.dumps([[m.role, " ".join(str(m.content).lower().split())] for m in messages])
 
 
 def challenge_request(
     model: str, rng: random.Random, *, organic: Sequence[ChatCompletionRequest] = (), pool: PromptPool | None = None,
-    replay_share: float = 0.3, max_tokens_cap: int = 1024,
+    replay_share: float = 0.3, max_tokens_cap: int = 1024, replayed: MutableSet[str] | None = None,
 ) -> ChatCompletionRequest:
     """A chat challenge for ``model``: a replayed organic prompt (``replay_share`` of the time, when
-    ``organic`` has one for this model), else a pool question, else a combinatorial prompt; parameters shaped
-    like ``organic`` requests (the broad default without any). ``max_tokens`` is kept within
-    ``max_tokens_cap`` so an answer stays verifiable."""
+    ``organic`` has one for this model), else a pool question, else a combinatorial prompt; its parameters
+    those of an ``organic`` request, field for field, its seed too (the broad default without any). A length limit is kept within ``max_tokens_cap`` so an answer stays verifiable; a request that
+    set none sets none. With ``replayed`` (the conversations replayed before, added to), an organic
+    conversation is replayed at most once."""
     shape = _shape(rng, organic)
-    same_model = [r for r in organic if r.model == model]
+    same_model = [r for r in organic if r.model == model
+                  and (replayed is None or conversation_key(r.messages) not in replayed)]
     messages: list[ChatMessage]
     if same_model and rng.random() < replay_share:
         messages = list(rng.choice(same_model).messages)
+        if replayed is not None:  # each organic conversation is replayed once: a cache of challenges misses it
+            replayed.add(conversation_key(messages))
     else:
         prompt = (pool.take() if pool is not None else None) or random_prompt(rng)
         messages = [ChatMessage(role="user", content=prompt)]
         if shape.system:
             messages.insert(0, ChatMessage(role="system", content=rng.choice(SYSTEMS)))
-    fields: dict[str, Any] = {
-        "model": model, "messages": messages, "stream": shape.stream,
-        "max_tokens": min(shape.max_tokens or max_tokens_cap, max_tokens_cap),
-    }
-    for name in ("temperature", "top_p"):
-        if getattr(shape, name) is not None:
-            fields[name] = getattr(shape, name)
-    if shape.logprobs:
-        fields.update(logprobs=True, top_logprobs=shape.top_logprobs)
-    if shape.seeded:
-        fields["seed"] = rng.randrange(2**31)
-    if shape.stop:
-        fields["stop"] = list(shape.stop)
+    fields: dict[str, Any] = {"model": model, "messages": messages, **shape.params}
+    for name in ("max_tokens", "max_completion_tokens"):
+        if fields.get(name) is not None:
+            fields[name] = min(int(fields[name]), max_tokens_cap)
     return ChatCompletionRequest(**fields)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import MutableSet, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -68,6 +68,7 @@ class ChallengeTools:
     organic: Sequence[dict[str, str]] = ()
     prompt_pool: Any = None  # veilnet.tasks.challenges.PromptPool for chat
     replay_share: float = 0.3
+    replayed: MutableSet[str] | None = None  # organic conversations already replayed (chat: each once)
 
 
 @dataclass

@@ -99,10 +99,11 @@ def blended_price(offer: ModelOffer, task: str) -> float:
 
 
 def terms_observations(hotkey: str, document: CapacityDocument | None, models: Sequence[str]) -> list[Observation]:
-    """One read of a miner's terms as observations: its price for each reference model it offers (per task),
-    or, when the document could not be read, one reliability failure."""
+    """One read of a miner's terms as observations: its price for each reference model it offers (per task).
+    Terms that cannot be read give none here: the challenger records that failure, at most once a minute
+    (:func:`veilnet.validator.asking.terms_failure`), so a round never counts it twice."""
     if document is None:
-        return [Observation(miner=hotkey, model="", task="terms", outcome="error", kind="terms")]
+        return []
     out = []
     for offer in document.models:
         if offer.id not in models:
@@ -126,8 +127,8 @@ def plan_probes(documents: Sequence[tuple[NeuronInfo, CapacityDocument]], stakes
         if not offers:
             continue
         offer = rng.choice(offers)
-        quota = quota_for(offer.capacity_per_window, stakes, me, document.synthetic_share)
-        size = min(offer.concurrency, settings.probe_concurrency, quota.synthetic)
+        quota = quota_for(offer.capacity_per_window, stakes, me)
+        size = min(offer.concurrency, settings.probe_concurrency, int(quota.total * settings.synthetic_share))
         if size < 1:
             continue
         targets.append(ProbeTarget(neuron, "chat", offer.id, size))

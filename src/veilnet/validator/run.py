@@ -12,6 +12,7 @@ from veilnet.chain.connect import chain_from_settings
 from veilnet.confidential.config import verifier_from_settings
 from veilnet.confidential.sessions import AttestedSessions
 from veilnet.models.llamacpp import LlamaCppEngine
+from veilnet.relay import RelayClient
 from veilnet.scoring import ScoreParams
 from veilnet.serving import stop_on_signals
 from veilnet.settings import Settings
@@ -21,6 +22,7 @@ from veilnet.store.redis import open_redis
 from veilnet.store.scores import ScoreStore
 from veilnet.store.sql import DatabaseTimeouts, open_database
 from veilnet.store.validator_pipeline import ValidatorPipeline
+from veilnet.validator.asking import challenge_client
 from veilnet.validator.service import ROLES, ValidatorContext, run_validator
 from veilnet.wallet import load_wallet
 
@@ -48,6 +50,8 @@ async def run_validator_process(settings: Settings, roles: Collection[str] = ROL
             await stack.enter_async_context(reference)
         http = await stack.enter_async_context(aiohttp.ClientSession())
         engine = await stack.enter_async_context(open_database(settings.database_url(), timeouts=timeouts))
+        relay = await stack.enter_async_context(RelayClient())  # as the gateway's: challenges look the same
+        synthetic = await stack.enter_async_context(RequestCounter(redis, "synthetic", me, netuid))
         ctx = ValidatorContext(
             keypair=wallet.hotkey, chain=chain, netuid=netuid, reference=reference, http=http,
             scores=ScoreStore(redis, me, netuid), settings=settings.validator,
@@ -58,6 +62,6 @@ async def run_validator_process(settings: Settings, roles: Collection[str] = ROL
             history=ScoreHistory(engine, me, netuid, timeout=timeouts.operation),
             attestations=AttestedSessions(verifier_from_settings(settings.confidential)),
             organic_counts=RequestCounter(redis, "organic", me, netuid),
-            synthetic_counts=await stack.enter_async_context(RequestCounter(redis, "synthetic", me, netuid)),
+            synthetic_counts=synthetic, miners=challenge_client(wallet.hotkey, relay, synthetic),
         )
         await run_validator(ctx, roles=roles)

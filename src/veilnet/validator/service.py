@@ -1,9 +1,10 @@
 """The validator's three roles as plain async functions over a :class:`ValidatorContext`, talking through
 Redis (:mod:`veilnet.store.validator_pipeline`), so one process runs them all or each runs (and scales) apart:
 
-- challenger: keeps the metagraph fresh and sends each served miner signed synthetic requests, spread evenly
-  over each quota window and within this validator's quota there (the miner's own quota function), after
-  the organic traffic the gateway sent it; checks TEE attestation; stores each answer.
+- challenger: keeps the metagraph fresh and sends each served miner challenges a miner cannot tell from
+  organic requests (the gateway's MinerClient, organic parameters, Poisson spacing: :mod:`.asking`,
+  :mod:`.pacing`) within this validator's share of its quota there, after the organic traffic the gateway
+  sent it; checks TEE attestation; stores each answer.
 - scorer: verifies a random share of the answers against the reference model and stores observations.
 - weights: at each epoch folds the tempo's observations into the score states (:mod:`veilnet.scoring`),
   saves them in Redis, converts them to u16 weights and sets (or commits) them on chain.
@@ -12,7 +13,6 @@ Redis (:mod:`veilnet.store.validator_pipeline`), so one process runs them all or
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import random
@@ -38,13 +38,10 @@ from veilnet.logs import log_event
 from veilnet.models.engine import ModelEngine
 from veilnet.protocol import paths
 from veilnet.protocol.capacity import CapacityDocument
-from veilnet.protocol.epistula import sign_request, verify_response
-from veilnet.protocol.headers import TRAFFIC_HEADER
 from veilnet.quotas import quota_for, synthetic_budget, validator_stakes
 from veilnet.relay import MinerClient
 from veilnet.scoring import (
     Observation,
-    Outcome,
     ScoreParams,
     ScoreState,
     observe_verdict,
@@ -57,8 +54,10 @@ from veilnet.store.organic import OrganicStream, RequestCounter
 from veilnet.store.scores import ScoreStore
 from veilnet.store.validator_pipeline import ChallengeRecord, ValidatorPipeline
 from veilnet.tasks.challenges import PromptPool
-from veilnet.tasks.interface import ChallengeTools, VerifyTools
+from veilnet.tasks.interface import Challenge, ChallengeTools, VerifyTools
 from veilnet.tasks.registry import installed_tasks, task_named
+from veilnet.validator.asking import send_challenge, terms_failure
+from veilnet.validator.pacing import DEFAULT_WINDOW_SECONDS, allowance, next_gap, unknown_terms_allowance
 from veilnet.validator.probe import run_prober
 
 __all__ = [
@@ -105,8 +104,11 @@ class ValidatorContext:
     organic_counts: RequestCounter | None = None  # the gateway's requests to each miner (None: no gateway)
     synthetic_counts: RequestCounter | None = None  # this validator's challenges (None: counted in process)
     prompt_pool: PromptPool | None = None  # questions the reference model wrote (None: word-list prompts only)
-    # how probe rounds are sent: the gateway's MinerClient class (None: the prober opens its own)
+    # how challenges and probe rounds are sent: the gateway's MinerClient class (its signer, headers, HTTP
+    # client), counting each request in ``synthetic_counts``; a challenger needs one (a scorer or weights
+    # process does not)
     miners: MinerClient | None = None
+    replayed: set[str] = field(default_factory=set)  # organic conversations this challenger replayed (once each)
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,6 @@ class MinerTerms:
 
     capacity: int
     window_seconds: int
-    synthetic_share: float
     models: tuple[str, ...]  # its chat models
     embedding_models: frozenset[str] = frozenset()  # those of ``models`` it also embeds with
     tasks: tuple[tuple[str, str], ...] = ()  # (model, task) it offers for its other tasks
@@ -134,79 +135,45 @@ def _is_miner(neuron: NeuronInfo, me: str) -> bool:
     return neuron.hotkey != me and neuron.axon is not None and neuron.axon.is_served
 
 
-async def ask_miner(
-    ctx: ValidatorContext, neuron: NeuronInfo, model: str, samples: list[dict[str, str]] | None = None,
-    *, task: str = "chat", max_body_bytes: int | None = None,
-) -> ChallengeRecord | None:
-    """One signed synthetic request to ``neuron``, the challenge ``task`` generates (its interface,
-    :mod:`veilnet.tasks.interface`): for ``chat`` a fresh prompt or a replayed organic one, for ``embeddings``
-    random texts, for other tasks whatever they draw. The answer, when there is one to verify, travels with the
-    observation (and what the challenge knows) to a scorer. The observation carries the answer's time and the
-    units it delivered (chat: completion tokens, at most the length asked for; other tasks: the request's
-    units): speed is compared among each task's miners. A challenge the validator cannot draw (its engine
-    lacks a model the task writes with) is logged and not sent."""
-    assert neuron.axon is not None
-    kind = task_named(task)
+async def challenge_for(ctx: ValidatorContext, model: str, samples: list[dict[str, str]] | None = None, *,
+                        task: str = "chat") -> Challenge[Any] | None:
+    """A challenge for ``model`` drawn by ``task``'s generator (:mod:`veilnet.tasks.interface`): for ``chat``
+    a fresh prompt or a replayed organic one (each conversation once), its parameters those of a recent
+    organic request, streamed or not like them; for ``embeddings`` random texts; for other tasks whatever they
+    draw. None, logged, when the validator cannot draw it (its engine lacks a model the task writes with)."""
+    if len(ctx.replayed) > 100_000:  # bounded; the organic stream has long moved on from the oldest
+        ctx.replayed.clear()
     tools = ChallengeTools(rng=ctx.rng, model=model, engine=ctx.reference, organic=samples or [],
-                           prompt_pool=ctx.prompt_pool, replay_share=ctx.replay_share)
+                           prompt_pool=ctx.prompt_pool, replay_share=ctx.replay_share, replayed=ctx.replayed)
     try:
-        challenge = await kind.challenge(tools)
+        return await task_named(task).challenge(tools)
     except Exception as exc:  # a task's generator (a plugin's) failing must not stop the challenger
         reason = exc.message if isinstance(exc, VeilnetError) else f"{type(exc).__name__}: {exc}"
         log_event(log, "cannot draw a challenge", logging.ERROR, task=task, model=model, reason=reason)
         return None
-    request: dict[str, Any] = challenge.request.model_dump(mode="json", exclude_unset=True)
 
-    def seen(outcome: Outcome, **details: Any) -> Observation:
-        return Observation(miner=neuron.hotkey, model=model, task=task, outcome=outcome, **details)
 
-    body = json.dumps(request).encode()
+async def ask_miner(
+    ctx: ValidatorContext, neuron: NeuronInfo, model: str, samples: list[dict[str, str]] | None = None,
+    *, task: str = "chat", max_body_bytes: int | None = None,
+) -> ChallengeRecord | None:
+    """One challenge to ``neuron``, sent through ``ctx.miners`` exactly as the gateway sends organic requests
+    (:func:`veilnet.validator.asking.send_challenge`). The answer, when there is one to verify, travels with
+    the observation (and what the challenge knows) to a scorer. None when no challenge was sent: none could be
+    drawn, or it is larger than the miner takes (an honest miner refuses it: the validator's oversight)."""
+    challenge = await challenge_for(ctx, model, samples, task=task)
+    if challenge is None:
+        return None
+    kind = task_named(task)
+    body = challenge.request.model_dump_json(exclude_unset=True).encode()
     if max_body_bytes is not None and len(body) > max_body_bytes:
-        # an honest miner refuses it (413): the validator's oversight, never counted against the miner
         log_event(log, "challenge larger than the miner takes; not sent", logging.WARNING, task=task,
                   miner=neuron.hotkey, limit=max_body_bytes)
         return None
-    headers = sign_request(ctx.keypair, body, neuron.hotkey)
-    headers.update({"Content-Type": "application/json", TRAFFIC_HEADER: "synthetic"})
-    start = time.perf_counter()
-    if ctx.synthetic_counts is not None:
-        ctx.synthetic_counts.count(neuron.hotkey)
-    try:
-        async with ctx.http.post(
-            f"{neuron.axon.url}{kind.miner_path}", data=body, headers=headers,
-            timeout=aiohttp.ClientTimeout(total=ctx.request_timeout),
-        ) as response:
-            content = await response.read()
-            status = response.status
-            response_headers = dict(response.headers)
-    except TimeoutError:
-        return ChallengeRecord(seen("timeout"))
-    except aiohttp.ClientError:
-        return ChallengeRecord(seen("error"))
-    elapsed = time.perf_counter() - start
-    if status == 429:
-        return ChallengeRecord(seen("rate_limited"))
-    if status != 200:
-        return ChallengeRecord(seen("error"))
-    try:
-        verify_response(response_headers, content, request_uuid=headers["Epistula-Uuid"],
-                        caller=ctx.keypair.ss58_address, expected_signer=neuron.hotkey)
-        answer = json.loads(content)
-        if not isinstance(answer, dict):
-            raise TypeError("the answer is not a JSON object")
-        completion_tokens = int(answer["usage"]["completion_tokens"]) if task == "chat" else 0
-    except (VeilnetError, ValueError, KeyError, TypeError):
-        # an unsigned, mis-signed or malformed answer is a failed verification, not a network error
-        return ChallengeRecord(seen("ok", verified=False, quality=0.0))
-    if task != "chat":  # the units the task's request asked for (embeddings: the inputs embedded)
-        return ChallengeRecord(seen("ok", elapsed_ms=elapsed * 1000, units=kind.units(challenge.request)),
-                               request, answer, challenge.truth)
-    # a whole (not streamed) answer: no time to first token; it delivered at most what was asked for
-    max_tokens = request.get("max_tokens") or request.get("max_completion_tokens")
-    units = min(completion_tokens, max_tokens) if isinstance(max_tokens, int) else completion_tokens
-    observation = seen("ok", elapsed_ms=elapsed * 1000, completion_tokens=completion_tokens,
-                       max_tokens=max_tokens if isinstance(max_tokens, int) else None, units=max(0, units))
-    return ChallengeRecord(observation, request, answer)
+    if ctx.miners is None:
+        raise RuntimeError("this process runs a challenger without a MinerClient (ValidatorContext.miners)")
+    return await send_challenge(ctx.miners, neuron, challenge.request, task=task, path=kind.miner_path,
+                                units=kind.units(challenge.request), truth=challenge.truth)
 
 
 async def score_answer(ctx: ValidatorContext, record: ChallengeRecord) -> Observation:
@@ -266,8 +233,8 @@ async def reveal_due(ctx: ValidatorContext) -> int:
         try:
             await ctx.chain.reveal_weights(ctx.netuid, ctx.keypair, pending.uids, pending.weights, pending.salt,
                                            pending.version_key)
-        except (ce.RevealTooEarly, ce.SettingWeightsTooFast):
-            continue  # its reveal window has not opened, or weights went in this block: next round
+        except (ce.RevealTooEarly, ce.SettingWeightsTooFast):  # weights set a block ago: next round
+            continue
         except (ce.ExpiredWeightCommit, ce.NoWeightsCommitFound, ce.InvalidRevealCommitHashNotMatch) as exc:
             log_event(log, "commit dropped", logging.WARNING, reason=exc.code)
         else:
@@ -310,7 +277,7 @@ async def miner_terms(ctx: ValidatorContext, neuron: NeuronInfo) -> MinerTerms |
                   if m.task in installed and not installed[m.task].language_model
                   and (wanted is None or m.task in wanted))
     return MinerTerms(capacity=min((m.capacity_per_window for m in document.models), default=0),
-                      window_seconds=document.window_seconds, synthetic_share=document.synthetic_share,
+                      window_seconds=document.window_seconds,
                       models=tuple(m.id for m in chat), embedding_models=frozenset(m.id for m in chat if m.embeddings),
                       tasks=tasks, max_body_bytes=document.max_body_bytes)
 
@@ -322,6 +289,104 @@ async def _capacity(ctx: ValidatorContext, url: str) -> CapacityDocument | None:
             return CapacityDocument.model_validate_json(await response.read())
     except (aiohttp.ClientError, TimeoutError, ValidationError):
         return None
+
+
+@dataclass
+class _Plan:
+    """The challenger's schedule, kept across rounds (this process)."""
+
+    terms: dict[str, MinerTerms] = field(default_factory=dict)
+    asked: dict[str, float] = field(default_factory=dict)  # miner -> when its terms were last asked for (monotonic)
+    failed: dict[str, float] = field(default_factory=dict)  # miner -> when a terms failure was last recorded
+    sent: dict[tuple[str, int], int] = field(default_factory=dict)  # (miner, window start ms) -> scheduled
+    due: dict[str, float] = field(default_factory=dict)  # miner -> when its next challenge goes (unix s)
+
+
+async def _refresh_terms(ctx: ValidatorContext, plan: _Plan, miners: list[NeuronInfo]) -> None:
+    """Ask for terms again every minute (a miner that did not answer: after 10 s), all at once; a miner whose
+    terms cannot be read or are invalid loses what was read before and gets a reliability failure (at most
+    one a minute)."""
+    clock = time.monotonic()
+    to_ask = [n for n in miners
+              if clock - plan.asked.get(n.hotkey, -math.inf) > (60.0 if n.hotkey in plan.terms else 10.0)]
+    for neuron, fetched in zip(to_ask, await asyncio.gather(*(miner_terms(ctx, n) for n in to_ask)), strict=True):
+        plan.asked[neuron.hotkey] = clock
+        if fetched is not None:
+            plan.terms[neuron.hotkey] = fetched
+            continue
+        plan.terms.pop(neuron.hotkey, None)
+        if clock - plan.failed.get(neuron.hotkey, -math.inf) >= 60.0:
+            plan.failed[neuron.hotkey] = clock
+            log_event(log, "miner terms unreadable", logging.WARNING, miner=neuron.hotkey)
+            await ctx.pipeline.add_observation(terms_failure(neuron.hotkey))
+
+
+@dataclass(frozen=True)
+class _Window:
+    """A miner's challenge window as the challenger sees it now."""
+
+    budget: int  # challenges still to send in it
+    start_ms: int
+    end: float  # unix s
+    rate: float  # challenges per second at most: the window's allowance spread over the whole window
+    offers: list[tuple[str, str]]  # (model, task) to challenge it for
+
+
+async def _window(ctx: ValidatorContext, plan: _Plan, neuron: NeuronInfo, stakes: dict[str, int], now: float,
+                  normal: int) -> _Window:
+    """``neuron``'s window now. A miner with unknown terms (or none of the reference models) gets ``normal``
+    over the default window."""
+    known = plan.terms.get(neuron.hotkey)
+    offers = [(m, "chat") for m in ctx.settings.reference_models if known is not None and m in known.models]
+    offers += known.tasks if known is not None else ()
+    window_s = known.window_seconds if known is not None and offers else DEFAULT_WINDOW_SECONDS
+    now_ms = int(now * 1000)
+    start_ms = now_ms - now_ms % (window_s * 1000)
+    counted = await ctx.synthetic_counts.used(neuron.hotkey, start_ms) if ctx.synthetic_counts else 0
+    used = max(counted, plan.sent.get((neuron.hotkey, start_ms), 0))
+    end = start_ms / 1000 + window_s
+    if known is None or not offers:
+        return _Window(max(0, normal - used), start_ms, end, normal / window_s,
+                       [(m, "chat") for m in ctx.settings.reference_models])
+    organic = await ctx.organic_counts.used(neuron.hotkey, start_ms) if ctx.organic_counts else 0
+    quota = quota_for(known.capacity, stakes, ctx.keypair.ss58_address)
+    share, cap = ctx.settings.synthetic_share, ctx.settings.challenges_per_window
+    budget = synthetic_budget(quota, organic, used, synthetic_share=share, cap=cap)
+    limit = allowance(known.capacity, stakes, ctx.keypair.ss58_address, synthetic_share=share, cap=cap)
+    return _Window(budget, start_ms, end, limit / window_s, offers)
+
+
+async def _schedule(ctx: ValidatorContext, plan: _Plan, miners: list[NeuronInfo], stakes: dict[str, int],
+                    horizon: float) -> list[tuple[float, NeuronInfo, str, str]]:
+    """The challenges due before ``horizon`` (unix s): (when, miner, model, task), each counted as sent."""
+    me, settings = ctx.keypair.ss58_address, ctx.settings
+    known = [(allowance(t.capacity, stakes, me, synthetic_share=settings.synthetic_share,
+                        cap=settings.challenges_per_window), t.window_seconds)
+             for t in plan.terms.values() if t.tasks or any(m in t.models for m in settings.reference_models)]
+    normal = unknown_terms_allowance(known, settings.challenges_per_window)
+    now = time.time()
+    out: list[tuple[float, NeuronInfo, str, str]] = []
+    for neuron in miners:
+        at = plan.due.get(neuron.hotkey)
+        if at is not None and at >= horizon:
+            continue
+        window = await _window(ctx, plan, neuron, stakes, now, normal)
+        budget, known_terms = window.budget, plan.terms.get(neuron.hotkey)
+        at = max(now, at) if at is not None else now + next_gap(ctx.rng, window.end - now, budget, window.rate)
+        while budget > 0 and at < min(horizon, window.end):
+            model, task = ctx.rng.choice(window.offers)
+            embeds = (task == "chat" and known_terms is not None and model in known_terms.embedding_models
+                      and ctx.rng.random() < settings.embedding_share)
+            out.append((at, neuron, model, "embeddings" if embeds else task))
+            key = (neuron.hotkey, window.start_ms)
+            plan.sent[key] = plan.sent.get(key, 0) + 1
+            budget -= 1
+            at += next_gap(ctx.rng, window.end - at, budget, window.rate)
+        # spent: the next window's first challenge comes at the same rate as any other
+        plan.due[neuron.hotkey] = at if budget > 0 else window.end + next_gap(ctx.rng, 1.0, 1, window.rate)
+    for stale in [k for k in plan.sent if k[1] < int(now * 1000) - 3_600_000]:
+        del plan.sent[stale]
+    return out
 
 
 async def run_challenger(ctx: ValidatorContext, *, round_interval: float = 1.0) -> None:
@@ -342,71 +407,43 @@ async def run_challenger(ctx: ValidatorContext, *, round_interval: float = 1.0) 
 
 async def _challenge(ctx: ValidatorContext, *, round_interval: float) -> None:
     """Challenge every served miner until cancelled: each gets this validator's synthetic budget for the
-    window (quota left after organic traffic, at most ``challenges_per_window``), spread evenly over what is
-    left of the window at random spacing, one request per challenge for one of the models it serves that the
-    scorer can verify. A miner whose terms are unknown is challenged once a round (to record it failing)."""
-    terms: dict[str, MinerTerms] = {}
-    asked: dict[str, float] = {}  # miner -> when its terms were last asked for (monotonic)
-    sent: dict[tuple[str, int], int] = {}  # (miner, window start ms) -> challenges sent, this process
-    due: dict[str, float] = {}
+    window (its share of the quota, after organic traffic, at most ``challenges_per_window``; the normal
+    budget when its terms are unknown, :mod:`veilnet.validator.pacing`), each challenge sent at its own
+    moment (exponential gaps, not on the round's tick) for one of the (model, task) it offers that the scorer
+    can verify."""
+    plan = _Plan()
     me = ctx.keypair.ss58_address
-    while True:
-        metagraph = await ctx.chain.get_metagraph(ctx.netuid)
-        miners = [n for n in metagraph.neurons if _is_miner(n, me)]
-        stakes = validator_stakes(metagraph.neurons)
-        samples = await ctx.organic.read(100) if ctx.organic is not None else []
-        # terms are asked for again every minute (a miner that did not answer: after 10 s), all at once
-        clock = time.monotonic()
-        to_ask = [n for n in miners
-                  if clock - asked.get(n.hotkey, -math.inf) > (60.0 if n.hotkey in terms else 10.0)]
-        for neuron, fetched in zip(to_ask, await asyncio.gather(*(miner_terms(ctx, n) for n in to_ask)),
-                                   strict=True):
-            asked[neuron.hotkey] = clock
-            if fetched is not None:
-                terms[neuron.hotkey] = fetched
-        now = time.time()
-        ready: list[tuple[NeuronInfo, str, str]] = []  # (miner, model, task)
-        for neuron in miners:
-            known = terms.get(neuron.hotkey)
-            if due.get(neuron.hotkey, 0.0) > now:
-                continue
-            models = [m for m in ctx.settings.reference_models if known is None or m in known.models]
-            if known is None or not (models or known.tasks):
-                if not ctx.settings.reference_models:  # no chat to ask it for: its terms are asked for again
-                    continue
-                ready.append((neuron, ctx.rng.choice(ctx.settings.reference_models), "chat"))
-                due[neuron.hotkey] = now + round_interval
-                continue
-            window_ms = known.window_seconds * 1000
-            now_ms = int(now * 1000)
-            start_ms = now_ms - now_ms % window_ms
-            organic = await ctx.organic_counts.used(neuron.hotkey, start_ms) if ctx.organic_counts else 0
-            used = (await ctx.synthetic_counts.used(neuron.hotkey, start_ms) if ctx.synthetic_counts
-                    else sent.get((neuron.hotkey, start_ms), 0))
-            quota = quota_for(known.capacity, stakes, me, known.synthetic_share)
-            budget = synthetic_budget(quota, organic, used, cap=ctx.settings.challenges_per_window)
-            left_s = (start_ms + window_ms - now_ms) / 1000
-            if budget == 0:
-                due[neuron.hotkey] = now + left_s  # the next window
-                continue
-            due[neuron.hotkey] = now + left_s / budget * ctx.rng.uniform(0.5, 1.5)
-            sent[(neuron.hotkey, start_ms)] = used + 1
-            model, task = ctx.rng.choice([*((m, "chat") for m in models), *known.tasks])
-            embeds = model in known.embedding_models and ctx.rng.random() < ctx.settings.embedding_share
-            ready.append((neuron, model, "embeddings" if embeds and task == "chat" else task))
-        for stale in [k for k in sent if k[1] < int(now * 1000) - 3_600_000]:
-            del sent[stale]
-        records = await asyncio.gather(*(
-            ask_miner(ctx, n, m, samples, task=t, max_body_bytes=known_terms.max_body_bytes if known_terms else None)
-            for n, m, t in ready for known_terms in [terms.get(n.hotkey)]))
-        for record in records:
-            if record is not None:
-                await ctx.pipeline.add_answer(record)
-        attested = await asyncio.gather(*(attest_miner(ctx, n) for n in miners))
-        for observation in attested:
-            if observation is not None:
-                await ctx.pipeline.add_observation(observation)
-        await asyncio.sleep(round_interval)
+
+    async def fly(at: float, neuron: NeuronInfo, model: str, task: str, samples: list[dict[str, str]]) -> None:
+        await asyncio.sleep(max(0.0, at - time.time()))
+        known = plan.terms.get(neuron.hotkey)
+        record = await ask_miner(ctx, neuron, model, samples, task=task,
+                                 max_body_bytes=known.max_body_bytes if known is not None else None)
+        if record is not None:
+            await ctx.pipeline.add_answer(record)
+
+    flights: set[asyncio.Task[None]] = set()  # challenges waiting for their moment or their answer
+    try:
+        while True:
+            for done in [f for f in flights if f.done()]:
+                flights.discard(done)
+                done.result()  # a failure to store an answer (Redis) restarts the role like any other
+            metagraph = await ctx.chain.get_metagraph(ctx.netuid)
+            miners = [n for n in metagraph.neurons if _is_miner(n, me)]
+            stakes = validator_stakes(metagraph.neurons)
+            samples = await ctx.organic.read(100) if ctx.organic is not None else []
+            await _refresh_terms(ctx, plan, miners)
+            for at, neuron, model, task in await _schedule(ctx, plan, miners, stakes, time.time() + round_interval):
+                flights.add(asyncio.create_task(fly(at, neuron, model, task, samples)))
+            attested = await asyncio.gather(*(attest_miner(ctx, n) for n in miners))
+            for observation in attested:
+                if observation is not None:
+                    await ctx.pipeline.add_observation(observation)
+            await asyncio.sleep(round_interval)
+    finally:
+        for flight in flights:
+            flight.cancel()
+        await asyncio.gather(*flights, return_exceptions=True)
 
 
 async def run_scorer(ctx: ValidatorContext) -> None:

@@ -35,13 +35,10 @@ class ChatTask(Task[ChatCompletionRequest, BaseModel]):
         return float(request.max_completion_tokens or request.max_tokens or 0)
 
     async def challenge(self, tools: ChallengeTools) -> Challenge[ChatCompletionRequest]:
-        chat = challenge_request(tools.model, tools.rng, organic=organic_requests(list(tools.organic)),
-                                 pool=tools.prompt_pool, replay_share=tools.replay_share, max_tokens_cap=256)
-        # answers are read whole here; streamed challenges come with the gateway's request path
-        request = ChatCompletionRequest.model_validate(
-            chat.model_copy(update={"stream": False}).model_dump(mode="json", exclude_unset=True,
-                                                                 exclude={"stream_options"}))
-        return Challenge(request)
+        # parameters (stream included) those of a recent organic request: nothing marks it as a challenge
+        return Challenge(challenge_request(tools.model, tools.rng, organic=organic_requests(list(tools.organic)),
+                                           pool=tools.prompt_pool, replay_share=tools.replay_share,
+                                           replayed=tools.replayed))
 
     async def verify(self, request: ChatCompletionRequest, truth: JsonValue, answer: object,
                      tools: VerifyTools) -> Verdict:
