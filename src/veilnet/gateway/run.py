@@ -17,6 +17,7 @@ from veilnet.gateway.confidential import attest_forever
 from veilnet.gateway.directory import MinerDirectory
 from veilnet.gateway.outcomes import OrganicOutcomes
 from veilnet.gateway.service import GatewayContext
+from veilnet.gateway.verification import OrganicVerifier
 from veilnet.relay import RelayClient
 from veilnet.serving import serve, stop_on_signals
 from veilnet.settings import Settings
@@ -81,6 +82,10 @@ async def run_gateway(settings: Settings) -> None:
             on_attempt=await stack.enter_async_context(
                 OrganicOutcomes(ValidatorPipeline(redis, wallet.hotkey.ss58_address, netuid),
                                 sample_rate=settings.gateway.organic_sample_rate)),
+            # a sample of organic answers, as the miners signed them, reaches this validator's scorers
+            verifier=await stack.enter_async_context(
+                OrganicVerifier(ValidatorPipeline(redis, wallet.hotkey.ss58_address, netuid),
+                                wallet.hotkey.ss58_address, rate=settings.gateway.organic_verify_rate)),
         )
         attester = asyncio.create_task(attest_forever(ctx))
         stack.callback(attester.cancel)

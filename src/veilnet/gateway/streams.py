@@ -53,6 +53,8 @@ class StreamRelay:
         self.chunks = 0  # data lines relayed: what a client that leaves before the usage is billed from
         self.signed = False  # the miner's signature line came
         self.miner_error: str | None = None  # an error the miner reported in-band
+        # the stream's bytes as the miner signed them, kept for a request drawn for verification
+        self._raw: list[bytes] | None = [] if entry.audited and opened.exchange is None else None
 
     async def events(self) -> AsyncGenerator[bytes, None]:
         opened = self._opened
@@ -85,7 +87,10 @@ class StreamRelay:
     async def _plain(self) -> AsyncIterator[bytes]:
         ids, rewrite = self._ids, self._line
         old, new = b"", ids.new
+        raw = self._raw
         async for block in self._opened.response.blocks(whole_lines=True):
+            if raw is not None:
+                raw.append(block)
             self.chunks += block.count(sse.JSON_DATA)
             if old:  # the hot path: one C call per block gives every chunk the request's id
                 block = block.replace(old, new)
@@ -163,8 +168,11 @@ class StreamRelay:
                     else "usage estimated: the miner sent no usage")
         if status is LedgerStatus.ERROR:
             usage = usage if opened.exchange is None else None
+        signed = (self._entry.signed("stream", b"".join(self._raw), opened.uuid)
+                  if self._raw is not None and status is LedgerStatus.OK and failure is None else None)
         self._entry.finish(opened.candidate, usage, status, note or (failure.message[:200] if failure else None),
-                           model=opened.model, request=opened.body if opened.exchange is None else None)
+                           model=opened.model, request=opened.body if opened.exchange is None else None,
+                           signed=signed)
         if failure is not None:
             attempts.failed(opened.route, opened.model, opened.sent_at, failure, status=200)
         elif status is LedgerStatus.CLIENT_DISCONNECTED:
