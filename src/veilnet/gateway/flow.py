@@ -35,6 +35,7 @@ from veilnet.errors import (
 from veilnet.gateway.attempt import Attempts, MinerRefused, Opened, short, timed_out
 from veilnet.gateway.breaker import CircuitBreaker
 from veilnet.gateway.ledger import Ledger, priced
+from veilnet.gateway.recount import billed_usage, own_usage
 from veilnet.gateway.router import NO_PREFERENCES, Needs, Router
 from veilnet.gateway.streams import StreamRelay, error_event
 from veilnet.protocol import paths, sse
@@ -156,7 +157,11 @@ class Flow:
             async for opened in tried:
                 read = await self._read(opened)
                 if read is not None:
-                    return self._answered(opened, *read)
+                    data, usage, signed = read
+                    tokenizer = self._parts.ledger.tokenizers.get(opened.model) if opened.exchange is None else None
+                    if tokenizer is not None:  # billed from the gateway's own count (never above the claim)
+                        usage = billed_usage(usage, await own_usage(tokenizer, self.request, data))
+                    return self._answered(opened, data, usage, signed)
         raise self.give_up()
 
     async def _read(self, opened: Opened) -> tuple[dict[str, object], Usage, SignedAnswer | None] | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from veilnet.gateway.directory import MinerDirectory
@@ -21,6 +21,7 @@ from veilnet.gateway.faults import AttemptOutcome
 from veilnet.gateway.routing import Candidate
 from veilnet.gateway.stats import GatewayStats
 from veilnet.gateway.verification import OrganicVerifier, signed_answer
+from veilnet.models.tokenizer import Tokenizer
 from veilnet.protocol.openai import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -112,8 +113,9 @@ class Ledger:
     def __init__(self, keys: KeyStore, stats: GatewayStats, directory: MinerDirectory, *,
                  ratelimit: KeyRateLimiter | None = None, organic: OrganicStream | None = None,
                  on_attempt: Callable[[AttemptOutcome], None] | None = None,
-                 verifier: OrganicVerifier | None = None) -> None:
+                 verifier: OrganicVerifier | None = None, tokenizers: Mapping[str, Tokenizer] | None = None) -> None:
         self.keys = keys
+        self.tokenizers: Mapping[str, Tokenizer] = tokenizers or {}  # the gateway's own count, per model
         self.verifier = verifier
         self.stats = stats
         self.directory = directory
@@ -178,6 +180,10 @@ class LedgerEntry:
             self._hold.release()
             self._hold = None
         self._hold = self._ledger.keys.reserve(self.key, amount)
+
+    def tokenizer(self, model: str) -> Tokenizer | None:
+        """The tokenizer the gateway counts ``model``'s tokens with (None: it bills the miner's claim)."""
+        return self._ledger.tokenizers.get(model)
 
     def signed(self, fmt: str, body: bytes, request_uuid: str, headers: dict[str, str] | None = None,
                ) -> SignedAnswer | None:

@@ -1,7 +1,7 @@
 """Organic answers the gateway passed to the scorers (:mod:`veilnet.gateway.verification`), read back from the
 bytes the miner signed: the signature is checked against the request's uuid and the gateway's hotkey, then the
 answer is the JSON body, or the SSE stream reassembled into the answer it stands for
-(:func:`veilnet.tasks.stream.assemble_chat_stream`). What does not check out is never verified (nor held
+(:func:`veilnet.tasks.stream.assemble_sse_body`). What does not check out is never verified (nor held
 against the miner): only what the miner provably sent can convict it.
 """
 
@@ -14,25 +14,11 @@ from typing import Any
 
 from multidict import CIMultiDict
 
-from veilnet.protocol import sse
 from veilnet.protocol.epistula import EpistulaError, verify_response, verify_stream
 from veilnet.store.validator_pipeline import SignedAnswer
-from veilnet.tasks.stream import assemble_chat_stream
+from veilnet.tasks.stream import assemble_sse_body
 
 __all__ = ["signed_answer_document"]
-
-
-def _stream_chunks(content: bytes) -> list[Any]:
-    chunks: list[Any] = []
-    for line in content.split(b"\n"):
-        line = line.rstrip(b"\r")
-        if not line.startswith(sse.DATA) or line.startswith(sse.DONE_MARK):
-            continue
-        try:
-            chunks.append(json.loads(line[len(sse.DATA):]))
-        except ValueError:
-            chunks.append(None)  # not JSON: never part of the answer (the verifier judges what is left)
-    return chunks
 
 
 def signed_answer_document(signed: SignedAnswer, miner: str) -> dict[str, Any] | str:
@@ -44,7 +30,7 @@ def signed_answer_document(signed: SignedAnswer, miner: str) -> dict[str, Any] |
     try:
         if signed.format == "stream":
             content = verify_stream(body, request_uuid=signed.request_uuid, caller=signed.caller, signer=miner)
-            return assemble_chat_stream(_stream_chunks(content))
+            return assemble_sse_body(content)
         verify_response(CIMultiDict(signed.headers), body, request_uuid=signed.request_uuid, caller=signed.caller,
                         expected_signer=miner)
     except EpistulaError as exc:
