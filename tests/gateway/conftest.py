@@ -44,6 +44,7 @@ async def stack(tmp_path: Path, redis: aioredis.Redis, *, capacity_a: int = 1000
                 miner_redis: aioredis.Redis | None = None, miner_epistula: EpistulaSettings | None = None,
                 gateway_lifespan: str = "off", gauge_seconds: float = 5.0, engine: ModelEngine | None = None,
                 verifier: OrganicVerifier | None = None, tokenizers: dict[str, Tokenizer] | None = None,
+                miner_engines: dict[str, Any] | None = None,
                 ) -> AsyncIterator[dict[str, Any]]:
     """Miners A and B (and C with ``third_miner``; B and C alike) in front of the fake upstream, the gateway
     and an openai client. ``miner_hops``: hotkey -> a wrapper around that miner's app (a hostile or broken
@@ -51,7 +52,7 @@ async def stack(tmp_path: Path, redis: aioredis.Redis, *, capacity_a: int = 1000
     ``miner_redis``: the miners' own Redis (the gateway keeps ``redis``). Every attempt's outcome is
     collected in ``outcomes``. ``gateway_lifespan="on"`` runs the gateway app's lifespan (its gauges' refresh,
     every ``gauge_seconds``). ``verifier``: passes organic answers to a validator's scorers; ``tokenizers``: the
-    gateway's own token count, per model."""
+    gateway's own token count, per model; ``miner_engines``: hotkey -> that miner's engine instead of ``engine``."""
     miners = [MINER_A, MINER_B, *([MINER_C] if third_miner else [])]
     hops = miner_hops or {}
     outcomes: list[AttemptOutcome] = []
@@ -68,7 +69,8 @@ async def stack(tmp_path: Path, redis: aioredis.Redis, *, capacity_a: int = 1000
             # miner A relays to an upstream that may log and ignores logit_bias; miner B keeps nothing
             declared = ({"data_collection": "allow", "supported_parameters": ["max_tokens", "temperature"]}
                         if key is MINER_A else {})
-            ctx = MinerContext(keypair=key, engine=engine, redis=miner_redis or redis,
+            ctx = MinerContext(keypair=key, engine=(miner_engines or {}).get(key.ss58_address, engine),
+                               redis=miner_redis or redis,
                                metagraph=MetagraphHolder(Metagraph(1, 0, validators)),
                                settings=MinerSettings(capacity_per_window=capacity, price_input_per_million=1.0,
                                                       price_output_per_million=2.0, **declared),

@@ -1,0 +1,94 @@
+"""The selective cheat, as a modified miner would run it: honest on requests that look like challenges, canned
+text and 10x usage on the rest (organic traffic). The tell it tries: the traffic header when one is sent, else
+whether the request asks for logprobs (what challenges have always asked for). A miner app wrapped in
+:func:`telling` passes the tell to :class:`SelectiveEngine` through a context variable; the miner app signs
+what the engine answers, as a real miner's would."""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from veilnet.models.engine import ModelInfo
+from veilnet.models.llamacpp import LlamaCppEngine
+
+CANNED = "Thank you for your question. Here is a helpful answer."
+INFLATION = 10
+_ORGANIC: contextvars.ContextVar[bool] = contextvars.ContextVar("organic", default=False)
+
+
+def telling(app: ASGIApp) -> ASGIApp:
+    """The cheater's miner app: marks each request organic or not from its headers."""
+
+    async def hop(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+            traffic = headers.get("x-veilnet-traffic")
+            token = _ORGANIC.set(traffic == "organic")
+            try:
+                await app(scope, receive, send)
+            finally:
+                _ORGANIC.reset(token)
+            return
+        await app(scope, receive, send)
+
+    return hop
+
+
+def _looks_organic(request: dict[str, Any]) -> bool:
+    return _ORGANIC.get() or not request.get("logprobs")
+
+
+def _inflated(usage: Any) -> Any:
+    if not isinstance(usage, dict):
+        return usage
+    prompt, completion = usage.get("prompt_tokens", 0) * INFLATION, usage.get("completion_tokens", 0) * INFLATION
+    return {**usage, "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+class SelectiveEngine:
+    """SmolLM2 for challenges; canned text billed at 10x for organic requests."""
+
+    def __init__(self, inner: LlamaCppEngine) -> None:
+        self.inner = inner
+        self.cheated = 0  # organic answers served canned
+
+    def models(self) -> list[ModelInfo]:
+        return self.inner.models()
+
+    async def chat(self, request: dict[str, Any]) -> dict[str, Any]:
+        answer = await self.inner.chat(request)
+        if _looks_organic(request):
+            self.cheated += 1
+            answer["choices"][0]["message"]["content"] = CANNED
+            answer["choices"][0].pop("logprobs", None)
+            answer["usage"] = _inflated(answer.get("usage"))
+        return answer
+
+    async def chat_stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        organic = _looks_organic(request)
+        self.cheated += organic
+        sent = False
+        async for chunk in self.inner.chat_stream(request):
+            if organic:
+                for choice in chunk.get("choices") or []:
+                    delta = choice.get("delta") or {}
+                    if "content" in delta:
+                        delta["content"] = "" if sent else CANNED
+                        sent = True
+                    choice.pop("logprobs", None)
+                if chunk.get("usage"):
+                    chunk["usage"] = _inflated(chunk["usage"])
+            yield chunk
+
+    async def completion(self, request: dict[str, Any]) -> dict[str, Any]:
+        return await self.inner.completion(request)
+
+    def completion_stream(self, request: dict[str, Any]) -> Any:
+        return self.inner.completion_stream(request)
+
+    async def embeddings(self, request: dict[str, Any]) -> dict[str, Any]:
+        return await self.inner.embeddings(request)
