@@ -17,7 +17,7 @@ from veilnet.models.llamacpp import LlamaCppEngine
 
 CANNED = "Thank you for your question. Here is a helpful answer."
 INFLATION = 10
-_ORGANIC: contextvars.ContextVar[bool] = contextvars.ContextVar("organic", default=False)
+_ORGANIC: contextvars.ContextVar[bool | None] = contextvars.ContextVar("organic", default=None)
 
 
 def telling(app: ASGIApp) -> ASGIApp:
@@ -27,7 +27,7 @@ def telling(app: ASGIApp) -> ASGIApp:
         if scope["type"] == "http":
             headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
             traffic = headers.get("x-veilnet-traffic")
-            token = _ORGANIC.set(traffic == "organic")
+            token = _ORGANIC.set(None if traffic is None else traffic == "organic")
             try:
                 await app(scope, receive, send)
             finally:
@@ -39,7 +39,8 @@ def telling(app: ASGIApp) -> ASGIApp:
 
 
 def _looks_organic(request: dict[str, Any]) -> bool:
-    return _ORGANIC.get() or not request.get("logprobs")
+    said = _ORGANIC.get()
+    return not request.get("logprobs") if said is None else said
 
 
 def _inflated(usage: Any) -> Any:

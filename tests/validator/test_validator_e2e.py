@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from bittensor_wallet import Keypair
+from starlette.types import ASGIApp
 from tests.conftest import serve_asgi
 
 from veilnet.chain.types import RAO_PER_TAO
@@ -69,13 +70,20 @@ class DisguisedEngine:
 
 
 @contextlib.asynccontextmanager
-async def subnet(tmp_path: Path, redis: aioredis.Redis) -> AsyncIterator[tuple[DevnetChain, int, LlamaCppEngine]]:
+async def subnet(tmp_path: Path, redis: aioredis.Redis, *,
+                 cheater: Callable[[LlamaCppEngine], Any] | None = None,
+                 cheater_hop: Callable[[ASGIApp], ASGIApp] | None = None,
+                 ) -> AsyncIterator[tuple[DevnetChain, int, LlamaCppEngine]]:
+    """The devnet subnet with honest1, honest2 and the cheater: Gemma answering as SmolLM2 unless ``cheater``
+    makes its engine from the honest SmolLM2 one (``cheater_hop``: a wrapper around its miner app)."""
     cache = tmp_path / "models"
     honest = LlamaCppEngine([SMOL], cache_dir=cache, concurrency=2)
-    gemma = LlamaCppEngine(["gemma-3-270m"], cache_dir=cache, concurrency=1)
+    gemma = LlamaCppEngine(["gemma-3-270m"], cache_dir=cache, concurrency=1) if cheater is None else None
     reference = LlamaCppEngine([SMOL], cache_dir=cache, concurrency=1, tokenizer=True)
     for engine in (honest, gemma, reference):
-        await asyncio.to_thread(engine.load)
+        if engine is not None:
+            await asyncio.to_thread(engine.load)
+    cheating = DisguisedEngine(gemma) if gemma is not None else cheater(honest)  # type: ignore[misc]
     async with DevnetChain(None, block_time=0.1) as chain, contextlib.AsyncExitStack() as stack:
         for cold in [OWNER_C, VAL_C, *(c for c, _ in MINERS.values())]:
             await chain.fund(cold.ss58_address, 10_000 * RAO_PER_TAO)
@@ -91,10 +99,13 @@ async def subnet(tmp_path: Path, redis: aioredis.Redis) -> AsyncIterator[tuple[D
             refresher = asyncio.create_task(holder.refresh_forever(chain, netuid, 0.2))
             stack.callback(refresher.cancel)
             ctx = MinerContext(
-                keypair=hot, engine=DisguisedEngine(gemma) if name == "cheater" else honest, redis=redis,
+                keypair=hot, engine=cheating if name == "cheater" else honest, redis=redis,
                 metagraph=holder, settings=MinerSettings(capacity_per_window=100_000), epistula=EpistulaSettings(),
             )
-            url = await stack.enter_async_context(serve_asgi(create_miner_app(ctx), lifespan="off"))
+            app = create_miner_app(ctx)
+            if name == "cheater" and cheater_hop is not None:
+                app = cheater_hop(app)
+            url = await stack.enter_async_context(serve_asgi(app, lifespan="off"))
             await chain.serve_axon(netuid, hot, ip="127.0.0.1", port=int(url.rsplit(":", 1)[1]))
         yield chain, netuid, reference
 
