@@ -56,6 +56,7 @@ class SelectiveEngine:
     def __init__(self, inner: LlamaCppEngine) -> None:
         self.inner = inner
         self.cheated = 0  # organic answers served canned
+        self.honest = 0  # answers that looked like challenges, served honestly
 
     def models(self) -> list[ModelInfo]:
         return self.inner.models()
@@ -67,11 +68,14 @@ class SelectiveEngine:
             answer["choices"][0]["message"]["content"] = CANNED
             answer["choices"][0].pop("logprobs", None)
             answer["usage"] = _inflated(answer.get("usage"))
+        else:
+            self.honest += 1
         return answer
 
     async def chat_stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         organic = _looks_organic(request)
         self.cheated += organic
+        self.honest += not organic
         sent = False
         async for chunk in self.inner.chat_stream(request):
             if organic:

@@ -63,6 +63,12 @@ async def test_selective_cheat_is_banned_by_verified_organic_answers(tmp_path: P
         stack.push_async_callback(client.close)
         validator = await _validator(chain, netuid, reference, redis_client, http, seed=5)
         try:
+            for _ in range(600):  # miners serve a validator once the chain gives it a permit (its first epoch)
+                graph = await chain.get_metagraph(netuid)
+                if graph.by_hotkey(VAL_H.ss58_address).validator_permit:  # type: ignore[union-attr]
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)  # the miners' metagraphs are refreshed every 0.2 s
             billed = []
             for index in range(3):  # organic traffic to every miner, whole and streamed
                 for name in ("honest1", "honest2", "cheater"):
@@ -105,6 +111,7 @@ async def test_selective_cheat_is_banned_by_verified_organic_answers(tmp_path: P
             incentive = {name: graph.by_hotkey(address).incentive for name, address in hot.items()}  # type: ignore[union-attr]
             assert incentive["cheater"] == 0
             assert incentive["honest1"] > 0 and incentive["honest2"] > 0
+            assert engines[0].honest > 0  # it did answer the validator's challenges honestly
         finally:
             validator.cancel()
             with contextlib.suppress(asyncio.CancelledError):
