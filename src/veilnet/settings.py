@@ -189,9 +189,9 @@ class GatewaySettings(_Section):
     # share of organic answers (their miner-signed bytes) passed to this validator's scorers after the app has
     # them; a failed one bans like a failed challenge (docs/gateway.md, organic verification)
     organic_verify_rate: float = Field(default=0.05, ge=0.0, le=1.0)
-    # bill apps from the gateway's own token count (the model's tokenizer, a tokenizer-only llama.cpp per
-    # served model); off: from the miner's claim bounded by what the request could use
-    own_token_count: bool = True
+    # bill apps from the gateway's own token count for these models (a tokenizer-only llama.cpp each, ~160 MiB
+    # for SmolLM2); None: the validator's reference models; []: bill the miners' claims (bounded)
+    tokenizer_models: list[str] | None = None
     requests_per_minute: int = 600
     tokens_per_minute: int = 1_000_000
     max_body_bytes: int = 4 * 1024 * 1024
