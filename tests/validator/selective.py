@@ -1,45 +1,67 @@
 """The selective cheat, as a modified miner would run it: honest on requests that look like challenges, canned
-text and 10x usage on the rest (organic traffic). The tell it tries: the traffic header when one is sent, else
-whether the request asks for logprobs (what challenges have always asked for). A miner app wrapped in
-:func:`telling` passes the tell to :class:`SelectiveEngine` through a context variable; the miner app signs
-what the engine answers, as a real miner's would."""
+text and 10x usage on the rest (organic traffic). The tells it tries: the probe rounds' length, the traffic
+header when one is sent, else whether the request asks for logprobs (what challenges used to always ask for). A miner app wrapped in
+:func:`telling` passes the tell to :class:`SelectiveEngine` keyed by the request's messages; the miner app
+signs what the engine answers, as a real miner's would."""
 
 from __future__ import annotations
 
-import contextvars
+import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from veilnet.models.engine import ModelInfo
 from veilnet.models.llamacpp import LlamaCppEngine
 
 CANNED = "Thank you for your question. Here is a helpful answer."
 INFLATION = 10
-_ORGANIC: contextvars.ContextVar[bool | None] = contextvars.ContextVar("organic", default=None)
+_TOLD: dict[str, bool] = {}  # the request's messages -> whether its headers said organic
+
+
+def _key(request: dict[str, Any]) -> str:
+    return json.dumps(request.get("messages"), sort_keys=True)
 
 
 def telling(app: ASGIApp) -> ASGIApp:
-    """The cheater's miner app: marks each request organic or not from its headers."""
+    """The cheater's miner app: notes, per request, whether its headers said organic (the body is read and
+    passed on untouched, so the request's signature still checks)."""
 
     async def hop(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-            traffic = headers.get("x-veilnet-traffic")
-            token = _ORGANIC.set(None if traffic is None else traffic == "organic")
-            try:
-                await app(scope, receive, send)
-            finally:
-                _ORGANIC.reset(token)
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await app(scope, receive, send)
             return
-        await app(scope, receive, send)
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        messages: list[Message] = []
+        body = b""
+        while True:
+            message = await receive()
+            messages.append(message)
+            body += message.get("body", b"")
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
+        traffic = headers.get("x-veilnet-traffic")
+        with contextlib.suppress(ValueError, AttributeError):
+            if traffic is not None:
+                _TOLD[_key(json.loads(body))] = traffic == "organic"
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await app(scope, replay, send)
 
     return hop
 
 
+PROBE_MAX_TOKENS = 32  # the validator's probe rounds ask for this length (they carry no synthetic mark)
+
+
 def _looks_organic(request: dict[str, Any]) -> bool:
-    said = _ORGANIC.get()
+    if request.get("max_tokens") == PROBE_MAX_TOKENS:
+        return False
+    said = _TOLD.get(_key(request))
     return not request.get("logprobs") if said is None else said
 
 

@@ -33,8 +33,9 @@ pytestmark = [pytest.mark.model, pytest.mark.slow]
 
 
 @pytest.mark.timeout(600)  # a loaded machine verifies slowly; the waits below have their own ceilings
-async def test_selective_cheat_is_banned_by_verified_organic_answers(tmp_path: Path,
-                                                                     redis_client: aioredis.Redis) -> None:
+async def test_selective_cheat_is_banned_by_verified_organic_answers(
+    tmp_path: Path, redis_client: aioredis.Redis, caplog: pytest.LogCaptureFixture,
+) -> None:
     engines: list[SelectiveEngine] = []
 
     def selective(honest: object) -> SelectiveEngine:
@@ -111,7 +112,9 @@ async def test_selective_cheat_is_banned_by_verified_organic_answers(tmp_path: P
             incentive = {name: graph.by_hotkey(address).incentive for name, address in hot.items()}  # type: ignore[union-attr]
             assert incentive["cheater"] == 0
             assert incentive["honest1"] > 0 and incentive["honest2"] > 0
-            assert engines[0].honest > 0  # it did answer the validator's challenges honestly
+            assert engines[0].honest > 0  # it did answer the validator's challenges and probes honestly
+            failed = [r for r in caplog.records if r.getMessage() == "verification failed"]
+            assert failed and {(r.miner, r.kind) for r in failed} == {(hot["cheater"], "audit")}  # type: ignore[attr-defined]
         finally:
             validator.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -236,7 +236,8 @@ async def score_answer(ctx: ValidatorContext, record: ChallengeRecord) -> Observ
                   task=observation.task, reason=reason)
         return observation
     if not verdict.ok:
-        log_event(log, "verification failed", logging.WARNING, miner=observation.miner, reason=verdict.reason)
+        log_event(log, "verification failed", logging.WARNING, miner=observation.miner, kind=observation.kind,
+                  reason=verdict.reason)
     return observe_verdict(observation, verdict)
 
 
