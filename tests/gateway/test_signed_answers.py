@@ -81,6 +81,8 @@ async def test_the_verifier_draws_at_its_rate_and_marks_private_records(redis_cl
         request = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}).encode()
         verifier.add(miner=MINER.ss58_address, model="m", task="chat", request=request, signed=signed, private=True)
     assert not any(OrganicVerifier(pipeline, GATEWAY.ss58_address, rate=0.0).draw() for _ in range(100))
+    only = OrganicVerifier(pipeline, GATEWAY.ss58_address, rate=1.0, models=["m"])
+    assert only.draw("m") and not only.draw("another") and only.wants("m") and not only.wants("another")
     entries = await redis_client.xrange(pipeline.answers)
     assert len(entries) == 1
     record = ChallengeRecord.from_json(entries[0][1][b"record"])

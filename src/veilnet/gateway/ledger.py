@@ -129,7 +129,7 @@ class Ledger:
         it may go to the validator's organic stream (not when the app denied data collection); ``verifiable``:
         whether its answer may be passed to the validator's scorers (drawn here, at admission), ``private``
         when the app denied data collection (held only until verified)."""
-        audited = verifiable and self.verifier is not None and self.verifier.draw()
+        audited = verifiable and self.verifier is not None and self.verifier.draw(model)
         return LedgerEntry(self, key, generation, model, started, sampled, audited, private)
 
     def attempt(self, outcome: AttemptOutcome) -> None:
@@ -229,7 +229,7 @@ class LedgerEntry:
             ledger.ratelimit.add_tokens(self.key.id, prompt + completion)
         verifier = ledger.verifier
         if verifier is not None and signed is not None and candidate is not None and request is not None \
-                and status == LedgerStatus.OK:
+                and status == LedgerStatus.OK and verifier.wants(model):
             verifier.add(miner=candidate.hotkey, model=model, task="chat", request=request, signed=signed,
                          private=self.private, elapsed_ms=row.latency_ms)
         organic = ledger.organic

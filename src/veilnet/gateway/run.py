@@ -100,7 +100,8 @@ async def run_gateway(settings: Settings) -> None:
             # a sample of organic answers, as the miners signed them, reaches this validator's scorers
             verifier=await stack.enter_async_context(
                 OrganicVerifier(ValidatorPipeline(redis, wallet.hotkey.ss58_address, netuid),
-                                wallet.hotkey.ss58_address, rate=settings.gateway.organic_verify_rate)),
+                                wallet.hotkey.ss58_address, rate=settings.gateway.organic_verify_rate,
+                                models=settings.validator.reference_models)),
             tokenizers=tokenizers,
         )
         attester = asyncio.create_task(attest_forever(ctx))

@@ -18,6 +18,7 @@ import base64
 import json
 import logging
 import random
+from collections.abc import Collection
 from types import TracebackType
 
 from redis.exceptions import RedisError
@@ -47,12 +48,13 @@ class OrganicVerifier:
     answer is sent); use it with ``async with`` (leaving writes what is left)."""
 
     def __init__(self, pipeline: ValidatorPipeline, caller: str, *, rate: float, rng: random.Random | None = None,
-                 flush_seconds: float = 0.25) -> None:
+                 flush_seconds: float = 0.25, models: Collection[str] | None = None) -> None:
         if not 0.0 <= rate <= 1.0:
             raise ValueError("organic_verify_rate must be within [0, 1]")
         self._pipeline = pipeline
         self.caller = caller
         self._rate = rate
+        self._models = frozenset(models) if models is not None else None  # what the scorers verify (None: all)
         self._rng = rng or random.Random()
         self._unwritten: list[ChallengeRecord] = []
         self._writer = Flusher(self.flush, lambda: bool(self._unwritten), interval=flush_seconds,
@@ -65,9 +67,14 @@ class OrganicVerifier:
                         tb: TracebackType | None) -> None:
         await self._writer.aclose()
 
-    def draw(self) -> bool:
-        """Whether the next request's answer is verified (probability ``rate``)."""
-        return self._rate > 0.0 and self._rng.random() < self._rate
+    def wants(self, model: str) -> bool:
+        """Whether the scorers verify answers of ``model`` (their reference models)."""
+        return self._models is None or model in self._models
+
+    def draw(self, model: str | None = None) -> bool:
+        """Whether the next request's answer (of ``model``) is verified (probability ``rate``)."""
+        return (self._rate > 0.0 and (model is None or self.wants(model))
+                and self._rng.random() < self._rate)
 
     def add(self, *, miner: str, model: str, task: str, request: bytes, signed: SignedAnswer, private: bool,
             elapsed_ms: float | None = None) -> None:
