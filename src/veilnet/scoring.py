@@ -53,8 +53,10 @@ __all__ = [
 
 Outcome = Literal["ok", "error", "timeout", "rate_limited"]
 # challenge: a synthetic request; organic: an app's request the gateway relayed; probe: one request of a
-# probe round (throughput); attestation: a TEE evidence check; terms: one read of the capacity document
-Kind = Literal["challenge", "organic", "probe", "attestation", "terms"]
+# probe round (throughput); attestation: a TEE evidence check; terms: one read of the capacity document;
+# audit: a sampled organic answer the scorer verified (its verdict only: the request itself counts once, as
+# kind organic, so an audit adds nothing to reliability or speed, and a failed one convicts like a challenge)
+Kind = Literal["challenge", "organic", "probe", "attestation", "terms", "audit"]
 _SERVING: frozenset[str] = frozenset(("challenge", "organic", "probe"))
 
 

@@ -187,6 +187,12 @@ class GatewaySettings(_Section):
     host: str = "127.0.0.1"
     port: int = 8080
     organic_sample_rate: float = 0.1
+    # share of organic answers (their miner-signed bytes) passed to this validator's scorers after the app has
+    # them; a failed one bans like a failed challenge (docs/gateway.md, organic verification)
+    organic_verify_rate: float = Field(default=0.05, ge=0.0, le=1.0)
+    # bill apps from the gateway's own token count for these models (a tokenizer-only llama.cpp each, ~160 MiB
+    # for SmolLM2); None: the validator's reference models; []: bill the miners' claims (bounded)
+    tokenizer_models: list[str] | None = None
     requests_per_minute: int = 600
     tokens_per_minute: int = 1_000_000
     max_body_bytes: int = 4 * 1024 * 1024

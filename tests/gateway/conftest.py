@@ -19,8 +19,10 @@ from tests.miner.conftest import fake_upstream_app, neuron, served_neuron
 from veilnet.chain.types import Metagraph
 from veilnet.gateway import AttemptOutcome, GatewayContext, create_gateway_app
 from veilnet.gateway.directory import MinerDirectory
+from veilnet.gateway.verification import OrganicVerifier
 from veilnet.miner import MetagraphHolder, MinerContext, create_miner_app
 from veilnet.models.engine import ModelEngine
+from veilnet.models.tokenizer import Tokenizer
 from veilnet.models.upstream import OpenAIUpstreamEngine
 from veilnet.relay import RelayClient
 from veilnet.settings import EpistulaSettings, MinerSettings
@@ -41,13 +43,16 @@ async def stack(tmp_path: Path, redis: aioredis.Redis, *, capacity_a: int = 1000
                 miner_hops: dict[str, Callable[[ASGIApp], ASGIApp]] | None = None,
                 miner_redis: aioredis.Redis | None = None, miner_epistula: EpistulaSettings | None = None,
                 gateway_lifespan: str = "off", gauge_seconds: float = 5.0, engine: ModelEngine | None = None,
+                verifier: OrganicVerifier | None = None, tokenizers: dict[str, Tokenizer] | None = None,
+                miner_engines: dict[str, Any] | None = None,
                 ) -> AsyncIterator[dict[str, Any]]:
     """Miners A and B (and C with ``third_miner``; B and C alike) in front of the fake upstream, the gateway
     and an openai client. ``miner_hops``: hotkey -> a wrapper around that miner's app (a hostile or broken
     hop); ``engine``: the miners' engine instead of one over the fake upstream (the caller opens and closes it);
     ``miner_redis``: the miners' own Redis (the gateway keeps ``redis``). Every attempt's outcome is
     collected in ``outcomes``. ``gateway_lifespan="on"`` runs the gateway app's lifespan (its gauges' refresh,
-    every ``gauge_seconds``)."""
+    every ``gauge_seconds``). ``verifier``: passes organic answers to a validator's scorers; ``tokenizers``: the
+    gateway's own token count, per model; ``miner_engines``: hotkey -> that miner's engine instead of ``engine``."""
     miners = [MINER_A, MINER_B, *([MINER_C] if third_miner else [])]
     hops = miner_hops or {}
     outcomes: list[AttemptOutcome] = []
@@ -64,7 +69,8 @@ async def stack(tmp_path: Path, redis: aioredis.Redis, *, capacity_a: int = 1000
             # miner A relays to an upstream that may log and ignores logit_bias; miner B keeps nothing
             declared = ({"data_collection": "allow", "supported_parameters": ["max_tokens", "temperature"]}
                         if key is MINER_A else {})
-            ctx = MinerContext(keypair=key, engine=engine, redis=miner_redis or redis,
+            ctx = MinerContext(keypair=key, engine=(miner_engines or {}).get(key.ss58_address, engine),
+                               redis=miner_redis or redis,
                                metagraph=MetagraphHolder(Metagraph(1, 0, validators)),
                                settings=MinerSettings(capacity_per_window=capacity, price_input_per_million=1.0,
                                                       price_output_per_million=2.0, **declared),
@@ -90,7 +96,7 @@ async def stack(tmp_path: Path, redis: aioredis.Redis, *, capacity_a: int = 1000
                              relay=await es.enter_async_context(RelayClient()),
                              rng=random.Random(0), request_timeout=request_timeout,
                              first_byte_timeout=first_byte_timeout, idle_timeout=idle_timeout,
-                             on_attempt=outcomes.append,
+                             on_attempt=outcomes.append, verifier=verifier, tokenizers=tokenizers or {},
                              ratelimit=await es.enter_async_context(
                                  KeyRateLimiter(redis, requests_per_minute=rpm, tokens_per_minute=tpm)),
                              organic=await es.enter_async_context(OrganicStream(redis, 1, sample_rate=1.0)),

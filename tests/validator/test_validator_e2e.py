@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from bittensor_wallet import Keypair
+from starlette.types import ASGIApp
 from tests.validator.subnet import SMOL, MinerSpec, Subnet, devnet_subnet, wait_epochs
 
 from veilnet.models.engine import ModelInfo
@@ -60,14 +61,22 @@ class DisguisedEngine:
 
 
 @contextlib.asynccontextmanager
-async def subnet(tmp_path: Path, redis: aioredis.Redis) -> AsyncIterator[tuple[Subnet, LlamaCppEngine]]:
+async def subnet(tmp_path: Path, redis: aioredis.Redis, *,
+                 cheater: Callable[[LlamaCppEngine], Any] | None = None,
+                 cheater_hop: Callable[[ASGIApp], ASGIApp] | None = None,
+                 ) -> AsyncIterator[tuple[Subnet, LlamaCppEngine]]:
+    """The devnet subnet with honest1, honest2 and the cheater: Gemma answering as SmolLM2 unless ``cheater``
+    makes its engine from the honest SmolLM2 one (``cheater_hop``: a wrapper around its miner app)."""
     cache = tmp_path / "models"
     honest = LlamaCppEngine([SMOL], cache_dir=cache, concurrency=2)
-    gemma = LlamaCppEngine(["gemma-3-270m"], cache_dir=cache, concurrency=1)
+    gemma = LlamaCppEngine(["gemma-3-270m"], cache_dir=cache, concurrency=1) if cheater is None else None
     reference = LlamaCppEngine([SMOL], cache_dir=cache, concurrency=1, tokenizer=True)
     for engine in (honest, gemma, reference):
-        await asyncio.to_thread(engine.load)
-    miners = {"honest1": MinerSpec(honest), "honest2": MinerSpec(honest), "cheater": MinerSpec(DisguisedEngine(gemma))}
+        if engine is not None:
+            await asyncio.to_thread(engine.load)
+    cheating = DisguisedEngine(gemma) if gemma is not None else cheater(honest)  # type: ignore[misc]
+    miners = {"honest1": MinerSpec(honest), "honest2": MinerSpec(honest),
+              "cheater": MinerSpec(cheating, hop=cheater_hop)}
     async with devnet_subnet(redis, miners, prefix="E2E", wait_for_permit=False) as net:
         await net.seed_organic()  # challenges take short organic shapes: a 2-core machine keeps up
         yield net, reference

@@ -65,6 +65,7 @@ class Opened:
     exchange: SealedExchange | None  # set when the request went sealed
     sent_at: float  # perf_counter
     first_byte_s: float
+    uuid: str = ""  # the request's Epistula uuid: what the miner's answer is signed for
 
     @property
     def candidate(self) -> Candidate:
@@ -105,7 +106,8 @@ class Attempts:
             return None
         sent = time.perf_counter()
         try:
-            response = await self._miners.post(candidate.url, hotkey, self._path, wire, sealed=exchange is not None)
+            uuid, response = await self._miners.post_with_uuid(candidate.url, hotkey, self._path, wire,
+                                                               sealed=exchange is not None)
         except TimeoutError as exc:
             self.failed(route, model, sent, timed_out(candidate, exc))
             return None
@@ -126,7 +128,7 @@ class Attempts:
                 response.release()
                 self.failed(route, model, sent, exc, status=200)
                 return None
-        return Opened(route, model, body, response, exchange, sent, first_byte)
+        return Opened(route, model, body, response, exchange, sent, first_byte, uuid)
 
     async def refused(self, route: Route, model: str, sent: float, response: RelayResponse) -> None:
         """A non-200 answer, read and released: whose fault it is decides what follows (see

@@ -35,12 +35,14 @@ from veilnet.errors import (
 from veilnet.gateway.attempt import Attempts, MinerRefused, Opened, short, timed_out
 from veilnet.gateway.breaker import CircuitBreaker
 from veilnet.gateway.ledger import Ledger, priced
+from veilnet.gateway.recount import billed_usage, own_usage
 from veilnet.gateway.router import NO_PREFERENCES, Needs, Router
 from veilnet.gateway.streams import StreamRelay, error_event
 from veilnet.protocol import paths, sse
 from veilnet.protocol.headers import GENERATION_HEADER, SIMULATED_HEADER
 from veilnet.protocol.openai import (
     SAMPLING_PARAMETERS,
+    ChatCompletionRequest,
     EmbeddingRequest,
     GatewayRequest,
     encode_embeddings_base64,
@@ -49,6 +51,7 @@ from veilnet.protocol.openai import (
 from veilnet.protocol.usage import LedgerStatus, Usage
 from veilnet.relay import MinerClient, RelayError, encode_request
 from veilnet.store.keys import ApiKey
+from veilnet.store.validator_pipeline import SignedAnswer
 from veilnet.streaming import EventStreamResponse
 
 __all__ = ["Flow", "FlowParts", "new_generation_id", "requested_parameters"]
@@ -90,7 +93,10 @@ class Flow:
         self.generation = new_generation_id()
         # provider.data_collection=deny or confidential: nothing of the request goes to the organic stream
         sampled = prefs.data_collection != "deny" and prefs.confidential == "off"
-        self.entry = parts.ledger.entry(key, self.generation, request.model, started, sampled=sampled)
+        # chat answers not sealed may be verified by the validator's scorers (deny: held only until verified)
+        verifiable = isinstance(request, ChatCompletionRequest) and prefs.confidential == "off"
+        self.entry = parts.ledger.entry(key, self.generation, request.model, started, sampled=sampled,
+                                        verifiable=verifiable, private=prefs.data_collection == "deny")
         self.attempts = Attempts(parts.miners, parts.breaker, parts.ledger, request.PATH, stream=self.streamed,
                                  endpoint=endpoint)
         self._needs = Needs(provider=prefs, embeddings=isinstance(request, EmbeddingRequest),
@@ -151,12 +157,18 @@ class Flow:
             async for opened in tried:
                 read = await self._read(opened)
                 if read is not None:
-                    return self._answered(opened, *read)
+                    data, usage, signed = read
+                    tokenizer = self._parts.ledger.tokenizers.get(opened.model) if opened.exchange is None else None
+                    if tokenizer is not None:  # billed from the gateway's own count (never above the claim)
+                        usage = billed_usage(usage, await own_usage(tokenizer, self.request, data))
+                    return self._answered(opened, data, usage, signed)
         raise self.give_up()
 
-    async def _read(self, opened: Opened) -> tuple[dict[str, object], Usage] | None:
-        """The miner's whole answer and its usage; None when it is unusable (the miner's failure, counted)."""
+    async def _read(self, opened: Opened) -> tuple[dict[str, object], Usage, SignedAnswer | None] | None:
+        """The miner's whole answer, its usage and (a request drawn for verification) its signed bytes; None
+        when it is unusable (the miner's failure, counted)."""
         who = f"miner {short(opened.candidate.hotkey)}"
+        signed = None
         try:
             raw = await opened.response.read()
             if opened.exchange is not None:
@@ -171,6 +183,7 @@ class Flow:
                 if not isinstance(data, dict):
                     raise UpstreamError(f"{who} answered with a non-object")
                 usage = Usage.model_validate(data.get("usage") or {})
+                signed = self.entry.signed("body", raw, opened.uuid, dict(opened.response.headers))
             if self._base64:
                 encode_embeddings_base64(data)
         except TimeoutError as exc:
@@ -186,9 +199,10 @@ class Flow:
             return None
         finally:
             opened.response.release()
-        return data, usage
+        return data, usage, signed
 
-    def _answered(self, opened: Opened, data: dict[str, object], usage: Usage) -> Response:
+    def _answered(self, opened: Opened, data: dict[str, object], usage: Usage, signed: SignedAnswer | None,
+                  ) -> Response:
         bill = priced(usage, opened.candidate, self.request)
         data["usage"] = bill.model_dump(exclude_none=True)
         if "choices" in data:
@@ -197,7 +211,7 @@ class Flow:
         if opened.exchange is not None and opened.exchange.receipt is not None:
             headers[SIMULATED_HEADER] = "true" if opened.exchange.receipt.simulated else "false"
         self.entry.finish(opened.candidate, bill, LedgerStatus.OK, model=opened.model,
-                          request=opened.body if opened.exchange is None else None, response=data)
+                          request=opened.body if opened.exchange is None else None, response=data, signed=signed)
         self.attempts.succeeded(opened, bill.prompt_tokens, bill.completion_tokens)
         return Response(to_json(data), media_type="application/json", headers=headers)
 

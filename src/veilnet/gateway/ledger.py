@@ -13,13 +13,15 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from veilnet.gateway.directory import MinerDirectory
 from veilnet.gateway.faults import AttemptOutcome
 from veilnet.gateway.routing import Candidate
 from veilnet.gateway.stats import GatewayStats
+from veilnet.gateway.verification import OrganicVerifier, signed_answer
+from veilnet.models.tokenizer import Tokenizer
 from veilnet.protocol.openai import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -33,6 +35,7 @@ from veilnet.store.keys import ApiKey, KeyStore, UsageRow
 from veilnet.store.organic import OrganicStream
 from veilnet.store.ratelimit import KeyRateLimiter
 from veilnet.store.reservations import TEMPLATE_TOKENS_PER_MESSAGE, TEMPLATE_TOKENS_PER_REQUEST, Reservation
+from veilnet.store.validator_pipeline import SignedAnswer
 
 __all__ = ["Ledger", "LedgerEntry", "estimated_usage", "most_cost", "priced", "prompt_bound", "token_bounds"]
 
@@ -109,18 +112,25 @@ def estimated_usage(chunks: int, candidate: Candidate, request: MinerRequest | N
 class Ledger:
     def __init__(self, keys: KeyStore, stats: GatewayStats, directory: MinerDirectory, *,
                  ratelimit: KeyRateLimiter | None = None, organic: OrganicStream | None = None,
-                 on_attempt: Callable[[AttemptOutcome], None] | None = None) -> None:
+                 on_attempt: Callable[[AttemptOutcome], None] | None = None,
+                 verifier: OrganicVerifier | None = None, tokenizers: Mapping[str, Tokenizer] | None = None) -> None:
         self.keys = keys
+        self.tokenizers: Mapping[str, Tokenizer] = tokenizers or {}  # the gateway's own count, per model
+        self.verifier = verifier
         self.stats = stats
         self.directory = directory
         self.ratelimit = ratelimit
         self.organic = organic
         self._on_attempt = on_attempt
 
-    def entry(self, key: ApiKey, generation: str, model: str, started: float, *, sampled: bool) -> LedgerEntry:
+    def entry(self, key: ApiKey, generation: str, model: str, started: float, *, sampled: bool,
+              verifiable: bool = False, private: bool = False) -> LedgerEntry:
         """The ledger entry of a request admitted at ``started`` (``perf_counter``). ``sampled``: whether
-        it may go to the validator's organic stream (not when the app denied data collection)."""
-        return LedgerEntry(self, key, generation, model, started, sampled)
+        it may go to the validator's organic stream (not when the app denied data collection); ``verifiable``:
+        whether its answer may be passed to the validator's scorers (drawn here, at admission), ``private``
+        when the app denied data collection (held only until verified)."""
+        audited = verifiable and self.verifier is not None and self.verifier.draw(model)
+        return LedgerEntry(self, key, generation, model, started, sampled, audited, private)
 
     def attempt(self, outcome: AttemptOutcome) -> None:
         self.stats.attempt(outcome.miner, self._uid(outcome.miner), outcome.fault)
@@ -136,16 +146,19 @@ class Ledger:
 
 
 class LedgerEntry:
-    __slots__ = ("_hold", "_ledger", "done", "generation", "key", "model", "sampled", "started")
+    __slots__ = ("_hold", "_ledger", "audited", "done", "generation", "key", "model", "private", "sampled",
+                 "started")
 
     def __init__(self, ledger: Ledger, key: ApiKey, generation: str, model: str, started: float,
-                 sampled: bool) -> None:
+                 sampled: bool, audited: bool = False, private: bool = False) -> None:
         self._ledger = ledger
         self.key = key
         self.generation = generation
         self.model = model
         self.started = started
         self.sampled = sampled
+        self.audited = audited  # its answer goes to the validator's scorers (OrganicVerifier)
+        self.private = private
         self.done = False
         self._hold: Reservation | None = None
 
@@ -168,6 +181,18 @@ class LedgerEntry:
             self._hold = None
         self._hold = self._ledger.keys.reserve(self.key, amount)
 
+    def tokenizer(self, model: str) -> Tokenizer | None:
+        """The tokenizer the gateway counts ``model``'s tokens with (None: it bills the miner's claim)."""
+        return self._ledger.tokenizers.get(model)
+
+    def signed(self, fmt: str, body: bytes, request_uuid: str, headers: dict[str, str] | None = None,
+               ) -> SignedAnswer | None:
+        """The miner-signed answer to pass to the scorers; None when this request was not drawn."""
+        verifier = self._ledger.verifier
+        if not self.audited or verifier is None or not request_uuid:
+            return None
+        return signed_answer(fmt, body, request_uuid, verifier.caller, headers)
+
     def end(self, status: LedgerStatus, error: str) -> None:
         """Finish the request if nothing did (it ended by an error no path recorded, or its response was
         never sent): an unbilled row, and its hold released."""
@@ -176,9 +201,10 @@ class LedgerEntry:
 
     def finish(self, candidate: Candidate | None, usage: Usage | None, status: LedgerStatus,
                error: str | None = None, *, model: str | None = None, request: bytes | None = None,
-               response: dict[str, Any] | None = None) -> None:
+               response: dict[str, Any] | None = None, signed: SignedAnswer | None = None) -> None:
         """Record how the request ended (once; later calls are ignored). ``usage`` already priced;
-        ``request``: the bytes sent to the miner that answered (for the organic sample)."""
+        ``request``: the bytes sent to the miner that answered (for the organic sample and verification);
+        ``signed``: the miner-signed answer of a drawn request (:meth:`signed`), passed to the scorers."""
         if self.done:
             return
         self.done = True
@@ -201,6 +227,11 @@ class LedgerEntry:
             ledger.keys.record(row)  # queued at once, so a client that disconnects cannot lose it
         if ledger.ratelimit is not None:
             ledger.ratelimit.add_tokens(self.key.id, prompt + completion)
+        verifier = ledger.verifier
+        if verifier is not None and signed is not None and candidate is not None and request is not None \
+                and status == LedgerStatus.OK and verifier.wants(model):
+            verifier.add(miner=candidate.hotkey, model=model, task="chat", request=request, signed=signed,
+                         private=self.private, elapsed_ms=row.latency_ms)
         organic = ledger.organic
         if organic is not None and candidate is not None and request is not None and self.sampled and organic.draw():
             organic.add(miner=candidate.hotkey, model=model, request=json.loads(request), response=response,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 import aiohttp
 
@@ -12,11 +13,15 @@ from veilnet.confidential.config import verifier_from_settings
 from veilnet.confidential.sessions import AttestedSessions
 from veilnet.connections import ConnectionTimeouts
 from veilnet.dashboard import EpochHistory
+from veilnet.errors import VeilnetError
 from veilnet.gateway.app import create_gateway_app
 from veilnet.gateway.confidential import attest_forever
 from veilnet.gateway.directory import MinerDirectory
 from veilnet.gateway.outcomes import OrganicOutcomes
 from veilnet.gateway.service import GatewayContext
+from veilnet.gateway.verification import OrganicVerifier
+from veilnet.logs import log_event
+from veilnet.models.tokenizer import Tokenizer, open_llamacpp_tokenizer
 from veilnet.relay import RelayClient
 from veilnet.serving import serve, stop_on_signals
 from veilnet.settings import Settings
@@ -31,6 +36,8 @@ from veilnet.store.validator_pipeline import ValidatorPipeline
 from veilnet.wallet import load_wallet
 
 __all__ = ["open_miner_http", "run_gateway"]
+
+log = logging.getLogger(__name__)
 
 
 def open_miner_http() -> aiohttp.ClientSession:
@@ -67,6 +74,15 @@ async def run_gateway(settings: Settings) -> None:
         # the validator's scores change once a tempo: re-read every second in the background
         scores = await stack.enter_async_context(LatestScores(ScoreStore(redis, wallet.hotkey.ss58_address, netuid)))
 
+        tokenizers: dict[str, Tokenizer] = {}  # apps are billed from the gateway's own count for these models
+        counted = settings.gateway.tokenizer_models
+        for model in settings.validator.reference_models if counted is None else counted:
+            try:
+                tokenizers[model] = await stack.enter_async_context(
+                    open_llamacpp_tokenizer(model, settings.data_dir / "models"))
+            except VeilnetError as exc:  # an unknown or missing model: its requests bill the miners' claims
+                log_event(log, "no tokenizer; billing miners' claims", logging.WARNING, model=model, reason=exc.message)
+
         ctx = GatewayContext(
             keypair=wallet.hotkey, keys=keys, directory=directory, http=http, scores=scores, relay=relay,
             netuid=netuid, request_timeout=settings.gateway.request_timeout,
@@ -81,6 +97,12 @@ async def run_gateway(settings: Settings) -> None:
             on_attempt=await stack.enter_async_context(
                 OrganicOutcomes(ValidatorPipeline(redis, wallet.hotkey.ss58_address, netuid),
                                 sample_rate=settings.gateway.organic_sample_rate)),
+            # a sample of organic answers, as the miners signed them, reaches this validator's scorers
+            verifier=await stack.enter_async_context(
+                OrganicVerifier(ValidatorPipeline(redis, wallet.hotkey.ss58_address, netuid),
+                                wallet.hotkey.ss58_address, rate=settings.gateway.organic_verify_rate,
+                                models=settings.validator.reference_models)),
+            tokenizers=tokenizers,
         )
         attester = asyncio.create_task(attest_forever(ctx))
         stack.callback(attester.cancel)

@@ -39,6 +39,8 @@ from veilnet.gateway.passthrough import SealedPassthrough
 from veilnet.gateway.router import Router
 from veilnet.gateway.stats import GatewayStats
 from veilnet.gateway.tasks import TaskRelay
+from veilnet.gateway.verification import OrganicVerifier
+from veilnet.models.tokenizer import Tokenizer
 from veilnet.protocol.gateway import ModelCard, ModelCardList, Pricing
 from veilnet.protocol.openai import GatewayRequest
 from veilnet.protocol.usage import LedgerStatus
@@ -76,6 +78,8 @@ class GatewayContext:
     history: Callable[[], Awaitable[list[EpochPoint]]] | None = None  # the dashboard's per-epoch points
     on_attempt: Callable[[AttemptOutcome], None] | None = None  # told how each attempt at a miner ended
     tasks: dict[str, Task[Any, Any]] | None = None  # the tasks served on their routes (None: every one installed)
+    verifier: OrganicVerifier | None = None  # passes a sample of organic answers to the validator's scorers
+    tokenizers: dict[str, Tokenizer] = field(default_factory=dict)  # model -> its tokenizer: apps billed from own count
 
 
 def model_card(model: str, offers: list[MinerOffer]) -> ModelCard:
@@ -107,7 +111,7 @@ class Gateway:
         self.miners = MinerClient(ctx.keypair, ctx.relay, deadlines,
                                   on_send=counts.count if counts is not None else None)  # it uses our quota there
         self.ledger = Ledger(ctx.keys, ctx.stats, ctx.directory, ratelimit=ctx.ratelimit, organic=ctx.organic,
-                             on_attempt=ctx.on_attempt)
+                             on_attempt=ctx.on_attempt, verifier=ctx.verifier, tokenizers=ctx.tokenizers)
         self._parts = FlowParts(self.router, self.miners, ctx.breaker, self.ledger, keepalive_seconds)
         tasks = installed_tasks() if ctx.tasks is None else ctx.tasks
         self.tasks = TaskRelay({name: t for name, t in tasks.items() if not t.language_model}, self.access,

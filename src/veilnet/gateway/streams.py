@@ -23,16 +23,26 @@ from veilnet.edge import error_body
 from veilnet.errors import ConfidentialError, UpstreamError, VeilnetError
 from veilnet.gateway.attempt import Attempts, Opened, short, timed_out
 from veilnet.gateway.ledger import LedgerEntry, estimated_usage, priced
+from veilnet.gateway.recount import billed_usage, own_usage
 from veilnet.protocol import sse
 from veilnet.protocol.epistula import STREAM_SIGNATURE_PREFIX
 from veilnet.protocol.openai import MinerRequest
 from veilnet.protocol.usage import LedgerStatus, Usage
 from veilnet.relay import RelayError
+from veilnet.tasks.stream import assemble_sse_body
 
 __all__ = ["StreamRelay", "error_event"]
 
 _NEEDLES = (b'"usage"', b'"error"')
 _NO_USAGE = (b'"usage":null', b'"usage": null')
+
+
+def _usage_in(block: bytes) -> bool:
+    """Whether a block holds a usage line that is not ``"usage": null``."""
+    if _NEEDLES[0] not in block:
+        return False
+    return any(_NEEDLES[0] in line and _NO_USAGE[0] not in line and _NO_USAGE[1] not in line
+               for line in block.split(b"\n"))
 
 
 def error_event(generation: str, model: str, error: VeilnetError) -> bytes:
@@ -53,6 +63,12 @@ class StreamRelay:
         self.chunks = 0  # data lines relayed: what a client that leaves before the usage is billed from
         self.signed = False  # the miner's signature line came
         self.miner_error: str | None = None  # an error the miner reported in-band
+        # the gateway's own count needs the answer's text: held with the model's tokenizer (not for sealed streams)
+        self._tokenizer = entry.tokenizer(opened.model) if opened.exchange is None else None
+        self._own: tuple[int, int] | None = None  # (prompt, completion) by the gateway's count, once counted
+        # the stream's bytes as the miner signed them: kept for a request drawn for verification or recounted
+        keep = opened.exchange is None and (entry.audited or self._tokenizer is not None)
+        self._raw: list[bytes] | None = [] if keep else None
 
     async def events(self) -> AsyncGenerator[bytes, None]:
         opened = self._opened
@@ -85,7 +101,14 @@ class StreamRelay:
     async def _plain(self) -> AsyncIterator[bytes]:
         ids, rewrite = self._ids, self._line
         old, new = b"", ids.new
+        raw = self._raw
         async for block in self._opened.response.blocks(whole_lines=True):
+            if raw is not None:
+                raw.append(block)
+                if self._tokenizer is not None and self._own is None and _usage_in(block):
+                    # the usage chunk comes after the answer's text: counted once, before it is priced
+                    answer = assemble_sse_body(b"".join(raw))
+                    self._own = await own_usage(self._tokenizer, self._request, answer) or (-1, -1)
             self.chunks += block.count(sse.JSON_DATA)
             if old:  # the hot path: one C call per block gives every chunk the request's id
                 block = block.replace(old, new)
@@ -135,7 +158,9 @@ class StreamRelay:
             chunk = json.loads(line[len(sse.DATA):])
             usage = chunk.get("usage")
             if usage:
-                self.usage = priced(Usage.model_validate(usage), self._opened.candidate, self._request)
+                own = self._own if self._own is not None and self._own[0] >= 0 else None
+                self.usage = priced(billed_usage(Usage.model_validate(usage), own), self._opened.candidate,
+                                    self._request)
                 chunk["usage"] = self.usage.model_dump(exclude_none=True)
                 chunk["id"] = self._entry.generation
                 return sse.data_line(to_json(chunk))
@@ -163,8 +188,11 @@ class StreamRelay:
                     else "usage estimated: the miner sent no usage")
         if status is LedgerStatus.ERROR:
             usage = usage if opened.exchange is None else None
+        signed = (self._entry.signed("stream", b"".join(self._raw), opened.uuid)
+                  if self._raw is not None and status is LedgerStatus.OK and failure is None else None)
         self._entry.finish(opened.candidate, usage, status, note or (failure.message[:200] if failure else None),
-                           model=opened.model, request=opened.body if opened.exchange is None else None)
+                           model=opened.model, request=opened.body if opened.exchange is None else None,
+                           signed=signed)
         if failure is not None:
             attempts.failed(opened.route, opened.model, opened.sent_at, failure, status=200)
         elif status is LedgerStatus.CLIENT_DISCONNECTED:

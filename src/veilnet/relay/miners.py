@@ -79,6 +79,11 @@ class MinerClient:
         cannot be reached or misses a deadline."""
         return (await self._post(url, hotkey, path, body, sealed=sealed))[1]
 
+    async def post_with_uuid(self, url: str, hotkey: str, path: str, body: bytes, *, sealed: bool = False,
+                             ) -> tuple[str, RelayResponse]:
+        """:meth:`post`, also giving the request's Epistula uuid (what the miner's answer is signed for)."""
+        return await self._post(url, hotkey, path, body, sealed=sealed)
+
     async def _post(self, url: str, hotkey: str, path: str, body: bytes, *, sealed: bool) -> tuple[str, RelayResponse]:
         headers = sign_request(self.keypair, body, hotkey)
         headers["Content-Type"] = "application/json"

@@ -7,6 +7,10 @@ by another after ``claim_after_ms``) and acknowledge what they have recorded.
 
 ``veilnet:validator:<hotkey>:<netuid>:observations``: scored observations (field ``observation``), which the
 weights role folds into the score states at each epoch and then deletes.
+
+The gateway puts a sample of organic answers on the answers stream too (:class:`SignedAnswer`: the bytes the
+miner signed, which the scorer checks and reads the answer from). An entry marked ``private`` (its app denied
+data collection) is deleted from the stream once its observation is recorded.
 """
 
 from __future__ import annotations
@@ -15,17 +19,32 @@ import json
 import os
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import redis.asyncio as aioredis
+from pydantic import BaseModel, ConfigDict
 
 from veilnet.scoring import Observation
 from veilnet.store.redis import KeySpace
 
-__all__ = ["ChallengeRecord", "ValidatorPipeline"]
+__all__ = ["ChallengeRecord", "SignedAnswer", "ValidatorPipeline"]
 
 GROUP = "scorers"
 MAXLEN = 100_000
+
+
+class SignedAnswer(BaseModel):
+    """An organic answer as the miner signed it: ``body`` (base64) is the whole JSON body (``format`` "body",
+    with the response's Epistula ``headers``) or the whole SSE stream ending in its signature line ("stream"),
+    answering the request ``request_uuid`` that ``caller`` (the gateway's hotkey) signed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal["body", "stream"]
+    body: str
+    request_uuid: str
+    caller: str
+    headers: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -34,15 +53,21 @@ class ChallengeRecord:
     request: dict[str, Any] | None = None  # set when there is an answer to verify
     answer: dict[str, Any] | None = None
     truth: Any = None  # what the challenge knows (JSON; the task's verifier reads it), None for reference-checked tasks
+    signed: SignedAnswer | None = None  # organic: the miner-signed answer (``answer`` is read from it)
+    private: bool = False  # organic with data collection denied: deleted once recorded
 
     def to_json(self) -> str:
         return json.dumps({"observation": self.observation.to_dict(), "request": self.request, "answer": self.answer,
-                           "truth": self.truth})
+                           "truth": self.truth,
+                           "signed": self.signed.model_dump() if self.signed is not None else None,
+                           "private": self.private})
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> ChallengeRecord:
         data = json.loads(raw)
-        return cls(Observation.from_dict(data["observation"]), data.get("request"), data.get("answer"), data.get("truth"))
+        signed = data.get("signed")
+        return cls(Observation.from_dict(data["observation"]), data.get("request"), data.get("answer"), data.get("truth"),
+                   SignedAnswer.model_validate(signed) if signed is not None else None, bool(data.get("private")))
 
 
 def _text(value: str | bytes) -> str:
@@ -63,6 +88,16 @@ class ValidatorPipeline:
     async def add_answer(self, record: ChallengeRecord) -> None:
         await self._redis.xadd(self.answers, {"record": record.to_json()},  # type: ignore[arg-type]
                                maxlen=MAXLEN, approximate=True)
+
+    async def add_answers(self, records: list[ChallengeRecord]) -> None:
+        """Add several answers in one round trip."""
+        if not records:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for record in records:
+                pipe.xadd(self.answers, {"record": record.to_json()},  # type: ignore[arg-type]
+                          maxlen=MAXLEN, approximate=True)
+            await pipe.execute()
 
     async def _ensure_group(self) -> None:
         if self._group_ready:
@@ -105,11 +140,14 @@ class ValidatorPipeline:
             out.append((_text(entry_id), ChallengeRecord.from_json(raw["record"])))
         return out
 
-    async def record(self, entry_id: str, observation: Observation) -> None:
-        """Store the scored observation and acknowledge its answer, in one transaction."""
+    async def record(self, entry_id: str, observation: Observation, *, forget_answer: bool = False) -> None:
+        """Store the scored observation and acknowledge its answer, in one transaction; ``forget_answer``:
+        delete the answer's entry too (a private organic answer is held only until verified)."""
         async with self._redis.pipeline(transaction=True) as pipe:
             self._add_observation(pipe, observation)
             pipe.xack(self.answers, GROUP, entry_id)
+            if forget_answer:
+                pipe.xdel(self.answers, entry_id)
             await pipe.execute()
 
     async def add_observation(self, observation: Observation) -> None:

@@ -9,10 +9,13 @@ judges what is left.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["assemble_chat_stream"]
+__all__ = ["assemble_chat_stream", "assemble_sse_body"]
+
+_DATA, _DONE = b"data: ", b"data: [DONE]"
 
 
 def assemble_chat_stream(chunks: Iterable[Any]) -> dict[str, Any]:
@@ -55,3 +58,17 @@ def assemble_chat_stream(chunks: Iterable[Any]) -> dict[str, Any]:
     if usage is not None:
         answer["usage"] = usage
     return answer
+
+
+def assemble_sse_body(body: bytes) -> dict[str, Any]:
+    """:func:`assemble_chat_stream` over an SSE body's data lines (lines that are not JSON are never part of
+    the answer: they are skipped)."""
+    chunks: list[Any] = []
+    for line in body.split(b"\n"):
+        line = line.rstrip(b"\r")
+        if line.startswith(_DATA) and not line.startswith(_DONE):
+            try:
+                chunks.append(json.loads(line[len(_DATA):]))
+            except ValueError:
+                continue
+    return assemble_chat_stream(chunks)

@@ -57,6 +57,7 @@ from veilnet.tasks.challenges import PromptPool
 from veilnet.tasks.interface import Challenge, ChallengeTools, VerifyTools
 from veilnet.tasks.registry import installed_tasks, task_named
 from veilnet.validator.asking import send_challenge, terms_failure
+from veilnet.validator.audit import signed_answer_document
 from veilnet.validator.pacing import DEFAULT_WINDOW_SECONDS, allowance, next_gap, unknown_terms_allowance
 from veilnet.validator.probe import run_prober
 
@@ -178,13 +179,23 @@ async def ask_miner(
 
 async def score_answer(ctx: ValidatorContext, record: ChallengeRecord) -> Observation:
     """The challenge's observation, its answer verified against the reference model with probability
-    ``verify_rate`` (an answer not drawn stays unverified: it counts as missing, never as zero)."""
+    ``verify_rate`` (an answer not drawn stays unverified: it counts as missing, never as zero). An organic
+    answer the gateway drew (``record.signed``) is always verified, read from the bytes the miner signed."""
     observation = record.observation
-    if record.request is None or record.answer is None or ctx.rng.random() >= ctx.settings.verify_rate:
+    answer: object = record.answer
+    if record.signed is not None:  # an organic answer the gateway drew: always verified, from what the miner signed
+        answer = signed_answer_document(record.signed, observation.miner)
+        if isinstance(answer, str):
+            log_event(log, "organic answer not attributable; not verified", logging.WARNING,
+                      miner=observation.miner, reason=answer)
+            return observation
+    elif ctx.rng.random() >= ctx.settings.verify_rate:
+        return observation
+    if record.request is None or answer is None:
         return observation
     try:
         kind = task_named(observation.task)
-        verdict = await kind.verify_json(record.request, record.truth, record.answer,
+        verdict = await kind.verify_json(record.request, record.truth, answer,
                                          VerifyTools(rng=ctx.rng, reference=ctx.reference))
     except Exception as exc:  # the reference's own failure, a scorer set up without one, a task plugin's bug
         reason = exc.message if isinstance(exc, VeilnetError) else f"{type(exc).__name__}: {exc}"
@@ -192,7 +203,8 @@ async def score_answer(ctx: ValidatorContext, record: ChallengeRecord) -> Observ
                   task=observation.task, reason=reason)
         return observation
     if not verdict.ok:
-        log_event(log, "verification failed", logging.WARNING, miner=observation.miner, reason=verdict.reason)
+        log_event(log, "verification failed", logging.WARNING, miner=observation.miner, kind=observation.kind,
+                  reason=verdict.reason)
     return observe_verdict(observation, verdict)
 
 
@@ -450,7 +462,7 @@ async def run_scorer(ctx: ValidatorContext) -> None:
     """Verify and record answers until cancelled (several scorers share the work)."""
     while True:
         for entry_id, record in await ctx.pipeline.claim_answers():
-            await ctx.pipeline.record(entry_id, await score_answer(ctx, record))
+            await ctx.pipeline.record(entry_id, await score_answer(ctx, record), forget_answer=record.private)
 
 
 async def run_weights(ctx: ValidatorContext, *, round_interval: float = 1.0) -> None:
