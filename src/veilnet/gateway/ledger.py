@@ -39,13 +39,14 @@ log = logging.getLogger(__name__)
 
 def priced(usage: Usage, candidate: Candidate, request: MinerRequest | None) -> Usage:
     """``usage`` at the miner's prices, its counts bounded by what the request could use: the prompt by the
-    model's context, the completion by the request's ``max_tokens`` (and the context)."""
+    model's context, the completion by the request's ``max_tokens`` (and the context) for each of its ``n``
+    choices."""
     context = candidate.context_length
     most_completion: int | None = context
     if isinstance(request, ChatCompletionRequest):
-        most_completion = min(request.max_completion_tokens or request.max_tokens or context, context)
+        most_completion = min(request.max_completion_tokens or request.max_tokens or context, context) * request.n
     elif isinstance(request, CompletionRequest):
-        most_completion = min(request.max_tokens or context, context)
+        most_completion = min(request.max_tokens or context, context) * request.n
     most_prompt = context
     if isinstance(request, EmbeddingRequest):
         most_prompt, most_completion = context * (len(request.input) if isinstance(request.input, list) else 1), 0
