@@ -12,9 +12,9 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from bittensor_wallet import Keypair
+
 from tests.conftest import serve_asgi
 from tests.miner.conftest import neuron, served_neuron
-
 from veilnet.chain.types import Metagraph
 from veilnet.gateway import AttemptOutcome, GatewayContext, create_gateway_app
 from veilnet.gateway.directory import MinerDirectory

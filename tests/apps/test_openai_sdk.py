@@ -10,8 +10,8 @@ import openai
 import pytest
 import redis.asyncio as aioredis
 from pydantic import BaseModel, Field
-from tests.apps.conftest import CONTEXT, MINER, SMOL, app_stack
 
+from tests.apps.conftest import CONTEXT, MINER, SMOL, app_stack
 from veilnet.models.llamacpp import LlamaCppEngine
 
 pytestmark = pytest.mark.model

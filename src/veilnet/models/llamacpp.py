@@ -74,6 +74,31 @@ def _merged(answers: list[dict[str, Any]]) -> dict[str, Any]:
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}}
 
 
+async def _each_choice(parts: list[dict[str, Any]],
+                       stream: Callable[[dict[str, Any]], AsyncIterator[dict[str, Any]]]) -> AsyncIterator[dict[str, Any]]:
+    """The streams of ``n`` choices one after another, each under its own index, then one usage chunk that
+    adds their completions (a single choice streams as it is)."""
+    if len(parts) == 1:
+        async for chunk in stream(parts[0]):
+            yield chunk
+        return
+    usage = {"prompt_tokens": 0, "completion_tokens": 0}
+    last: dict[str, Any] = {}
+    for index, part in enumerate(parts):
+        async for chunk in stream(part):
+            if chunk.get("usage"):
+                usage["prompt_tokens"] = int(chunk["usage"].get("prompt_tokens", 0))
+                usage["completion_tokens"] += int(chunk["usage"].get("completion_tokens", 0))
+                last = chunk
+            if chunk.get("choices"):
+                for choice in chunk["choices"]:
+                    choice["index"] = index
+                chunk.pop("usage", None)
+                yield chunk
+    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    yield {**last, "choices": [], "usage": usage}
+
+
 def _tool_chunks(message: dict[str, Any], finish: Any) -> list[dict[str, Any]]:
     """A whole answer to a request with tools as stream chunks: the role, the calls (one delta each) or the
     text, the finish reason."""
@@ -261,28 +286,9 @@ class LlamaCppEngine:
                                                                          choice.get("finish_reason"))
         return result
 
-    async def chat_stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    def chat_stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         name, server = self._server(request)
-        parts = _choices(request)
-        if len(parts) == 1:
-            async for chunk in self._chat_stream_one(server, name, parts[0]):
-                yield chunk
-            return
-        usage = {"prompt_tokens": 0, "completion_tokens": 0}
-        last: dict[str, Any] = {}
-        for index, part in enumerate(parts):  # one choice after another, each under its own index
-            async for chunk in self._chat_stream_one(server, name, part):
-                if chunk.get("usage"):
-                    usage["prompt_tokens"] = int(chunk["usage"].get("prompt_tokens", 0))
-                    usage["completion_tokens"] += int(chunk["usage"].get("completion_tokens", 0))
-                    last = chunk
-                if chunk.get("choices"):
-                    for choice in chunk["choices"]:
-                        choice["index"] = index
-                    chunk.pop("usage", None)
-                    yield chunk
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        yield {**last, "choices": [], "usage": usage}
+        return _each_choice(_choices(request), lambda part: self._chat_stream_one(server, name, part))
 
     async def _chat_stream_one(self, server: Any, name: str, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         plan = ToolPlan.of(request)
@@ -310,11 +316,12 @@ class LlamaCppEngine:
 
     async def completion(self, request: dict[str, Any]) -> dict[str, Any]:
         name, server = self._server(request)
-        return await self._call(server.handle_completions, name, request)
+        parts = _choices(request)
+        return _merged(await asyncio.gather(*(self._call(server.handle_completions, name, p) for p in parts)))
 
     def completion_stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         name, server = self._server(request)
-        return self._stream(server.handle_completions, name, request)
+        return _each_choice(_choices(request), lambda part: self._stream(server.handle_completions, name, part))
 
     async def tokenizer(self, model: str) -> LlamaCppTokenizer:
         """The tokenizer of served model ``model`` (the engine must be built with ``tokenizer=True``)."""
