@@ -52,6 +52,8 @@ def test_answers_that_ignore_the_constraint_are_hard_findings() -> None:
     assert _codes(tools, _answer(_call("get_weather", '{"town": "Paris"}'))) == ["schema_violation"]
     assert _codes(tools, _answer({"role": "assistant", "content": "It is sunny."}, "stop")) == ["missing_tool_call"]
     assert _codes(tools, _answer({"role": "assistant", "content": '{"na'}, "length")) == []  # cut short: no claim
+    assert isinstance(parse_chat_answer(_answer({"role": "assistant", "content": "hi"})), str)  # no calls
+    assert isinstance(parse_chat_answer(_answer(_call("get_weather", "{}"), "stop")), str)
     assert _codes({**tools, "tool_choice": "none"}, _answer(_call("get_weather", '{"city": "P"}'))) == [
         "unexpected_tool_call"]
     named = {**tools, "tools": [WEATHER, {"type": "function", "function": {"name": "other"}}],

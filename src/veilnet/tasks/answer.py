@@ -113,6 +113,8 @@ def parse_chat_answer(document: Any) -> ChatAnswer | str:
     choice = parsed.choices[0]
     if choice.index != 0:
         return "malformed answer: the first choice is not index 0"
+    if (choice.finish_reason == "tool_calls") != bool(choice.message.tool_calls):
+        return "malformed answer: finish_reason 'tool_calls' goes with tool calls, and only with them"
     return ChatAnswer(
         model=parsed.model,
         content=choice.message.content or "",

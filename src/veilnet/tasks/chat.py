@@ -152,6 +152,8 @@ async def verify_chat_answer(
         return failed(f"answered as model {answer.model!r}, asked {request.model!r}", code="wrong_model")
     tokenizer = await reference.tokenizer(request.model)
     messages = [m.model_dump(exclude_none=True) for m in request.messages]
+    if answer.tool_calls and not request.tools:
+        return failed("the answer calls tools the request did not offer", code="undeclared_tool")
     if is_structured(request):
         return await _verify_structured(tokenizer, request, answer, settings, messages)
     run = _Run(request, answer, settings, await tokenizer.chat_prompt(messages),
