@@ -46,7 +46,9 @@ from veilnet.protocol.openai import (
     EmbeddingRequest,
     GatewayRequest,
     encode_embeddings_base64,
+    functional_parameters,
     input_modalities,
+    prompt_token_floor,
 )
 from veilnet.protocol.usage import LedgerStatus, Usage
 from veilnet.relay import MinerClient, RelayError, encode_request
@@ -100,7 +102,8 @@ class Flow:
         self.attempts = Attempts(parts.miners, parts.breaker, parts.ledger, request.PATH, stream=self.streamed,
                                  endpoint=endpoint)
         self._needs = Needs(provider=prefs, embeddings=isinstance(request, EmbeddingRequest),
-                            parameters=requested_parameters(request), modalities=input_modalities(request))
+                            parameters=requested_parameters(request), functional=functional_parameters(request),
+                            modalities=input_modalities(request), prompt_tokens=prompt_token_floor(request))
         # miners answer embeddings as floats; base64 (the openai SDK's default) is encoded here
         self._base64 = isinstance(request, EmbeddingRequest) and request.encoding_format == "base64"
 

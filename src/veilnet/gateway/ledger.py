@@ -71,13 +71,13 @@ def prompt_bound(request: MinerRequest | None) -> int | None:
 def token_bounds(candidate: Candidate, request: MinerRequest | None) -> tuple[int, int]:
     """The most prompt and completion tokens a request can be billed at ``candidate``: the prompt by the
     model's context (per input, for embeddings) and by its text (:func:`prompt_bound`), the completion by the
-    request's ``max_tokens`` and the context."""
+    request's ``max_tokens`` and the context, for each of its ``n`` choices."""
     context = candidate.context_length
     most_completion = context
     if isinstance(request, ChatCompletionRequest):
-        most_completion = min(request.max_completion_tokens or request.max_tokens or context, context)
+        most_completion = min(request.max_completion_tokens or request.max_tokens or context, context) * request.n
     elif isinstance(request, CompletionRequest):
-        most_completion = min(request.max_tokens or context, context)
+        most_completion = min(request.max_tokens or context, context) * request.n
     most_prompt = context
     if isinstance(request, EmbeddingRequest):
         most_prompt, most_completion = context * (len(request.input) if isinstance(request.input, list) else 1), 0

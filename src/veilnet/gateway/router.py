@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from veilnet.confidential.errors import PrivacyRestricted
 from veilnet.confidential.sessions import AttestedMiner, AttestedSessions
-from veilnet.errors import NotFound, Overloaded
+from veilnet.errors import InvalidRequest, NotFound, Overloaded
 from veilnet.gateway.breaker import CircuitBreaker
 from veilnet.gateway.confidential import attested_for
 from veilnet.gateway.directory import MinerDirectory
@@ -32,7 +32,9 @@ class Needs:
     provider: ProviderPreferences = field(default_factory=lambda: NO_PREFERENCES)
     embeddings: bool = False
     parameters: frozenset[str] = frozenset()  # the sampling parameters it sets
+    functional: frozenset[str] = frozenset()  # tools, structured output, n > 1: every miner must declare them
     modalities: frozenset[str] = TEXT_ONLY  # the kinds of input it holds
+    prompt_tokens: int = 0  # tokens the prompt surely has (protocol.openai.prompt_token_floor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,7 @@ class Router:
             raise NotFound(f"no miner serves model {model!r}; available: {', '.join(served) or 'none yet'}",
                            code="model_not_found")
         prefs = needs.provider
+        candidates = _fitting(candidates, model, needs.prompt_tokens)
         candidates = _matching(candidates, model, needs)
         attested: dict[str, AttestedMiner] = {}
         if prefs.confidential != "off":
@@ -94,6 +97,18 @@ class Router:
         return ordered if prefs.allow_fallbacks else ordered[:1]
 
 
+def _fitting(candidates: list[Candidate], model: str, prompt_tokens: int) -> list[Candidate]:
+    """The candidates whose context holds a prompt of ``prompt_tokens``; a prompt no miner's context holds is
+    the app's error (``context_length_exceeded``, 400), decided before any miner is tried."""
+    fitting = [c for c in candidates if c.context_length > prompt_tokens]
+    if not fitting:
+        limit = max(c.context_length for c in candidates)
+        raise InvalidRequest(f"model {model!r} has a context of {limit} tokens; the prompt has at least "
+                             f"{prompt_tokens}. Shorten the messages", param="messages",
+                             code="context_length_exceeded")
+    return fitting
+
+
 def _matching(candidates: list[Candidate], model: str, needs: Needs) -> list[Candidate]:
     """The candidates the request's needs and provider preferences allow (NotFound naming what none meets)."""
     prefs = needs.provider
@@ -114,6 +129,12 @@ def _matching(candidates: list[Candidate], model: str, needs: Needs) -> list[Can
         if not candidates:
             kinds = " and ".join(sorted(needs.modalities - TEXT_ONLY))
             raise NotFound(f"no miner serving {model!r} takes {kinds} input", code="no_endpoints")
+    if needs.functional:
+        candidates = [c for c in candidates if needs.functional <= c.supported_parameters]
+        if not candidates:
+            raise NotFound(f"no miner serving {model!r} supports the request's "
+                           f"{', '.join(sorted(needs.functional))} (parameters it declares in supported_parameters)",
+                           code="no_endpoints")
     if prefs.require_parameters and needs.parameters:
         candidates = [c for c in candidates if needs.parameters <= c.supported_parameters]
         if not candidates:

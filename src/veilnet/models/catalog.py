@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from veilnet.errors import ConfigError, NotFound
+from veilnet.models.templates import SMOLLM2_TOOLS
 
 __all__ = ["MODELS", "ModelSpec", "model_path"]
 
@@ -17,10 +18,12 @@ class ModelSpec:
     context_length: int
     chat: bool
     description: str
+    chat_template: str | None = None  # replaces the GGUF's template (one that can show tools, same otherwise)
 
 
 MODELS: dict[str, ModelSpec] = {
-    "SmolLM2-135M-Instruct": ModelSpec("SmolLM2-135M-Instruct", 8192, True, "SmolLM2 135M instruct, Q4_1 GGUF"),
+    "SmolLM2-135M-Instruct": ModelSpec("SmolLM2-135M-Instruct", 8192, True, "SmolLM2 135M instruct, Q4_1 GGUF",
+                                       SMOLLM2_TOOLS),
     "gemma-3-270m": ModelSpec("gemma-3-270m", 32768, False, "Gemma 3 270M base, Q4_K_M GGUF"),
 }
 

@@ -7,6 +7,14 @@ queue instead of queueing without bound.
 As a validator's reference (``tokenizer=True``) the engine also gives each model's tokenizer (llama.cpp's
 own, reached on a loopback port, see :mod:`veilnet.models.tokenizer`) and the top next tokens after a
 sequence of token ids (:meth:`LlamaCppEngine.next_token_logprobs`).
+
+Structured output is llama.cpp's: ``response_format`` ``json_object`` / ``json_schema`` become a grammar.
+Tools are rendered by the chat template (the catalog's, for models whose own cannot show them) and calls are
+made and read by :mod:`veilnet.models.toolcalls`; a streamed request with tools is generated whole and then
+sent as chunks (the role, one ``tool_calls`` delta per call or the text, the finish reason, the usage).
+``n`` > 1 runs ``n`` generations (seeds ``seed``, ``seed + 1``, ... when a seed is set) and adds their usage:
+llama.cpp's own ``n`` counts one choice's tokens. A prompt longer than the context is
+:class:`~veilnet.errors.InvalidRequest` with code ``context_length_exceeded``, never an engine failure.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from veilnet.models.engine import ModelInfo, NextTokens, TokenLogprob, check_emb
 from veilnet.models.limits import Admission
 from veilnet.models.threads import engine_threads
 from veilnet.models.tokenizer import LlamaCppTokenizer
+from veilnet.models.toolcalls import ToolPlan
 
 __all__ = ["LlamaCppEngine", "llamacpp_error"]
 
@@ -39,11 +48,76 @@ def llamacpp_error(error: object) -> VeilnetError:
     if isinstance(error, dict):
         kind, code, message = str(error.get("type", "")), error.get("code"), str(error.get("message", error))
         if kind == "exceed_context_size_error":
-            return InvalidRequest(f"the prompt does not fit the model's context: {message}", param="messages",
-                                  code="context_length_exceeded")
+            return InvalidRequest(f"the prompt has {error.get('n_prompt_tokens')} tokens; the context holds "
+                                  f"{error.get('n_ctx')}", param="messages", code="context_length_exceeded")
         if kind in ("invalid_request_error", "not_supported_error") or (isinstance(code, int) and 400 <= code < 500):
             return InvalidRequest(f"the model refused the request: {message}")
     return UpstreamError(f"llama.cpp error: {error}")
+
+
+def _choices(request: dict[str, Any]) -> list[dict[str, Any]]:
+    """One request per choice asked for (``n``), seeds apart when the request sets one."""
+    count = int(request.get("n") or 1)
+    single = {k: v for k, v in request.items() if k != "n"}
+    seed = single.get("seed")
+    return [single if count == 1 or seed is None else {**single, "seed": seed + i} for i in range(count)]
+
+
+def _merged(answers: list[dict[str, Any]]) -> dict[str, Any]:
+    """``n`` answers as one with ``n`` choices; usage: the prompt once, every choice's completion."""
+    if len(answers) == 1:
+        return answers[0]
+    first = answers[0]
+    choices = []
+    for index, answer in enumerate(answers):
+        for choice in answer.get("choices", [])[:1]:
+            choices.append({**choice, "index": index})
+    prompt = int(first.get("usage", {}).get("prompt_tokens", 0))
+    completion = sum(int(a.get("usage", {}).get("completion_tokens", 0)) for a in answers)
+    return {**first, "choices": choices,
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}}
+
+
+async def _each_choice(parts: list[dict[str, Any]],
+                       stream: Callable[[dict[str, Any]], AsyncIterator[dict[str, Any]]]) -> AsyncIterator[dict[str, Any]]:
+    """The streams of ``n`` choices one after another, each under its own index, then one usage chunk that
+    adds their completions (a single choice streams as it is)."""
+    if len(parts) == 1:
+        async for chunk in stream(parts[0]):
+            yield chunk
+        return
+    usage = {"prompt_tokens": 0, "completion_tokens": 0}
+    last: dict[str, Any] = {}
+    for index, part in enumerate(parts):
+        async for chunk in stream(part):
+            if chunk.get("usage"):
+                usage["prompt_tokens"] = int(chunk["usage"].get("prompt_tokens", 0))
+                usage["completion_tokens"] += int(chunk["usage"].get("completion_tokens", 0))
+                last = chunk
+            if chunk.get("choices"):
+                for choice in chunk["choices"]:
+                    choice["index"] = index
+                chunk.pop("usage", None)
+                yield chunk
+    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    yield {**last, "choices": [], "usage": usage}
+
+
+def _tool_chunks(message: dict[str, Any], finish: Any) -> list[dict[str, Any]]:
+    """A whole answer to a request with tools as stream chunks: the role, the calls (one delta each) or the
+    text, the finish reason."""
+    def chunk(delta: dict[str, Any], finish_reason: Any = None) -> dict[str, Any]:
+        return {"object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+
+    chunks = [chunk({"role": "assistant", "content": None})]
+    calls = message.get("tool_calls")
+    if calls:
+        chunks.extend(chunk({"tool_calls": [{"index": i, **call}]}) for i, call in enumerate(calls))
+    elif message.get("content"):
+        chunks.append(chunk({"content": message["content"]}))
+    chunks.append(chunk({}, finish))
+    return chunks
 
 
 class LlamaCppEngine:
@@ -107,6 +181,9 @@ class LlamaCppEngine:
         params.cpuparams_batch.n_threads = self._threads
         params.warmup = False
         params.verbosity = -1
+        template = MODELS[name].chat_template
+        if template is not None:
+            params.chat_template = template
         if self._tokenizer_key is not None:
             params.port = 0  # any free loopback port; the server reports the one it took
             params.api_keys = [self._tokenizer_key]
@@ -199,19 +276,56 @@ class LlamaCppEngine:
 
     async def chat(self, request: dict[str, Any]) -> dict[str, Any]:
         name, server = self._server(request)
-        return await self._call(server.handle_chat_completions, name, request)
+        parts = _choices(request)
+        answers = await asyncio.gather(*(self._chat_one(server, name, part) for part in parts))
+        return _merged(answers)
+
+    async def _chat_one(self, server: Any, name: str, request: dict[str, Any]) -> dict[str, Any]:
+        plan = ToolPlan.of(request)
+        result = await self._call(server.handle_chat_completions, name, plan.native)
+        if plan.tools:
+            for choice in result.get("choices", []):
+                message = choice.get("message") or {}
+                choice["message"], choice["finish_reason"] = plan.answer(str(message.get("content") or ""),
+                                                                         choice.get("finish_reason"))
+        return result
 
     def chat_stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         name, server = self._server(request)
-        return self._stream(server.handle_chat_completions, name, request)
+        return _each_choice(_choices(request), lambda part: self._chat_stream_one(server, name, part))
+
+    async def _chat_stream_one(self, server: Any, name: str, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        plan = ToolPlan.of(request)
+        chunks = self._stream(server.handle_chat_completions, name, plan.native)
+        if not plan.tools:
+            async for chunk in chunks:
+                yield chunk
+            return
+        text: list[str] = []
+        finish: Any = None
+        head: dict[str, Any] = {}
+        usage: Any = None
+        async for chunk in chunks:  # a call is known only once it is whole: read the answer first
+            head = head or {k: chunk[k] for k in ("id", "created", "model", "object", "system_fingerprint") if k in chunk}
+            usage = chunk.get("usage") or usage
+            for choice in chunk.get("choices") or []:
+                delta = choice.get("delta") or {}
+                text.append(delta.get("content") or "")
+                finish = choice.get("finish_reason") or finish
+        message, finish = plan.answer("".join(text), finish)
+        for chunk in _tool_chunks(message, finish):
+            yield {**head, **chunk}
+        if usage is not None:
+            yield {**head, "choices": [], "usage": usage}
 
     async def completion(self, request: dict[str, Any]) -> dict[str, Any]:
         name, server = self._server(request)
-        return await self._call(server.handle_completions, name, request)
+        parts = _choices(request)
+        return _merged(await asyncio.gather(*(self._call(server.handle_completions, name, p) for p in parts)))
 
     def completion_stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         name, server = self._server(request)
-        return self._stream(server.handle_completions, name, request)
+        return _each_choice(_choices(request), lambda part: self._stream(server.handle_completions, name, part))
 
     async def tokenizer(self, model: str) -> LlamaCppTokenizer:
         """The tokenizer of served model ``model`` (the engine must be built with ``tokenizer=True``)."""

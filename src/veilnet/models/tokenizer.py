@@ -68,9 +68,11 @@ class Tokenizer(Protocol):
     @property
     def vocab_size(self) -> int: ...
 
-    async def chat_prompt(self, messages: Sequence[Mapping[str, Any]]) -> list[int]:
-        """The token ids the model reads for ``messages``: the rendered chat template, generation prompt
-        included, with the model's own special tokens (what llama.cpp counts as ``prompt_tokens``)."""
+    async def chat_prompt(self, messages: Sequence[Mapping[str, Any]], *,
+                          tools: Sequence[Mapping[str, Any]] | None = None) -> list[int]:
+        """The token ids the model reads for ``messages`` (and ``tools``, as the template shows them): the
+        rendered chat template, generation prompt included, with the model's own special tokens (what
+        llama.cpp counts as ``prompt_tokens``)."""
         ...
 
     async def text_tokens(self, text: str) -> list[Token]:
@@ -163,16 +165,22 @@ class LlamaCppTokenizer:
             raise UpstreamError(f"llama.cpp {path} answered HTTP {status}: {raw[:200]!r}")
         return data
 
-    async def render_chat(self, messages: Sequence[Mapping[str, Any]]) -> str:
-        """``messages`` through the model's chat template, the assistant's generation prompt appended."""
-        data = await self._post("/apply-template", {"messages": [dict(m) for m in messages]})
+    async def render_chat(self, messages: Sequence[Mapping[str, Any]], *,
+                          tools: Sequence[Mapping[str, Any]] | None = None) -> str:
+        """``messages`` (and ``tools``) through the model's chat template, the assistant's generation prompt
+        appended."""
+        body: dict[str, Any] = {"messages": [dict(m) for m in messages]}
+        if tools:
+            body["tools"] = [dict(t) for t in tools]
+        data = await self._post("/apply-template", body)
         prompt = data.get("prompt")
         if not isinstance(prompt, str):
             raise UpstreamError("llama.cpp /apply-template gave no prompt")
         return prompt
 
-    async def chat_prompt(self, messages: Sequence[Mapping[str, Any]]) -> list[int]:
-        rendered = await self.render_chat(messages)
+    async def chat_prompt(self, messages: Sequence[Mapping[str, Any]], *,
+                          tools: Sequence[Mapping[str, Any]] | None = None) -> list[int]:
+        rendered = await self.render_chat(messages, tools=tools)
         data = await self._post("/tokenize", {"content": rendered, "add_special": True, "parse_special": True})
         tokens = data.get("tokens")
         if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):

@@ -1,7 +1,9 @@
 """A miner's chat answer as a typed document (pydantic), parsed once; anything malformed is a reason, never
 an exception (the answer comes from a party that may be hostile).
 
-Only what verification reads is typed; other fields are ignored. ``choices[0]`` is the answer (``n`` is 1).
+Only what verification reads is typed; other fields are ignored. ``choices[0]`` is the answer (with ``n`` > 1
+the first choice is the one verified). An answer of tool calls has ``finish_reason`` ``tool_calls`` and its
+calls (name and arguments as the miner wrote them).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-__all__ = ["ChatAnswer", "ClaimedToken", "parse_chat_answer"]
+__all__ = ["AnsweredCall", "ChatAnswer", "ClaimedToken", "parse_chat_answer"]
 
 
 class _Loose(BaseModel):
@@ -51,14 +53,28 @@ class _Logprobs(_Loose):
     content: list[ClaimedToken] | None = None
 
 
+class _Function(_Loose):
+    name: str
+    arguments: str
+
+
+class AnsweredCall(_Loose):
+    """One tool call in an answer."""
+
+    id: str = ""
+    type: Literal["function"] = "function"
+    function: _Function
+
+
 class _Message(_Loose):
     role: Literal["assistant"] = "assistant"
     content: str | None = None
+    tool_calls: list[AnsweredCall] | None = None
 
 
 class _Choice(_Loose):
     index: int = 0
-    finish_reason: Literal["stop", "length"]
+    finish_reason: Literal["stop", "length", "tool_calls"]
     message: _Message
     logprobs: _Logprobs | None = None
 
@@ -79,8 +95,9 @@ class ChatAnswer(_Loose):
 
     model: str
     content: str
-    finish_reason: Literal["stop", "length"]
+    finish_reason: Literal["stop", "length", "tool_calls"]
     claimed: list[ClaimedToken] | None  # None: no logprobs in the answer
+    tool_calls: list[AnsweredCall] | None = None
     prompt_tokens: int
     completion_tokens: int
 
@@ -96,11 +113,14 @@ def parse_chat_answer(document: Any) -> ChatAnswer | str:
     choice = parsed.choices[0]
     if choice.index != 0:
         return "malformed answer: the first choice is not index 0"
+    if (choice.finish_reason == "tool_calls") != bool(choice.message.tool_calls):
+        return "malformed answer: finish_reason 'tool_calls' goes with tool calls, and only with them"
     return ChatAnswer(
         model=parsed.model,
         content=choice.message.content or "",
         finish_reason=choice.finish_reason,
         claimed=choice.logprobs.content if choice.logprobs is not None else None,
+        tool_calls=choice.message.tool_calls or None,
         prompt_tokens=parsed.usage.prompt_tokens,
         completion_tokens=parsed.usage.completion_tokens,
     )

@@ -18,6 +18,11 @@ always at the end:
   tie fail, as no honest greedy backend has them; above 0, the evidence for a greedy cache
   (:mod:`veilnet.tasks.series`).
 
+An answer to a request with tools or a JSON response format is checked for what its constraint guarantees
+(:mod:`veilnet.tasks.structured`: calls of declared functions with arguments valid under their schemas, JSON
+valid under the format's schema) and its usage recounted from its text (a tool answer's calls as compact
+JSON, with room for the whitespace a JSON grammar allows); its text is not re-scored.
+
 Hard findings are what only a cheat produces; soft ones lower quality. The function is pure apart from the
 reference's calls. A ``constraint`` (a grammar's allowed tokens, for structured output) plugs in where the
 reference's candidates are read.
@@ -40,6 +45,7 @@ from veilnet.protocol.openai import ChatCompletionRequest
 from veilnet.tasks.answer import ChatAnswer, parse_chat_answer
 from veilnet.tasks.rescoring import PositionScore, score_position, stop_probability
 from veilnet.tasks.sampling import Sampler, honest_samplers
+from veilnet.tasks.structured import calls_text, is_structured, structured_findings, whitespace_allowance
 from veilnet.tasks.verdict import Finding, GreedyEvidence, RecountedUsage, Verdict, failed
 
 __all__ = ["ChatVerifySettings", "TokenConstraint", "fisher_p_value", "verify_chat_answer"]
@@ -102,6 +108,12 @@ class _Run:
     tokens: list[Token]
     samplers: list[Sampler]
     findings: list[Finding]
+    whitespace: int = 0  # completion tokens a JSON grammar's whitespace may add beyond the recount
+
+    @property
+    def ended(self) -> bool:
+        """The answer ended on the model's own end of generation (a stop, or after its tool calls)."""
+        return self.answer.finish_reason in ("stop", "tool_calls")
 
     def add(self, code: str, severity: str, detail: str) -> None:
         self.findings.append(Finding(code, "hard" if severity == "hard" else "soft", detail))
@@ -144,6 +156,10 @@ async def verify_chat_answer(
         return failed(f"answered as model {answer.model!r}, asked {request.model!r}", code="wrong_model")
     tokenizer = await reference.tokenizer(request.model)
     messages = [m.model_dump(exclude_none=True) for m in request.messages]
+    if answer.tool_calls and not request.tools:
+        return failed("the answer calls tools the request did not offer", code="undeclared_tool")
+    if is_structured(request):
+        return await _verify_structured(tokenizer, request, answer, settings, messages)
     run = _Run(request, answer, settings, await tokenizer.chat_prompt(messages),
                await tokenizer.text_tokens(answer.content),
                honest_samplers(request.temperature, request.top_p, None), [])
@@ -159,6 +175,19 @@ async def verify_chat_answer(
     return _conclude(run, scores, usage, greedy, fisher)
 
 
+async def _verify_structured(tokenizer: Tokenizer, request: ChatCompletionRequest, answer: ChatAnswer,
+                             settings: ChatVerifySettings, messages: list[dict[str, Any]]) -> Verdict:
+    """A structured answer: its constraint kept (hard), its usage recounted; its text not re-scored."""
+    text = calls_text(answer.tool_calls) if answer.tool_calls else answer.content
+    tools = [t.model_dump(exclude_none=True) for t in request.tools or []] if request.tool_choice != "none" else []
+    run = _Run(request, answer, settings, await tokenizer.chat_prompt(messages, tools=tools or None),
+               await tokenizer.text_tokens(text), [], list(structured_findings(request, answer)),
+               whitespace=whitespace_allowance(text) if answer.tool_calls or request.response_format else 0)
+    usage = _check_usage(run)
+    run.add("unscored", "soft", "structured output: checked against its constraint and recounted, not re-scored")
+    return _conclude(run, [], usage, None, 0.0)
+
+
 def _penalised(request: ChatCompletionRequest) -> bool:
     return bool(request.presence_penalty or request.frequency_penalty or request.logit_bias)
 
@@ -166,8 +195,8 @@ def _penalised(request: ChatCompletionRequest) -> bool:
 def _check_usage(run: _Run) -> RecountedUsage:
     """Recount prompt and completion tokens and judge the claims and the finish reason."""
     s, a = run.settings, run.answer
-    ended_on_token = a.finish_reason == "stop" and not run.stops
-    completion = len(run.tokens) + (1 if a.finish_reason == "stop" else 0)
+    ended_on_token = run.ended and not run.stops
+    completion = len(run.tokens) + (1 if run.ended else 0)
     usage = RecountedUsage(len(run.prompt), completion, a.prompt_tokens, a.completion_tokens)
     if a.prompt_tokens > usage.prompt_tokens + s.prompt_slack_tokens:
         run.add("usage_inflated", "hard", f"usage claims {a.prompt_tokens} prompt tokens; the model counts "
@@ -175,7 +204,7 @@ def _check_usage(run: _Run) -> RecountedUsage:
     elif a.prompt_tokens != usage.prompt_tokens:
         run.add("usage_miscount", "soft", f"usage claims {a.prompt_tokens} prompt tokens; the model counts "
                                           f"{usage.prompt_tokens}")
-    slack = max(s.completion_slack_tokens, math.ceil(s.completion_slack * completion))
+    slack = max(s.completion_slack_tokens, math.ceil(s.completion_slack * completion)) + run.whitespace
     stop_cost = 0 if ended_on_token else sum(len(x) for x in run.stops)  # a stop sequence's tokens, at most
     if a.completion_tokens > completion + slack + stop_cost:
         run.add("usage_inflated", "hard", f"usage claims {a.completion_tokens} completion tokens; the model "

@@ -2,7 +2,9 @@
 
 Verification reads one answer shape; a streamed answer (the chunks a miner sent, in order) becomes the
 ``chat.completion`` document a non-streamed request would have returned: content and logprobs entries
-concatenated, the last finish reason, the usage chunk's usage. Chunks that are not objects, or choices of
+concatenated, tool calls put back together from their deltas (by their ``index``: the first delta of a call
+brings its id, type and name, later ones append to its arguments), the last finish reason, the usage chunk's
+usage. Chunks that are not objects, or choices of
 another index, are skipped: whatever they held was never part of choice 0's answer, and a verifier then
 judges what is left.
 """
@@ -26,6 +28,7 @@ def assemble_chat_stream(chunks: Iterable[Any]) -> dict[str, Any]:
     finish: Any = None
     usage: Any = None
     head: dict[str, Any] = {}
+    calls: dict[int, dict[str, Any]] = {}
     role = "assistant"
     for chunk in chunks:
         if not isinstance(chunk, dict):
@@ -45,14 +48,20 @@ def assemble_chat_stream(chunks: Iterable[Any]) -> dict[str, Any]:
                     content.append(delta["content"])
                 if isinstance(delta.get("role"), str):
                     role = delta["role"]
+                if isinstance(delta.get("tool_calls"), list):
+                    _add_call_deltas(calls, delta["tool_calls"])
             logprobs = choice.get("logprobs")
             if isinstance(logprobs, dict) and isinstance(logprobs.get("content"), list):
                 saw_logprobs = True
                 entries.extend(logprobs["content"])
             if choice.get("finish_reason") is not None:
                 finish = choice["finish_reason"]
+    message: dict[str, Any] = {"role": role, "content": "".join(content)}
+    if calls:
+        message["tool_calls"] = [calls[index] for index in sorted(calls)]
+        message["content"] = message["content"] or None
     answer: dict[str, Any] = {**head, "object": "chat.completion", "choices": [{
-        "index": 0, "finish_reason": finish, "message": {"role": role, "content": "".join(content)},
+        "index": 0, "finish_reason": finish, "message": message,
         **({"logprobs": {"content": entries}} if saw_logprobs else {}),
     }]}
     if usage is not None:
@@ -72,3 +81,20 @@ def assemble_sse_body(body: bytes) -> dict[str, Any]:
             except ValueError:
                 continue
     return assemble_chat_stream(chunks)
+
+
+def _add_call_deltas(calls: dict[int, dict[str, Any]], deltas: list[Any]) -> None:
+    """Fold one chunk's ``tool_calls`` deltas into ``calls`` (index -> the call so far)."""
+    for delta in deltas:
+        if not isinstance(delta, dict) or not isinstance(delta.get("index", 0), int):
+            continue
+        call = calls.setdefault(delta.get("index", 0), {"id": "", "type": "function",
+                                                        "function": {"name": "", "arguments": ""}})
+        if isinstance(delta.get("id"), str):
+            call["id"] = delta["id"]
+        function = delta.get("function")
+        if isinstance(function, dict):
+            if isinstance(function.get("name"), str):
+                call["function"]["name"] += function["name"]
+            if isinstance(function.get("arguments"), str):
+                call["function"]["arguments"] += function["arguments"]

@@ -1,0 +1,124 @@
+"""What a validator checks in an answer to a request with tools or a response format (pure).
+
+Route taken, and why: a full re-score under the constraint would need the grammar's token masks (llguidance
+over the model's tokenizer) at every checked position, replaying the exact whitespace the miner's grammar
+chose; veilnet's reference reaches its tokenizer through llama.cpp's loopback API, not a Hugging Face
+tokenizer object that llguidance takes, and a re-score without the constraint would fail honest answers (a
+grammar forces tokens the free model finds unlikely). So such answers are checked for what the constraint
+guarantees, and their usage is recounted (:func:`veilnet.tasks.chat.verify_chat_answer`); their text is not
+re-scored (a soft ``unscored`` finding says so). Every check here is hard: only a miner that ignored the
+constraint fails it.
+
+- ``tool_choice`` ``none`` and a call made: ``unexpected_tool_call``.
+- a call naming a function the request did not declare, or not the one ``tool_choice`` names:
+  ``undeclared_tool``; arguments that are not a JSON object: ``invalid_arguments``; arguments that break the
+  function's ``parameters`` schema (JSON Schema, the draft the schema names, else 2020-12):
+  ``schema_violation``.
+- ``tool_choice`` ``required`` or a named function and no call, though the answer was not cut short
+  (``finish_reason`` ``length``): ``missing_tool_call``.
+- ``response_format`` ``json_object``: an answer that ended on its own must be a JSON object
+  (``invalid_json``); ``json_schema``: and valid under the schema (``schema_violation``).
+- a schema that is itself not a valid JSON schema is not the miner's fault: the answer is only parsed.
+
+:func:`calls_text` is the compact text of the calls (what the usage is recounted from) and
+:func:`whitespace_allowance` the most tokens of whitespace a JSON grammar lets a model put between its
+separators (llama.cpp's allows a newline or two and up to 20 spaces after each).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import SchemaError
+
+from veilnet.protocol.openai import ChatCompletionRequest, JsonObjectFormat, JsonSchemaFormat, NamedToolChoice
+from veilnet.tasks.answer import AnsweredCall, ChatAnswer
+from veilnet.tasks.verdict import Finding
+
+__all__ = ["WHITESPACE_TOKENS", "calls_text", "is_structured", "structured_findings", "whitespace_allowance"]
+
+#: Tokens of whitespace a grammar may let a model write after one JSON separator.
+WHITESPACE_TOKENS = 3
+
+
+def is_structured(request: ChatCompletionRequest) -> bool:
+    """The request constrains or shapes its answer: tools, or a JSON response format."""
+    return bool(request.tools) or isinstance(request.response_format, JsonObjectFormat | JsonSchemaFormat)
+
+
+def calls_text(calls: list[AnsweredCall]) -> str:
+    """The calls as the compact JSON a model writes them in (one object, or an array of several)."""
+    items = [f'{{"name": {json.dumps(c.function.name)}, "arguments": {c.function.arguments}}}' for c in calls]
+    return items[0] if len(items) == 1 else "[" + ", ".join(items) + "]"
+
+
+def whitespace_allowance(text: str) -> int:
+    """The most tokens of grammar-allowed whitespace ``text`` (JSON) may have had between its separators."""
+    return WHITESPACE_TOKENS * (2 + sum(text.count(c) for c in "{}[],:"))
+
+
+def _schema_errors(value: Any, schema: dict[str, Any] | None) -> str | None:
+    if not schema:
+        return None
+    try:
+        validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+        validator.check_schema(schema)
+    except SchemaError:
+        return None  # the app's schema is broken: nothing to hold the miner to beyond parsing
+    error = jsonschema.exceptions.best_match(validator(schema).iter_errors(value))
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path) or "the top level"
+    return f"at {where}: {error.message[:200]}"
+
+
+def _call_findings(request: ChatCompletionRequest, calls: list[AnsweredCall]) -> list[Finding]:
+    choice = request.tool_choice
+    if choice == "none":
+        return [Finding("unexpected_tool_call", "hard", "tool_choice is 'none' but the answer calls a tool")]
+    declared = {t.function.name: t.function for t in request.tools or []}
+    findings = []
+    for call in calls:
+        name = call.function.name
+        if name not in declared or (isinstance(choice, NamedToolChoice) and name != choice.function.name):
+            findings.append(Finding("undeclared_tool", "hard", f"the answer calls {name!r}, which the request "
+                                                              "did not offer"))
+            continue
+        try:
+            arguments = json.loads(call.function.arguments)
+        except ValueError:
+            arguments = None
+        if not isinstance(arguments, dict):
+            findings.append(Finding("invalid_arguments", "hard", f"the arguments of {name!r} are not a JSON object"))
+            continue
+        broken = _schema_errors(arguments, declared[name].parameters)
+        if broken is not None:
+            findings.append(Finding("schema_violation", "hard", f"the arguments of {name!r} break its schema {broken}"))
+    return findings
+
+
+def structured_findings(request: ChatCompletionRequest, answer: ChatAnswer) -> list[Finding]:
+    """The hard findings of an answer to a structured request (empty: it keeps every constraint)."""
+    if answer.tool_calls:
+        return _call_findings(request, answer.tool_calls)
+    if request.tools and (request.tool_choice == "required" or isinstance(request.tool_choice, NamedToolChoice)):
+        if answer.finish_reason != "length":
+            return [Finding("missing_tool_call", "hard", "the request requires a tool call and the answer makes none")]
+        return []
+    fmt = request.response_format
+    if not isinstance(fmt, JsonObjectFormat | JsonSchemaFormat) or answer.finish_reason == "length":
+        return []
+    try:
+        value = json.loads(answer.content)
+    except ValueError:
+        return [Finding("invalid_json", "hard", "response_format asks for JSON and the answer is not JSON")]
+    if isinstance(fmt, JsonObjectFormat):
+        if not isinstance(value, dict):
+            return [Finding("invalid_json", "hard", "response_format json_object and the answer is not an object")]
+        return []
+    broken = _schema_errors(value, fmt.json_schema.schema_)
+    if broken is not None:
+        return [Finding("schema_violation", "hard", f"the answer breaks the response_format schema {broken}")]
+    return []
