@@ -11,9 +11,10 @@ whose epochs are :func:`veilnet.chain.epoch.run_epoch`. Per hotkey and tempo a v
 - **organic** answers the gateway routed to it (the gateway routes by advertised capacity and price, so a
   liar draws ``liar_draw`` times the traffic), a share ``organic_verify_rate`` of them verified; a miner
   that refuses organic work answers 429;
-- **one probe round**: ``probe_requests`` requests sent at once to every hotkey; a hotkey delivers its
-  backend's throughput over the round, hotkeys sharing one backend (``sybil-k``) split it; a share
-  ``probe_verify_rate`` of probe answers is verified, the rest count what the miner claims.
+- **one probe round**: ``probe_requests`` requests sent at once to every hotkey; the round lasts as long as the
+  hotkey's backend takes to serve them, and hotkeys sharing one backend (``sybil-k``) are probed at the same
+  moment, so each gets its share of the backend; a share ``probe_verify_rate`` of probe answers is verified
+  (recounted), the rest count what the miner claims.
 
 Miner strategies (:data:`STRATEGIES`): honest; empty, truncate, cache, substitute, inflate-usage (that
 answer on every request); selective (honest on challenges and probes, canned empty answers to organic
@@ -123,15 +124,13 @@ class MarketConfig:
     validators: int = 2  # honest scoring validators (stakes 1000, 1300, ... TAO)
     copier: bool = False  # add a copier validator (stake of the smallest honest one)
     challenges: int = 3
-    organic: float = 2.0  # organic requests per hotkey per tempo (before routing)
+    organic: float = 4.0  # organic requests per hotkey per tempo (before routing; see docs/incentives.md)
     organic_verify_rate: float = 0.25
     probe_requests: int = 4
     probe_verify_rate: float = 0.25
-    probe_seconds: float = 2.0
     liar_draw: float = 3.0
     throughput: float = 40.0  # an honest backend's units/s (chat tokens; images for image tasks: /10)
     throughput_spread: float = 0.2  # log-normal sigma across backends
-    pool: int = 32  # image challenges drawn per run (veilnet.sim.answers)
 
     def __post_init__(self) -> None:
         if self.miners < 2 or self.epochs < 1 or not 0 <= self.cheaters < 1:
@@ -142,6 +141,7 @@ class MarketConfig:
 class _Hotkey:
     strategy: MinerStrategy
     backend: int
+    label: str  # the strategy it is counted under (in a counterfactual run: the cheat it stands in for)
     memory: dict[str, object] = field(default_factory=dict)
 
 
@@ -156,7 +156,9 @@ class World:
     params: ScoreParams
 
     @classmethod
-    def build(cls, config: MarketConfig, cheat: MinerStrategy) -> World:
+    def build(cls, config: MarketConfig, cheat: MinerStrategy, *, counterfactual: bool = False) -> World:
+        """The market; ``counterfactual``: each cheating backend served instead by one honest hotkey (what the
+        cheaters' hardware would earn serving honestly)."""
         rng = np.random.default_rng(config.seed)
         cheaters = max(1, round(config.miners * config.cheaters)) if config.cheaters > 0 else 0
         hotkeys: list[_Hotkey] = []
@@ -167,7 +169,9 @@ class World:
             position = index - (config.miners - cheaters)
             if not cheating or position % strategy.sybil == 0:
                 backend += 1  # a new backend (a sybil's further hotkeys share the one before)
-            hotkeys.append(_Hotkey(strategy, backend))
+            elif counterfactual:
+                continue
+            hotkeys.append(_Hotkey(STRATEGIES["honest"] if counterfactual else strategy, backend, strategy.name))
         base = config.throughput / (10 if config.task != "chat" else 1)
         throughput = base * np.exp(rng.normal(0.0, config.throughput_spread, size=backend + 1))
         params = ScoreParams(task_shares={config.task: 1.0})
@@ -199,10 +203,6 @@ class World:
             out.extend(self._probe(miner, index, f"{tempo}", rng))
         return out
 
-    def _delivered(self, index: int, requests: int) -> float:
-        """Units one request delivers when the hotkey's backend serves ``requests`` requests in a second."""
-        return float(self.throughput[self.hotkeys[index].backend]) / (requests * self.shares(index))
-
     def _answered(self, miner: str, index: int, behaviour: Behaviour, kind: str, rng: random.Random) -> Observation:
         answered = self.bench.answer(behaviour, rng, self.hotkeys[index].memory)
         units = answered.verdict.usage.completion_tokens if answered.verdict.usage is not None else answered.claimed_units
@@ -213,27 +213,28 @@ class World:
         return observe_verdict(base, answered.verdict)
 
     def _unverified(self, miner: str, index: int, behaviour: Behaviour, kind: str) -> Observation:
-        seconds = 1.0
-        claimed = self._delivered(index, 1) * seconds * _CLAIM[behaviour]
+        claimed = self.bench.probe_units * _CLAIM[behaviour]
+        seconds = self.bench.probe_units * _DELIVERS[behaviour] / float(self.throughput[self.hotkeys[index].backend]) + 0.2
         return Observation(miner, "m", self.config.task, "ok", kind=kind, organic=kind == "organic",  # type: ignore[arg-type]
                            elapsed_ms=1000 * seconds, completion_tokens=round(claimed), units=round(claimed))
 
     def _probe(self, miner: str, index: int, round_id: str, rng: random.Random) -> list[Observation]:
+        """``probe_requests`` requests of ``bench.probe_units`` each, sent at once: the round lasts as long as the
+        hotkey's share of its backend takes to serve them all."""
         config = self.config
         behaviour = self.hotkeys[index].strategy.challenge
-        per_request = self._delivered(index, config.probe_requests) * config.probe_seconds
+        units = self.bench.probe_units
+        seconds = config.probe_requests * units * self.shares(index) / float(self.throughput[self.hotkeys[index].backend])
         out = []
         for _ in range(config.probe_requests):
             if rng.random() < config.probe_verify_rate:
                 verified = self._answered(miner, index, behaviour, "probe", rng)
-                delivered = per_request * _DELIVERS[behaviour] if verified.verified else 0.0
-                out.append(replace(verified, probe=round_id, units=round(delivered),
-                                   elapsed_ms=1000 * config.probe_seconds))
+                delivered = units * _DELIVERS[behaviour] if verified.verified else 0.0
+                out.append(replace(verified, probe=round_id, units=round(delivered), elapsed_ms=1000 * seconds))
             else:
-                claimed = per_request * _CLAIM[behaviour]
+                claimed = round(units * _CLAIM[behaviour])
                 out.append(Observation(miner, "m", config.task, "ok", kind="probe", probe=round_id,
-                                       elapsed_ms=1000 * config.probe_seconds, units=round(claimed),
-                                       completion_tokens=round(claimed)))
+                                       elapsed_ms=1000 * seconds, units=claimed, completion_tokens=claimed))
         return out
 
 
@@ -272,7 +273,7 @@ class MarketOutcome:
     config: MarketConfig
     strategy: str
     shares: dict[str, list[float]]
-    fair: dict[str, float]  # each strategy's share of the backends' throughput: its pay if every hotkey served honestly
+    fair: dict[str, float]  # final-epoch shares of the counterfactual run: each cheating backend one honest hotkey
     copier_ratio: float | None
     result: SimResult
 
@@ -285,39 +286,43 @@ def _miner_shares(result: SimResult, world: World, cheat: str) -> dict[str, list
     totals = emission.sum(axis=1)
     out: dict[str, list[float]] = {}
     for name in dict.fromkeys(["honest", cheat]):
-        columns = [i for i, h in enumerate(world.hotkeys) if h.strategy.name == name]
+        columns = [i for i, h in enumerate(world.hotkeys) if h.label == name]
         part = emission[:, columns].sum(axis=1)
         out[name] = [float(p / t) if t > 0 else 0.0 for p, t in zip(part, totals, strict=True)]
     return out
 
 
-def _fair(world: World, cheat: str) -> dict[str, float]:
-    total = float(world.throughput[: world.hotkeys[-1].backend + 1].sum())
-    out = {}
-    for name in dict.fromkeys(["honest", cheat]):
-        backends = {h.backend for h in world.hotkeys if h.strategy.name == name}
-        out[name] = float(sum(world.throughput[b] for b in backends)) / total
-    return out
-
-
-def run_market(config: MarketConfig, strategy: str) -> MarketOutcome:
-    """Run ``config.epochs`` epochs of honest miners beside ``strategy``'s hotkeys (or, for
-    ``copier-validator``, honest miners only and a copier validator)."""
-    copier = config.copier or strategy == COPIER
-    cheat = STRATEGIES["honest"] if strategy == COPIER else strategy_named(strategy)
-    world = World.build(replace(config, cheaters=0.0) if strategy == COPIER else config, cheat)
+def _run(config: MarketConfig, world: World, copier: bool) -> SimResult:
     specs = [ValidatorSpec(f"validator-{v}", (1000 + 300 * v) * 10**9, ScoringValidator(world, config.seed * 97 + v),
                            offset=2 + v) for v in range(config.validators)]
     if copier:
         specs.append(ValidatorSpec(COPIER, 1000 * 10**9, CopierValidator(), offset=2 + config.validators))
     market = steady_market([1.0] * len(world.hotkeys), config.epochs)
-    result = simulate(SubnetParams(tempo=360, restake=False), specs, market, seed=config.seed)
+    return simulate(SubnetParams(tempo=360, restake=False), specs, market, seed=config.seed)
+
+
+def run_market(config: MarketConfig, strategy: str) -> MarketOutcome:
+    """Run ``config.epochs`` epochs of honest miners beside ``strategy``'s hotkeys (or, for
+    ``copier-validator``, honest miners only and a copier validator), and the counterfactual market in which
+    every cheating backend serves honestly as one hotkey."""
+    copier = config.copier or strategy == COPIER
+    cheat = STRATEGIES["honest"] if strategy == COPIER else strategy_named(strategy)
+    if strategy == COPIER:
+        config = replace(config, cheaters=0.0)
+    world = World.build(config, cheat)
+    result = _run(config, world, copier)
     ratio = None
     if copier:
-        honest = [s.name for s in specs if s.name != COPIER]
+        honest = [name for name in result.validator_uids if name != COPIER]
         ratio = dividend_ratio(result, COPIER, honest, warmup=min(3, config.epochs - 1))
-    return MarketOutcome(config, strategy, _miner_shares(result, world, cheat.name), _fair(world, cheat.name),
-                         ratio, result)
+    shares = _miner_shares(result, world, cheat.name)
+    if cheat.name == "honest":
+        fair = {name: values[-1] for name, values in shares.items()}
+    else:
+        baseline = World.build(config, cheat, counterfactual=True)
+        fair = {name: values[-1] for name, values in _miner_shares(_run(config, baseline, False), baseline,
+                                                                   cheat.name).items()}
+    return MarketOutcome(config, strategy, shares, fair, ratio, result)
 
 
 def strategies_for(names: Sequence[str], task: str) -> list[str]:

@@ -8,25 +8,27 @@ task's REAL generator and returns the REAL verifier's verdict on the behaviour's
   from ``data/chat_verdicts.json``: verdicts that ``scripts/gen_sim_verdicts.py`` computed once with the real
   verifier and the real reference model (SmolLM2) on recorded real answers and each cheat's answer to the same
   request (running the reference per simulated answer would take minutes per epoch);
-- **ocr** and **orientation** draw pictures with their real generators and run their pure verifiers on the
-  answer the behaviour gives. An honest OCR reading misreads 0.2 % of characters (docs/tasks.md measured mean
-  quality 0.999), a cheaper reading 29 % (the picture shrunk to a third: mean quality 0.710); an honest
-  classifier gets every page right (120 of 120 measured), a cheaper one tells only upright-or-upside-down
-  from sideways (the text-line shortcut).
+- **ocr** regenerates the pictures of ``data/ocr_readings.json`` with the real generator (their seeds) and
+  runs the real verifier on readings that ``scripts/gen_sim_ocr.py`` recorded from the real engine
+  (RapidOCR, PP-OCRv4): the honest reading, and for ``substitute`` the cheaper reading of docs/tasks.md (the
+  picture shrunk to a third);
+- **orientation** draws pages with the real generator and runs the real verifier: an honest classifier gets
+  every page right (120 of 120 measured, docs/tasks.md), a cheaper one tells only upright-or-upside-down
+  from sideways (the text-line shortcut), guessing which.
 
 ``cache`` answers with what the same miner sent for its previous challenge (a cache keyed on anything the
 validator does not repeat can only return another challenge's answer).
 
 Drawing pictures is slow (~0.2 s an OCR picture, ~2 s an orientation challenge on a loaded 2-core machine), so
-the image benches draw a pool of ``pool`` challenges once per run and each miner walks the pool in an order of
-its own: a miner never sees a challenge twice within ``pool`` answers.
+the image benches draw a pool of challenges once per run and each miner walks the pool in an order of its
+own: a miner never sees a challenge twice before it has seen the whole pool.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Literal, Protocol, TypeVar
@@ -59,6 +61,7 @@ __all__ = [
 Behaviour = Literal["honest", "empty", "truncate", "cache", "substitute", "inflate-usage"]
 BEHAVIOURS: tuple[Behaviour, ...] = ("honest", "empty", "truncate", "cache", "substitute", "inflate-usage")
 CHAT_VERDICTS = Path(__file__).parent / "data" / "chat_verdicts.json"
+OCR_READINGS = Path(__file__).parent / "data" / "ocr_readings.json"
 CHAT_MODEL = "SmolLM2-135M-Instruct"
 T = TypeVar("T")
 
@@ -74,6 +77,7 @@ class Answered:
 class TaskBench(Protocol):
     task: str
     behaviours: tuple[Behaviour, ...]  # the behaviours that apply to the task
+    probe_units: int  # the units one probe request asks for
 
     def answer(self, behaviour: Behaviour, rng: random.Random, memory: dict[str, object]) -> Answered: ...
 
@@ -100,6 +104,7 @@ def _chat_verdict(row: dict[str, object]) -> Verdict:
 class ChatBench:
     task: str = "chat"
     behaviours: tuple[Behaviour, ...] = BEHAVIOURS
+    probe_units: int = 32
 
     def answer(self, behaviour: Behaviour, rng: random.Random, memory: dict[str, object]) -> Answered:
         challenge_request(CHAT_MODEL, rng)  # the validator's real challenge: drawn as it would be, answered by the table
@@ -112,11 +117,6 @@ class ChatBench:
         return Answered(verdict, claimed)
 
 
-def _misread(text: str, rate: float, rng: random.Random) -> str:
-    alphabet = "abcdefghijklmnopqrstuvwxyz"
-    return "".join(rng.choice(alphabet) if c.strip() and rng.random() < rate else c for c in text)
-
-
 def _next(pool: list[T], memory: dict[str, object], rng: random.Random) -> T:
     """The miner's next challenge from ``pool`` (its own shuffled order, no repeat until the pool is spent)."""
     order = memory.get("order")
@@ -127,30 +127,52 @@ def _next(pool: list[T], memory: dict[str, object], rng: random.Random) -> T:
     return pool[int(order.pop())]
 
 
+@cache
+def _ocr_readings() -> list[dict[str, str]]:
+    document = json.loads(OCR_READINGS.read_text(encoding="utf-8"))
+    readings: list[dict[str, str]] = document["readings"]
+    return readings
+
+
+@cache
+def _ocr_pool() -> list[tuple[OcrChallenge, dict[str, str]]]:
+    pool = []
+    for row in _ocr_readings():
+        challenge = generate_ocr_challenge(random.Random(int(row["seed"])))
+        if challenge.truth != row["truth"]:
+            raise ConfigError(f"{OCR_READINGS}: seed {row['seed']} no longer draws the recorded picture; "
+                              "run scripts/gen_sim_ocr.py again")
+        pool.append((challenge, row))
+    return pool
+
+
+@cache
+def _orientation_pool(seed: int, size: int) -> list[OrientationChallenge]:
+    draw = random.Random(seed)
+    return [generate_orientation_challenge(draw, rounds=(1, 1)) for _ in range(size)]
+
+
 @dataclass
 class OcrBench:
+    """Pictures regenerated from the seeds of ``data/ocr_readings.json``, answered with the real engine's
+    recorded readings (honest, and of the picture shrunk to a third for ``substitute``)."""
+
     task: str = "ocr"
     behaviours: tuple[Behaviour, ...] = ("honest", "empty", "truncate", "cache", "substitute")
-    pool: int = 32
+    probe_units: int = 1
     seed: int = 0
-    honest_error: float = 0.002
-    cheap_error: float = 0.29
-    _challenges: list[OcrChallenge] = field(default_factory=list)
 
     def answer(self, behaviour: Behaviour, rng: random.Random, memory: dict[str, object]) -> Answered:
-        if not self._challenges:
-            draw = random.Random(self.seed)
-            self._challenges = [generate_ocr_challenge(draw) for _ in range(self.pool)]
-        challenge = _next(self._challenges, memory, rng)
+        challenge, reading = _next(_ocr_pool(), memory, rng)
         previous = str(memory.get("previous", ""))
-        memory["previous"] = challenge.truth
+        memory["previous"] = reading["honest"]
         text = {
-            "honest": lambda: _misread(challenge.truth, self.honest_error, rng),
-            "empty": lambda: "",
-            "truncate": lambda: challenge.truth[: len(challenge.truth) // 3],
-            "cache": lambda: previous,
-            "substitute": lambda: _misread(challenge.truth, self.cheap_error, rng),
-        }[behaviour]()
+            "honest": reading["honest"],
+            "empty": "",
+            "truncate": reading["honest"][: len(reading["honest"]) // 3],
+            "cache": previous,
+            "substitute": reading["substitute"],
+        }[behaviour]
         verdict = verify_ocr_answer(challenge, ocr_answer("sim", 0, OCR_MODEL, text).model_dump())
         return Answered(verdict, 1)
 
@@ -164,15 +186,12 @@ def _shortcut(angle: int, rng: random.Random) -> int:
 class OrientationBench:
     task: str = "orientation"
     behaviours: tuple[Behaviour, ...] = ("honest", "empty", "truncate", "cache", "substitute")
+    probe_units: int = 4
     pool: int = 8
     seed: int = 0
-    _challenges: list[OrientationChallenge] = field(default_factory=list)
 
     def answer(self, behaviour: Behaviour, rng: random.Random, memory: dict[str, object]) -> Answered:
-        if not self._challenges:
-            draw = random.Random(self.seed)
-            self._challenges = [generate_orientation_challenge(draw, rounds=(1, 1)) for _ in range(self.pool)]
-        challenge = _next(self._challenges, memory, rng)
+        challenge = _next(_orientation_pool(self.seed, self.pool), memory, rng)
         truth = list(challenge.truth)
         previous = memory.get("previous")
         memory["previous"] = truth
