@@ -38,9 +38,7 @@ from veilnet.tasks.challenges import challenge_request
 from veilnet.tasks.ocr import OCR_MODEL, OcrChallenge, generate_ocr_challenge, ocr_answer, verify_ocr_answer
 from veilnet.tasks.orientation import (
     ORIENTATION_MODEL,
-    OrientationAnswer,
     OrientationChallenge,
-    OrientationResult,
     generate_orientation_challenge,
     verify_orientation_answer,
 )
@@ -195,16 +193,20 @@ class OrientationBench:
         truth = list(challenge.truth)
         previous = memory.get("previous")
         memory["previous"] = truth
-        angles = {
-            "honest": lambda: truth,
-            "empty": lambda: [],
-            "truncate": lambda: truth[: len(truth) // 2],
-            "cache": lambda: list(previous) if isinstance(previous, list) else [0] * len(truth),
-            "substitute": lambda: [_shortcut(a, rng) for a in truth],
-        }[behaviour]()
-        answer = OrientationAnswer(id="sim", created=0, model=ORIENTATION_MODEL,
-                                   data=[OrientationResult(index=i, angle=a) for i, a in enumerate(angles)])
-        return Answered(verify_orientation_answer(challenge, answer.model_dump()), len(truth))
+        angles: list[int]
+        if behaviour == "empty":
+            angles = []
+        elif behaviour == "truncate":
+            angles = truth[: len(truth) // 2]
+        elif behaviour == "cache":
+            angles = [int(a) for a in previous] if isinstance(previous, list) else [0] * len(truth)
+        elif behaviour == "substitute":
+            angles = [_shortcut(a, rng) for a in truth]
+        else:
+            angles = truth
+        answer = {"id": "sim", "object": "list", "created": 0, "model": ORIENTATION_MODEL,
+                  "data": [{"index": i, "angle": a} for i, a in enumerate(angles)]}
+        return Answered(verify_orientation_answer(challenge, answer), len(truth))
 
 
 def bench_for(task: str, *, seed: int = 0) -> TaskBench:
