@@ -32,11 +32,14 @@ def test_honest_miners_keep_95_percent_within_10_epochs(task: str, cheat: str) -
 
 @pytest.mark.parametrize("task", TASKS)
 def test_sybil_hotkeys_earn_no_more_than_their_one_backend(task: str) -> None:
-    """Three hotkeys in front of one backend: together within 5 % of the backend's fair share (what one hotkey
-    serving it would earn), and the honest miners keep >= 95 % of theirs."""
-    outcome = run_market(MarketConfig(task=task, miners=10, cheaters=0.3, epochs=10, seed=2), "sybil-3")
-    assert outcome.shares["sybil-3"][-1] <= 1.05 * outcome.fair["sybil-3"], outcome.shares
-    assert outcome.shares["honest"][-1] >= 0.95 * outcome.fair["honest"], outcome.shares
+    """Three hotkeys in front of one backend: together, on average over seeds, within 5 % of the backend's fair
+    share (what one hotkey serving it earns), and the honest miners keep >= 95 % of theirs in every run."""
+    ratios = []
+    for seed in range(4):
+        outcome = run_market(MarketConfig(task=task, miners=10, cheaters=0.3, epochs=10, seed=seed), "sybil-3")
+        ratios.append(outcome.shares["sybil-3"][-1] / outcome.fair["sybil-3"])
+        assert outcome.shares["honest"][-1] >= 0.95 * outcome.fair["honest"], outcome.shares
+    assert sum(ratios) / len(ratios) <= 1.05, ratios
 
 
 def test_a_copier_validator_earns_less_than_the_validators_it_copies() -> None:
