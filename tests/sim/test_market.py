@@ -95,5 +95,10 @@ def test_the_command_prints_the_table_and_writes_the_png(tmp_path: Path) -> None
 def test_the_command_refuses_what_does_not_apply() -> None:
     result = CliRunner().invoke(app, ["sim", "--task", "ocr", "--strategy", "inflate-usage"])
     assert result.exit_code != 0 and "does not apply to task 'ocr'" in result.output
-    result = CliRunner().invoke(app, ["sim", "--task", "video"])
+    result = CliRunner().invoke(app, ["sim", "--task", "chat", "--task", "video"])
     assert result.exit_code != 0 and "unknown task 'video'" in result.output
+    assert "chat: " not in result.output  # every name is checked before anything runs
+    result = CliRunner().invoke(app, ["sim", "--strategy", "sybil-x"])
+    assert result.exit_code != 0 and "unknown strategy 'sybil-x'" in result.output
+    result = CliRunner().invoke(app, ["sim", "--epochs", "0"])
+    assert result.exit_code != 0 and "epochs must be at least 1, got 0" in result.output

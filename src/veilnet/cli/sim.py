@@ -17,6 +17,7 @@ from veilnet.sim.adversarial import (
     applicable,
     run_market,
     strategies_for,
+    strategy_named,
 )
 
 __all__ = ["sim"]
@@ -42,6 +43,23 @@ def _table(task: str, outcomes: list[MarketOutcome], epochs: int) -> Table:
     return table
 
 
+def _plans(tasks: list[str], strategies: list[str]) -> dict[str, list[str]]:
+    """Task -> strategies to run, every name checked before anything runs (ConfigError naming what is wrong)."""
+    plans = {}
+    for name in tasks:
+        if name not in TASKS:
+            raise ConfigError(f"unknown task {name!r}; the simulator covers {', '.join(TASKS)}")
+        chosen = strategies_for(strategies, name)
+        for cheat in chosen:
+            if cheat == COPIER:
+                continue
+            if strategy_named(cheat).sybil == 1 and cheat not in (*applicable(name), "honest"):
+                raise ConfigError(f"strategy {cheat!r} does not apply to task {name!r}; applicable: "
+                                  f"{', '.join([*applicable(name), COPIER])}")
+        plans[name] = chosen
+    return plans
+
+
 @veilnet_errors
 def sim(
     epochs: Annotated[int, typer.Option(help="epochs (tempos) to run")] = 10,
@@ -57,15 +75,10 @@ def sim(
 ) -> None:
     """Run a market of honest and cheating miners through the real challenges, verifiers, scoring and epoch;
     print each strategy's share of miner emission per epoch."""
+    MarketConfig(miners=miners, cheaters=cheaters, epochs=epochs, seed=seed)  # refuses bad figures at once
+    plans = _plans(list(task or ["chat"]), strategy or [])
     outcomes: list[MarketOutcome] = []
-    for name in task or ["chat"]:
-        if name not in TASKS:
-            raise ConfigError(f"unknown task {name!r}; the simulator covers {', '.join(TASKS)}")
-        chosen = strategies_for(strategy or [], name)
-        for cheat in chosen:
-            if cheat not in (*applicable(name), COPIER, "honest") and not cheat.startswith("sybil-"):
-                raise ConfigError(f"strategy {cheat!r} does not apply to task {name!r}; applicable: "
-                                  f"{', '.join([*applicable(name), COPIER])}")
+    for name, chosen in plans.items():
         config = MarketConfig(task=name, miners=miners, cheaters=cheaters, epochs=epochs, seed=seed)
         runs = []
         for cheat in chosen:

@@ -133,8 +133,14 @@ class MarketConfig:
     throughput_spread: float = 0.2  # log-normal sigma across backends
 
     def __post_init__(self) -> None:
-        if self.miners < 2 or self.epochs < 1 or not 0 <= self.cheaters < 1:
-            raise ConfigError("need miners >= 2, epochs >= 1 and 0 <= cheaters < 1")
+        if self.miners < 2:
+            raise ConfigError(f"miners must be at least 2, got {self.miners}")
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
+        if not 0 <= self.cheaters < 1:
+            raise ConfigError(f"cheaters is a share of the miners: 0 <= cheaters < 1, got {self.cheaters}")
+        if self.validators < 1 or self.challenges < 0 or self.probe_requests < 1:
+            raise ConfigError("need validators >= 1, challenges >= 0 and probe_requests >= 1")
 
 
 @dataclass
