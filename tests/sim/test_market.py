@@ -1,6 +1,6 @@
 """The adversarial market simulator (veilnet sim): every cheating strategy loses against the real challenge
 generators, verifiers (recorded real verdicts and readings), scoring and exact epoch, for every task it
-applies to; hotkeys splitting one backend earn no more than the backend; a copier validator earns less per
+applies to (chat, embeddings, OCR, orientation); hotkeys splitting one backend earn no more than the backend; a copier validator earns less per
 unit stake than the validators it copies; the command prints the table and writes the PNG."""
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ from typer.testing import CliRunner
 from veilnet.cli import app
 from veilnet.errors import ConfigError
 from veilnet.sim.adversarial import COPIER, MarketConfig, applicable, run_market, strategy_named
-from veilnet.sim.answers import CHAT_VERDICTS, OCR_READINGS
+from veilnet.sim.answers import CHAT_VERDICTS, EMBEDDINGS_VERDICTS, OCR_READINGS, TASKS
 
-TASKS = ("chat", "ocr", "orientation")
 CHEATS = [(task, cheat) for task in TASKS for cheat in applicable(task) if not cheat.startswith("sybil-")]
 
 
@@ -67,6 +66,10 @@ def test_the_recorded_tables_come_from_real_runs() -> None:
     assert all(row["ok"] for row in chat["verdicts"]["honest"])
     assert not any(row["ok"] for row in chat["verdicts"]["inflate-usage"])
     assert all(row["ok"] for row in chat["verdicts"]["cache"])  # each passes alone; the series test catches them
+    embeddings = json.loads(EMBEDDINGS_VERDICTS.read_text(encoding="utf-8"))
+    assert "verify_embeddings_answer" in embeddings["provenance"]
+    assert all(row["ok"] for row in embeddings["verdicts"]["honest"])
+    assert not any(row["ok"] for name in ("empty", "cache", "substitute") for row in embeddings["verdicts"][name])
     ocr = json.loads(OCR_READINGS.read_text(encoding="utf-8"))
     assert "RapidOcrEngine" in ocr["provenance"] and len(ocr["readings"]) >= 20
 

@@ -19,10 +19,10 @@ from veilnet.sim.adversarial import (
     strategies_for,
     strategy_named,
 )
+from veilnet.sim.answers import TASKS
 
 __all__ = ["sim"]
 
-TASKS = ("chat", "ocr", "orientation")
 
 
 def _table(task: str, outcomes: list[MarketOutcome], epochs: int) -> Table:

@@ -178,7 +178,7 @@ class World:
             elif counterfactual:
                 continue
             hotkeys.append(_Hotkey(STRATEGIES["honest"] if counterfactual else strategy, backend, strategy.name))
-        base = config.throughput / (10 if config.task != "chat" else 1)
+        base = config.throughput / (1 if config.task == "chat" else 10)
         throughput = base * np.exp(rng.normal(0.0, config.throughput_spread, size=backend + 1))
         params = ScoreParams(task_shares={config.task: 1.0})
         return cls(config, hotkeys, throughput, bench_for(config.task, seed=config.seed), params)
@@ -209,6 +209,11 @@ class World:
             out.extend(self._probe(miner, index, f"{tempo}", rng))
         return out
 
+    def _claim(self, behaviour: Behaviour) -> float:
+        """Units an unverified answer counts: what the miner claims where units are claims (chat tokens),
+        else what the request fixed."""
+        return _CLAIM[behaviour] if self.bench.claims_units else _DELIVERS[behaviour]
+
     def _answered(self, miner: str, index: int, behaviour: Behaviour, kind: str, rng: random.Random) -> Observation:
         answered = self.bench.answer(behaviour, rng, self.hotkeys[index].memory)
         units = answered.verdict.usage.completion_tokens if answered.verdict.usage is not None else answered.claimed_units
@@ -219,7 +224,7 @@ class World:
         return observe_verdict(base, answered.verdict)
 
     def _unverified(self, miner: str, index: int, behaviour: Behaviour, kind: str) -> Observation:
-        claimed = self.bench.probe_units * _CLAIM[behaviour]
+        claimed = self.bench.probe_units * self._claim(behaviour)
         seconds = self.bench.probe_units * _DELIVERS[behaviour] / float(self.throughput[self.hotkeys[index].backend]) + 0.2
         return Observation(miner, "m", self.config.task, "ok", kind=kind, organic=kind == "organic",  # type: ignore[arg-type]
                            elapsed_ms=1000 * seconds, completion_tokens=round(claimed), units=round(claimed))
@@ -238,7 +243,7 @@ class World:
                 delivered = units * _DELIVERS[behaviour] if verified.verified else 0.0
                 out.append(replace(verified, probe=round_id, units=round(delivered), elapsed_ms=1000 * seconds))
             else:
-                claimed = round(units * _CLAIM[behaviour])
+                claimed = round(units * self._claim(behaviour))
                 out.append(Observation(miner, "m", config.task, "ok", kind="probe", probe=round_id,
                                        elapsed_ms=1000 * seconds, units=claimed, completion_tokens=claimed))
         return out

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Literal, Protocol, TypeVar
 
 from veilnet.errors import ConfigError
-from veilnet.tasks.challenges import challenge_request
+from veilnet.tasks.challenges import challenge_request, embeddings_texts
 from veilnet.tasks.ocr import OCR_MODEL, OcrChallenge, generate_ocr_challenge, ocr_answer, verify_ocr_answer
 from veilnet.tasks.orientation import (
     ORIENTATION_MODEL,
@@ -47,9 +47,13 @@ from veilnet.tasks.verdict import GreedyEvidence, RecountedUsage, Verdict
 __all__ = [
     "BEHAVIOURS",
     "CHAT_VERDICTS",
+    "EMBEDDINGS_VERDICTS",
+    "OCR_READINGS",
+    "TASKS",
     "Answered",
     "Behaviour",
     "ChatBench",
+    "EmbeddingsBench",
     "OcrBench",
     "OrientationBench",
     "TaskBench",
@@ -60,8 +64,10 @@ Behaviour = Literal["honest", "empty", "truncate", "cache", "substitute", "infla
 BEHAVIOURS: tuple[Behaviour, ...] = ("honest", "empty", "truncate", "cache", "substitute", "inflate-usage")
 CHAT_VERDICTS = Path(__file__).parent / "data" / "chat_verdicts.json"
 OCR_READINGS = Path(__file__).parent / "data" / "ocr_readings.json"
+EMBEDDINGS_VERDICTS = Path(__file__).parent / "data" / "embeddings_verdicts.json"
 CHAT_MODEL = "SmolLM2-135M-Instruct"
 T = TypeVar("T")
+TASKS = ("chat", "embeddings", "ocr", "orientation")
 
 
 @dataclass(frozen=True)
@@ -76,18 +82,19 @@ class TaskBench(Protocol):
     task: str
     behaviours: tuple[Behaviour, ...]  # the behaviours that apply to the task
     probe_units: int  # the units one probe request asks for
+    claims_units: bool  # an unverified answer counts the units its miner claims (chat tokens)
 
     def answer(self, behaviour: Behaviour, rng: random.Random, memory: dict[str, object]) -> Answered: ...
 
 
 @cache
-def _chat_table() -> dict[str, list[dict[str, object]]]:
-    document = json.loads(CHAT_VERDICTS.read_text(encoding="utf-8"))
+def _table(path: Path) -> dict[str, list[dict[str, object]]]:
+    document = json.loads(path.read_text(encoding="utf-8"))
     table: dict[str, list[dict[str, object]]] = document["verdicts"]
     return table
 
 
-def _chat_verdict(row: dict[str, object]) -> Verdict:
+def _recorded_verdict(row: dict[str, object]) -> Verdict:
     bounds = tuple(float(b) for b in row["greedy_bounds"])  # type: ignore[attr-defined]
     recount = int(row["completion_tokens"])  # type: ignore[call-overload]
     return Verdict(
@@ -98,21 +105,44 @@ def _chat_verdict(row: dict[str, object]) -> Verdict:
     )
 
 
+def _sampled(path: Path, behaviour: Behaviour, rng: random.Random, claims_units: bool) -> Answered:
+    rows = _table(path).get(behaviour)
+    if not rows:
+        raise ConfigError(f"{path} holds no verdicts for behaviour {behaviour!r}")
+    verdict = _recorded_verdict(rng.choice(rows))
+    recount = verdict.usage.completion_tokens if verdict.usage is not None else 0
+    claimed = 10 * max(1, recount) if behaviour == "inflate-usage" and claims_units else recount
+    return Answered(verdict, claimed)
+
+
 @dataclass
 class ChatBench:
+    """Requests drawn by the real generator; verdicts sampled from ``data/chat_verdicts.json`` (independently
+    of the drawn request: the table's requests are recorded ones)."""
+
     task: str = "chat"
     behaviours: tuple[Behaviour, ...] = BEHAVIOURS
     probe_units: int = 32
+    claims_units: bool = True  # delivered tokens: what the miner claims unless the answer is recounted
 
     def answer(self, behaviour: Behaviour, rng: random.Random, memory: dict[str, object]) -> Answered:
-        challenge_request(CHAT_MODEL, rng)  # the validator's real challenge: drawn as it would be, answered by the table
-        rows = _chat_table().get(behaviour)
-        if not rows:
-            raise ConfigError(f"{CHAT_VERDICTS} holds no verdicts for behaviour {behaviour!r}")
-        verdict = _chat_verdict(rng.choice(rows))
-        recount = verdict.usage.completion_tokens if verdict.usage is not None else 0
-        claimed = 10 * max(1, recount) if behaviour == "inflate-usage" else recount
-        return Answered(verdict, claimed)
+        challenge_request(CHAT_MODEL, rng)
+        return _sampled(CHAT_VERDICTS, behaviour, rng, self.claims_units)
+
+
+@dataclass
+class EmbeddingsBench:
+    """Texts drawn by the real generator; verdicts sampled from ``data/embeddings_verdicts.json``. Units are
+    inputs embedded, fixed by the request, so inflated usage fails verification and changes no unit."""
+
+    task: str = "embeddings"
+    behaviours: tuple[Behaviour, ...] = BEHAVIOURS
+    probe_units: int = 2
+    claims_units: bool = False
+
+    def answer(self, behaviour: Behaviour, rng: random.Random, memory: dict[str, object]) -> Answered:
+        embeddings_texts(rng)
+        return _sampled(EMBEDDINGS_VERDICTS, behaviour, rng, self.claims_units)
 
 
 def _next(pool: list[T], memory: dict[str, object], rng: random.Random) -> T:
@@ -158,6 +188,7 @@ class OcrBench:
     task: str = "ocr"
     behaviours: tuple[Behaviour, ...] = ("honest", "empty", "truncate", "cache", "substitute")
     probe_units: int = 1
+    claims_units: bool = False
     seed: int = 0
 
     def answer(self, behaviour: Behaviour, rng: random.Random, memory: dict[str, object]) -> Answered:
@@ -185,6 +216,7 @@ class OrientationBench:
     task: str = "orientation"
     behaviours: tuple[Behaviour, ...] = ("honest", "empty", "truncate", "cache", "substitute")
     probe_units: int = 4
+    claims_units: bool = False
     pool: int = 8
     seed: int = 0
 
@@ -210,8 +242,12 @@ class OrientationBench:
 
 
 def bench_for(task: str, *, seed: int = 0) -> TaskBench:
-    benches: dict[str, type[ChatBench] | type[OcrBench] | type[OrientationBench]] = {
-        "chat": ChatBench, "ocr": OcrBench, "orientation": OrientationBench}
-    if task not in benches:
-        raise ConfigError(f"the simulator covers tasks {', '.join(benches)}; got {task!r}")
-    return ChatBench() if task == "chat" else benches[task](seed=seed)  # type: ignore[call-arg]
+    if task == "chat":
+        return ChatBench()
+    if task == "embeddings":
+        return EmbeddingsBench()
+    if task == "ocr":
+        return OcrBench(seed=seed)
+    if task == "orientation":
+        return OrientationBench(seed=seed)
+    raise ConfigError(f"the simulator covers tasks {', '.join(TASKS)}; got {task!r}")
