@@ -1,6 +1,6 @@
 """The adversarial market simulator (veilnet sim): every cheating strategy loses against the real challenge
 generators, verifiers (recorded real verdicts and readings), scoring and exact epoch, for every task it
-applies to (chat, embeddings, OCR, orientation); hotkeys splitting one backend earn no more than the backend; a copier validator earns less per
+applies to (chat, embeddings, AI-content detection, OCR, orientation); hotkeys splitting one backend earn no more than the backend; a copier validator earns less per
 unit stake than the validators it copies; the command prints the table and writes the PNG."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from veilnet.cli import app
 from veilnet.errors import ConfigError
 from veilnet.sim.adversarial import COPIER, MarketConfig, applicable, run_market, strategy_named
-from veilnet.sim.answers import CHAT_VERDICTS, EMBEDDINGS_VERDICTS, OCR_READINGS, TASKS
+from veilnet.sim.answers import CHAT_VERDICTS, DETECTION_RECORDS, EMBEDDINGS_VERDICTS, OCR_READINGS, TASKS
 
 CHEATS = [(task, cheat) for task in TASKS for cheat in applicable(task) if not cheat.startswith("sybil-")]
 
@@ -70,6 +70,9 @@ def test_the_recorded_tables_come_from_real_runs() -> None:
     assert "verify_embeddings_answer" in embeddings["provenance"]
     assert all(row["ok"] for row in embeddings["verdicts"]["honest"])
     assert not any(row["ok"] for name in ("empty", "cache", "substitute") for row in embeddings["verdicts"][name])
+    detection = json.loads(DETECTION_RECORDS.read_text(encoding="utf-8"))
+    assert "TokenStatsDetectionEngine" in detection["provenance"] and len(detection["records"]) >= 12
+    assert {True, False} <= {t for row in detection["records"] for t in row["truth"]}
     ocr = json.loads(OCR_READINGS.read_text(encoding="utf-8"))
     assert "RapidOcrEngine" in ocr["provenance"] and len(ocr["readings"]) >= 20
 

@@ -8,6 +8,10 @@ task's REAL generator and returns the REAL verifier's verdict on the behaviour's
   from ``data/chat_verdicts.json``: verdicts that ``scripts/gen_sim_verdicts.py`` computed once with the real
   verifier and the real reference model (SmolLM2) on recorded real answers and each cheat's answer to the same
   request (running the reference per simulated answer would take minutes per epoch);
+- **embeddings** the same: texts drawn by :func:`veilnet.tasks.challenges.embeddings_texts`, verdicts of the
+  real verifier and reference model recorded by ``scripts/gen_sim_embeddings.py``;
+- **ai-detection** replays challenges the real generator wrote with the real writer models and the baseline
+  miner's answers to them (``scripts/gen_sim_detection.py``), verified by the real verifier;
 - **ocr** regenerates the pictures of ``data/ocr_readings.json`` with the real generator (their seeds) and
   runs the real verifier on readings that ``scripts/gen_sim_ocr.py`` recorded from the real engine
   (RapidOCR, PP-OCRv4): the honest reading, and for ``substitute`` the cheaper reading of docs/tasks.md (the
@@ -19,9 +23,9 @@ task's REAL generator and returns the REAL verifier's verdict on the behaviour's
 ``cache`` answers with what the same miner sent for its previous challenge (a cache keyed on anything the
 validator does not repeat can only return another challenge's answer).
 
-Drawing pictures is slow (~0.2 s an OCR picture, ~2 s an orientation challenge on a loaded 2-core machine), so
-the image benches draw a pool of challenges once per run and each miner walks the pool in an order of its
-own: a miner never sees a challenge twice before it has seen the whole pool.
+Drawing pictures is slow (~0.2 s an OCR picture, ~2 s an orientation challenge on a loaded 2-core machine) and
+detection challenges need models, so these benches hold a pool of challenges and each miner walks the pool in
+an order of its own: a miner never sees a challenge twice before it has seen the whole pool.
 """
 
 from __future__ import annotations
@@ -35,6 +39,12 @@ from typing import Literal, Protocol, TypeVar
 
 from veilnet.errors import ConfigError
 from veilnet.tasks.challenges import challenge_request, embeddings_texts
+from veilnet.tasks.detection import (
+    DETECTION_MODEL,
+    DetectionChallenge,
+    DetectionRequest,
+    verify_detection_answer,
+)
 from veilnet.tasks.ocr import OCR_MODEL, OcrChallenge, generate_ocr_challenge, ocr_answer, verify_ocr_answer
 from veilnet.tasks.orientation import (
     ORIENTATION_MODEL,
@@ -47,12 +57,14 @@ from veilnet.tasks.verdict import GreedyEvidence, RecountedUsage, Verdict
 __all__ = [
     "BEHAVIOURS",
     "CHAT_VERDICTS",
+    "DETECTION_RECORDS",
     "EMBEDDINGS_VERDICTS",
     "OCR_READINGS",
     "TASKS",
     "Answered",
     "Behaviour",
     "ChatBench",
+    "DetectionBench",
     "EmbeddingsBench",
     "OcrBench",
     "OrientationBench",
@@ -65,9 +77,10 @@ BEHAVIOURS: tuple[Behaviour, ...] = ("honest", "empty", "truncate", "cache", "su
 CHAT_VERDICTS = Path(__file__).parent / "data" / "chat_verdicts.json"
 OCR_READINGS = Path(__file__).parent / "data" / "ocr_readings.json"
 EMBEDDINGS_VERDICTS = Path(__file__).parent / "data" / "embeddings_verdicts.json"
+DETECTION_RECORDS = Path(__file__).parent / "data" / "detection_records.json"
 CHAT_MODEL = "SmolLM2-135M-Instruct"
 T = TypeVar("T")
-TASKS = ("chat", "embeddings", "ocr", "orientation")
+TASKS = ("chat", "embeddings", "ai-detection", "ocr", "orientation")
 
 
 @dataclass(frozen=True)
@@ -241,11 +254,54 @@ class OrientationBench:
         return Answered(verify_orientation_answer(challenge, answer), len(truth))
 
 
+@cache
+def _detection_pool() -> list[tuple[DetectionChallenge, list[float]]]:
+    document = json.loads(DETECTION_RECORDS.read_text(encoding="utf-8"))
+    return [(DetectionChallenge(DetectionRequest(model=DETECTION_MODEL, input=list(row["texts"])),
+                                tuple(bool(t) for t in row["truth"]), ()), [float(p) for p in row["honest"]])
+            for row in document["records"]]
+
+
+@dataclass
+class DetectionBench:
+    """Challenges the real generator wrote with the real writer models and the baseline miner's real answers,
+    recorded in ``data/detection_records.json``; verified by the real verifier. A cheaper model is no model:
+    a constant 0.5 (quality exactly 0). Its verifier only scores: nothing but a malformed answer fails."""
+
+    task: str = "ai-detection"
+    behaviours: tuple[Behaviour, ...] = ("honest", "empty", "truncate", "cache", "substitute")
+    probe_units: int = 1
+    claims_units: bool = False
+
+    def answer(self, behaviour: Behaviour, rng: random.Random, memory: dict[str, object]) -> Answered:
+        challenge, honest = _next(_detection_pool(), memory, rng)
+        previous = memory.get("previous")
+        memory["previous"] = honest
+        count = len(honest)
+        probabilities: list[float]
+        if behaviour == "empty":
+            probabilities = []
+        elif behaviour == "truncate":
+            probabilities = honest[: count // 2]
+        elif behaviour == "cache":
+            cached = [float(p) for p in previous] if isinstance(previous, list) and previous else [0.5]
+            probabilities = [cached[i % len(cached)] for i in range(count)]
+        elif behaviour == "substitute":
+            probabilities = [0.5] * count
+        else:
+            probabilities = honest
+        answer = {"id": "sim", "object": "list", "created": 0, "model": DETECTION_MODEL,
+                  "results": [{"index": i, "ai_probability": p} for i, p in enumerate(probabilities)]}
+        return Answered(verify_detection_answer(challenge, answer), 1)
+
+
 def bench_for(task: str, *, seed: int = 0) -> TaskBench:
     if task == "chat":
         return ChatBench()
     if task == "embeddings":
         return EmbeddingsBench()
+    if task == "ai-detection":
+        return DetectionBench()
     if task == "ocr":
         return OcrBench(seed=seed)
     if task == "orientation":
