@@ -13,7 +13,8 @@ with :func:`update_scores`; :func:`weights_from_scores` turns the states into no
   unreadable or attestation failed counting as a failure); speed (delivered tokens per second of the whole
   answer and, on streams, time to first token) and price (what the miner charges), each relative to the
   *throughput-weighted median* of the miners serving the task, so a miner answering little or lying cannot
-  set the reference.
+  set the reference. A price below the reference counts only as far as the miner answered the organic
+  requests it drew (a price it does not honour earns nothing).
 - **Task shares.** Each task's credit is normalised among its miners and weighted by the task's share
   (``task_shares``), so a task nobody else serves cannot take everything.
 - **Quality gate.** A failed verification, or a series of verdicts that convicts the miner of answering
@@ -219,6 +220,7 @@ class _Measures:
     rate: float | None = None  # delivered units / seconds of whole answers (challenges and organic)
     ttft_ms: float | None = None  # median time to the first token of streamed answers that had one
     price: float | None = None  # what its capacity document charges
+    honoured: float = 1.0  # share of the task's organic requests it answered (1.0 when it got none)
 
 
 def _measures(rows: list[Observation], task: str) -> _Measures:
@@ -232,8 +234,10 @@ def _measures(rows: list[Observation], task: str) -> _Measures:
              and o.units >= 1]
     prices = [o.price_per_million for o in rows
               if o.task == task and o.category == "terms" and o.outcome == "ok" and o.price_per_million >= 0]
+    organic = [o for o in rows if o.task == task and o.category == "organic"]
+    honoured = sum(1 for o in organic if o.outcome == "ok") / len(organic) if organic else 1.0
     return _Measures(rate, statistics.median(ttfts) if ttfts else None,
-                     statistics.median(prices) if prices else None)
+                     statistics.median(prices) if prices else None, honoured)
 
 
 def _task_components(by_miner: Mapping[str, list[Observation]], throughput: Mapping[str, Mapping[str, float]],
@@ -256,6 +260,8 @@ def _task_components(by_miner: Mapping[str, list[Observation]], throughput: Mapp
                 parts.append(_relative(ref_ttft, m.ttft_ms))
             speed = statistics.fmean(parts) if parts else 0.5
             price = _relative(ref_price, m.price) if m.price is not None and ref_price is not None else 0.5
+            if price > 0.5:  # a price below the reference counts only as far as organic requests got it
+                price = 0.5 + (price - 0.5) * m.honoured
             measured = throughput.get(miner, {}).get(task)
             out[miner][task] = TaskComponents(throughput=measured, speed=speed, price=price)
     return out

@@ -14,6 +14,7 @@ from veilnet.cli import gateway as gateway_cli
 from veilnet.cli import keys as keys_cli
 from veilnet.cli import miner as miner_cli
 from veilnet.cli import new_task as new_task_cli
+from veilnet.cli import sim as sim_cli
 from veilnet.cli import validator as validator_cli
 from veilnet.cli import wallet as wallet_cli
 from veilnet.cli.common import CliState
@@ -57,6 +58,7 @@ app.add_typer(keys_cli.app, name="keys")
 app.add_typer(devnet_cli.app, name="devnet")
 app.command("confidential-proxy")(confidential_cli.confidential_proxy)
 app.command("new-task")(new_task_cli.new_task)
+app.command("sim")(sim_cli.sim)
 
 
 def main() -> None:

@@ -1,8 +1,11 @@
 """The market simulator's building blocks, all pure: a subnet model with the devnet chain's commit-reveal and
 epoch rules over the exact epoch (``chain``), the multi-epoch driver (``driver``), miners' true performance
 over time (``market``), validator strategies (``validators``) and what a run paid to whom (``metrics``).
-``copying`` is the weight-copying study of docs/incentives.md."""
+``copying`` is the weight-copying study of docs/incentives.md. ``adversarial`` is the market of honest and
+cheating miners that ``veilnet sim`` runs (through the real challenge generators and verifiers of ``answers``,
+the real scoring and the exact epoch); ``plot`` draws its PNG."""
 
+from veilnet.sim.adversarial import STRATEGIES, MarketConfig, MarketOutcome, MinerStrategy, run_market
 from veilnet.sim.chain import SubnetModel, SubnetParams
 from veilnet.sim.driver import SimResult, ValidatorSpec, simulate
 from veilnet.sim.market import DriftingMarket, MarketModel, MarketTrajectory, steady_market
@@ -24,12 +27,16 @@ from veilnet.sim.validators import (
 )
 
 __all__ = [
+    "STRATEGIES",
     "CopierValidator",
     "DriftingMarket",
     "HonestValidator",
+    "MarketConfig",
     "MarketModel",
+    "MarketOutcome",
     "MarketTrajectory",
     "MinerFairness",
+    "MinerStrategy",
     "PublicChain",
     "ScoresToWeights",
     "SimResult",
@@ -42,6 +49,7 @@ __all__ = [
     "dividends_per_stake",
     "incentive_overlap",
     "miner_fairness",
+    "run_market",
     "sharpened",
     "simulate",
     "steady_market",
