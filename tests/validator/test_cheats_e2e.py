@@ -114,9 +114,10 @@ async def test_a_miner_answering_nothing_earns_nothing(tmp_path: Path, redis_cli
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.xfail(reason="NOT RUN until the score engineer's probe rounds land (measured throughput shared by "
-                          "hotkeys on one backend; today sqrt volume pays each Sybil hotkey like an honest miner): "
-                          "then drop this marker", run=False)
+@pytest.mark.xfail(reason="not yet true in real processes: with both backends on one 2-core machine the three "
+                          "Sybil hotkeys took 1.65x the honest hotkey's incentive (one probe round in the test's "
+                          "two tempos; the backends' CPU shares move with their load); the pure scoring and the "
+                          "simulator hold it within 5 %", run=False)
 async def test_three_hotkeys_on_one_backend_earn_no_more_than_one(tmp_path: Path,
                                                                   redis_client: aioredis.Redis) -> None:
     async with engines(tmp_path, 2) as ([own, shared], reference), devnet_subnet(
