@@ -17,7 +17,7 @@ import openai
 import pytest
 import redis.asyncio as aioredis
 from tests.gateway.conftest import GATEWAY, MINER_A, MINER_B, stack
-from tests.validator.selective import CANNED, INFLATION, SelectiveEngine, telling
+from tests.validator.selective import APP_PROMPT, CANNED, INFLATION, SelectiveEngine
 
 from veilnet.devnet.chain import DevnetChain
 from veilnet.gateway.verification import OrganicVerifier
@@ -65,16 +65,16 @@ async def test_organic_answers_convict_the_selective_cheat_and_bill_from_the_gat
         cheat = SelectiveEngine(engine)
         async with OrganicVerifier(pipeline, GATEWAY.ss58_address, rate=1.0, flush_seconds=0.05) as verifier:
             async with stack(tmp_path, redis_client, engine=engine, miner_engines={MINER_A.ss58_address: cheat},
-                             miner_hops={MINER_A.ss58_address: telling}, verifier=verifier,
+                             verifier=verifier,
                              tokenizers={SMOL: tokenizer}) as s:
                 client: openai.AsyncOpenAI = s["client"]
-                cheated = [await _ask(client, MINER_A.ss58_address, "Name three colours.", stream=stream)
+                cheated = [await _ask(client, MINER_A.ss58_address, f"{APP_PROMPT} 3.", stream=stream)
                            for stream in (False, True)]
                 honest = [await _ask(client, MINER_B.ss58_address, "What is a cat?", stream=False),
                           await _ask(client, MINER_B.ss58_address, "Secret: my plan for Tuesday.", stream=True,
                                      deny=True)]
                 samples = await s["organic"].read(100)
-        prompt = len(await tokenizer.chat_prompt([{"role": "user", "content": "Name three colours."}]))
+        prompt = len(await tokenizer.chat_prompt([{"role": "user", "content": f"{APP_PROMPT} 3."}]))
         canned = len(await tokenizer.text_tokens(CANNED))  # and the end of generation when it "stopped"
         assert cheat.cheated == 2
         for text, usage in cheated:  # the app got canned text, billed as the gateway counts it, not at 10x
