@@ -38,6 +38,7 @@ from veilnet.store.validator_pipeline import ValidatorPipeline
 from veilnet.tasks.interface import HandlerTools, ServedTask, TaskHandler
 from veilnet.tasks.registry import task_named
 from veilnet.validator import ValidatorContext, run_validator
+from veilnet.validator.asking import challenge_client
 
 NAME = "text-stats"
 SPEC = TaskSpec(name=NAME, description="Statistics of a text", verification="known_truth",
@@ -127,8 +128,10 @@ async def test_a_scaffolded_task_is_challenged_verified_and_paid(tmp_path: Path,
     package = tmp_path / "package"
     write_task(SPEC, package)
     with installed(SPEC, package, tmp_path / "site"):
-        async with task_subnet(tmp_path, redis_client) as (chain, netuid), aiohttp.ClientSession() as http:
+        async with task_subnet(tmp_path, redis_client) as (chain, netuid), aiohttp.ClientSession() as http, \
+                RelayClient() as relay:
             ctx = ValidatorContext(
+                miners=challenge_client(VAL_H, relay),
                 keypair=VAL_H, chain=chain, netuid=netuid, reference=None, http=http,
                 scores=ScoreStore(redis_client, VAL_H.ss58_address, netuid),
                 settings=ValidatorSettings(verify_rate=1.0, reference_models=[], challenges_per_window=600,

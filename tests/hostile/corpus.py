@@ -104,7 +104,7 @@ def _cases() -> list[Case]:
         Case("negative max_tokens", raw(chat_body(max_tokens=-1)), 400, "max_tokens"),
         Case("temperature as words", raw(chat_body(temperature="hot")), 400, "temperature"),
         Case("stream as words", raw(chat_body(stream="yes please")), 400, "stream"),
-        Case("n of 2", raw(chat_body(n=2)), 400, "n"),
+        Case("n of 9", raw(chat_body(n=9)), 400, "n"),
         Case("five stop sequences", raw(chat_body(stop=["a", "b", "c", "d", "e"])), 400, "stop"),
         Case("stop of numbers", raw(chat_body(stop=[1, 2])), 400, "stop"),
         Case("unknown field", raw(chat_body(frobnicate=True)), 400, "frobnicate"),

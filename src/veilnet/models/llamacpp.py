@@ -49,7 +49,7 @@ def llamacpp_error(error: object) -> VeilnetError:
         kind, code, message = str(error.get("type", "")), error.get("code"), str(error.get("message", error))
         if kind == "exceed_context_size_error":
             return InvalidRequest(f"the prompt has {error.get('n_prompt_tokens')} tokens; the context holds "
-                                  f"{error.get('n_ctx')}", param="messages", code="context_length_exceeded")
+                                  f"{error.get('n_ctx')} tokens", param="messages", code="context_length_exceeded")
         if kind in ("invalid_request_error", "not_supported_error") or (isinstance(code, int) and 400 <= code < 500):
             return InvalidRequest(f"the model refused the request: {message}")
     return UpstreamError(f"llama.cpp error: {error}")
