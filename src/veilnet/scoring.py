@@ -210,7 +210,26 @@ def _throughputs(rows: list[Observation]) -> dict[str, float]:
         seconds = max((o.elapsed_ms or 0.0) for o in members) / 1000
         delivered = sum(max(0, o.units) for o in members if o.outcome == "ok" and o.verified is not False)
         per_task[task].append(delivered / seconds if seconds > 0 else 0.0)
-    return {task: statistics.fmean(values) for task, values in per_task.items()}
+    measured = {task: statistics.fmean(values) for task, values in per_task.items()}
+    # tasks probe rounds do not cover (beyond chat and embeddings): units per second of the challenges answered
+    for task, values in _challenge_rates(rows).items():
+        if task not in PROBED_TASKS:
+            measured.setdefault(task, statistics.median(values))
+    return measured
+
+
+#: Tasks whose throughput probe rounds measure (every miner hit at once, so hotkeys sharing a backend split
+#: it). Other tasks are credited by their challenges' units per second, which hotkeys sharing a backend do not
+#: split unless challenged at the same moment (docs/scoring.md).
+PROBED_TASKS = frozenset({"chat", "embeddings"})
+
+
+def _challenge_rates(rows: list[Observation]) -> dict[str, list[float]]:
+    rates: dict[str, list[float]] = defaultdict(list)
+    for o in rows:
+        if o.category == "challenge" and o.outcome == "ok" and o.verified is not False and o.elapsed_ms:
+            rates[o.task].append(max(0, o.units) / (o.elapsed_ms / 1000))
+    return rates
 
 
 @dataclass(frozen=True, slots=True)

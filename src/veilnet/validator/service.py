@@ -383,6 +383,8 @@ async def _schedule(ctx: ValidatorContext, plan: _Plan, miners: list[NeuronInfo]
         if at is not None and at >= horizon:
             continue
         window = await _window(ctx, plan, neuron, stakes, now, normal)
+        if not window.offers:  # nothing to ask it for (no chat reference model, its tasks unknown yet)
+            continue
         budget, known_terms = window.budget, plan.terms.get(neuron.hotkey)
         at = max(now, at) if at is not None else now + next_gap(ctx.rng, window.end - now, budget, window.rate)
         while budget > 0 and at < min(horizon, window.end):
