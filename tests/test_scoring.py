@@ -175,8 +175,13 @@ def test_task_shares_cap_a_task_served_by_one_miner() -> None:
     weights = weights_from_scores(update_scores({}, observations, tempo=1), tempo=1)
     assert weights["embedder"] == pytest.approx(0.25)
     assert weights["chat1"] == pytest.approx(0.375)
-    only_chat = update_scores({}, observations, tempo=1, params=ScoreParams(task_shares={"chat": 1.0}))
+    only_chat = update_scores({}, observations, tempo=1,
+                              params=ScoreParams(task_shares={"chat": 1.0}, default_task_share=0.0))
     assert weights_from_scores(only_chat, tempo=1)["embedder"] == 0.0
+    # a task the shares do not name (an installed plugin's) gets the default share, not nothing
+    plugin = update_scores({}, [*serving("chat1"), *serving("ocr", task="ocr")], tempo=1,
+                           params=ScoreParams(task_shares={"chat": 0.75}))
+    assert weights_from_scores(plugin, tempo=1)["ocr"] == pytest.approx(0.25)
 
 
 def test_cheater_is_zeroed_and_stays_banned() -> None:

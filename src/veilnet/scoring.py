@@ -116,6 +116,7 @@ class ScoreParams:
     exp_speed: float = 0.5
     exp_price: float = 0.5
     task_shares: Mapping[str, float] = field(default_factory=lambda: {"chat": 0.75, "embeddings": 0.25})
+    default_task_share: float = 0.25  # a task ``task_shares`` does not name (an installed plugin's)
     attested_bonus: float = 0.2  # verified TEE attestation: attested capacity earns this much more
     greedy_alpha: float = 1e-9  # series tests: an honest miner is convicted with at most this probability
     substitution_alpha: float = 1e-9
@@ -360,14 +361,18 @@ def tempo_shares(states: Mapping[str, ScoreState], components: Mapping[str, Temp
             value = measured * _service(part, figures, quality, params) ** params.sharpen
             if part.attested:
                 value *= 1 + params.attested_bonus
-            if value > 0 and params.task_shares.get(task, 0.0) > 0:
+            if value > 0 and _task_share(params, task) > 0:
                 credit[task][miner] = value
     shares: dict[str, float] = defaultdict(float)
     for task, by_miner in credit.items():
         total = math.fsum(by_miner.values())
         for miner, value in by_miner.items():
-            shares[miner] += params.task_shares[task] * value / total
+            shares[miner] += _task_share(params, task) * value / total
     return dict(shares)
+
+
+def _task_share(params: ScoreParams, task: str) -> float:
+    return params.task_shares.get(task, params.default_task_share)
 
 
 def update_scores(
