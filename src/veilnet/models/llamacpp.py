@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import secrets
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -194,7 +195,16 @@ class LlamaCppEngine:
             params.embedding = True
             params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
             params.n_batch = params.n_ubatch = self.embedding_input_tokens
-        return xllamacpp.Server(params)
+        for attempt in range(3):
+            try:
+                return xllamacpp.Server(params)
+            except RuntimeError:
+                # with a loopback port, another process starting at the same moment (a devnet's validator and
+                # gateway) can take the port llama.cpp picked: pick again
+                if self._tokenizer_key is None or attempt == 2:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def models(self) -> list[ModelInfo]:
         return [
