@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bittensor_wallet import Keypair
-from pydantic import BaseModel
 
 from veilnet.protocol.confidential import ENCRYPTION_SCHEME, SealedRequest
 from veilnet.protocol.epistula import sign_request
@@ -63,11 +62,6 @@ class MinerClient:
     async def exchange(self, url: str, hotkey: str, request: MinerRequest) -> tuple[str, RelayResponse]:
         """:meth:`send`, also giving the request's Epistula uuid (what the miner's answer is signed for)."""
         return await self._post(url, hotkey, request.PATH, encode_request(request), sealed=False)
-
-    async def exchange_at(self, url: str, hotkey: str, path: str, request: BaseModel) -> tuple[str, RelayResponse]:
-        """:meth:`exchange` for a task's request document served on ``path`` (tasks beyond chat and
-        embeddings, :mod:`veilnet.tasks.interface`): the same encoding, headers and signer."""
-        return await self._post(url, hotkey, path, request.model_dump_json(exclude_unset=True).encode(), sealed=False)
 
     async def send_sealed(self, url: str, hotkey: str, sealed: SealedRequest) -> RelayResponse:
         """POST a sealed request (an envelope only the miner's enclave opens) to its endpoint's path."""

@@ -15,9 +15,10 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from veilnet.protocol import sse
+
 __all__ = ["assemble_chat_stream", "assemble_sse_body"]
 
-_DATA, _DONE = b"data: ", b"data: [DONE]"
 
 
 def assemble_chat_stream(chunks: Iterable[Any]) -> dict[str, Any]:
@@ -74,12 +75,13 @@ def assemble_sse_body(body: bytes) -> dict[str, Any]:
     the answer: they are skipped)."""
     chunks: list[Any] = []
     for line in body.split(b"\n"):
-        line = line.rstrip(b"\r")
-        if line.startswith(_DATA) and not line.startswith(_DONE):
-            try:
-                chunks.append(json.loads(line[len(_DATA):]))
-            except ValueError:
-                continue
+        payload = sse.payload_of(line)
+        if payload is None or payload == b"[DONE]":
+            continue
+        try:
+            chunks.append(json.loads(payload))
+        except ValueError:
+            continue
     return assemble_chat_stream(chunks)
 
 

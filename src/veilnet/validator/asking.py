@@ -19,16 +19,15 @@ from pydantic import BaseModel, JsonValue
 
 from veilnet.chain.types import NeuronInfo
 from veilnet.errors import VeilnetError
-from veilnet.protocol import sse
 from veilnet.protocol.epistula import verify_response, verify_stream
 from veilnet.protocol.openai import ChatCompletionRequest, EmbeddingRequest
 from veilnet.relay import MinerClient, MinerDeadlines, RelayClient, RelayError, RelayResponse
 from veilnet.scoring import Observation, Outcome
 from veilnet.store.organic import RequestCounter
 from veilnet.store.validator_pipeline import ChallengeRecord
-from veilnet.tasks.stream import assemble_chat_stream
+from veilnet.tasks.stream import assemble_sse_body
 
-__all__ = ["challenge_client", "send_challenge", "stream_chunks", "terms_failure"]
+__all__ = ["challenge_client", "send_challenge", "terms_failure"]
 
 
 def challenge_client(keypair: Keypair, relay: RelayClient, counts: RequestCounter | None = None, *,
@@ -42,21 +41,6 @@ def challenge_client(keypair: Keypair, relay: RelayClient, counts: RequestCounte
 def terms_failure(hotkey: str) -> Observation:
     """A reliability failure for a miner whose ``/capacity`` (its terms) could not be read or was invalid."""
     return Observation(miner=hotkey, model="", task="terms", outcome="error", kind="terms")
-
-
-def stream_chunks(content: bytes) -> list[Any]:
-    """The JSON documents of a streamed answer's data lines (``[DONE]``, comments and lines that are not
-    JSON left out: a verifier judges what is left)."""
-    chunks = []
-    for line in content.split(b"\n"):
-        payload = sse.payload_of(line)
-        if payload is None or payload == b"[DONE]":
-            continue
-        try:
-            chunks.append(json.loads(payload))
-        except ValueError:
-            continue
-    return chunks
 
 
 async def _read(response: RelayResponse) -> tuple[bytes, float | None]:
@@ -88,7 +72,8 @@ async def send_challenge(miners: MinerClient, neuron: NeuronInfo, request: BaseM
         if isinstance(request, ChatCompletionRequest | EmbeddingRequest):
             uuid, response = await miners.exchange(neuron.axon.url, neuron.hotkey, request)
         else:
-            uuid, response = await miners.exchange_at(neuron.axon.url, neuron.hotkey, path, request)
+            uuid, response = await miners.post_with_uuid(
+                neuron.axon.url, neuron.hotkey, path, request.model_dump_json(exclude_unset=True).encode())
         try:
             if response.status != 200:
                 return seen("rate_limited" if response.status == 429 else "error")
@@ -104,7 +89,7 @@ async def send_challenge(miners: MinerClient, neuron: NeuronInfo, request: BaseM
     try:
         if streamed:
             body = verify_stream(content, request_uuid=uuid, caller=caller, signer=neuron.hotkey)
-            answer: Any = assemble_chat_stream(stream_chunks(body))
+            answer: Any = assemble_sse_body(body)
         else:
             verify_response(response.headers, content, request_uuid=uuid, caller=caller,
                             expected_signer=neuron.hotkey)
