@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from collections.abc import MutableSet, Sequence
+from collections.abc import Awaitable, Callable, MutableSet, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -30,6 +30,7 @@ __all__ = [
     "Answer",
     "Challenge",
     "ChallengeTools",
+    "EngineHandler",
     "HandlerTools",
     "Request",
     "ServedTask",
@@ -106,6 +107,28 @@ class TaskHandler(Protocol):
         """The answer document for ``request`` (already parsed into the task's request type). Raises
         veilnet errors (NotFound, Overloaded, InvalidRequest, UpstreamError) for the edge to map."""
         ...
+
+
+class EngineHandler:
+    """A :class:`TaskHandler` over an engine that is an async context manager with ``models()``: ``serve``
+    is the engine's method that answers one request (OCR's ``transcribe``, orientation's ``classify``)."""
+
+    def __init__(self, engine: Any, serve: Callable[[Any], Awaitable[BaseModel]]) -> None:
+        self.engine = engine
+        self._serve = serve
+
+    async def __aenter__(self) -> EngineHandler:
+        await self.engine.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.engine.__aexit__(*exc_info)
+
+    def models(self) -> list[str]:
+        return list(self.engine.models())
+
+    async def serve(self, request: Any) -> BaseModel:
+        return await self._serve(request)
 
 
 class Task(ABC, Generic[Request, Answer]):

@@ -11,7 +11,15 @@ from pydantic import BaseModel, JsonValue
 
 from veilnet.models.ocr import RapidOcrEngine
 from veilnet.protocol import paths
-from veilnet.tasks.interface import Challenge, ChallengeTools, HandlerTools, Task, TaskHandler, VerifyTools
+from veilnet.tasks.interface import (
+    Challenge,
+    ChallengeTools,
+    EngineHandler,
+    HandlerTools,
+    Task,
+    TaskHandler,
+    VerifyTools,
+)
 from veilnet.tasks.ocr import (
     OCR_MODEL,
     OcrAnswer,
@@ -23,27 +31,7 @@ from veilnet.tasks.ocr import (
 )
 from veilnet.tasks.verdict import Verdict, failed
 
-__all__ = ["OcrHandler", "OcrTask"]
-
-
-class OcrHandler:
-    """The miner's OCR engine behind the task interface."""
-
-    def __init__(self, engine: RapidOcrEngine) -> None:
-        self.engine = engine
-
-    async def __aenter__(self) -> OcrHandler:
-        await self.engine.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.engine.__aexit__(*exc_info)
-
-    def models(self) -> list[str]:
-        return self.engine.models()
-
-    async def serve(self, request: OcrRequest) -> OcrAnswer:
-        return await self.engine.transcribe(request)
+__all__ = ["OcrTask"]
 
 
 class OcrTask(Task[OcrRequest, OcrAnswer]):
@@ -68,5 +56,6 @@ class OcrTask(Task[OcrRequest, OcrAnswer]):
 
     def handler(self, tools: HandlerTools) -> TaskHandler:
         model = str(tools.options.get("model", OCR_MODEL))
-        return OcrHandler(RapidOcrEngine(model, concurrency=tools.concurrency, queue=tools.queue,
-                                         threads=tools.threads))
+        engine = RapidOcrEngine(model, concurrency=tools.concurrency, queue=tools.queue,
+                                         threads=tools.threads)
+        return EngineHandler(engine, engine.transcribe)

@@ -9,7 +9,15 @@ from typing import ClassVar
 from pydantic import BaseModel, JsonValue
 
 from veilnet.models.orientation import RapidOrientationEngine
-from veilnet.tasks.interface import Challenge, ChallengeTools, HandlerTools, Task, TaskHandler, VerifyTools
+from veilnet.tasks.interface import (
+    Challenge,
+    ChallengeTools,
+    EngineHandler,
+    HandlerTools,
+    Task,
+    TaskHandler,
+    VerifyTools,
+)
 from veilnet.tasks.orientation import (
     ANGLES,
     ORIENTATION_MODEL,
@@ -22,29 +30,9 @@ from veilnet.tasks.orientation import (
 )
 from veilnet.tasks.verdict import Verdict, failed
 
-__all__ = ["ORIENTATION_ROUTE", "OrientationHandler", "OrientationTask"]
+__all__ = ["ORIENTATION_ROUTE", "OrientationTask"]
 
 ORIENTATION_ROUTE = "/v1/orientation"
-
-
-class OrientationHandler:
-    """The miner's orientation engine behind the task interface."""
-
-    def __init__(self, engine: RapidOrientationEngine) -> None:
-        self.engine = engine
-
-    async def __aenter__(self) -> OrientationHandler:
-        await self.engine.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.engine.__aexit__(*exc_info)
-
-    def models(self) -> list[str]:
-        return self.engine.models()
-
-    async def serve(self, request: OrientationRequest) -> OrientationAnswer:
-        return await self.engine.classify(request)
 
 
 class OrientationTask(Task[OrientationRequest, OrientationAnswer]):
@@ -73,4 +61,5 @@ class OrientationTask(Task[OrientationRequest, OrientationAnswer]):
 
     def handler(self, tools: HandlerTools) -> TaskHandler:
         model = str(tools.options.get("model", ORIENTATION_MODEL))
-        return OrientationHandler(RapidOrientationEngine(model, concurrency=tools.concurrency, queue=tools.queue))
+        engine = RapidOrientationEngine(model, concurrency=tools.concurrency, queue=tools.queue)
+        return EngineHandler(engine, engine.classify)
