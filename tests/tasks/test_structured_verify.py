@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from veilnet.errors import InvalidRequest
 from veilnet.models.llamacpp import LlamaCppEngine
 from veilnet.models.toolcalls import call_schema, parse_calls
 from veilnet.protocol.openai import ChatCompletionRequest
@@ -140,3 +141,28 @@ async def test_honest_structured_answers_pass_and_forged_ones_fail(reference: Ll
     verdict = await verify_chat_answer(reference, shaped, answer)
     assert verdict.ok, verdict.reason
     json.loads(answer["choices"][0]["message"]["content"])
+
+
+@pytest.mark.model
+async def test_sampled_structured_answers_are_compact_json_and_bad_schemas_are_refused(
+        reference: LlamaCppEngine) -> None:
+    """At temperature 1 SmolLM2 under a flexible-whitespace grammar can spend its budget on newlines between two
+    keys; the engine's grammar allows no whitespace, so every sampled answer is finished, compact JSON. A schema
+    llguidance cannot compile is the caller's 400, never an unconstrained answer."""
+    city = {**CITY, "properties": {"name": {"type": "string"}, "country": {"type": "string"}},
+            "required": ["name", "country"]}
+    for seed in range(4):
+        answer = await reference.chat({
+            "model": SMOL, "messages": [{"role": "user", "content": "Name a city and its country."}],
+            "max_tokens": 60, "temperature": 1.0, "seed": seed,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "city", "schema": city}}})
+        text = answer["choices"][0]["message"]["content"]
+        value = json.loads(text)
+        assert set(value) == {"name", "country"}
+        assert text == json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    for bad, named in (({"type": "strin"}, "strin"), ({"$ref": "#/nope"}, "/nope"),
+                       ({"type": "string", "pattern": "[a-z"}, "regex")):
+        with pytest.raises(InvalidRequest) as refused:
+            await reference.chat({"model": SMOL, "messages": ASK, "max_tokens": 5, "response_format": {
+                "type": "json_schema", "json_schema": {"name": "bad", "schema": bad}}})
+        assert named in refused.value.message and "json_schema.schema" in refused.value.message

@@ -8,7 +8,9 @@ As a validator's reference (``tokenizer=True``) the engine also gives each model
 own, reached on a loopback port, see :mod:`veilnet.models.tokenizer`) and the top next tokens after a
 sequence of token ids (:meth:`LlamaCppEngine.next_token_logprobs`).
 
-Structured output is llama.cpp's: ``response_format`` ``json_object`` / ``json_schema`` become a grammar.
+Structured output is llama.cpp's: ``response_format`` ``json_object`` / ``json_schema`` become a grammar
+(llguidance's). The engine asks it for compact JSON (:func:`compact_json_grammar`): with the grammar's default
+flexible whitespace a small sampled model can spend its whole budget on newlines and tabs between two keys.
 Tools are rendered by the chat template (the catalog's, for models whose own cannot show them) and calls are
 made and read by :mod:`veilnet.models.toolcalls`; a streamed request with tools is generated whole and then
 sent as chunks (the role, one ``tool_calls`` delta per call or the text, the finish reason, the usage).
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 import threading
 import time
@@ -36,7 +39,7 @@ from veilnet.models.threads import engine_threads
 from veilnet.models.tokenizer import LlamaCppTokenizer
 from veilnet.models.toolcalls import ToolPlan
 
-__all__ = ["LlamaCppEngine", "llamacpp_error"]
+__all__ = ["LlamaCppEngine", "compact_json_grammar", "llamacpp_error"]
 
 _DONE = object()
 EMBEDDING_BATCH = 2048  # tokens per embeddings input (llama.cpp embeds an input in one micro-batch)
@@ -54,6 +57,38 @@ def llamacpp_error(error: object) -> VeilnetError:
         if kind in ("invalid_request_error", "not_supported_error") or (isinstance(code, int) and 400 <= code < 500):
             return InvalidRequest(f"the model refused the request: {message}")
     return UpstreamError(f"llama.cpp error: {error}")
+
+
+def compact_json_grammar(response_format: dict[str, Any]) -> str | None:
+    """The llguidance grammar for a ``json_object`` / ``json_schema`` response format (``None`` for any other):
+    its schema (``{"type": "object"}`` for ``json_object``) with a top-level ``x-guidance`` that allows no
+    whitespace between JSON tokens and skips keywords llguidance does not enforce (an unknown ``format``), as
+    llama.cpp's own converter does. llama.cpp's server turns ``response_format`` into a grammar with flexible
+    whitespace and ignores ``x-guidance``; a ``%llguidance`` grammar passed as ``grammar`` keeps it, but one
+    that fails to compile is dropped there without a word, so it is compiled here first: a schema that does not
+    compile is :class:`~veilnet.errors.InvalidRequest`."""
+    kind = response_format.get("type")
+    spec = response_format.get("json_schema")
+    if kind == "json_object":
+        schema: Any = {"type": "object"}
+    elif kind == "json_schema" and isinstance(spec, dict):
+        schema = spec.get("schema")
+    else:
+        return None
+    if not isinstance(schema, dict):
+        return None
+    import llguidance
+    import xllamacpp
+
+    options = {**schema.get("x-guidance", {}), "whitespace_flexible": False, "lenient": True}
+    grammar = str(xllamacpp.json_schema_to_grammar(json.dumps({**schema, "x-guidance": options})))
+    error = llguidance.LLMatcher.validate_grammar(grammar)
+    if error:
+        lines = [line.strip() for line in error.splitlines()]
+        said = lines[: next((i for i, line in enumerate(lines) if line[:1].isdigit() and " | " in line), len(lines))]
+        reason = " ".join(said).partition(": ")[2]
+        raise InvalidRequest(f"response_format.json_schema.schema does not compile: {reason}")
+    return grammar
 
 
 def _choices(request: dict[str, Any]) -> list[dict[str, Any]]:
@@ -226,6 +261,11 @@ class LlamaCppEngine:
             native["max_tokens"] = native.pop("max_completion_tokens")
         if native.get("logprobs") is True and not native.get("top_logprobs"):
             native["top_logprobs"] = 1  # llama.cpp gives no logprobs at all for top_logprobs 0
+        fmt = native.get("response_format")
+        grammar = compact_json_grammar(fmt) if isinstance(fmt, dict) and not native.get("tools") else None
+        if grammar is not None:  # llama.cpp takes no grammar beside tools: a call's schema stays a response_format
+            native["grammar"] = grammar
+            del native["response_format"]
         return native
 
     async def _call(self, method: Callable[[dict[str, Any]], Any], name: str, request: dict[str, Any]) -> dict[str, Any]:
