@@ -12,8 +12,9 @@ always at the end:
 - *text*: each checked position's p-value (:mod:`veilnet.tasks.rescoring`, by bytes, under every sampler an
   honest backend may use), combined with Fisher's method; only text far outside what the model writes fails.
 - *usage*: the recount against the claimed counts; inflation beyond what re-tokenisation explains fails.
-- *claimed logprobs*, when given, against the reference's (aligned by byte offsets); asked for but
-  missing is a soft failure.
+- *claimed logprobs*, when given, against the reference's (aligned by byte offsets; the sampled positions are
+  drawn where the claims line up): two more than ``gross_logprob`` off fail; asked for but missing is a soft
+  failure.
 - at temperature 0, the argmax at every position (up to ``greedy_positions``): a few misses beyond a near
   tie fail, as no honest greedy backend has them; above 0, the evidence for a greedy cache
   (:mod:`veilnet.tasks.series`).
@@ -42,7 +43,7 @@ from veilnet.errors import InvalidRequest
 from veilnet.models.engine import NextTokens, ReferenceModel
 from veilnet.models.tokenizer import Token, Tokenizer
 from veilnet.protocol.openai import ChatCompletionRequest
-from veilnet.tasks.answer import ChatAnswer, parse_chat_answer
+from veilnet.tasks.answer import ChatAnswer, ClaimedToken, parse_chat_answer
 from veilnet.tasks.rescoring import PositionScore, score_position, stop_probability
 from veilnet.tasks.sampling import Sampler, honest_samplers
 from veilnet.tasks.structured import calls_text, is_structured, structured_findings, whitespace_allowance
@@ -71,7 +72,7 @@ class ChatVerifySettings:
     completion_slack_tokens: int = 4
     prompt_slack_tokens: int = 2
     logprob_tolerance: float = 1.0  # nats between a claimed logprob and the reference's
-    gross_logprob: float = 4.0  # nats: no honest backend is this far off
+    gross_logprob: float = 4.0  # nats: no honest backend is this far off (twice: hard)
     near_tie: float = 1.0  # nats: an argmax flip within this is quantisation noise
     gross_gap: float = 4.0  # nats below the argmax: no honest greedy backend goes this far (twice: hard)
     min_context: int = 2048  # every miner serves at least this context (a shorter 'length' end is not honest)
@@ -228,12 +229,17 @@ def _check_usage(run: _Run) -> RecountedUsage:
 
 def _positions(run: _Run, rng: random.Random) -> list[int]:
     """Position 0 and a random sample of the rest, ascending (the reference's cache re-uses each prefix); at
-    temperature 0, every position up to ``greedy_positions``."""
+    temperature 0, every position up to ``greedy_positions``. When the answer claims logprobs the sample is
+    drawn from the positions where its claims line up (all of an honest answer's, bar merged characters), so
+    every checked position also checks a claim: another model's claims cannot hide between the samples."""
     count = len(run.tokens)
     if count == 0:
         return []
     wanted = run.settings.greedy_positions if run.request.temperature == 0.0 else run.settings.positions
-    rest = rng.sample(range(1, count), min(wanted - 1, count - 1)) if count > 1 else []
+    lined_up = sorted(set(_aligned_claims(run) or ()) - {0})
+    rest = rng.sample(lined_up, min(wanted - 1, len(lined_up)))
+    others = [i for i in range(1, count) if i not in set(rest)]  # too few claims line up: fill from the rest
+    rest += rng.sample(others, min(wanted - 1 - len(rest), len(others)))
     return sorted({0, *rest})
 
 
@@ -350,35 +356,47 @@ def _check_argmax(run: _Run, scores: list[PositionScore]) -> GreedyEvidence | No
     return GreedyEvidence(sum(1 for s in scores if s.argmax), tuple(s.argmax_bound for s in scores))
 
 
-def _check_claimed(run: _Run, scores: list[PositionScore]) -> None:
-    """Claimed logprobs against the reference's, entry by entry where the entry starts where the checked
-    token starts and spells the same bytes (merged multi-byte entries never line up with a wrong token)."""
+def _aligned_claims(run: _Run) -> dict[int, ClaimedToken] | None:
+    """The claimed logprobs entries that line up with the reference's tokens, by token position: the entry
+    starts where the token starts and spells the same bytes (and id, when it names one). ``None`` when the
+    answer claims none or its entries do not spell its text. An honest backend's entries line up everywhere
+    but at merged multi-byte characters; another model's tokenizer lines up at few positions."""
     claimed = run.answer.claimed
-    if claimed is None:
-        if run.request.logprobs:
-            run.add("logprobs_missing", "soft", "logprobs were asked for and not given")
-        return
-    content = run.answer.content.encode()
-    spelled = b"".join(c.raw for c in claimed)
-    if not spelled.startswith(content):
-        run.add("logprobs_mismatch", "soft", "the logprobs entries do not spell the answer's text")
-        return
+    if claimed is None or not b"".join(c.raw for c in claimed).startswith(run.answer.content.encode()):
+        return None
     starts: dict[int, int] = {}
     offset = 0
     for index, entry in enumerate(claimed):
         starts.setdefault(offset, index)
         offset += len(entry.raw)
-    token_offsets = [0]
-    for token in run.tokens:
-        token_offsets.append(token_offsets[-1] + len(token.bytes))
-    compared, gross = 0, 0
-    for s in scores:
-        entry_index = starts.get(token_offsets[s.index])
-        token = run.tokens[s.index]
+    aligned: dict[int, ClaimedToken] = {}
+    offset = 0
+    for position, token in enumerate(run.tokens):
+        entry_index = starts.get(offset)
+        offset += len(token.bytes)
         if entry_index is None:
             continue
         entry = claimed[entry_index]
-        if entry.raw != token.bytes or (entry.id is not None and entry.id != token.id):
+        if entry.raw == token.bytes and (entry.id is None or entry.id == token.id):
+            aligned[position] = entry
+    return aligned
+
+
+def _check_claimed(run: _Run, scores: list[PositionScore]) -> None:
+    """Claimed logprobs against the reference's at the checked positions where they line up
+    (:func:`_aligned_claims`; a merged multi-byte entry never lines up with a wrong token)."""
+    if run.answer.claimed is None:
+        if run.request.logprobs:
+            run.add("logprobs_missing", "soft", "logprobs were asked for and not given")
+        return
+    aligned = _aligned_claims(run)
+    if aligned is None:
+        run.add("logprobs_mismatch", "soft", "the logprobs entries do not spell the answer's text")
+        return
+    compared, gross = 0, 0
+    for s in scores:
+        entry = aligned.get(s.index)
+        if entry is None:
             continue
         compared += 1
         tempered = [s.logprob / t.temperature for t in run.samplers]  # a backend may report tempered logprobs
@@ -387,7 +405,7 @@ def _check_claimed(run: _Run, scores: list[PositionScore]) -> None:
             gross += off > run.settings.gross_logprob
             run.add("logprob_mismatch", "soft", f"position {s.index}: claimed logprob {entry.logprob:.2f}, "
                                                 f"the model's {s.logprob:.2f}")
-    if gross >= 2 and gross * 2 >= compared:
+    if gross >= 2:
         run.add("forged_logprobs", "hard", f"{gross} of {compared} claimed logprobs are more than "
                                            f"{run.settings.gross_logprob} nats from the model's")
 
