@@ -208,5 +208,5 @@ async def wait_http_ok(
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 last_error = f"{type(exc).__name__}: {exc}"
             await asyncio.sleep(0.2)
-    where = f" (log: {service.log})" if service is not None else ""
+    where = f"; last log lines ({service.log}):\n{log_tail(service.log_path)}" if service is not None else ""
     raise ServiceFailed(f"{url} did not answer within {timeout:.0f} s: {last_error}{where}")

@@ -69,6 +69,7 @@ async def run_gateway(settings: Settings) -> None:
             tokens_per_minute=settings.gateway.tokens_per_minute))
         directory = MinerDirectory(http, wallet.hotkey.ss58_address)
         await directory.refresh(await chain.get_metagraph(netuid))
+        log_event(log, "miner directory read", logging.INFO, offers=len(directory.offers))
         refresher = asyncio.create_task(directory.refresh_forever(chain, netuid))
         stack.callback(refresher.cancel)
         # the validator's scores change once a tempo: re-read every second in the background
@@ -80,6 +81,7 @@ async def run_gateway(settings: Settings) -> None:
             try:
                 tokenizers[model] = await stack.enter_async_context(
                     open_llamacpp_tokenizer(model, settings.data_dir / "models"))
+                log_event(log, "tokenizer ready", logging.INFO, model=model)
             except VeilnetError as exc:  # an unknown or missing model: its requests bill the miners' claims
                 log_event(log, "no tokenizer; billing miners' claims", logging.WARNING, model=model, reason=exc.message)
 
