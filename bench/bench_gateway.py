@@ -271,9 +271,10 @@ async def many_streams(url: str, headers: dict[str, str], count: int) -> tuple[i
         return ok, len(errors), time.perf_counter() - start, errors[:3]
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """The process' peak resident memory (``VmRSS``: now) in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -370,11 +371,12 @@ def main(seconds: float) -> None:
                            "Content-Type": "application/json"}
         for name, port, headers, proc in (("gateway", ports["gateway_slow"], gateway_headers, slow[1]),
                                           ("bare", ports["bare"], {"Content-Type": "application/json"}, slow[2])):
+            idle = rss_mb(proc.pid or 0, "VmRSS")
             ok, failed, took, errors = asyncio.run(
                 many_streams(f"http://127.0.0.1:{port}/v1/chat/completions", headers, 1000))
             print(f"1000 concurrent streams (each ~{CHUNKS * 0.02:.1f} s) through one {name} process: {ok} completed, "
-                  f"{failed} failed, all done in {took:.1f} s; peak RSS {rss_mb(proc.pid or 0):.0f} MiB "
-                  "(goal for the gateway: all, within 160 MiB)")
+                  f"{failed} failed, all done in {took:.1f} s; RSS {idle:.0f} MiB idle, {rss_mb(proc.pid or 0):.0f} "
+                  "MiB peak (goal for the gateway: all, within 160 MiB)")
             for error in errors:
                 print(f"  error: {error}")
     finally:

@@ -14,15 +14,18 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from veilnet.confidential.claims import GpuClaims, PlatformClaims
 from veilnet.confidential.errors import AttestationFailed
-from veilnet.confidential.verifiers.rim import ReferenceManifest, load_rim
 from veilnet.confidential.verifiers.x509chain import load_certificates
 from veilnet.errors import ConfigError
 from veilnet.protocol.confidential import Keyset, Platform
+
+if TYPE_CHECKING:  # lxml and signxml load only where a policy names RIMs
+    from veilnet.confidential.verifiers.rim import ReferenceManifest
 
 __all__ = ["GpuRule", "MeasurementPolicy", "PlatformRule", "load_policy"]
 
@@ -61,6 +64,8 @@ class GpuRule(_Section):
     def _load_rims(self) -> GpuRule:
         if not self.rims:
             return self
+        from veilnet.confidential.verifiers.rim import load_rim
+
         if not self.rim_roots:
             raise ConfigError("gpu.rims needs gpu.rim_roots: the certificates NVIDIA's RIMs must chain to")
         try:

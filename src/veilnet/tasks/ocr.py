@@ -11,7 +11,8 @@ Challenges are pictures the validator draws itself (:mod:`veilnet.tasks.render`)
 runs no model: quality is 1 - character error rate, whitespace ignored (engines differ in where they break
 lines and whether they keep a space between boxes, not in which characters they read). An organic answer
 has no known truth; :func:`verify_ocr_organic` compares it with the validator's own OCR of the same image.
-Edit distances come from rapidfuzz (C++, well kept) rather than a hand-written Levenshtein.
+Edit distances come from rapidfuzz (C++, well kept) rather than a hand-written Levenshtein; it is imported
+where answers are scored, so a gateway routing the task does not load it.
 """
 
 from __future__ import annotations
@@ -22,11 +23,9 @@ from dataclasses import dataclass
 from typing import Annotated, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from rapidfuzz.distance import Levenshtein
 
 from veilnet.tasks.corpus import HumanCorpus, default_corpus
 from veilnet.tasks.images import png_data_url
-from veilnet.tasks.render import random_lines, render_text
 from veilnet.tasks.verdict import Verdict, failed
 
 __all__ = [
@@ -159,6 +158,9 @@ class OcrChallenge:
 def generate_ocr_challenge(rng: random.Random, *, model: str = OCR_MODEL,
                            corpus: HumanCorpus | None = None) -> OcrChallenge:
     """A picture of random text drawn by the validator (pure given ``rng``)."""
+    # numpy and fonts load only where challenges are drawn
+    from veilnet.tasks.render import random_lines, render_text
+
     truth = random_lines(rng, (corpus or default_corpus()).vocabulary)
     picture = render_text(truth, rng)
     parts: list[Part] = [ImagePart(type="image_url", image_url=ImageUrl(url=png_data_url(picture)))]
@@ -179,12 +181,16 @@ def _squash(text: str) -> str:
 
 def character_error_rate(truth: str, text: str) -> float:
     """Edit distance over the truth's length, whitespace ignored (can exceed 1 for long wrong answers)."""
+    from rapidfuzz.distance import Levenshtein  # loaded where answers are scored
+
     want, got = _squash(truth), _squash(text)
     return Levenshtein.distance(want, got) / max(1, len(want))
 
 
 def agreement(reference: str, text: str) -> float:
     """1 - edit distance over the longer text, whitespace ignored: 1.0 identical, 0.0 nothing shared."""
+    from rapidfuzz.distance import Levenshtein
+
     return float(Levenshtein.normalized_similarity(_squash(reference), _squash(text)))
 
 

@@ -25,7 +25,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from veilnet.tasks.corpus import HumanCorpus, default_corpus
 from veilnet.tasks.images import png_data_url
-from veilnet.tasks.render import render_page
 from veilnet.tasks.verdict import Verdict, failed
 
 __all__ = [
@@ -108,6 +107,8 @@ def generate_orientation_challenge(rng: random.Random, *, model: str = ORIENTATI
                                    corpus: HumanCorpus | None = None) -> OrientationChallenge:
     """Pages of prose drawn by the validator, 4, 8 or 12 of them, each angle on a quarter of them in random
     order, so a fixed answer is right exactly a quarter of the time (pure given ``rng``)."""
+    from veilnet.tasks.render import render_page  # numpy and fonts: only where challenges are drawn
+
     corpus = corpus or default_corpus()
     truth = list(ANGLES) * rng.randint(*rounds)
     rng.shuffle(truth)

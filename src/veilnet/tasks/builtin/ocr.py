@@ -9,7 +9,6 @@ from typing import ClassVar
 
 from pydantic import BaseModel, JsonValue
 
-from veilnet.models.ocr import RapidOcrEngine
 from veilnet.protocol import paths
 from veilnet.tasks.interface import (
     Challenge,
@@ -55,6 +54,8 @@ class OcrTask(Task[OcrRequest, OcrAnswer]):
         return verify_ocr_answer(OcrChallenge(request, truth), answer)
 
     def handler(self, tools: HandlerTools) -> TaskHandler:
+        from veilnet.models.ocr import RapidOcrEngine  # the engine (numpy, onnxruntime) only where it serves
+
         model = str(tools.options.get("model", OCR_MODEL))
         engine = RapidOcrEngine(model, concurrency=tools.concurrency, queue=tools.queue,
                                          threads=tools.threads)

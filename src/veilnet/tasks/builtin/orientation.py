@@ -8,7 +8,6 @@ from typing import ClassVar
 
 from pydantic import BaseModel, JsonValue
 
-from veilnet.models.orientation import RapidOrientationEngine
 from veilnet.tasks.interface import (
     Challenge,
     ChallengeTools,
@@ -60,6 +59,8 @@ class OrientationTask(Task[OrientationRequest, OrientationAnswer]):
         return verify_orientation_answer(OrientationChallenge(request, angles), answer)
 
     def handler(self, tools: HandlerTools) -> TaskHandler:
+        from veilnet.models.orientation import RapidOrientationEngine  # the engine only where it serves
+
         model = str(tools.options.get("model", ORIENTATION_MODEL))
         engine = RapidOrientationEngine(model, concurrency=tools.concurrency, queue=tools.queue)
         return EngineHandler(engine, engine.classify)
