@@ -4,10 +4,11 @@ Each tempo the validator folds that tempo's :class:`Observation`s into every min
 with :func:`update_scores`; :func:`weights_from_scores` turns the states into normalised weights.
 
 - **Credit is measured throughput times service.** Per task, a miner's credit is the throughput the
-  validator *measured* in probe rounds (every miner hit at the same moment with a burst of concurrent
-  requests: units it served per second, an answer counting for what it delivered, never for what it claimed
-  beyond what was asked) times ``service ** sharpen``. Hotkeys in front of one backend are probed together and
-  split its throughput, so splitting earns nothing; advertising capacity earns nothing unless it is served.
+  validator *measured* in probe rounds (every miner kept busy at the same moment for the round's window:
+  units of the answers that ended inside it per second, an answer counting for what it delivered, never for
+  what it claimed beyond what was asked) times ``service ** sharpen``. Hotkeys in front of one backend are
+  probed together and cannot finish more inside the window than it can, so splitting earns nothing;
+  advertising capacity earns nothing unless it is served.
 - **Service** = quality^2 x reliability^2 x speed^0.5 x price^0.5 (exponents in :class:`ScoreParams`):
   verified quality; reliability (answers / requests, every refusal, 429, 503, timeout, probe refused, terms
   unreadable or attestation failed counting as a failure); speed (delivered tokens per second of the whole
@@ -80,6 +81,7 @@ class Observation:
     units: int = 0  # what the answer delivered: completion tokens (recounted when verified, at most
     #                 max_tokens) for chat, inputs embedded for embeddings
     probe: str | None = None  # kind "probe": the round (every miner probed in it at the same moment)
+    window_ms: float | None = None  # kind "probe": the round's window (answers ending after it deliver nothing)
     greedy_hits: int = 0  # verified answers sampled at temperature > 0: argmax hits at checked positions
     greedy_bounds: tuple[float, ...] = ()  # ... and the most an honest sampler hits each of them
     fisher: float = 0.0  # verified chat answers: Fisher's statistic over the checked positions
@@ -199,30 +201,42 @@ def _relative(better: float, worse: float) -> float:
     return 0.5 if total <= 0 else better / total
 
 
+def _round_rate(members: list[Observation]) -> float:
+    """Units per second one miner delivered in one probe round: those of the answers that ended inside the
+    round's window, over the window (a round recorded without one, by an older validator: all its answers,
+    over the time from the round's start to its last). Refused or failed requests deliver nothing; a failed verification nothing."""
+    window = next((o.window_ms for o in members if o.window_ms), None)
+    if window is not None:
+        inside = [o for o in members if o.elapsed_ms is not None and o.elapsed_ms <= window]
+        seconds = window / 1000
+    else:
+        inside = members
+        seconds = max((o.elapsed_ms or 0.0) for o in members) / 1000
+    delivered = sum(max(0, o.units) for o in inside if o.outcome == "ok" and o.verified is not False)
+    return delivered / seconds if seconds > 0 else 0.0
+
+
 def _throughputs(rows: list[Observation]) -> dict[str, float]:
-    """Task -> mean over the tempo's probe rounds of units delivered / the round's length for this miner (from
-    the burst to its last answer). Refused or failed requests deliver nothing; a failed verification nothing."""
+    """Task -> mean over the tempo's probe rounds of this miner's rate in the round (:func:`_round_rate`)."""
     rounds: dict[tuple[str, str], list[Observation]] = defaultdict(list)
     for o in rows:
         if o.category == "probe" and o.probe is not None:
             rounds[(o.task, o.probe)].append(o)
     per_task: dict[str, list[float]] = defaultdict(list)
     for (task, _), members in rounds.items():
-        seconds = max((o.elapsed_ms or 0.0) for o in members) / 1000
-        delivered = sum(max(0, o.units) for o in members if o.outcome == "ok" and o.verified is not False)
-        per_task[task].append(delivered / seconds if seconds > 0 else 0.0)
+        per_task[task].append(_round_rate(members))
     measured = {task: statistics.fmean(values) for task, values in per_task.items()}
-    # tasks probe rounds do not cover (beyond chat and embeddings): units per second of the challenges answered
+    # another task no probe round reached this tempo: units per second of the challenges answered
     for task, values in _challenge_rates(rows).items():
-        if task not in PROBED_TASKS:
+        if task not in PROBE_ONLY_TASKS:
             measured.setdefault(task, statistics.median(values))
     return measured
 
 
-#: Tasks whose throughput probe rounds measure (every miner hit at once, so hotkeys sharing a backend split
-#: it). Other tasks are credited by their challenges' units per second, which hotkeys sharing a backend do not
-#: split unless challenged at the same moment (docs/scoring.md).
-PROBED_TASKS = frozenset({"chat", "embeddings"})
+#: Tasks whose throughput only probe rounds measure. Probe rounds hit every miner at once with every task's
+#: requests, so hotkeys sharing a backend split it; in a tempo without a probe round of theirs, other tasks
+#: are credited by their challenges' units per second, which such hotkeys do not split (docs/scoring.md).
+PROBE_ONLY_TASKS = frozenset({"chat", "embeddings"})
 
 
 def _challenge_rates(rows: list[Observation]) -> dict[str, list[float]]:

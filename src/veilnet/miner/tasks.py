@@ -69,7 +69,7 @@ def task_offers(ctx: MinerContext) -> list[ModelOffer]:
     s = ctx.settings
     return [ModelOffer(id=model, task=served.task.name, capacity_per_window=s.capacity_per_window,
                        price_input_per_million=s.price_input_per_million, price_output_per_million=0.0,
-                       context_length=1)
+                       context_length=1, concurrency=s.max_concurrency)
             for model, served in _by_model(ctx).items()]
 
 

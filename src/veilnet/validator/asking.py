@@ -10,6 +10,7 @@ for (:func:`veilnet.tasks.stream.assemble_chat_stream`), so one verifier reads b
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from typing import Any
@@ -19,15 +20,20 @@ from pydantic import BaseModel, JsonValue
 
 from veilnet.chain.types import NeuronInfo
 from veilnet.errors import VeilnetError
+from veilnet.logs import log_event
 from veilnet.protocol.epistula import verify_response, verify_stream
 from veilnet.protocol.openai import ChatCompletionRequest, EmbeddingRequest
 from veilnet.relay import MinerClient, MinerDeadlines, RelayClient, RelayError, RelayResponse
 from veilnet.scoring import Observation, Outcome
 from veilnet.store.organic import RequestCounter
 from veilnet.store.validator_pipeline import ChallengeRecord
+from veilnet.tasks.interface import Challenge, ChallengeTools
+from veilnet.tasks.registry import task_named
 from veilnet.tasks.stream import assemble_sse_body
 
-__all__ = ["challenge_client", "send_challenge", "terms_failure"]
+__all__ = ["challenge_client", "draw_challenge", "send_challenge", "terms_failure"]
+
+log = logging.getLogger(__name__)
 
 
 def challenge_client(keypair: Keypair, relay: RelayClient, counts: RequestCounter | None = None, *,
@@ -36,6 +42,17 @@ def challenge_client(keypair: Keypair, relay: RelayClient, counts: RequestCounte
     gateway's), counting each request sent in ``counts`` (this validator's synthetic requests per miner)."""
     return MinerClient(keypair, relay, MinerDeadlines(total=timeout, first_byte=timeout, idle=min(30.0, timeout)),
                        on_send=counts.count if counts is not None else None)
+
+
+async def draw_challenge(task: str, tools: ChallengeTools) -> Challenge[Any] | None:
+    """A challenge drawn by ``task``'s generator; None, logged, when it cannot be drawn (the validator's engine
+    lacks a model the task writes with, a plugin's generator fails): that must not stop a challenger."""
+    try:
+        return await task_named(task).challenge(tools)
+    except Exception as exc:
+        reason = exc.message if isinstance(exc, VeilnetError) else f"{type(exc).__name__}: {exc}"
+        log_event(log, "cannot draw a challenge", logging.ERROR, task=task, model=tools.model, reason=reason)
+        return None
 
 
 def terms_failure(hotkey: str) -> Observation:

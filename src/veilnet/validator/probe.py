@@ -1,15 +1,19 @@
 """Probe rounds: the validator measures each miner's throughput instead of believing its capacity document.
 
 About every ``probe_interval`` seconds (at random, so a miner cannot wait for it) the validator reads every
-served miner's terms (``/capacity``) and then hits **every miner at the same moment** with a burst of
-concurrent requests: as many as the miner advertises it runs at once (``ModelOffer.concurrency``), at most
-``probe_concurrency`` and at most this validator's quota for the window, each asking for ``probe_max_tokens``
-tokens (chat) or embedding a few texts. Each answer becomes an observation of kind ``probe`` carrying the round,
-the units it delivered (completion tokens, never more than asked nor than the answer's bytes; the scorer
-replaces them with its recount when it verifies the answer) and how long after the burst it ended; a refusal
-(429, 503, another status), a timeout or a broken connection is a failure inside the advertised capacity.
-:mod:`veilnet.scoring` turns a round into units per second per miner. Hotkeys in front of one backend are
-probed together, so they split that backend's throughput: splitting a miner into hotkeys earns nothing.
+served miner's terms (``/capacity``) and then loads **every miner at the same moment** for ``probe_window``
+seconds: as many concurrent senders as the miner advertises it runs at once (``ModelOffer.concurrency``), at
+most ``probe_concurrency``, each sending its next request as soon as the last is answered, and at most this
+validator's synthetic share of its quota in all. Chat requests ask for ``probe_max_tokens`` tokens, embeddings
+requests embed a few texts, and every other task the miner offers (an installed task the validator scores)
+gets that task's own challenges, drawn by its generator, in the same round. Each answer becomes an observation
+of kind ``probe`` carrying the round, its window, the units it delivered (chat: completion tokens, never more
+than asked nor than the answer's bytes, the scorer replacing them with its recount when it verifies the
+answer; other tasks: the challenge's units) and how long after the round's start it ended; a refusal (429,
+503, another status), a timeout or a broken connection is a failure inside the advertised capacity and ends
+that sender. :mod:`veilnet.scoring` counts the units of the answers that ended inside the window: hotkeys in
+front of one backend cannot together finish more in it than the backend can, in whatever order it serves
+them, so splitting a miner into hotkeys earns nothing.
 
 Probe answers go to the scorers like challenge answers (same stream, same sampled verification), and every
 read of the terms becomes an observation of kind ``terms``: the price each offered model charges, or one
@@ -25,7 +29,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -50,6 +54,9 @@ from veilnet.settings import ValidatorSettings
 from veilnet.store.organic import RequestCounter
 from veilnet.store.validator_pipeline import ChallengeRecord, ValidatorPipeline
 from veilnet.tasks.challenges import PromptPool, challenge_request, embeddings_texts
+from veilnet.tasks.interface import Challenge, ChallengeTools
+from veilnet.tasks.registry import installed_tasks, task_named
+from veilnet.validator.asking import draw_challenge, send_challenge
 
 __all__ = [
     "ProbeContext",
@@ -58,6 +65,7 @@ __all__ = [
     "plan_probes",
     "probe_once",
     "probe_round",
+    "probed_tasks",
     "run_prober",
     "terms_observations",
 ]
@@ -78,16 +86,20 @@ class ProbeContext(Protocol):
     request_timeout: float
     synthetic_counts: RequestCounter | None
     prompt_pool: PromptPool | None
+    reference: Any  # the validator's engine, for tasks whose challenges a model writes
 
 
 @dataclass(frozen=True)
 class ProbeTarget:
-    """``requests`` concurrent requests of ``task`` for ``model`` to ``neuron`` in one round."""
+    """``requests`` concurrent requests of ``task`` for ``model`` to ``neuron`` in one round, at most ``budget``
+    in all (a request larger than ``max_body_bytes``, which the miner would refuse, is not sent)."""
 
     neuron: NeuronInfo
-    task: str  # chat | embeddings
+    task: str  # chat, embeddings or another installed task
     model: str
     requests: int
+    budget: int
+    max_body_bytes: int | None = None
 
 
 def blended_price(offer: ModelOffer, task: str) -> float:
@@ -114,27 +126,39 @@ def terms_observations(hotkey: str, document: CapacityDocument | None, models: S
     return out
 
 
+def probed_tasks(settings: ValidatorSettings) -> frozenset[str]:
+    """The installed tasks besides chat and embeddings that this validator scores (``settings.tasks``; None:
+    every installed one): probe rounds send their challenges too."""
+    return frozenset(name for name, task in installed_tasks().items()
+                     if not task.language_model and (settings.tasks is None or name in settings.tasks))
+
+
 def plan_probes(documents: Sequence[tuple[NeuronInfo, CapacityDocument]], stakes: dict[str, int], me: str,
                 settings: ValidatorSettings, rng: random.Random, *, task_shares: dict[str, float] | None = None,
-                ) -> list[ProbeTarget]:
+                tasks: frozenset[str] = frozenset()) -> list[ProbeTarget]:
     """Who gets how many requests in a round: per miner one reference model it offers (chosen at random), as
-    many requests as it advertises running at once, at most ``probe_concurrency`` and this validator's quota
-    for the window; embeddings too where the miner embeds with that model and embeddings have a share."""
+    many concurrent requests as it advertises running at once, at most ``probe_concurrency`` and this
+    validator's synthetic share of its quota for the quota window, which also bounds the round's requests in
+    all; embeddings too where the miner embeds with that model and embeddings have a share; and per offer of
+    one of ``tasks`` (with a share), that task's challenges by the same rule."""
     shares = settings.task_shares if task_shares is None else task_shares
+
+    def target(neuron: NeuronInfo, task: str, offer: ModelOffer, max_body: int | None = None) -> ProbeTarget | None:
+        budget = int(quota_for(offer.capacity_per_window, stakes, me).total * settings.synthetic_share)
+        size = min(offer.concurrency, settings.probe_concurrency, budget)
+        return ProbeTarget(neuron, task, offer.id, size, budget, max_body) if size >= 1 else None
+
     targets = []
     for neuron, document in documents:
-        offers = [o for o in document.models if o.id in settings.reference_models]
-        if not offers:
-            continue
-        offer = rng.choice(offers)
-        quota = quota_for(offer.capacity_per_window, stakes, me)
-        size = min(offer.concurrency, settings.probe_concurrency, int(quota.total * settings.synthetic_share))
-        if size < 1:
-            continue
-        targets.append(ProbeTarget(neuron, "chat", offer.id, size))
-        if offer.embeddings and shares.get("embeddings", 0.0) > 0 and settings.embedding_share > 0:
-            targets.append(ProbeTarget(neuron, "embeddings", offer.id, size))
-    return targets
+        offers = [o for o in document.models if o.id in settings.reference_models and o.task == "chat"]
+        offer = rng.choice(offers) if offers else None
+        if offer is not None:
+            targets.append(target(neuron, "chat", offer))
+            if offer.embeddings and shares.get("embeddings", 0.0) > 0 and settings.embedding_share > 0:
+                targets.append(target(neuron, "embeddings", offer))
+        targets += [target(neuron, o.task, o, document.max_body_bytes) for o in document.models
+                    if o.task in tasks and shares.get(o.task, 1.0) > 0]
+    return [t for t in targets if t is not None]
 
 
 def _request(target: ProbeTarget, rng: random.Random, max_tokens: int,
@@ -164,17 +188,30 @@ def _delivered(request: ChatCompletionRequest | EmbeddingRequest, answer: dict[s
     return claimed, max(0, min(claimed, request.max_tokens or claimed, len(text.encode()) + 1))
 
 
+@dataclass(frozen=True)
+class _Round:
+    """A round's id, its clock (perf_counter at the burst) and its window in seconds."""
+
+    id: str
+    start: float
+    window: float
+
+    def observed(self, observation: Observation) -> Observation:
+        """``observation`` as one of this round's: kind probe, elapsed from the burst, the window."""
+        return replace(observation, kind="probe", probe=self.id, window_ms=self.window * 1000,
+                       elapsed_ms=(time.perf_counter() - self.start) * 1000)
+
+
 async def _probe_one(miners: MinerClient, target: ProbeTarget, request: ChatCompletionRequest | EmbeddingRequest,
-                     round_id: str, start: float) -> ChallengeRecord:
-    """One request of the burst; elapsed counts from the burst's start (the round's clock)."""
+                     round_: _Round) -> ChallengeRecord:
+    """One chat or embeddings request of the round."""
     assert target.neuron.axon is not None
     hotkey = target.neuron.hotkey
     max_tokens = request.max_tokens if isinstance(request, ChatCompletionRequest) else None
 
-    def seen(outcome: Outcome, **details: Any) -> Observation:
-        return Observation(miner=hotkey, model=target.model, task=target.task, outcome=outcome, kind="probe",
-                           probe=round_id, max_tokens=max_tokens,
-                           elapsed_ms=(time.perf_counter() - start) * 1000, **details)
+    def seen(outcome: Outcome) -> Observation:
+        return round_.observed(Observation(miner=hotkey, model=target.model, task=target.task, outcome=outcome,
+                                           max_tokens=max_tokens))
 
     try:
         uuid, response = await miners.exchange(target.neuron.axon.url, hotkey, request)
@@ -203,20 +240,69 @@ async def _probe_one(miners: MinerClient, target: ProbeTarget, request: ChatComp
     return ChallengeRecord(observation, request.model_dump(mode="json", exclude_unset=True), answer)
 
 
-async def probe_round(miners: MinerClient, targets: Sequence[ProbeTarget], rng: random.Random, *,
-                      max_tokens: int, pool: PromptPool | None = None, round_id: str | None = None,
-                      ) -> list[ChallengeRecord]:
-    """One round: per task, every target's requests built first, then all sent at the same moment."""
-    round_id = round_id or f"{int(time.time() * 1000)}-{rng.randrange(1 << 32):08x}"
+async def _probe_task(miners: MinerClient, target: ProbeTarget, challenge: Challenge[Any],
+                      round_: _Round) -> ChallengeRecord:
+    """One challenge of another task in the round, sent as the challenger sends it, recorded as a probe."""
+    kind = task_named(target.task)
+    record = await send_challenge(miners, target.neuron, challenge.request, task=target.task, path=kind.miner_path,
+                                  units=kind.units(challenge.request), truth=challenge.truth)
+    return replace(record, observation=round_.observed(record.observation))
+
+
+Draw = Callable[[ProbeTarget], Awaitable["Challenge[Any] | None"]]
+Shot = Callable[[], Awaitable["ChallengeRecord | None"]]
+
+
+def _shot(miners: MinerClient, target: ProbeTarget, round_: _Round, rng: random.Random, max_tokens: int,
+          pool: PromptPool | None, draw: Draw | None) -> Shot:
+    """One request to ``target``, built when it is sent (None: nothing could be drawn, or it is larger than
+    the miner takes)."""
+    async def chat_or_embeddings() -> ChallengeRecord | None:
+        return await _probe_one(miners, target, _request(target, rng, max_tokens, pool), round_)
+
+    async def task() -> ChallengeRecord | None:
+        challenge = await draw(target) if draw is not None else None
+        if challenge is None:
+            return None
+        size = len(challenge.request.model_dump_json(exclude_unset=True).encode())
+        if target.max_body_bytes is not None and size > target.max_body_bytes:
+            return None
+        return await _probe_task(miners, target, challenge, round_)
+
+    return chat_or_embeddings if target.task in ("chat", "embeddings") else task
+
+
+async def _keep_busy(shot: Shot, round_: _Round, budget: list[int]) -> list[ChallengeRecord]:
+    """One of a target's concurrent senders: the next request as soon as the last is answered, until the
+    window closes or the target's ``budget`` (shared by its senders) is spent; a refusal, a failure or a
+    timeout ends this sender (the miner has said it takes no more)."""
     records: list[ChallengeRecord] = []
-    for task in ("chat", "embeddings"):
-        batch = [(t, _request(t, rng, max_tokens, pool)) for t in targets if t.task == task
-                 for _ in range(t.requests)]
-        if not batch:
-            continue
-        start = time.perf_counter()
-        records += await asyncio.gather(*(_probe_one(miners, t, r, round_id, start) for t, r in batch))
+    while budget[0] > 0 and time.perf_counter() - round_.start < round_.window:
+        budget[0] -= 1
+        record = await shot()
+        if record is None:
+            break
+        records.append(record)
+        if record.observation.outcome != "ok":
+            break
     return records
+
+
+async def probe_round(miners: MinerClient, targets: Sequence[ProbeTarget], rng: random.Random, *,
+                      max_tokens: int, window: float, pool: PromptPool | None = None, round_id: str | None = None,
+                      draw: Draw | None = None) -> list[ChallengeRecord]:
+    """One round: every target gets ``requests`` concurrent senders at the same moment, each sending its next
+    request (chat and embeddings built here, other tasks' challenges drawn by ``draw``) as soon as the last
+    is answered, for ``window`` seconds. Throughput counts what was answered inside the window
+    (:mod:`veilnet.scoring`): whatever order a backend serves the hotkeys in front of it, they cannot together
+    finish more inside the window than the backend can."""
+    round_ = _Round(round_id or f"{int(time.time() * 1000)}-{rng.randrange(1 << 32):08x}", time.perf_counter(),
+                    window)
+    senders = []
+    for target in targets:
+        shot, budget = _shot(miners, target, round_, rng, max_tokens, pool, draw), [target.budget]
+        senders += [_keep_busy(shot, round_, budget) for _ in range(target.requests)]
+    return [record for records in await asyncio.gather(*senders) for record in records]
 
 
 async def _terms(http: aiohttp.ClientSession, neuron: NeuronInfo) -> CapacityDocument | None:
@@ -243,9 +329,14 @@ async def probe_once(ctx: ProbeContext, miners: MinerClient, *, task_shares: dic
             await ctx.pipeline.add_observation(observation)
     readable = [(n, d) for n, d in zip(neurons, documents, strict=True) if d is not None]
     targets = plan_probes(readable, validator_stakes(metagraph.neurons), me, ctx.settings, ctx.rng,
-                          task_shares=task_shares)
+                          task_shares=task_shares, tasks=probed_tasks(ctx.settings))
+
+    async def draw(target: ProbeTarget) -> Challenge[Any] | None:
+        tools = ChallengeTools(rng=ctx.rng, model=target.model, engine=ctx.reference)
+        return await draw_challenge(target.task, tools)
+
     records = await probe_round(miners, targets, ctx.rng, max_tokens=ctx.settings.probe_max_tokens,
-                                pool=ctx.prompt_pool)
+                                window=ctx.settings.probe_window, pool=ctx.prompt_pool, draw=draw)
     for record in records:
         await ctx.pipeline.add_answer(record)
     log_event(log, "probe round", miners=len(readable), requests=len(records),

@@ -56,7 +56,7 @@ from veilnet.store.validator_pipeline import ChallengeRecord, ValidatorPipeline
 from veilnet.tasks.challenges import PromptPool
 from veilnet.tasks.interface import Challenge, ChallengeTools, VerifyTools
 from veilnet.tasks.registry import installed_tasks, task_named
-from veilnet.validator.asking import send_challenge, terms_failure
+from veilnet.validator.asking import draw_challenge, send_challenge, terms_failure
 from veilnet.validator.audit import signed_answer_document
 from veilnet.validator.pacing import DEFAULT_WINDOW_SECONDS, allowance, next_gap, unknown_terms_allowance
 from veilnet.validator.probe import run_prober
@@ -146,12 +146,7 @@ async def challenge_for(ctx: ValidatorContext, model: str, samples: list[dict[st
         ctx.replayed.clear()
     tools = ChallengeTools(rng=ctx.rng, model=model, engine=ctx.reference, organic=samples or [],
                            prompt_pool=ctx.prompt_pool, replay_share=ctx.replay_share, replayed=ctx.replayed)
-    try:
-        return await task_named(task).challenge(tools)
-    except Exception as exc:  # a task's generator (a plugin's) failing must not stop the challenger
-        reason = exc.message if isinstance(exc, VeilnetError) else f"{type(exc).__name__}: {exc}"
-        log_event(log, "cannot draw a challenge", logging.ERROR, task=task, model=model, reason=reason)
-        return None
+    return await draw_challenge(task, tools)
 
 
 async def ask_miner(
