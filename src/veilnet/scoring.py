@@ -186,6 +186,7 @@ class TempoComponents:
     tasks: dict[str, TaskComponents] = field(default_factory=dict)
     convicted_by: tuple[str, ...] = ()  # failed_verification, greedy_cache, substitution
     task_quality: dict[str, float] = field(default_factory=dict)  # task -> mean verified quality of its answers
+    observed_tasks: frozenset[str] = frozenset()  # tasks of its serving and terms observations this tempo
 
 
 def observe_verdict(observation: Observation, verdict: Verdict) -> Observation:
@@ -366,6 +367,7 @@ def tempo_components(observations: Iterable[Observation], params: ScoreParams,
             attested=bool(attestations) and all(o.attested is True for o in attestations),
             tasks=per_task.get(miner, {}), convicted_by=convicted,
             task_quality={task: statistics.fmean(values) for task, values in by_task.items()},
+            observed_tasks=frozenset(o.task for o in rows if o.category in _SERVING | {"terms"}),
         )
     return out
 
@@ -381,15 +383,16 @@ def tempo_task_shares(states: Mapping[str, ScoreState], components: Mapping[str,
                       params: ScoreParams) -> dict[str, dict[str, float]]:
     """Miner -> task -> its share of this tempo's credit for the task, in [0, 1] (the task's miners sum to 1,
     or 0 when none earned any). Credit is throughput (this tempo's, else the last measured) x service ** sharpen
-    (x (1 + attested_bonus) for a miner whose TEE attestation verified). Every task in a miner's components is
-    there, at 0 when it earned nothing; banned and convicted miners are absent (they earn nothing anywhere)."""
+    (x (1 + attested_bonus) for a miner whose TEE attestation verified). A miner's tasks are those it earned
+    credit in and those it was observed serving or offering this tempo (at 0 when it earned nothing there);
+    banned and convicted miners are absent (they earn nothing anywhere)."""
     out: dict[str, dict[str, float]] = {}
     credit: dict[str, dict[str, float]] = defaultdict(dict)  # task -> miner -> credit
     for miner, part in components.items():
         state = states.get(miner, ScoreState())
         if part.caught or tempo <= state.banned_until:
             continue
-        out[miner] = dict.fromkeys(part.tasks, 0.0)
+        out[miner] = dict.fromkeys(part.observed_tasks, 0.0)
         quality = part.quality if part.quality is not None else state.quality
         for task, figures in part.tasks.items():
             measured = figures.throughput if figures.throughput is not None else state.throughput.get(task, 0.0)

@@ -1,4 +1,6 @@
-"""The dashboard page in a real headless Chromium: it loads, draws its charts, and shows the API's numbers."""
+"""The dashboard page in a real headless Chromium: it loads, draws its charts, and shows the API's numbers; its
+per-task view lists each task's miners (plugins' tasks alike) with the validator's stored figures, built by a
+real gateway from its miners' capacity documents (loopback HTTP) and the scores in real Redis."""
 
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ from veilnet.dashboard import (
     MetagraphRow,
     MinerRequestStats,
     StaticDashboardSource,
+    TaskMinerRow,
+    TaskView,
     dashboard_router,
 )
 
@@ -78,8 +82,21 @@ def make_snapshot() -> DashboardSnapshot:
         BreakerState(uid=2, hotkey=HOTKEYS[2], state="half_open"),
         BreakerState(uid=3, hotkey=HOTKEYS[3], state="open"),
     ]
+    tasks = [
+        TaskView(task="acme-translate", unit=None, miners=[
+            TaskMinerRow(uid=3, hotkey=HOTKEYS[3], models=["acme-mt-1"], quality=0.95, throughput=3.0, share=1.0)]),
+        TaskView(task="chat", unit="token", miners=[
+            TaskMinerRow(uid=2, hotkey=HOTKEYS[2], models=["SmolLM2-135M-Instruct"], quality=None, throughput=16.0,
+                         share=0.625),
+            TaskMinerRow(uid=1, hotkey=HOTKEYS[1], models=["SmolLM2-135M-Instruct"], quality=0.9, throughput=32.0,
+                         share=0.375)]),
+        TaskView(task="ocr", unit="image", miners=[
+            TaskMinerRow(uid=1, hotkey=HOTKEYS[1], models=["PP-OCRv4"], quality=0.6, throughput=2.0, share=0.8125),
+            TaskMinerRow(uid=None, hotkey="5Gone" + "z" * 43, models=[], quality=1.0, throughput=1.0, share=0.1875)]),
+    ]
     return DashboardSnapshot(
-        netuid=1, block=2900, epoch=8, metagraph=rows, history=history, requests=requests, breakers=breakers
+        netuid=1, block=2900, epoch=8, metagraph=rows, history=history, requests=requests, breakers=breakers,
+        tasks=tasks,
     )
 
 
@@ -109,12 +126,19 @@ needs_chromium = pytest.mark.skipif(
 @contextlib.asynccontextmanager
 async def dashboard_page(snapshot: DashboardSnapshot) -> AsyncIterator[tuple[Any, str]]:
     """The dashboard of ``snapshot`` loaded in headless Chromium (no page errors); yields the page and base URL."""
+    app = FastAPI()
+    app.include_router(dashboard_router(StaticDashboardSource(snapshot)))
+    async with serve_asgi(app) as base, browse(base) as page:
+        yield page, base
+
+
+@contextlib.asynccontextmanager
+async def browse(base: str) -> AsyncIterator[Any]:
+    """``base``/dashboard loaded in headless Chromium; the page must raise no error while in use."""
     playwright_api = pytest.importorskip(
         "playwright.async_api", reason="playwright not installed (pip install playwright)"
     )
-    app = FastAPI()
-    app.include_router(dashboard_router(StaticDashboardSource(snapshot)))
-    async with serve_asgi(app) as base, playwright_api.async_playwright() as pw:
+    async with playwright_api.async_playwright() as pw:
         browser = await pw.chromium.launch(
             executable_path=CHROMIUM,
             args=[
@@ -134,7 +158,7 @@ async def dashboard_page(snapshot: DashboardSnapshot) -> AsyncIterator[tuple[Any
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             await page.goto(f"{base}/dashboard")
             await page.wait_for_selector("body[data-loaded='1']", timeout=10_000)
-            yield page, base
+            yield page
             assert errors == []
         finally:
             await browser.close()
@@ -207,3 +231,59 @@ async def test_axis_labels_are_not_clipped_and_scores_keep_their_scale(top_score
             "els => els.map(e => { const b = e.getBBox(); return [b.x, b.x + b.width]; })")
         assert 1 < len(boxes) < 20
         assert all(left[1] < right[0] for left, right in itertools.pairwise(boxes))
+
+
+# the task view as drawn: one section per task, its table's header and cells
+TASK_TABLES = """() => [...document.querySelectorAll("#tasks section")].map(sec => ({
+  task: sec.dataset.task, heading: sec.querySelector("h3").textContent, visible: sec.offsetParent !== null,
+  head: [...sec.querySelectorAll("th")].map(th => th.textContent),
+  rows: [...sec.querySelectorAll("tbody tr")].map(r => [...r.cells].map(c => c.textContent))}))"""
+
+
+async def drawn_tasks(page: Any, api: dict[str, Any]) -> dict[str, list[list[str]]]:
+    """Checks the page's task tables and its metagraph's tasks column against the API's snapshot ``api``;
+    returns each task's drawn rows by task."""
+    tables = await page.evaluate(TASK_TABLES)
+    assert [t["task"] for t in tables] == [t["heading"] for t in tables] == [v["task"] for v in api["tasks"]]
+    for table, view in zip(tables, api["tasks"], strict=True):
+        assert table["head"] == ["uid", "hotkey", "models", "quality", f"throughput ({view['unit'] or 'units'}/s)",
+                                 "share"]
+        assert len(table["rows"]) == len(view["miners"])
+        for row, miner in zip(table["rows"], view["miners"], strict=True):
+            assert row[0] == ("-" if miner["uid"] is None else str(miner["uid"]))
+            assert row[2] == (", ".join(miner["models"]) or "(none offered)")
+            for cell, key in zip(row[3:], ("quality", "throughput", "share"), strict=True):
+                if miner[key] is None:
+                    assert cell == "-"
+                else:
+                    assert float(cell) == pytest.approx(miner[key], abs=5e-5)
+    served: dict[str, list[str]] = {}
+    for view in api["tasks"]:
+        for miner in view["miners"]:
+            if miner["models"]:
+                served.setdefault(miner["hotkey"], []).append(view["task"])
+    column = await page.locator("#metagraph tbody td:nth-child(9)").all_text_contents()
+    assert column == [", ".join(served.get(r["hotkey"], [])) or "-" for r in api["metagraph"]]
+    return {t["task"]: t["rows"] for t in tables}
+
+
+@needs_chromium
+async def test_task_view_lists_each_tasks_miners_and_filters_by_task() -> None:
+    async with dashboard_page(make_snapshot()) as (page, base):
+        api = (await httpx.AsyncClient().get(f"{base}/dashboard/api/snapshot")).json()
+        rows = await drawn_tasks(page, api)
+        # a miner serving only one task is absent from the others' tables; a plugin's task has its own table
+        assert {task: [r[0] for r in drawn] for task, drawn in rows.items()} == {
+            "acme-translate": ["3"], "chat": ["2", "1"], "ocr": ["1", "-"]}
+        assert rows["ocr"][1][2] == "(none offered)" and rows["chat"][0][3] == "-"  # no verified chat answer
+        assert await page.locator("#metagraph tbody tr:nth-child(2) td:nth-child(9)").text_content() == "chat, ocr"
+
+        await page.select_option("#task-filter", "ocr")
+        assert [t["task"] for t in await page.evaluate(TASK_TABLES) if t["visible"]] == ["ocr"]
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "dashboard-tasks-ocr.png"), full_page=True)
+        # the choice survives a refresh of the snapshot; "all tasks" shows every table again
+        await page.evaluate("refresh()")
+        assert [t["task"] for t in await page.evaluate(TASK_TABLES) if t["visible"]] == ["ocr"]
+        await page.select_option("#task-filter", "")
+        assert len([t for t in await page.evaluate(TASK_TABLES) if t["visible"]]) == 3
