@@ -11,11 +11,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
+import redis.asyncio as aioredis
+from bittensor_wallet import Keypair
 from fastapi import FastAPI
 from tests.conftest import serve_asgi
+from tests.miner.conftest import neuron, served_neuron
 
+from veilnet.chain.types import Metagraph
 from veilnet.dashboard import (
     BreakerState,
     DashboardSnapshot,
@@ -27,6 +32,15 @@ from veilnet.dashboard import (
     TaskView,
     dashboard_router,
 )
+from veilnet.gateway import GatewayContext, create_gateway_app
+from veilnet.gateway.directory import MinerDirectory
+from veilnet.protocol import paths
+from veilnet.protocol.capacity import CapacityDocument, ModelOffer
+from veilnet.relay import RelayClient
+from veilnet.scoring import Observation, ScoreState, update_scores
+from veilnet.store.keys import KeyStore
+from veilnet.store.scores import LatestScores, ScoreStore
+from veilnet.store.sql import open_database
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -287,3 +301,99 @@ async def test_task_view_lists_each_tasks_miners_and_filters_by_task() -> None:
         assert [t["task"] for t in await page.evaluate(TASK_TABLES) if t["visible"]] == ["ocr"]
         await page.select_option("#task-filter", "")
         assert len([t for t in await page.evaluate(TASK_TABLES) if t["visible"]]) == 3
+
+
+GATEWAY = Keypair.create_from_uri("//DashGateway")
+BOTH, CHAT_ONLY, PLUGIN, GONE = (Keypair.create_from_uri(f"//Dash{name}") for name in ("Both", "Chat", "Plugin", "Gone"))
+CHAT_MODEL = "SmolLM2-135M-Instruct"
+
+
+def capacity_app(key: Keypair, *offers: ModelOffer) -> FastAPI:
+    """A miner's /capacity as the gateway's directory reads it."""
+    app = FastAPI()
+    document = CapacityDocument(hotkey=key.ss58_address, models=list(offers))
+
+    @app.get(paths.CAPACITY)
+    async def capacity() -> CapacityDocument:
+        return document
+
+    return app
+
+
+def offer(model: str, task: str, *, embeddings: bool = False) -> ModelOffer:
+    return ModelOffer(id=model, capacity_per_window=10, price_input_per_million=1.0, price_output_per_million=2.0,
+                      context_length=2048, embeddings=embeddings, task=task)
+
+
+def answered(key: Keypair, task: str, *, units: int, seconds: float, quality: float | None = None) -> Observation:
+    return Observation(miner=key.ss58_address, model="m", task=task, outcome="ok", units=units,
+                       elapsed_ms=seconds * 1000, verified=None if quality is None else True, quality=quality)
+
+
+def probed(key: Keypair, task: str, *, units: int, seconds: float) -> Observation:
+    return Observation(miner=key.ss58_address, model="m", task=task, outcome="ok", kind="probe", probe="r",
+                       units=units, elapsed_ms=seconds * 1000)
+
+
+def two_tempos() -> dict[str, ScoreState]:
+    """The validator's states after two tempos: BOTH serves chat (with embeddings) and OCR, CHAT_ONLY chat,
+    PLUGIN a plugin's task; GONE served OCR in the first tempo only."""
+    served = [probed(BOTH, "chat", units=64, seconds=2), probed(CHAT_ONLY, "chat", units=32, seconds=2),
+              probed(BOTH, "embeddings", units=8, seconds=1), answered(BOTH, "chat", units=32, seconds=1, quality=0.9),
+              answered(CHAT_ONLY, "chat", units=32, seconds=2),
+              answered(BOTH, "ocr", units=1, seconds=0.5, quality=0.6),
+              answered(PLUGIN, "acme-translate", units=3, seconds=1, quality=0.95)]
+    states = update_scores({}, [*served, answered(GONE, "ocr", units=1, seconds=1, quality=1.0)], tempo=1)
+    return update_scores(states, served, tempo=2)
+
+
+async def test_gateway_shows_each_tasks_miners_with_the_validators_stored_figures(
+        sql_url: str, redis_client: aioredis.Redis) -> None:
+    await ScoreStore(redis_client, GATEWAY.ss58_address, 1).save(two_tempos(), 2)
+    async with contextlib.AsyncExitStack() as stack:
+        urls = {key: await stack.enter_async_context(serve_asgi(capacity_app(key, *offers))) for key, offers in (
+            (BOTH, (offer(CHAT_MODEL, "chat", embeddings=True), offer("PP-OCRv4", "ocr"))),
+            (CHAT_ONLY, (offer(CHAT_MODEL, "chat"),)),
+            (PLUGIN, (offer("acme-mt-1", "acme-translate"),)))}
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        directory = MinerDirectory(http, GATEWAY.ss58_address)
+        await directory.refresh(Metagraph(1, 500, (
+            neuron(0, GATEWAY, 1000, True), served_neuron(1, BOTH, urls[BOTH]),
+            served_neuron(2, CHAT_ONLY, urls[CHAT_ONLY]), served_neuron(3, PLUGIN, urls[PLUGIN]),
+            neuron(4, GONE, 0, False))))
+        scores = await stack.enter_async_context(LatestScores(ScoreStore(redis_client, GATEWAY.ss58_address, 1)))
+        keys = await stack.enter_async_context(KeyStore(await stack.enter_async_context(open_database(sql_url))))
+        ctx = GatewayContext(keypair=GATEWAY, keys=keys, directory=directory, http=http, scores=scores,
+                             score_states=scores.states, relay=await stack.enter_async_context(RelayClient()))
+        base = await stack.enter_async_context(serve_asgi(create_gateway_app(ctx), lifespan="off"))
+        async with httpx.AsyncClient() as client:
+            api = (await client.get(f"{base}/dashboard/api/snapshot")).json()
+        snapshot = DashboardSnapshot.model_validate(api)
+
+        stored = (await ScoreStore(redis_client, GATEWAY.ss58_address, 1).load())[0]
+        views = {view.task: view for view in snapshot.tasks}
+        uids = {view.task: [m.uid for m in view.miners] for view in snapshot.tasks}
+        # each task lists who serves it (a miner serving one task is absent from the others'), the largest
+        # share first; GONE offers OCR no more but still holds a share of it
+        assert uids == {"acme-translate": [3], "chat": [2, 1], "embeddings": [1], "ocr": [1, 4]}
+        assert {v.task: v.unit for v in snapshot.tasks} == {
+            "acme-translate": None, "chat": "token", "embeddings": "input", "ocr": "image"}
+        assert [m.models for m in views["ocr"].miners] == [["PP-OCRv4"], []]
+        assert views["embeddings"].miners[0].models == [CHAT_MODEL]  # its chat model is also served on /v1/embeddings
+        for view in snapshot.tasks:
+            for row in view.miners:
+                state = stored[row.hotkey]
+                assert (row.quality, row.throughput, row.share) == (
+                    state.tasks[view.task].quality, state.throughput[view.task], state.tasks[view.task].share)
+        # the figures are the task's own: BOTH's quality differs per task, and the task's shares sum to 1
+        assert [views["chat"].miners[1].quality, views["ocr"].miners[0].quality] == [0.9, 0.6]
+        assert views["chat"].miners[0].quality is None  # CHAT_ONLY's answers were never verified
+        assert views["acme-translate"].miners[0].share == 1.0 and views["acme-translate"].miners[0].throughput == 3.0
+        for task in ("chat", "ocr"):
+            assert sum(m.share or 0.0 for m in views[task].miners) == pytest.approx(1.0)
+        assert [r.uid for r in snapshot.metagraph] == [0, 1, 2, 3, 4]  # the fields consumers read are there
+
+        if shutil.which(CHROMIUM):
+            async with browse(base) as page:
+                rows = await drawn_tasks(page, api)
+                assert [r[0] for r in rows["ocr"]] == ["1", "4"]
