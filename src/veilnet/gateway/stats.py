@@ -1,4 +1,5 @@
-"""Request statistics and Prometheus metrics of the gateway, and the dashboard snapshot built from them."""
+"""Request statistics and Prometheus metrics of the gateway, and the dashboard snapshot built from them, the miner
+directory and the validator's scores."""
 
 from __future__ import annotations
 
