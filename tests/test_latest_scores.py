@@ -27,6 +27,7 @@ async def test_scores_follow_redis_without_a_read_per_request(redis_client: aior
     await store.save({"5A": ScoreState(ema=0.7, seen=True), "5B": ScoreState(ema=0.2, seen=True)}, 3)
     async with LatestScores(store, interval=0.05) as scores:
         assert await scores() == {"5A": 0.7, "5B": 0.2}  # read before the first request
+        assert await scores.states() == (await store.load())[0]  # and the whole states, for the dashboard
         hgetall = int((await redis_client.info("commandstats")).get("cmdstat_hgetall", {}).get("calls", 0))
         await asyncio.gather(*(scores() for _ in range(1000)))
         after = int((await redis_client.info("commandstats")).get("cmdstat_hgetall", {}).get("calls", 0))

@@ -15,6 +15,7 @@ from veilnet.scoring import (
     Observation,
     ScoreParams,
     ScoreState,
+    TaskScore,
     tempo_components,
     update_scores,
     weighted_median,
@@ -220,6 +221,40 @@ def test_cheater_is_zeroed_and_stays_banned() -> None:
     assert weights_from_scores(states, tempo=5, params=params)["cheat"] > 0  # the ban expired after 3 tempos
 
 
+def test_states_keep_each_tasks_share_and_quality_and_the_score_is_their_weighted_sum() -> None:
+    params = ScoreParams(task_shares={"chat": 0.5, "ocr": 0.2}, default_task_share=0.3)
+    first = [*serving("both"), *serving("chat-only"), *serving("both", task="ocr"), *serving("ocr-only", task="ocr"),
+             *serving("plugin", task="acme-translate"),
+             ok("both", verified=True, quality=0.9), ok("both", verified=True, quality=0.5, task="ocr"),
+             ok("ocr-only", verified=True, quality=0.8, task="ocr")]
+    states = update_scores({}, first, tempo=1, params=params)
+    assert set(states["both"].tasks) == {"chat", "ocr"} and set(states["chat-only"].tasks) == {"chat"}
+    chat = states["both"].tasks["chat"].share, states["chat-only"].tasks["chat"].share
+    assert 0 < chat[0] < chat[1] and sum(chat) == pytest.approx(1.0)  # "both" has the lower verified quality
+    assert states["both"].tasks["chat"].quality == 0.9
+    # per task: the quality of that task's verified answers, not the miner's mean over tasks (0.7)
+    assert states["both"].tasks["ocr"].quality == 0.5 and states["both"].quality == pytest.approx(0.7)
+    assert states["chat-only"].tasks["chat"].quality is None  # none of its answers was verified
+    assert states["plugin"].tasks == {"acme-translate": TaskScore(share=1.0)}  # alone on its task
+    # the ocr-only miner's better quality earns it more of the ocr credit (the two sum to 1)
+    ocr = states["both"].tasks["ocr"].share, states["ocr-only"].tasks["ocr"].share
+    assert ocr[1] > ocr[0] > 0 and sum(ocr) == pytest.approx(1.0)
+
+    # a tempo later: the ocr-only miner is gone (it decays), chat's verdicts are not sampled (quality kept)
+    states = update_scores(states, [*serving("both"), *serving("chat-only"), *serving("both", task="ocr"),
+                                    *serving("plugin", task="acme-translate")], tempo=2, params=params)
+    assert states["ocr-only"].tasks["ocr"].share == pytest.approx(0.7 * ocr[1])
+    assert states["both"].tasks["ocr"].share == pytest.approx(0.3 + 0.7 * ocr[0])
+    assert states["both"].tasks["chat"].quality == 0.9 and states["both"].tasks["ocr"].quality == 0.5
+    for state in states.values():
+        weighted = sum(params.task_shares.get(task, 0.3) * figures.share for task, figures in state.tasks.items())
+        assert state.ema == pytest.approx(weighted)
+
+    # caught: every task's share goes with the score
+    states = update_scores(states, [*serving("both"), ok("both", verified=False, quality=0.0)], tempo=3, params=params)
+    assert states["both"].ema == 0.0 and {f.share for f in states["both"].tasks.values()} == {0.0}
+
+
 def sampled(miner: str, hits: Callable[[int], int], answers: int = 8, positions: int = 8) -> list[Observation]:
     """Verified answers at temperature > 0, each with ``positions`` checked positions whose argmax an honest
     sampler takes with probability at most 0.5; ``hits(i)``: how many the answer took."""
@@ -302,7 +337,8 @@ def test_throughput_is_kept_for_tempos_without_a_probe_and_silent_miners_decay()
 
 
 def test_states_and_observations_round_trip_through_json() -> None:
-    state = ScoreState(ema=0.25, quality=0.9, banned_until=7, seen=True, throughput={"chat": 31.5, "embeddings": 4.0})
+    state = ScoreState(ema=0.25, quality=0.9, banned_until=7, seen=True, throughput={"chat": 31.5, "embeddings": 4.0},
+                       tasks={"chat": TaskScore(share=0.3, quality=0.9), "acme-translate": TaskScore(share=0.1)})
     assert ScoreState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
     assert ScoreState.from_dict({"ema": 0.5, "quality": 1.0, "banned_until": -1, "seen": True}) == \
         ScoreState(ema=0.5, seen=True)  # saved before throughput was kept

@@ -23,6 +23,9 @@ with :func:`update_scores`; :func:`weights_from_scores` turns the states into no
   zero for ``ban_tempos`` tempos. Unverified answers carry no quality signal: they are missing, not zero.
 - **Smoothing.** An EMA of each tempo's share resists one lucky or unlucky tempo; it is linear, so k
   hotkeys' summed EMA is the EMA of their summed shares. Miners never seen score 0.
+- **Per-task figures.** Each state keeps, per task, the EMA of the miner's share of the task's credit and the
+  last mean verified quality of its answers to the task (:class:`TaskScore`), beside the last measured
+  throughput; the task-share-weighted sum of the per-task shares is the score (the dashboard shows them).
 """
 
 from __future__ import annotations
@@ -44,10 +47,12 @@ __all__ = [
     "ScoreParams",
     "ScoreState",
     "TaskComponents",
+    "TaskScore",
     "TempoComponents",
     "observe_verdict",
     "tempo_components",
     "tempo_shares",
+    "tempo_task_shares",
     "update_scores",
     "weighted_median",
     "weights_from_scores",
@@ -125,24 +130,45 @@ class ScoreParams:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskScore:
+    """One task's part of a miner's score state."""
+
+    share: float = 0.0  # EMA of the miner's share of the task's credit, in [0, 1] (the task's miners sum to <= 1)
+    quality: float | None = None  # last mean verified quality of its answers to the task (None: none verified)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"share": self.share, "quality": self.quality}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TaskScore:
+        quality = data.get("quality")
+        return cls(share=float(data.get("share", 0.0)), quality=float(quality) if quality is not None else None)
+
+
+@dataclass(frozen=True, slots=True)
 class ScoreState:
     ema: float = 0.0  # smoothed share of the miners' credit (sums to at most 1 over miners)
     quality: float = 1.0  # last known verified quality, used while nothing is verified
     banned_until: int = -1  # tempo index until which the miner scores 0
     seen: bool = False
     throughput: Mapping[str, float] = field(default_factory=dict)  # task -> last measured units/s
+    tasks: Mapping[str, TaskScore] = field(default_factory=dict)  # task -> its share and quality
 
     def to_dict(self) -> dict[str, Any]:
         return {"ema": self.ema, "quality": self.quality, "banned_until": self.banned_until, "seen": self.seen,
-                "throughput": dict(self.throughput)}
+                "throughput": dict(self.throughput),
+                "tasks": {task: figures.to_dict() for task, figures in self.tasks.items()}}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ScoreState:
-        """Read :meth:`to_dict`'s output; a state saved before throughput was kept reads with none."""
+        """Read :meth:`to_dict`'s output; a state saved before throughput or the per-task figures were kept
+        reads with none (unknown keys, from a newer validator, are ignored)."""
         throughput = data.get("throughput") or {}
+        tasks = data.get("tasks") or {}
         return cls(ema=float(data.get("ema", 0.0)), quality=float(data.get("quality", 1.0)),
                    banned_until=int(data.get("banned_until", -1)), seen=bool(data.get("seen", False)),
-                   throughput={str(k): float(v) for k, v in throughput.items()})
+                   throughput={str(k): float(v) for k, v in throughput.items()},
+                   tasks={str(k): TaskScore.from_dict(v) for k, v in tasks.items()})
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +187,8 @@ class TempoComponents:
     attested: bool = False
     tasks: dict[str, TaskComponents] = field(default_factory=dict)
     convicted_by: tuple[str, ...] = ()  # failed_verification, greedy_cache, substitution
+    task_quality: dict[str, float] = field(default_factory=dict)  # task -> mean verified quality of its answers
+    observed_tasks: frozenset[str] = frozenset()  # tasks of its serving and terms observations this tempo
 
 
 def observe_verdict(observation: Observation, verdict: Verdict) -> Observation:
@@ -341,6 +369,10 @@ def tempo_components(observations: Iterable[Observation], params: ScoreParams,
         attestations = [o for o in rows if o.category == "attestation"]
         failures += sum(1 for o in attestations if o.attested is not True)
         qualities = [o.quality for o in rows if o.verified and o.quality is not None]
+        by_task: dict[str, list[float]] = defaultdict(list)
+        for o in rows:
+            if o.verified and o.quality is not None:
+                by_task[o.task].append(o.quality)
         convicted = _convictions(rows, params)
         out[miner] = TempoComponents(
             quality=statistics.fmean(qualities) if qualities else None,
@@ -348,6 +380,8 @@ def tempo_components(observations: Iterable[Observation], params: ScoreParams,
             caught=bool(convicted), served=served,
             attested=bool(attestations) and all(o.attested is True for o in attestations),
             tasks=per_task.get(miner, {}), convicted_by=convicted,
+            task_quality={task: statistics.fmean(values) for task, values in by_task.items()},
+            observed_tasks=frozenset(o.task for o in rows if o.category in _SERVING | {"terms"}),
         )
     return out
 
@@ -359,30 +393,49 @@ def _service(part: TempoComponents, task: TaskComponents, quality: float, params
     return service
 
 
-def tempo_shares(states: Mapping[str, ScoreState], components: Mapping[str, TempoComponents], tempo: int,
-                 params: ScoreParams) -> dict[str, float]:
-    """Each miner's share of this tempo's credit: per task, throughput (this tempo's, else the last measured)
-    x service ** sharpen (x (1 + attested_bonus) for a miner whose TEE attestation verified), normalised among the task's miners and weighted by the task's share. Banned and
-    convicted miners get 0. Linear in throughput: k hotkeys splitting one backend's throughput split its share."""
+def tempo_task_shares(states: Mapping[str, ScoreState], components: Mapping[str, TempoComponents], tempo: int,
+                      params: ScoreParams) -> dict[str, dict[str, float]]:
+    """Miner -> task -> its share of this tempo's credit for the task, in [0, 1] (the task's miners sum to 1,
+    or 0 when none earned any). Credit is throughput (this tempo's, else the last measured) x service ** sharpen
+    (x (1 + attested_bonus) for a miner whose TEE attestation verified). A miner's tasks are those it earned
+    credit in and those it was observed serving or offering this tempo (at 0 when it earned nothing there);
+    banned and convicted miners are absent (they earn nothing anywhere)."""
+    out: dict[str, dict[str, float]] = {}
     credit: dict[str, dict[str, float]] = defaultdict(dict)  # task -> miner -> credit
     for miner, part in components.items():
         state = states.get(miner, ScoreState())
         if part.caught or tempo <= state.banned_until:
             continue
+        out[miner] = dict.fromkeys(part.observed_tasks, 0.0)
         quality = part.quality if part.quality is not None else state.quality
         for task, figures in part.tasks.items():
             measured = figures.throughput if figures.throughput is not None else state.throughput.get(task, 0.0)
             value = measured * _service(part, figures, quality, params) ** params.sharpen
             if part.attested:
                 value *= 1 + params.attested_bonus
-            if value > 0 and _task_share(params, task) > 0:
+            if value > 0:
                 credit[task][miner] = value
-    shares: dict[str, float] = defaultdict(float)
     for task, by_miner in credit.items():
         total = math.fsum(by_miner.values())
         for miner, value in by_miner.items():
-            shares[miner] += _task_share(params, task) * value / total
-    return dict(shares)
+            out[miner][task] = value / total
+    return out
+
+
+def tempo_shares(states: Mapping[str, ScoreState], components: Mapping[str, TempoComponents], tempo: int,
+                 params: ScoreParams) -> dict[str, float]:
+    """Each miner's share of this tempo's credit: per task, its share of the task's credit
+    (:func:`tempo_task_shares`) weighted by the task's share. Banned and convicted miners get 0. Linear in
+    throughput: k hotkeys splitting one backend's throughput split its share."""
+    return _weighted(tempo_task_shares(states, components, tempo, params), params)
+
+
+def _weighted(task_shares: Mapping[str, Mapping[str, float]], params: ScoreParams) -> dict[str, float]:
+    """Miner -> the sum over its tasks of the task's share (``params.task_shares``) x its share of the task;
+    miners whose sum is 0 are left out."""
+    out = {miner: math.fsum(_task_share(params, task) * share for task, share in tasks.items())
+           for miner, tasks in task_shares.items()}
+    return {miner: share for miner, share in out.items() if share > 0}
 
 
 def _task_share(params: ScoreParams, task: str) -> float:
@@ -395,15 +448,19 @@ def update_scores(
     tempo: int,
     params: ScoreParams = ScoreParams(),
 ) -> dict[str, ScoreState]:
-    """Fold one tempo's observations into every miner's state (miners without observations decay)."""
+    """Fold one tempo's observations into every miner's state (miners without observations decay). The score
+    and each task's share are EMAs of the same tempo's shares, so the score is the task-share-weighted sum of
+    the per-task shares (for states that kept them from the start)."""
     components = tempo_components(observations, params, states)
-    shares = tempo_shares(states, components, tempo, params)
+    task_shares = tempo_task_shares(states, components, tempo, params)
+    shares = _weighted(task_shares, params)
     updated: dict[str, ScoreState] = {}
     for miner in set(states) | set(components):
         state = states.get(miner, ScoreState())
         part = components.get(miner)
         if part is None:
-            updated[miner] = replace(state, ema=(1 - params.ema_alpha) * state.ema)
+            updated[miner] = replace(state, ema=(1 - params.ema_alpha) * state.ema,
+                                     tasks=_fold_tasks(state, {}, {}, params.ema_alpha))
             continue
         banned_until = tempo + params.ban_tempos if part.caught else state.banned_until
         quality = part.quality if part.quality is not None else state.quality
@@ -411,12 +468,27 @@ def update_scores(
                                              if figures.throughput is not None}}
         if part.caught or tempo <= banned_until:
             ema = 0.0  # caught cheating: the history goes too
+            tasks = _fold_tasks(state, {}, part.task_quality, 1.0)
         else:
             share = shares.get(miner, 0.0)
-            ema = params.ema_alpha * share + (1 - params.ema_alpha) * state.ema if state.seen else share
+            alpha = params.ema_alpha if state.seen else 1.0  # the first tempo's share is the score
+            ema = alpha * share + (1 - alpha) * state.ema
+            tasks = _fold_tasks(state, task_shares.get(miner, {}), part.task_quality, alpha)
         updated[miner] = ScoreState(ema=ema, quality=quality, banned_until=banned_until, seen=True,
-                                    throughput=throughput)
+                                    throughput=throughput, tasks=tasks)
     return updated
+
+
+def _fold_tasks(state: ScoreState, shares: Mapping[str, float], quality: Mapping[str, float],
+                alpha: float) -> dict[str, TaskScore]:
+    """The state's per-task figures after one tempo: each share an EMA (``alpha``) of the tempo's share (0 for a
+    task it earned nothing in), each quality the tempo's where answers to the task were verified, else the last."""
+    out: dict[str, TaskScore] = {}
+    for task in sorted(set(state.tasks) | set(shares) | set(quality)):
+        last = state.tasks.get(task, TaskScore())
+        out[task] = TaskScore(share=alpha * shares.get(task, 0.0) + (1 - alpha) * last.share,
+                              quality=quality.get(task, last.quality))
+    return out
 
 
 def weights_from_scores(states: Mapping[str, ScoreState], tempo: int, params: ScoreParams = ScoreParams()) -> dict[str, float]:

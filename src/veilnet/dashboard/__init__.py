@@ -1,4 +1,5 @@
-"""The /dashboard web page: metagraph, per-epoch history, request stats and breaker states."""
+"""The /dashboard web page: metagraph, per-task view of miners and their figures, per-epoch history, request
+stats and breaker states."""
 
 from veilnet.dashboard.history import EpochHistory, epoch_points
 from veilnet.dashboard.models import (
@@ -7,9 +8,12 @@ from veilnet.dashboard.models import (
     EpochPoint,
     MetagraphRow,
     MinerRequestStats,
+    TaskMinerRow,
+    TaskView,
 )
 from veilnet.dashboard.routes import dashboard_router
 from veilnet.dashboard.source import DashboardSource, StaticDashboardSource
+from veilnet.dashboard.tasks import task_views
 
 __all__ = [
     "BreakerState",
@@ -20,6 +24,9 @@ __all__ = [
     "MetagraphRow",
     "MinerRequestStats",
     "StaticDashboardSource",
+    "TaskMinerRow",
+    "TaskView",
     "dashboard_router",
     "epoch_points",
+    "task_views",
 ]

@@ -6,7 +6,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["BreakerState", "DashboardSnapshot", "EpochPoint", "MetagraphRow", "MinerRequestStats"]
+__all__ = [
+    "BreakerState",
+    "DashboardSnapshot",
+    "EpochPoint",
+    "MetagraphRow",
+    "MinerRequestStats",
+    "TaskMinerRow",
+    "TaskView",
+]
 
 
 class _Model(BaseModel):
@@ -53,6 +61,26 @@ class BreakerState(_Model):
     state: Literal["closed", "open", "half_open"]
 
 
+class TaskMinerRow(_Model):
+    """One miner in one task's table: the models it offers for the task now (the gateway's miner directory)
+    and the validator's stored figures for the task (``ScoreState``), each None where none is stored."""
+
+    uid: int | None  # None: not in the metagraph the gateway holds
+    hotkey: str
+    models: list[str]  # offered for the task now; [] while it offers none but still holds a share of it
+    quality: float | None  # last mean verified quality of its answers to the task, in [0, 1]
+    throughput: float | None  # last measured units (the task's unit) per second
+    share: float | None  # EMA of its share of the task's credit, in [0, 1] (the task's miners sum to <= 1)
+
+
+class TaskView(_Model):
+    """One task (built-in or plugin alike): the miners that serve it or hold a share of it."""
+
+    task: str
+    unit: str | None  # what the task's throughput counts (None: the task is not installed where this was built)
+    miners: list[TaskMinerRow] = Field(default_factory=list)
+
+
 class DashboardSnapshot(_Model):
     netuid: int
     block: int
@@ -61,3 +89,4 @@ class DashboardSnapshot(_Model):
     history: list[EpochPoint] = Field(default_factory=list)
     requests: list[MinerRequestStats] = Field(default_factory=list)
     breakers: list[BreakerState] = Field(default_factory=list)
+    tasks: list[TaskView] = Field(default_factory=list)  # by task name

@@ -65,7 +65,7 @@ def create_gateway_app(
     app = EdgeApp(title="veilnet gateway", docs_url=None, redoc_url=None, lifespan=lifespan)
     install_error_handlers(app)
     build_snapshot = gateway.stats.snapshot_source(gateway.directory, gateway.breaker, gateway.netuid, gateway.scores,
-                                                   gateway.history)
+                                                   gateway.history, gateway.score_states, gateway.units)
 
     class _Source:
         async def snapshot(self) -> DashboardSnapshot:

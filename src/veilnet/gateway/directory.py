@@ -38,6 +38,12 @@ class MinerOffer:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     task: str = "chat"  # the task it is offered for (chat models also serve completions and embeddings)
 
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The tasks the offer serves: its task, and the embeddings task for a model also served on
+        /v1/embeddings (``embeddings``; the validator challenges and scores those answers as that task)."""
+        return (self.task, "embeddings") if self.embeddings and self.task != "embeddings" else (self.task,)
+
 
 class MinerDirectory:
     def __init__(self, http: aiohttp.ClientSession, me: str) -> None:
@@ -83,6 +89,14 @@ class MinerDirectory:
     def task_models(self) -> dict[str, str]:
         """model -> task, for the models offered for tasks other than chat."""
         return {o.model: o.task for o in self.offers if o.task != "chat"}
+
+    def offered_tasks(self) -> dict[str, dict[str, list[str]]]:
+        """task -> miner hotkey -> the models it offers for the task (every task, plugins' alike)."""
+        out: dict[str, dict[str, list[str]]] = {}
+        for offer in self.offers:
+            for task in offer.tasks:
+                out.setdefault(task, {}).setdefault(offer.hotkey, []).append(offer.model)
+        return out
 
     def models(self) -> dict[str, list[MinerOffer]]:
         out: dict[str, list[MinerOffer]] = {}

@@ -95,6 +95,7 @@ async def run_gateway(settings: Settings) -> None:
                 OrganicStream(redis, netuid, sample_rate=settings.gateway.organic_sample_rate)),
             attestations=AttestedSessions(verifier_from_settings(settings.confidential)),
             history=EpochHistory(ScoreHistory(engine, wallet.hotkey.ss58_address, netuid)),
+            score_states=scores.states,
             # each attempt's outcome reaches this validator's scores (reliability), docs/scoring.md
             on_attempt=await stack.enter_async_context(
                 OrganicOutcomes(ValidatorPipeline(redis, wallet.hotkey.ss58_address, netuid),

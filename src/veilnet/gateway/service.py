@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,7 @@ from veilnet.protocol.gateway import ModelCard, ModelCardList, Pricing
 from veilnet.protocol.openai import GatewayRequest
 from veilnet.protocol.usage import LedgerStatus
 from veilnet.relay import MinerClient, MinerDeadlines, RelayClient
+from veilnet.scoring import ScoreState
 from veilnet.store.keys import KeyStore
 from veilnet.store.organic import OrganicStream, RequestCounter
 from veilnet.store.ratelimit import KeyRateLimiter
@@ -76,6 +77,8 @@ class GatewayContext:
     idle_timeout: float = 30.0  # seconds a miner may fall silent mid-answer
     attestations: AttestedSessions | None = None  # None: this gateway routes no confidential requests
     history: Callable[[], Awaitable[list[EpochPoint]]] | None = None  # the dashboard's per-epoch points
+    # the validator's whole score states (LatestScores.states): the dashboard's per-task figures
+    score_states: Callable[[], Awaitable[Mapping[str, ScoreState]]] | None = None
     on_attempt: Callable[[AttemptOutcome], None] | None = None  # told how each attempt at a miner ended
     tasks: dict[str, Task[Any, Any]] | None = None  # the tasks served on their routes (None: every one installed)
     verifier: OrganicVerifier | None = None  # passes a sample of organic answers to the validator's scorers
@@ -102,6 +105,7 @@ class Gateway:
         self.keypair = ctx.keypair
         self.attestations = ctx.attestations
         self.history = ctx.history
+        self.score_states = ctx.score_states
         self.max_body_bytes = max_body_bytes
         self.access = KeyGate(ctx.keys, ctx.ratelimit)
         self.router = Router(ctx.directory, ctx.scores, ctx.breaker, ctx.stats, ctx.rng, ctx.attestations)
@@ -114,6 +118,7 @@ class Gateway:
                              on_attempt=ctx.on_attempt, verifier=ctx.verifier, tokenizers=ctx.tokenizers)
         self._parts = FlowParts(self.router, self.miners, ctx.breaker, self.ledger, keepalive_seconds)
         tasks = installed_tasks() if ctx.tasks is None else ctx.tasks
+        self.units = {name: task.unit for name, task in tasks.items()}  # what each task's throughput counts
         self.tasks = TaskRelay({name: t for name, t in tasks.items() if not t.language_model}, self.access,
                                self._parts, ctx.directory)
         self.passthrough = SealedPassthrough(self.access, ctx.directory, ctx.attestations, self.miners, ctx.breaker,

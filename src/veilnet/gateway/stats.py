@@ -1,4 +1,5 @@
-"""Request statistics and Prometheus metrics of the gateway, and the dashboard snapshot built from them."""
+"""Request statistics and Prometheus metrics of the gateway, and the dashboard snapshot built from them, the miner
+directory and the validator's scores."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ from veilnet.dashboard.models import (
     MetagraphRow,
     MinerRequestStats,
 )
+from veilnet.dashboard.tasks import task_views
 from veilnet.gateway.breaker import CircuitBreaker
 from veilnet.gateway.directory import MinerDirectory
+from veilnet.scoring import ScoreState
 
 __all__ = ["GatewayStats"]
 
@@ -126,15 +129,22 @@ class GatewayStats:
         self, directory: MinerDirectory, breaker: CircuitBreaker, netuid: int,
         scores: Callable[[], Awaitable[dict[str, float]]],
         history: Callable[[], Awaitable[list[EpochPoint]]] | None = None,
+        score_states: Callable[[], Awaitable[Mapping[str, ScoreState]]] | None = None,
+        units: Mapping[str, str] | None = None,
     ) -> Callable[[], Awaitable[DashboardSnapshot]]:
         """An async callable building the dashboard snapshot (a ``DashboardSource.snapshot``); ``history``
-        gives the per-epoch points (the validator's score history in SQL, ``dashboard.EpochHistory``)."""
+        gives the per-epoch points (the validator's score history in SQL, ``dashboard.EpochHistory``);
+        ``score_states`` the validator's score states (``LatestScores.states``), whose per-task figures the task
+        view shows beside what each miner offers per task; ``units`` each installed task's unit."""
 
         async def snapshot() -> DashboardSnapshot:
             graph = directory.metagraph
             now = time.monotonic()
             current = await scores()
             points = await history() if history is not None else []
+            stored = await score_states() if score_states is not None else {}
+            uids = {n.hotkey: n.uid for n in graph.neurons} if graph is not None else {}
+            tasks = task_views(directory.offered_tasks(), stored, uids, units or {})
             rows, requests, breakers = [], [], []
             states = breaker.states()
             if graph is not None:
@@ -157,6 +167,7 @@ class GatewayStats:
             self.set_gauges(graph, current, states)
             return DashboardSnapshot(netuid=netuid, block=graph.block if graph else 0,
                                      epoch=max((p.epoch for p in points), default=0),
-                                     metagraph=rows, history=points, requests=requests, breakers=breakers)
+                                     metagraph=rows, history=points, requests=requests, breakers=breakers,
+                                     tasks=tasks)
 
         return snapshot

@@ -46,7 +46,8 @@ class ScoreStore:
 
 
 class LatestScores:
-    """The validator's current score (EMA) per miner hotkey, as the gateway routes by it: re-read from Redis
+    """The validator's current score (EMA) per miner hotkey, as the gateway routes by it (and the whole states,
+    :meth:`states`, for the dashboard): re-read from Redis
     every ``interval`` seconds in the background, so no request waits on Redis (nor do a thousand requests
     read it at once), and while Redis is away routing goes on with the last scores read (each failed read is
     logged). Calling it returns the scores; use it with ``async with``."""
@@ -55,6 +56,7 @@ class LatestScores:
         self._store = store
         self._interval = interval
         self._latest: dict[str, float] = {}
+        self._states: dict[str, ScoreState] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> LatestScores:
@@ -72,6 +74,10 @@ class LatestScores:
     async def __call__(self) -> dict[str, float]:
         return self._latest
 
+    async def states(self) -> dict[str, ScoreState]:
+        """The whole score states last read (per-task figures included), as the dashboard shows them."""
+        return self._states
+
     async def refresh(self) -> None:
         """Read the scores now; on failure keep the last ones and log why."""
         try:
@@ -79,6 +85,7 @@ class LatestScores:
         except (aioredis.RedisError, OSError, ValueError) as exc:
             log.warning("gateway routes on the last scores read: cannot read them from Redis: %s", exc)
             return
+        self._states = states
         self._latest = {hotkey: state.ema for hotkey, state in states.items()}
 
     async def _refresh_forever(self) -> None:
