@@ -17,6 +17,7 @@ from veilnet.scoring import (
     ScoreState,
     TaskScore,
     tempo_components,
+    tempo_task_shares,
     update_scores,
     weighted_median,
     weights_from_scores,
@@ -334,6 +335,20 @@ def test_throughput_is_kept_for_tempos_without_a_probe_and_silent_miners_decay()
     only_errors = update_scores({}, [Observation(miner="x", model="m", task="chat", outcome="error")], tempo=1)
     assert only_errors["x"].ema == 0.0
     assert weights_from_scores({"ghost": ScoreState()}, tempo=1) == {"ghost": 0.0}
+
+
+def test_a_task_a_miner_stopped_serving_earns_it_nothing_from_its_last_throughput() -> None:
+    """In a tempo without a probe round a miner that still answers OCR is credited for it; once it serves only
+    chat, its last OCR throughput earns it nothing, however long it stays active."""
+    first = update_scores({}, [*serving("a"), *serving("b"), *probe("a", "r1", served=4, task="ocr"),
+                               *probe("c", "r1", served=4, task="ocr")], tempo=1)
+    assert first["a"].throughput["ocr"] > 0
+    still = tempo_components([ok("a"), ok("a", task="ocr"), ok("b"), ok("c", task="ocr")], ScoreParams(), first)
+    shares = tempo_task_shares(first, still, 2, ScoreParams())
+    assert shares["a"]["ocr"] == pytest.approx(0.5)  # it still answers OCR challenges
+    stopped = tempo_components([ok("a"), ok("b"), ok("c", task="ocr")], ScoreParams(), first)
+    shares = tempo_task_shares(first, stopped, 2, ScoreParams())
+    assert "ocr" not in shares["a"] and shares["c"]["ocr"] == pytest.approx(1.0)
 
 
 def test_states_and_observations_round_trip_through_json() -> None:

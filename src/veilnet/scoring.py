@@ -409,7 +409,9 @@ def tempo_task_shares(states: Mapping[str, ScoreState], components: Mapping[str,
         out[miner] = dict.fromkeys(part.observed_tasks, 0.0)
         quality = part.quality if part.quality is not None else state.quality
         for task, figures in part.tasks.items():
-            measured = figures.throughput if figures.throughput is not None else state.throughput.get(task, 0.0)
+            # the last measured throughput stands in only for a task the miner still serves or offers
+            kept = state.throughput.get(task, 0.0) if task in part.observed_tasks else 0.0
+            measured = figures.throughput if figures.throughput is not None else kept
             value = measured * _service(part, figures, quality, params) ** params.sharpen
             if part.attested:
                 value *= 1 + params.attested_bonus
