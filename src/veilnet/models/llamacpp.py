@@ -26,7 +26,6 @@ import contextlib
 import json
 import secrets
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from veilnet.errors import InvalidRequest, NotFound, UpstreamError, VeilnetError
 from veilnet.models.catalog import MODELS, model_path
 from veilnet.models.engine import ModelInfo, NextTokens, TokenLogprob, check_embedding_models
 from veilnet.models.limits import Admission
+from veilnet.models.llamaserver import start_server
 from veilnet.models.threads import engine_threads
 from veilnet.models.tokenizer import LlamaCppTokenizer
 from veilnet.models.toolcalls import ToolPlan
@@ -230,16 +230,7 @@ class LlamaCppEngine:
             params.embedding = True
             params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
             params.n_batch = params.n_ubatch = self.embedding_input_tokens
-        for attempt in range(3):
-            try:
-                return xllamacpp.Server(params)
-            except RuntimeError:
-                # with a loopback port, another process starting at the same moment (a devnet's validator and
-                # gateway) can take the port llama.cpp picked: pick again
-                if self._tokenizer_key is None or attempt == 2:
-                    raise
-                time.sleep(0.5 * (attempt + 1))
-        raise AssertionError("unreachable")
+        return start_server(params)
 
     def models(self) -> list[ModelInfo]:
         return [

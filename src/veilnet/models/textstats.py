@@ -27,6 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from veilnet.errors import InvalidRequest, UpstreamError
 from veilnet.models.catalog import model_path
+from veilnet.models.llamaserver import start_server
 
 __all__ = ["LlamaCppTokenScorer", "TextFeatures", "TokenScorer", "text_features"]
 
@@ -120,7 +121,7 @@ class LlamaCppTokenScorer:
         params.verbosity = -1
         params.port = 0  # any free loopback port, for /tokenize (xllamacpp has no in-process tokenizer)
         params.api_keys = [self._key]
-        self._server = xllamacpp.Server(params)
+        self._server = start_server(params)
         self._url = urllib.parse.urlsplit(str(self._server.listening_address))
 
     @property

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from veilnet.errors import NotFound, UpstreamError
+from veilnet.models.llamaserver import start_server
 
 __all__ = [
     "END_OF_GENERATION_NAMES",
@@ -221,7 +222,7 @@ def load_tokenizer_server(gguf: Path, *, threads: int = 1, context: int = 64) ->
     params.verbosity = -1
     params.port = 0  # any free port; the server reports the one it took
     params.api_keys = [key]
-    return xllamacpp.Server(params), key
+    return start_server(params), key
 
 
 @contextlib.asynccontextmanager
