@@ -124,13 +124,13 @@ class Ledger:
         self._on_attempt = on_attempt
 
     def entry(self, key: ApiKey, generation: str, model: str, started: float, *, sampled: bool,
-              verifiable: bool = False, private: bool = False) -> LedgerEntry:
-        """The ledger entry of a request admitted at ``started`` (``perf_counter``). ``sampled``: whether
-        it may go to the validator's organic stream (not when the app denied data collection); ``verifiable``:
-        whether its answer may be passed to the validator's scorers (drawn here, at admission), ``private``
-        when the app denied data collection (held only until verified)."""
-        audited = verifiable and self.verifier is not None and self.verifier.draw(model)
-        return LedgerEntry(self, key, generation, model, started, sampled, audited, private)
+              verifiable: bool = False, private: bool = False, task: str = "chat") -> LedgerEntry:
+        """The ledger entry of a request for ``task`` admitted at ``started`` (``perf_counter``). ``sampled``:
+        whether it may go to the validator's organic stream (not when the app denied data collection);
+        ``verifiable``: whether its answer may be passed to the validator's scorers (drawn here, at admission),
+        ``private`` when the app denied data collection (held only until verified)."""
+        audited = verifiable and self.verifier is not None and self.verifier.draw(model, task)
+        return LedgerEntry(self, key, generation, model, started, sampled, audited, private, task)
 
     def attempt(self, outcome: AttemptOutcome) -> None:
         self.stats.attempt(outcome.miner, self._uid(outcome.miner), outcome.fault)
@@ -147,10 +147,10 @@ class Ledger:
 
 class LedgerEntry:
     __slots__ = ("_hold", "_ledger", "audited", "done", "generation", "key", "model", "private", "sampled",
-                 "started")
+                 "started", "task")
 
     def __init__(self, ledger: Ledger, key: ApiKey, generation: str, model: str, started: float,
-                 sampled: bool, audited: bool = False, private: bool = False) -> None:
+                 sampled: bool, audited: bool = False, private: bool = False, task: str = "chat") -> None:
         self._ledger = ledger
         self.key = key
         self.generation = generation
@@ -159,6 +159,7 @@ class LedgerEntry:
         self.sampled = sampled
         self.audited = audited  # its answer goes to the validator's scorers (OrganicVerifier)
         self.private = private
+        self.task = task  # the task its answer is verified as
         self.done = False
         self._hold: Reservation | None = None
 
@@ -229,8 +230,8 @@ class LedgerEntry:
             ledger.ratelimit.add_tokens(self.key.id, prompt + completion)
         verifier = ledger.verifier
         if verifier is not None and signed is not None and candidate is not None and request is not None \
-                and status == LedgerStatus.OK and verifier.wants(model):
-            verifier.add(miner=candidate.hotkey, model=model, task="chat", request=request, signed=signed,
+                and status == LedgerStatus.OK and verifier.wants(model, self.task):
+            verifier.add(miner=candidate.hotkey, model=model, task=self.task, request=request, signed=signed,
                          private=self.private, elapsed_ms=row.latency_ms)
         organic = ledger.organic
         if organic is not None and candidate is not None and request is not None and self.sampled and organic.draw():

@@ -104,7 +104,7 @@ async def run_gateway(settings: Settings) -> None:
             verifier=await stack.enter_async_context(
                 OrganicVerifier(ValidatorPipeline(redis, wallet.hotkey.ss58_address, netuid),
                                 wallet.hotkey.ss58_address, rate=settings.gateway.organic_verify_rate,
-                                models=settings.validator.reference_models)),
+                                models=settings.validator.reference_models, tasks=settings.validator.tasks)),
             tokenizers=tokenizers,
         )
         attester = asyncio.create_task(attest_forever(ctx))

@@ -9,7 +9,11 @@ request's one id (``X-Generation-Id``). A task whose gateway route is an OpenAI 
 
 Billing counts the task's units (fixed by the request: images, characters, ...), never what an answer
 claims: ``prompt_tokens`` carries the units (rounded up) and miners price them per million like tokens.
-Task requests are never sampled into the validator's organic stream (its replays are chat prompts).
+Task requests are never sampled into the validator's organic stream (its replays are chat prompts). The
+answers of tasks that judge organic answers (``Task.audits_organic``) are drawn for the validator's scorers as
+chat's are (:class:`~veilnet.gateway.verification.OrganicVerifier`: the same rate, the bytes the miner signed,
+kept ``private`` when the request's provider preferences deny data collection), and verified there by the
+task's ``verify_organic``.
 """
 
 from __future__ import annotations
@@ -105,7 +109,11 @@ class TaskRelay:
             raise InvalidRequest(f"{task.name} answers are not streamed; send stream=false", param="stream")
         units = max(0, math.ceil(task.units(parsed)))
         generation = new_generation_id()
-        entry = self._parts.ledger.entry(key, generation, model, started, sampled=False)
+        # chat's rule: an answer not sealed may be verified (tasks are never sealed); deny: held only until verified
+        prefs = getattr(parsed, "provider", None)
+        entry = self._parts.ledger.entry(key, generation, model, started, sampled=False, task=task.name,
+                                         verifiable=task.audits_organic,
+                                         private=getattr(prefs, "data_collection", None) == "deny")
         attempts = Attempts(self._parts.miners, self._parts.breaker, self._parts.ledger, task.miner_path,
                             stream=False, endpoint=None)
         wire = parsed.model_dump_json(exclude_unset=True).encode()
@@ -122,14 +130,16 @@ class TaskRelay:
                 raise refused.error from None
             if opened is None:
                 continue
-            answer = await self._read(task, opened, attempts)
-            if answer is None:
+            read = await self._read(task, opened, attempts)
+            if read is None:
                 continue
+            answer, raw = read
+            signed = entry.signed("body", raw, opened.uuid, dict(opened.response.headers))
             # units come from the request alone (no answer moves them), so no bound by a context applies
             bill = Usage(prompt_tokens=units, total_tokens=units).priced(opened.candidate.price_input,
                                                                          opened.candidate.price_output)
             answer["usage"] = bill.model_dump(exclude_none=True)
-            entry.finish(opened.candidate, bill, LedgerStatus.OK, model=model)
+            entry.finish(opened.candidate, bill, LedgerStatus.OK, model=model, request=wire, signed=signed)
             attempts.succeeded(opened, bill.prompt_tokens, 0)
             return Response(to_json(answer), media_type="application/json", headers={GENERATION_HEADER: generation})
         error = attempts.failures[-1] if attempts.failures else UpstreamError("no miner could serve the request")
@@ -138,9 +148,10 @@ class TaskRelay:
             raise Overloaded(f"no miner could serve the request: {error.message}", retry_after=2)
         raise error
 
-    async def _read(self, task: Task[Any, Any], opened: Opened, attempts: Attempts) -> dict[str, Any] | None:
-        """The miner's answer as JSON when it is signed and is the task's answer document; None (the miner's
-        failure, counted) otherwise."""
+    async def _read(self, task: Task[Any, Any], opened: Opened, attempts: Attempts,
+                    ) -> tuple[dict[str, Any], bytes] | None:
+        """The miner's answer as JSON, and the bytes it signed, when it is signed and is the task's answer
+        document; None (the miner's failure, counted) otherwise."""
         who = f"miner {short(opened.candidate.hotkey)}"
         try:
             raw = await opened.response.read()
@@ -162,4 +173,4 @@ class TaskRelay:
             return None
         finally:
             opened.response.release()
-        return dict(parsed.model_dump(mode="json", exclude_none=True))
+        return dict(parsed.model_dump(mode="json", exclude_none=True)), raw

@@ -10,6 +10,10 @@ Epistula headers, or the whole SSE stream with its signature line, and the reque
 the signature and reads the answer from those bytes, so neither the gateway nor Redis can put words in a
 miner's mouth. A request whose app denied data collection is verified too, but its record is ``private``: the
 scorer deletes it once verified, and it never enters the organic stream challenges replay from.
+
+Chat answers are drawn for the scorers' reference models; answers of the other tasks that judge organic answers
+(``Task.audits_organic``: OCR, orientation, relayed by :class:`~veilnet.gateway.tasks.TaskRelay`) for the
+tasks the scorers verify. Every record names its task, which picks the scorer's verifier.
 """
 
 from __future__ import annotations
@@ -48,13 +52,15 @@ class OrganicVerifier:
     answer is sent); use it with ``async with`` (leaving writes what is left)."""
 
     def __init__(self, pipeline: ValidatorPipeline, caller: str, *, rate: float, rng: random.Random | None = None,
-                 flush_seconds: float = 0.25, models: Collection[str] | None = None) -> None:
+                 flush_seconds: float = 0.25, models: Collection[str] | None = None,
+                 tasks: Collection[str] | None = None) -> None:
         if not 0.0 <= rate <= 1.0:
             raise ValueError("organic_verify_rate must be within [0, 1]")
         self._pipeline = pipeline
         self.caller = caller
         self._rate = rate
-        self._models = frozenset(models) if models is not None else None  # what the scorers verify (None: all)
+        self._models = frozenset(models) if models is not None else None  # chat models the scorers verify (None: all)
+        self._tasks = frozenset(tasks) if tasks is not None else None  # other tasks they verify (None: all)
         self._rng = rng or random.Random()
         self._unwritten: list[ChallengeRecord] = []
         self._writer = Flusher(self.flush, lambda: bool(self._unwritten), interval=flush_seconds,
@@ -67,13 +73,16 @@ class OrganicVerifier:
                         tb: TracebackType | None) -> None:
         await self._writer.aclose()
 
-    def wants(self, model: str) -> bool:
-        """Whether the scorers verify answers of ``model`` (their reference models)."""
-        return self._models is None or model in self._models
+    def wants(self, model: str, task: str = "chat") -> bool:
+        """Whether the scorers verify answers of ``model`` for ``task``: chat's of their reference models, other
+        tasks' when they verify the task."""
+        if task == "chat":
+            return self._models is None or model in self._models
+        return self._tasks is None or task in self._tasks
 
-    def draw(self, model: str | None = None) -> bool:
-        """Whether the next request's answer (of ``model``) is verified (probability ``rate``)."""
-        return (self._rate > 0.0 and (model is None or self.wants(model))
+    def draw(self, model: str | None = None, task: str = "chat") -> bool:
+        """Whether the next request's answer (of ``model`` for ``task``) is verified (probability ``rate``)."""
+        return (self._rate > 0.0 and (model is None or self.wants(model, task))
                 and self._rng.random() < self._rate)
 
     def add(self, *, miner: str, model: str, task: str, request: bytes, signed: SignedAnswer, private: bool,

@@ -11,13 +11,20 @@ installed. Miner, validator and gateway only ever go through this interface.
 Verification is pure given its inputs: the request, the truth the challenge kept, the answer and the
 validator's tools (its reference engine when the task re-runs a model); it never raises for anything a miner
 sent (a malformed answer is a failed verdict) and returns a hard failure only for what no honest miner sends.
+
+Organic answers (apps' requests the gateway relayed and passed to the scorers) have no kept truth:
+:meth:`Task.verify_organic` judges them, or returns None where the task has no check without a truth (the
+default; the answer then stays unverified, never held against the miner). A task that sets
+``audits_organic`` has one, and the gateway passes a sample of its organic answers to the scorers; one that
+sets ``organic_engine`` compares an answer with the validator's own reading of the same input, by the
+handler :meth:`Task.handler` gives the validator (``VerifyTools.engine_for``).
 """
 
 from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, MutableSet, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableSet, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -38,6 +45,7 @@ __all__ = [
     "TaskHandler",
     "VerifyTools",
     "miner_path",
+    "own_reading",
 ]
 
 Request = TypeVar("Request", bound=BaseModel)
@@ -74,11 +82,17 @@ class ChallengeTools:
 
 @dataclass
 class VerifyTools:
-    """What a verifier may use: the validator's random source and reference engine (None in a process that
-    holds none; a task that needs one says so with ``Task.needs_reference``)."""
+    """What a verifier may use: the validator's random source, its reference engine (None in a process that
+    holds none; a task that needs one says so with ``Task.needs_reference``) and the tasks' own engines it
+    opened (by task name: the handlers of the tasks that set ``Task.organic_engine``, entered)."""
 
     rng: random.Random = field(default_factory=random.Random)
     reference: Any = None
+    engines: Mapping[str, TaskHandler] = field(default_factory=dict)
+
+    def engine_for(self, task: str) -> TaskHandler | None:
+        """The validator's own engine serving ``task`` (None: this process opened none)."""
+        return self.engines.get(task)
 
 
 @dataclass
@@ -143,6 +157,10 @@ class Task(ABC, Generic[Request, Answer]):
     route: ClassVar[str] = ""  # where the gateway serves it to apps (default: the miner's path)
     needs_reference: ClassVar[bool] = False  # the verifier re-runs the validator's reference engine
     language_model: ClassVar[bool] = False  # served by the miner's language-model engine (chat, embeddings)
+    # verify_organic judges organic answers: the gateway passes a sample of them to the scorers
+    audits_organic: ClassVar[bool] = False
+    # verify_organic compares with the validator's own engine (handler()), which scorers open for the task
+    organic_engine: ClassVar[bool] = False
 
     @property
     def miner_path(self) -> str:
@@ -186,6 +204,40 @@ class Task(ABC, Generic[Request, Answer]):
             raise ValueError(f"the {self.name} challenge's own request does not parse: {exc}") from exc
         return await self.verify(parsed, truth, answer, tools)  # type: ignore[arg-type]
 
+    async def verify_organic(self, request: Request, answer: object, tools: VerifyTools) -> Verdict | None:
+        """The verdict on ``answer`` (the miner's JSON, unparsed) to an app's ``request``, which kept no truth;
+        None: this task cannot judge an answer without a known truth (the default). Like :meth:`verify`, never
+        raises for anything a miner sent."""
+        return None
+
+    async def verify_organic_json(self, request: dict[str, Any], answer: object,
+                                  tools: VerifyTools) -> Verdict | None:
+        """:meth:`verify_organic` on the request as it travelled (JSON); one that does not parse (the gateway
+        relayed only parsed requests) raises ValueError."""
+        try:
+            parsed = self.request_type.model_validate(request)
+        except ValidationError as exc:
+            raise ValueError(f"the {self.name} organic request does not parse: {exc}") from exc
+        return await self.verify_organic(parsed, answer, tools)  # type: ignore[arg-type]
+
+    def organic_handler(self, tools: VerifyTools) -> TaskHandler:
+        """The validator's own engine for this task (RuntimeError when this process opened none: a scorer set
+        up without it cannot verify, and the answer stays unverified)."""
+        handler = tools.engine_for(self.name)
+        if handler is None:
+            raise RuntimeError(f"this scorer holds no {self.name} engine to verify organic answers with")
+        return handler
+
+
+async def own_reading(handler: TaskHandler, request: BaseModel, answer_type: type[Answer]) -> Answer:
+    """``handler``'s answer to ``request`` as ``answer_type``: the validator's own reading of an app's input. Asked
+    under the first model the handler serves when it serves not the request's (a miner may serve the task under
+    another model; the organic verifiers compare readings, never model names)."""
+    served = handler.models()
+    if served and getattr(request, "model", None) not in served:
+        request = request.model_copy(update={"model": served[0]})
+    answer = await handler.serve(request)
+    return answer if isinstance(answer, answer_type) else answer_type.model_validate(answer.model_dump())
 
 
 @dataclass(frozen=True)

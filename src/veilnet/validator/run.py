@@ -1,5 +1,6 @@
 """Running validator roles in a process: open the chain, Redis, SQL, HTTP and — for a scorer — the reference
-model, then run the roles (all three unless told otherwise; separate processes share the work over Redis)."""
+model and the engines of the tasks whose organic answers it compares with its own reading — then run the roles
+(all three unless told otherwise; separate processes share the work over Redis)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,10 @@ from veilnet.store.redis import open_redis
 from veilnet.store.scores import ScoreStore
 from veilnet.store.sql import DatabaseTimeouts, open_database
 from veilnet.store.validator_pipeline import ValidatorPipeline
+from veilnet.tasks.interface import TaskHandler
+from veilnet.tasks.registry import installed_tasks, select_tasks
 from veilnet.validator.asking import challenge_client
+from veilnet.validator.engines import organic_engines
 from veilnet.validator.service import ROLES, ValidatorContext, run_validator
 from veilnet.wallet import load_wallet
 
@@ -42,12 +46,17 @@ async def run_validator_process(settings: Settings, roles: Collection[str] = ROL
         chain = await stack.enter_async_context(chain_from_settings(settings.chain))
         redis = await stack.enter_async_context(open_redis(settings.redis))
         reference = None
-        if "scorer" in roles:  # only scorers hold the model
+        engines: dict[str, TaskHandler] = {}
+        if "scorer" in roles:  # only scorers hold the models
             models = settings.validator.reference_models
             reference = LlamaCppEngine(models, cache_dir=settings.data_dir / "models", concurrency=1, tokenizer=True,
                                        embedding_models=models if settings.validator.embedding_share > 0 else None,
                                        threads=settings.llamacpp.resolved_threads())
             await stack.enter_async_context(reference)
+            wanted = settings.validator.tasks
+            engines = await stack.enter_async_context(organic_engines(
+                installed_tasks() if wanted is None else select_tasks(wanted), settings.data_dir,
+                threads=settings.llamacpp.resolved_threads()))
         http = await stack.enter_async_context(aiohttp.ClientSession())
         engine = await stack.enter_async_context(open_database(settings.database_url(), timeouts=timeouts))
         relay = await stack.enter_async_context(RelayClient())  # as the gateway's: challenges look the same
@@ -62,6 +71,6 @@ async def run_validator_process(settings: Settings, roles: Collection[str] = ROL
             history=ScoreHistory(engine, me, netuid, timeout=timeouts.operation),
             attestations=AttestedSessions(verifier_from_settings(settings.confidential)),
             organic_counts=RequestCounter(redis, "organic", me, netuid),
-            synthetic_counts=synthetic, miners=challenge_client(wallet.hotkey, relay, synthetic),
+            synthetic_counts=synthetic, miners=challenge_client(wallet.hotkey, relay, synthetic), engines=engines,
         )
         await run_validator(ctx, roles=roles)

@@ -17,7 +17,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +54,7 @@ from veilnet.store.organic import OrganicStream, RequestCounter
 from veilnet.store.scores import ScoreStore
 from veilnet.store.validator_pipeline import ChallengeRecord, ValidatorPipeline
 from veilnet.tasks.challenges import PromptPool
-from veilnet.tasks.interface import Challenge, ChallengeTools, VerifyTools
+from veilnet.tasks.interface import Challenge, ChallengeTools, TaskHandler, VerifyTools
 from veilnet.tasks.registry import installed_tasks, task_named
 from veilnet.validator.asking import draw_challenge, send_challenge, terms_failure
 from veilnet.validator.audit import signed_answer_document
@@ -110,6 +110,9 @@ class ValidatorContext:
     # process does not)
     miners: MinerClient | None = None
     replayed: set[str] = field(default_factory=set)  # organic conversations this challenger replayed (once each)
+    # the scorer's own engines for the tasks whose organic answers it compares with them (Task.organic_engine),
+    # by task name, entered (:func:`veilnet.validator.engines.open_organic_engines`)
+    engines: Mapping[str, TaskHandler] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -175,7 +178,9 @@ async def ask_miner(
 async def score_answer(ctx: ValidatorContext, record: ChallengeRecord) -> Observation:
     """The challenge's observation, its answer verified against the reference model with probability
     ``verify_rate`` (an answer not drawn stays unverified: it counts as missing, never as zero). An organic
-    answer the gateway drew (``record.signed``) is always verified, read from the bytes the miner signed."""
+    answer the gateway drew (``record.signed``) is always verified, read from the bytes the miner signed, by its
+    task's :meth:`~veilnet.tasks.interface.Task.verify_organic` (None: the task cannot judge it, and it stays
+    unverified)."""
     observation = record.observation
     answer: object = record.answer
     if record.signed is not None:  # an organic answer the gateway drew: always verified, from what the miner signed
@@ -188,14 +193,19 @@ async def score_answer(ctx: ValidatorContext, record: ChallengeRecord) -> Observ
         return observation
     if record.request is None or answer is None:
         return observation
+    tools = VerifyTools(rng=ctx.rng, reference=ctx.reference, engines=ctx.engines)
     try:
         kind = task_named(observation.task)
-        verdict = await kind.verify_json(record.request, record.truth, answer,
-                                         VerifyTools(rng=ctx.rng, reference=ctx.reference))
+        if record.signed is not None:
+            verdict = await kind.verify_organic_json(record.request, answer, tools)
+        else:
+            verdict = await kind.verify_json(record.request, record.truth, answer, tools)
     except Exception as exc:  # the reference's own failure, a scorer set up without one, a task plugin's bug
         reason = exc.message if isinstance(exc, VeilnetError) else f"{type(exc).__name__}: {exc}"
         log_event(log, "cannot verify; the answer stays unverified", logging.ERROR, miner=observation.miner,
                   task=observation.task, reason=reason)
+        return observation
+    if verdict is None:  # a task with no check without a truth: neither for nor against the miner
         return observation
     if not verdict.ok:
         log_event(log, "verification failed", logging.WARNING, miner=observation.miner, kind=observation.kind,

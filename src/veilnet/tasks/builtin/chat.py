@@ -1,7 +1,8 @@
 """Chat completions as a task: challenges from organic replays, reference-written questions and word-list
 prompts (:mod:`veilnet.tasks.challenges`), answers re-scored by the validator's reference model
 (:func:`veilnet.tasks.chat.verify_chat_answer`). Served by the miner's language-model engine on its own
-routes (streams, sealed requests), so :meth:`ChatTask.handler` is None."""
+routes (streams, sealed requests), so :meth:`ChatTask.handler` is None. Organic answers are re-scored the same
+way (no truth is needed)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ class ChatTask(Task[ChatCompletionRequest, BaseModel]):
     path: ClassVar[str] = paths.CHAT_COMPLETIONS
     needs_reference: ClassVar[bool] = True
     language_model: ClassVar[bool] = True
+    audits_organic: ClassVar[bool] = True
 
     def units(self, request: ChatCompletionRequest) -> float:
         return float(request.max_completion_tokens or request.max_tokens or 0)
@@ -45,6 +47,10 @@ class ChatTask(Task[ChatCompletionRequest, BaseModel]):
         if not isinstance(tools.reference, ReferenceModel):
             raise RuntimeError("the scorer's reference model cannot re-score chat answers")
         return await verify_chat_answer(tools.reference, request, answer, rng=tools.rng)
+
+    async def verify_organic(self, request: ChatCompletionRequest, answer: object, tools: VerifyTools) -> Verdict:
+        # re-scoring by the reference needs no truth: an app's answer is verified as a challenge's is
+        return await self.verify(request, None, answer, tools)
 
     def handler(self, tools: HandlerTools) -> TaskHandler | None:
         return None

