@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from tests.miner.conftest import fake_upstream_app, neuron, served_neuron
 from veilnet.chain.types import Metagraph
 from veilnet.gateway import GatewayContext, create_gateway_app
 from veilnet.gateway.directory import MinerDirectory
+from veilnet.gateway.verification import OrganicVerifier
 from veilnet.miner import MetagraphHolder, MinerContext, create_miner_app
 from veilnet.models.llamacpp import LlamaCppEngine
 from veilnet.models.upstream import OpenAIUpstreamEngine
@@ -29,17 +30,21 @@ from veilnet.relay import RelayClient
 from veilnet.settings import EpistulaSettings, MinerSettings
 from veilnet.store.keys import KeyStore
 from veilnet.store.sql import open_database
-from veilnet.tasks.interface import ChallengeTools, HandlerTools, ServedTask, VerifyTools
+from veilnet.tasks.interface import ChallengeTools, HandlerTools, ServedTask, TaskHandler, VerifyTools
 from veilnet.tasks.ocr import OCR_MODEL, character_error_rate, generate_ocr_challenge
 from veilnet.tasks.orientation import ORIENTATION_MODEL, generate_orientation_challenge
 from veilnet.tasks.registry import task_named
 
 GATEWAY = Keypair.create_from_uri("//TaskGateway")
 CHAT_MINER, TASK_MINER = Keypair.create_from_uri("//TaskGwChat"), Keypair.create_from_uri("//TaskGwTasks")
+CHEAT_MINER = Keypair.create_from_uri("//TaskGwCheat")
 
 
 @contextlib.asynccontextmanager
-async def task_stack(tmp_path: Path, redis: aioredis.Redis) -> AsyncIterator[dict[str, Any]]:
+async def task_stack(tmp_path: Path, redis: aioredis.Redis, *, verifier: OrganicVerifier | None = None,
+                     cheat: Callable[[TaskHandler], TaskHandler] | None = None) -> AsyncIterator[dict[str, Any]]:
+    """A gateway (passing organic answers to ``verifier`` when given), a chat miner and a miner serving OCR and
+    orientation; with ``cheat``, a third miner serving OCR through ``cheat(the honest OCR handler)``."""
     async with contextlib.AsyncExitStack() as es:
         upstream = await es.enter_async_context(serve_asgi(fake_upstream_app()))
         chat_engine = await es.enter_async_context(OpenAIUpstreamEngine(f"{upstream}/v1", ["upstream-echo"]))
@@ -52,16 +57,19 @@ async def task_stack(tmp_path: Path, redis: aioredis.Redis) -> AsyncIterator[dic
         validators = (neuron(0, GATEWAY, 1000, True),)
         settings = MinerSettings(price_input_per_million=1_000.0)
         urls = {}
-        for key, engine, served in ((CHAT_MINER, chat_engine, {}),
-                                    (TASK_MINER, LlamaCppEngine([], cache_dir=tmp_path), tasks)):
+        miners = [(CHAT_MINER, chat_engine, {}), (TASK_MINER, LlamaCppEngine([], cache_dir=tmp_path), tasks)]
+        if cheat is not None:
+            miners.append((CHEAT_MINER, LlamaCppEngine([], cache_dir=tmp_path),
+                           {"ocr": ServedTask(tasks["ocr"].task, cheat(tasks["ocr"].handler))}))
+        for key, engine, served in miners:
             ctx = MinerContext(keypair=key, engine=engine, redis=redis,
                                metagraph=MetagraphHolder(Metagraph(1, 0, validators)), settings=settings,
                                epistula=EpistulaSettings(max_body_bytes=8 * 1024 * 1024), tasks=served)
             urls[key] = await es.enter_async_context(serve_asgi(create_miner_app(ctx), lifespan="off"))
         http = await es.enter_async_context(aiohttp.ClientSession())
         directory = MinerDirectory(http, GATEWAY.ss58_address)
-        await directory.refresh(Metagraph(1, 0, (validators[0], served_neuron(1, CHAT_MINER, urls[CHAT_MINER]),
-                                                 served_neuron(2, TASK_MINER, urls[TASK_MINER]))))
+        neurons = {key: served_neuron(uid, key, url) for uid, (key, url) in enumerate(urls.items(), start=1)}
+        await directory.refresh(Metagraph(1, 0, (validators[0], *neurons.values())))
         database = await es.enter_async_context(open_database(f"sqlite+aiosqlite:///{tmp_path / 'gw.sqlite3'}"))
         keys = await es.enter_async_context(KeyStore(database))
         secret, key = await keys.create("tests", credit_usd=10.0)
@@ -70,11 +78,12 @@ async def task_stack(tmp_path: Path, redis: aioredis.Redis) -> AsyncIterator[dic
             return {}
 
         ctx = GatewayContext(keypair=GATEWAY, keys=keys, directory=directory, http=http, scores=scores,
-                             relay=await es.enter_async_context(RelayClient()), rng=random.Random(0))
+                             relay=await es.enter_async_context(RelayClient()), rng=random.Random(0),
+                             verifier=verifier)
         url = await es.enter_async_context(serve_asgi(create_gateway_app(ctx, max_body_bytes=8 * 1024 * 1024),
                                                       lifespan="off"))
         client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=secret, max_retries=0)
-        yield {"client": client, "url": url, "secret": secret, "http": http}
+        yield {"client": client, "url": url, "secret": secret, "http": http, "neurons": neurons}
         await client.close()
 
 

@@ -83,6 +83,10 @@ async def test_the_verifier_draws_at_its_rate_and_marks_private_records(redis_cl
     assert not any(OrganicVerifier(pipeline, GATEWAY.ss58_address, rate=0.0).draw() for _ in range(100))
     only = OrganicVerifier(pipeline, GATEWAY.ss58_address, rate=1.0, models=["m"])
     assert only.draw("m") and not only.draw("another") and only.wants("m") and not only.wants("another")
+    assert only.draw("PP-OCRv4", "ocr") and only.wants("any-model", "orientation")  # tasks: none named, all
+    ocr_only = OrganicVerifier(pipeline, GATEWAY.ss58_address, rate=1.0, models=["m"], tasks=["ocr"])
+    assert ocr_only.draw("PP-OCRv4", "ocr") and not ocr_only.draw("PP-LCNet-doc-orientation", "orientation")
+    assert ocr_only.wants("m") and not ocr_only.wants("PP-OCRv4")  # chat: by reference model, as before
     entries = await redis_client.xrange(pipeline.answers)
     assert len(entries) == 1
     record = ChallengeRecord.from_json(entries[0][1][b"record"])
