@@ -111,7 +111,7 @@ class ValidatorContext:
     miners: MinerClient | None = None
     replayed: set[str] = field(default_factory=set)  # organic conversations this challenger replayed (once each)
     # the scorer's own engines for the tasks whose organic answers it compares with them (Task.organic_engine),
-    # by task name, entered (:func:`veilnet.validator.engines.open_organic_engines`)
+    # by task name, entered (:func:`veilnet.validator.engines.organic_engines`)
     engines: Mapping[str, TaskHandler] = field(default_factory=dict)
 
 
