@@ -35,7 +35,7 @@ from veilnet.tasks.orientation import generate_orientation_challenge
 from veilnet.tasks.registry import select_tasks, task_named
 from veilnet.validator import ValidatorContext, run_scorer
 from veilnet.validator.asking import challenge_client, send_challenge
-from veilnet.validator.engines import organic_engines
+from veilnet.validator.engines import OrganicEngines
 from veilnet.validator.service import score_answer
 
 APP_NOTE = "Scan from the accounts inbox."  # what the test's app writes beside its images: the cheater's tell
@@ -134,7 +134,7 @@ async def test_organic_ocr_garbage_is_convicted_through_the_gateways_audit(
     assert all(a.signed is not None and a.observation.kind == "audit" for a in audits)
     assert sorted({a.observation.task for a in audits}) == ["ocr", "orientation"]
 
-    async with organic_engines(select_tasks(["ocr", "orientation"]), tmp_path) as engines, \
+    async with OrganicEngines(select_tasks(["ocr", "orientation"]), tmp_path) as engines, \
             DevnetChain(None) as chain, aiohttp.ClientSession() as http:
         ctx = ValidatorContext(keypair=GATEWAY, chain=chain, netuid=1, reference=None, http=http,
                                scores=ScoreStore(redis_client, GATEWAY.ss58_address, 1),

@@ -1,5 +1,5 @@
 """Organic answers judged through the task interface (``Task.verify_organic``), with the real engines the
-scorer opens (:func:`veilnet.validator.engines.organic_engines`: each task's own handler): an honest OCR or
+scorer opens (:class:`veilnet.validator.engines.OrganicEngines`: each task's own handler, on first use): an honest OCR or
 orientation answer passes, also from a miner serving the task under another model's name; a wrong transcript
 or wrong angles fail; a malformed answer fails; ai-detection and embeddings cannot judge an answer without a
 known truth (None); a scorer without the task's engine raises rather than judging."""
@@ -24,26 +24,34 @@ from veilnet.tasks.orientation import (
     generate_orientation_challenge,
 )
 from veilnet.tasks.registry import installed_tasks, task_named
-from veilnet.validator.engines import organic_engines
+from veilnet.validator.engines import OrganicEngines
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def engines(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[str, TaskHandler]]:
-    async with organic_engines(installed_tasks(), tmp_path_factory.mktemp("data")) as opened:
-        yield opened
+async def opened(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[OrganicEngines]:
+    async with OrganicEngines(installed_tasks(), tmp_path_factory.mktemp("data")) as engines:
+        yield engines
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def engines(opened: OrganicEngines) -> dict[str, TaskHandler]:
+    found = {name: await opened.engine_for(name) for name in ("ocr", "orientation")}
+    return {name: engine for name, engine in found.items() if engine is not None}
 
 
 @pytest.fixture
-def tools(engines: dict[str, TaskHandler]) -> VerifyTools:
-    return VerifyTools(rng=random.Random(0), engines=engines)
+def tools(opened: OrganicEngines) -> VerifyTools:
+    return VerifyTools(rng=random.Random(0), engines=opened)
 
 
 async def test_the_scorer_opens_engines_only_for_tasks_that_compare_with_one(
-        engines: dict[str, TaskHandler]) -> None:
-    assert set(engines) == {"ocr", "orientation"}  # chat, embeddings and ai-detection open nothing here
+        opened: OrganicEngines, engines: dict[str, TaskHandler]) -> None:
+    assert opened.tasks == {"ocr", "orientation"}  # chat, embeddings and ai-detection have none
+    assert await opened.engine_for("chat") is None and await opened.engine_for("ai-detection") is None
     assert engines["ocr"].models() == [OCR_MODEL] and engines["orientation"].models() == [ORIENTATION_MODEL]
+    assert await opened.engine_for("ocr") is engines["ocr"]  # opened once, on first use
 
 
 def _ocr(text: str, model: str = OCR_MODEL) -> dict[str, Any]:
@@ -66,11 +74,12 @@ async def test_ocr_honest_answers_pass_and_wrong_transcripts_fail(engines: dict[
         assert malformed is not None and not malformed.ok
 
 
-async def test_ocr_under_another_model_name_is_read_by_the_scorers_own_model(tools: VerifyTools) -> None:
+async def test_ocr_under_another_model_name_is_read_by_the_scorers_own_model(engines: dict[str, TaskHandler],
+                                                                             tools: VerifyTools) -> None:
     """A miner may serve OCR under its own model's name: the scorer reads the image with the model it holds."""
     task = task_named("ocr")
     challenge = generate_ocr_challenge(random.Random(3), model="acme-ocr-large")
-    reading = await tools.engines["ocr"].serve(challenge.request.model_copy(update={"model": OCR_MODEL}))
+    reading = await engines["ocr"].serve(challenge.request.model_copy(update={"model": OCR_MODEL}))
     honest = _ocr(reading.model_dump()["choices"][0]["message"]["content"], model="acme-ocr-large")
     verdict = await task.verify_organic(challenge.request, honest, tools)
     assert verdict is not None and verdict.ok and verdict.quality == 1.0

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping, MutableSet, Sequence
+from collections.abc import Awaitable, Callable, MutableSet, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -42,6 +42,7 @@ __all__ = [
     "Request",
     "ServedTask",
     "Task",
+    "TaskEngines",
     "TaskHandler",
     "VerifyTools",
     "miner_path",
@@ -80,6 +81,12 @@ class ChallengeTools:
     replayed: MutableSet[str] | None = None  # organic conversations already replayed (chat: each once)
 
 
+class TaskEngines(Protocol):
+    """The validator's own engines for tasks (:class:`veilnet.validator.engines.OrganicEngines`)."""
+
+    async def engine_for(self, task: str) -> TaskHandler | None: ...
+
+
 @dataclass
 class VerifyTools:
     """What a verifier may use: the validator's random source, its reference engine (None in a process that
@@ -88,11 +95,11 @@ class VerifyTools:
 
     rng: random.Random = field(default_factory=random.Random)
     reference: Any = None
-    engines: Mapping[str, TaskHandler] = field(default_factory=dict)
+    engines: TaskEngines | None = None
 
-    def engine_for(self, task: str) -> TaskHandler | None:
-        """The validator's own engine serving ``task`` (None: this process opened none)."""
-        return self.engines.get(task)
+    async def engine_for(self, task: str) -> TaskHandler | None:
+        """The validator's own engine serving ``task`` (None: this process has none)."""
+        return await self.engines.engine_for(task) if self.engines is not None else None
 
 
 @dataclass
@@ -220,10 +227,10 @@ class Task(ABC, Generic[Request, Answer]):
             raise ValueError(f"the {self.name} organic request does not parse: {exc}") from exc
         return await self.verify_organic(parsed, answer, tools)  # type: ignore[arg-type]
 
-    def organic_handler(self, tools: VerifyTools) -> TaskHandler:
-        """The validator's own engine for this task (RuntimeError when this process opened none: a scorer set
-        up without it cannot verify, and the answer stays unverified)."""
-        handler = tools.engine_for(self.name)
+    async def organic_handler(self, tools: VerifyTools) -> TaskHandler:
+        """The validator's own engine for this task (RuntimeError when this process has none: a scorer set up
+        without it cannot verify, and the answer stays unverified)."""
+        handler = await tools.engine_for(self.name)
         if handler is None:
             raise RuntimeError(f"this scorer holds no {self.name} engine to verify organic answers with")
         return handler

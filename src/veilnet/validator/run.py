@@ -23,10 +23,9 @@ from veilnet.store.redis import open_redis
 from veilnet.store.scores import ScoreStore
 from veilnet.store.sql import DatabaseTimeouts, open_database
 from veilnet.store.validator_pipeline import ValidatorPipeline
-from veilnet.tasks.interface import TaskHandler
 from veilnet.tasks.registry import installed_tasks, select_tasks
 from veilnet.validator.asking import challenge_client
-from veilnet.validator.engines import organic_engines
+from veilnet.validator.engines import OrganicEngines
 from veilnet.validator.service import ROLES, ValidatorContext, run_validator
 from veilnet.wallet import load_wallet
 
@@ -46,7 +45,7 @@ async def run_validator_process(settings: Settings, roles: Collection[str] = ROL
         chain = await stack.enter_async_context(chain_from_settings(settings.chain))
         redis = await stack.enter_async_context(open_redis(settings.redis))
         reference = None
-        engines: dict[str, TaskHandler] = {}
+        engines: OrganicEngines | None = None
         if "scorer" in roles:  # only scorers hold the models
             models = settings.validator.reference_models
             reference = LlamaCppEngine(models, cache_dir=settings.data_dir / "models", concurrency=1, tokenizer=True,
@@ -54,7 +53,7 @@ async def run_validator_process(settings: Settings, roles: Collection[str] = ROL
                                        threads=settings.llamacpp.resolved_threads())
             await stack.enter_async_context(reference)
             wanted = settings.validator.tasks
-            engines = await stack.enter_async_context(organic_engines(
+            engines = await stack.enter_async_context(OrganicEngines(
                 installed_tasks() if wanted is None else select_tasks(wanted), settings.data_dir,
                 threads=settings.llamacpp.resolved_threads()))
         http = await stack.enter_async_context(aiohttp.ClientSession())

@@ -17,7 +17,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +54,7 @@ from veilnet.store.organic import OrganicStream, RequestCounter
 from veilnet.store.scores import ScoreStore
 from veilnet.store.validator_pipeline import ChallengeRecord, ValidatorPipeline
 from veilnet.tasks.challenges import PromptPool
-from veilnet.tasks.interface import Challenge, ChallengeTools, TaskHandler, VerifyTools
+from veilnet.tasks.interface import Challenge, ChallengeTools, TaskEngines, VerifyTools
 from veilnet.tasks.registry import installed_tasks, task_named
 from veilnet.validator.asking import draw_challenge, send_challenge, terms_failure
 from veilnet.validator.audit import signed_answer_document
@@ -111,8 +111,8 @@ class ValidatorContext:
     miners: MinerClient | None = None
     replayed: set[str] = field(default_factory=set)  # organic conversations this challenger replayed (once each)
     # the scorer's own engines for the tasks whose organic answers it compares with them (Task.organic_engine),
-    # by task name, entered (:func:`veilnet.validator.engines.organic_engines`)
-    engines: Mapping[str, TaskHandler] = field(default_factory=dict)
+    # opened on first use (:class:`veilnet.validator.engines.OrganicEngines`)
+    engines: TaskEngines | None = None
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ class OcrTask(Task[OcrRequest, OcrAnswer]):
         return verify_ocr_answer(OcrChallenge(request, truth), answer)
 
     async def verify_organic(self, request: OcrRequest, answer: object, tools: VerifyTools) -> Verdict:
-        return await verify_ocr_organic(_OwnReader(self.organic_handler(tools)), request, answer)
+        return await verify_ocr_organic(_OwnReader(await self.organic_handler(tools)), request, answer)
 
     def handler(self, tools: HandlerTools) -> TaskHandler:
         from veilnet.models.ocr import RapidOcrEngine  # the engine (numpy, onnxruntime) only where it serves

@@ -76,7 +76,7 @@ class OrientationTask(Task[OrientationRequest, OrientationAnswer]):
         return verify_orientation_answer(OrientationChallenge(request, angles), answer)
 
     async def verify_organic(self, request: OrientationRequest, answer: object, tools: VerifyTools) -> Verdict:
-        return await verify_orientation_organic(_OwnClassifier(self.organic_handler(tools)), request, answer)
+        return await verify_orientation_organic(_OwnClassifier(await self.organic_handler(tools)), request, answer)
 
     def handler(self, tools: HandlerTools) -> TaskHandler:
         from veilnet.models.orientation import RapidOrientationEngine  # the engine only where it serves
