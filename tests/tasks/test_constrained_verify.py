@@ -6,6 +6,7 @@ vocabulary table behind the grammar's masks spells tokens as llama.cpp does."""
 from __future__ import annotations
 
 import copy
+import math
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,9 +15,11 @@ from typing import Any
 import pytest
 
 from veilnet.models.catalog import model_path
+from veilnet.models.engine import TokenLogprob
 from veilnet.models.llamacpp import LlamaCppEngine, compact_json_grammar
 from veilnet.models.vocab import gpt2_byte_decoder, read_vocabulary, token_bytes
 from veilnet.tasks.chat import verify_chat_answer
+from veilnet.tasks.rescoring import renormalise
 from veilnet.tasks.series import greedy_cache_test, substitution_test
 from veilnet.tasks.stream import assemble_chat_stream
 from veilnet.tasks.verdict import Verdict
@@ -66,6 +69,24 @@ def test_gpt2_byte_table_is_a_bijection_and_token_spellings_decode() -> None:
     assert token_bytes("▁Hello", 1, "llama") == b" Hello"
     assert token_bytes("<0xF0>", 6, "llama") == b"\xf0"
     assert token_bytes("<|im_end|>", 3, "gpt2") == b"\xff<|im_end|>"
+
+
+def test_renormalised_distribution_bounds_the_unseen_allowed_mass() -> None:
+    """Over the allowed tokens: the allowed candidates keep their order, the unseen allowed mass is at most
+    what the top-k leaves and at most the k-th probability per unseen allowed token; a forbidden token has
+    probability 0; no allowed candidate: nothing to score."""
+    top = [TokenLogprob(1, b"a", math.log(0.5)), TokenLogprob(2, b"b", math.log(0.3)),
+           TokenLogprob(3, b"c", math.log(0.1))]
+    exact = renormalise(top, {1, 3}, 2, 3, math.log(0.1))
+    assert exact is not None and [t.id for t in exact.top] == [1, 3] and exact.vocab == 2
+    assert math.isclose(math.exp(exact.top[0].logprob), 0.5 / 0.6) and math.isclose(math.exp(exact.logprob), 0.1 / 0.6)
+    wide = renormalise(top, set(range(1, 1000)) - {2}, 998, 3, math.log(0.1))
+    assert wide is not None and math.isclose(math.exp(wide.top[0].logprob), 0.5 / (0.6 + 0.1))  # rest: 0.1
+    few = renormalise(top, {1, 7}, 2, 7, math.log(0.01))
+    assert few is not None and math.isclose(math.exp(few.logprob), 0.01 / 0.6)  # unseen: at most p_k = 0.1
+    forbidden = renormalise(top, {1}, 1, 2, math.log(0.3))
+    assert forbidden is not None and forbidden.logprob == -math.inf and math.isclose(forbidden.top[0].logprob, 0.0)
+    assert renormalise(top, {9}, 1, 9, math.log(0.001)) is None
 
 
 @pytest.mark.model

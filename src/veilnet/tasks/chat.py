@@ -19,14 +19,21 @@ always at the end:
   tie fail, as no honest greedy backend has them; above 0, the evidence for a greedy cache
   (:mod:`veilnet.tasks.series`).
 
-An answer to a request with tools or a JSON response format is checked for what its constraint guarantees
-(:mod:`veilnet.tasks.structured`: calls of declared functions with arguments valid under their schemas, JSON
-valid under the format's schema) and its usage recounted from its text (a tool answer's calls as compact
-JSON, with room for the whitespace a JSON grammar allows); its text is not re-scored.
+An answer to a JSON response format (``json_object`` / ``json_schema``, no tools) must be JSON valid under
+the schema (:mod:`veilnet.tasks.structured`, hard), and is then re-scored like any other under the grammar
+it was generated with (:mod:`veilnet.tasks.constraint`: the miner engine's compact grammar, else flexible
+whitespace). At each position the reference's candidates and the answer's log probability are renormalised
+over the tokens the grammar allows (:func:`veilnet.tasks.rescoring.renormalise`). Where it allows at most
+``exact_allowed`` tokens, each one's probability is asked for. Positions the grammar forced byte for byte
+are not checked, and ending is certain where the grammar allows nothing else. Its usage is recounted with
+room for the whitespace a JSON grammar allows. An answer neither grammar writes is not re-scored (soft
+``off_grammar``). An answer with tool calls is checked for what its constraint guarantees (calls of declared
+functions with arguments valid under their schemas) and its usage recounted from the calls as compact JSON.
+Its text is not re-scored (soft ``unscored``): the calls are parsed out of what the model wrote, so the
+tokens it generated are not in the answer to replay.
 
 Hard findings are what only a cheat produces; soft ones lower quality. The function is pure apart from the
-reference's calls. A ``constraint`` (a grammar's allowed tokens, for structured output) plugs in where the
-reference's candidates are read.
+reference's calls. A ``constraint`` given by the caller replaces the one built from a JSON response format.
 """
 
 from __future__ import annotations
