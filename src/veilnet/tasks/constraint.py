@@ -132,7 +132,9 @@ class GrammarConstraint:
         return True
 
     def accepts(self, answer: Sequence[int]) -> bool:
-        """Every token of ``answer`` is one the grammar allows where it stands."""
+        """Every token of ``answer`` fits the grammar where it stands, by its bytes (llguidance's masks allow
+        only the tokenizer's own split of forced text, ``{"`` not ``{`` then ``"``, but consuming checks bytes:
+        the reference's re-tokenisation of an honest answer fits whatever split the miner generated)."""
         return self._move(answer)
 
     def allowed(self, answer_prefix: Sequence[int]) -> AllowedTokens:
