@@ -31,6 +31,11 @@ CITY = {"type": "object", "properties": {"name": {"type": "string", "maxLength":
         "required": ["name", "country", "population"], "additionalProperties": False}
 SCHEMA = {"type": "json_schema", "json_schema": {"name": "city", "schema": CITY}}
 OBJECT = {"type": "json_object"}
+RICH = {"type": "object", "required": ["title", "tags", "mood", "meta"], "properties": {
+    "title": {"type": "string"}, "mood": {"enum": ["happy", "sad"]}, "score": {"type": "number"},
+    "tags": {"type": "array", "items": {"type": "string", "enum": ["sea", "sky", "城市", "rain"]}, "maxItems": 3},
+    "meta": {"type": "object", "properties": {"lang": {"type": "string"}}, "required": ["lang"]}}}
+RICH_PROMPTS = ["写一首关于城市的诗，用JSON。", "Describe the sea 🌊 as JSON."]
 PROMPTS = ["Name a big city, its country and its population.", "Give me a city in Japan as JSON."]
 SPELLED = ["Hello world", "  spaced\n\n\tout", "🍂🎉 emoji", "请用一句话介绍北京。", '{"name":"Zürich","n":[1,2]}']
 
@@ -115,7 +120,8 @@ async def _honest(reference: LlamaCppEngine, request: dict[str, Any], stream: bo
 @pytest.mark.timeout(900)
 async def test_honest_json_answers_are_rescored_and_pass(reference: LlamaCppEngine) -> None:
     """SmolLM2's json_schema and json_object answers at temperatures 0, 0.7 and 1 (three seeds), streamed and
-    not, logprobs asked and not: all re-scored under the compact grammar, none fails."""
+    not, logprobs asked and not; a schema with enums, arrays, a nested object and CJK text, temperature unset,
+    top_p, temperature 1.3: all re-scored under the compact grammar, none fails."""
     verdicts: list[tuple[str, Verdict]] = []
     case = 0
     for fmt in (SCHEMA, OBJECT):
@@ -127,6 +133,13 @@ async def test_honest_json_answers_are_rescored_and_pass(reference: LlamaCppEngi
                     answer = await _honest(reference, request, stream=case % 3 == 0)
                     verdict = await verify_chat_answer(reference, request, answer, rng=random.Random(case))
                     verdicts.append((_content(answer), verdict))
+    rich = {"type": "json_schema", "json_schema": {"name": "rich", "schema": RICH}}
+    for index, extra in enumerate([{}, {"temperature": 0.9, "top_p": 0.8}, {"temperature": 1.3}, {"temperature": 0.0}]):
+        request = {**_request(RICH_PROMPTS[index % 2], rich, 0.0, index, max_tokens=80), **extra}
+        request = {k: v for k, v in request.items() if k != "temperature" or "temperature" in extra}
+        answer = await _honest(reference, request, stream=index % 2 == 1)
+        verdicts.append((_content(answer), await verify_chat_answer(reference, request, answer,
+                                                                    rng=random.Random(index))))
     failed = [(text, v.reason) for text, v in verdicts if not v.ok]
     unscored = [(text, [f.code for f in v.findings]) for text, v in verdicts if not _scored(v)]
     print(f"\n{len(verdicts)} honest JSON answers: {len(failed)} failed, {len(unscored)} not re-scored; "
