@@ -8,6 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from veilnet.errors import ConfigError
 from veilnet.models.tokenizer import Tokenizer
+from veilnet.models.vocab import Vocabulary
 
 __all__ = ["ModelEngine", "ModelInfo", "NextTokens", "ReferenceModel", "TokenLogprob", "check_embedding_models"]
 
@@ -58,10 +59,14 @@ class NextTokens:
 
 @runtime_checkable
 class ReferenceModel(Protocol):
-    """What a validator's verifier asks of its reference: the model's tokenizer, and the most likely next
-    tokens after a sequence of token ids (re-scoring an answer feeds ids, never re-tokenised text)."""
+    """What a validator's verifier asks of its reference: the model's tokenizer and vocabulary, and the most
+    likely next tokens after a sequence of token ids (re-scoring an answer feeds ids, never re-tokenised text)."""
 
     async def tokenizer(self, model: str) -> Tokenizer: ...
+
+    async def vocabulary(self, model: str) -> Vocabulary:
+        """Every token id's raw bytes (what a grammar's token mask is computed over)."""
+        ...
 
     async def next_tokens(self, model: str, token_ids: Sequence[int], top: int, *, score: int | None = None) -> NextTokens:
         """The ``top`` most likely tokens after ``token_ids`` and the log probability of token ``score``

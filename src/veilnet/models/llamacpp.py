@@ -6,7 +6,8 @@ queue instead of queueing without bound.
 
 As a validator's reference (``tokenizer=True``) the engine also gives each model's tokenizer (llama.cpp's
 own, reached on a loopback port, see :mod:`veilnet.models.tokenizer`) and the top next tokens after a
-sequence of token ids (:meth:`LlamaCppEngine.next_token_logprobs`).
+sequence of token ids (:meth:`LlamaCppEngine.next_tokens`), and every token's bytes (:meth:`LlamaCppEngine.vocabulary`,
+for replaying a structured answer's grammar).
 
 Structured output is llama.cpp's: ``response_format`` ``json_object`` / ``json_schema`` become a grammar
 (llguidance's). The engine asks it for compact JSON (:func:`compact_json_grammar`): with the grammar's default
@@ -38,6 +39,7 @@ from veilnet.models.llamaserver import start_server
 from veilnet.models.threads import engine_threads
 from veilnet.models.tokenizer import LlamaCppTokenizer
 from veilnet.models.toolcalls import ToolPlan
+from veilnet.models.vocab import Vocabulary, read_vocabulary
 
 __all__ = ["LlamaCppEngine", "compact_json_grammar", "llamacpp_error"]
 
@@ -59,11 +61,12 @@ def llamacpp_error(error: object) -> VeilnetError:
     return UpstreamError(f"llama.cpp error: {error}")
 
 
-def compact_json_grammar(response_format: dict[str, Any]) -> str | None:
+def compact_json_grammar(response_format: dict[str, Any], *, whitespace_flexible: bool = False) -> str | None:
     """The llguidance grammar for a ``json_object`` / ``json_schema`` response format (``None`` for any other):
     its schema (``{"type": "object"}`` for ``json_object``) with a top-level ``x-guidance`` that allows no
-    whitespace between JSON tokens and skips keywords llguidance does not enforce (an unknown ``format``), as
-    llama.cpp's own converter does. llama.cpp's server turns ``response_format`` into a grammar with flexible
+    whitespace between JSON tokens (``whitespace_flexible``: llguidance's default JSON whitespace, which a
+    validator replays for other backends' answers) and skips keywords llguidance does not enforce (an unknown
+    ``format``), as llama.cpp's own converter does. llama.cpp's server turns ``response_format`` into a grammar with flexible
     whitespace and ignores ``x-guidance``; a ``%llguidance`` grammar passed as ``grammar`` keeps it, but one
     that fails to compile is dropped there without a word, so it is compiled here first: a schema that does not
     compile is :class:`~veilnet.errors.InvalidRequest`."""
@@ -80,7 +83,7 @@ def compact_json_grammar(response_format: dict[str, Any]) -> str | None:
     import llguidance
     import xllamacpp
 
-    options = {**schema.get("x-guidance", {}), "whitespace_flexible": False, "lenient": True}
+    options = {**schema.get("x-guidance", {}), "whitespace_flexible": whitespace_flexible, "lenient": True}
     grammar = str(xllamacpp.json_schema_to_grammar(json.dumps({**schema, "x-guidance": options})))
     error = llguidance.LLMatcher.validate_grammar(grammar)
     if error:
@@ -379,6 +382,11 @@ class LlamaCppEngine:
         found = await LlamaCppTokenizer.connect(name, str(server.listening_address), self._tokenizer_key)
         self._tokenizers[name] = found
         return found
+
+    async def vocabulary(self, model: str) -> Vocabulary:
+        """Every token's bytes for served model ``model``, read from its GGUF file once (in a worker thread)."""
+        name, _ = self._server({"model": model})
+        return await asyncio.to_thread(read_vocabulary, model_path(name, self._cache_dir))
 
     async def next_tokens(self, model: str, token_ids: Sequence[int], top: int, *, score: int | None = None) -> NextTokens:
         """The ``top`` most likely next tokens after ``token_ids`` with their plain-softmax log probabilities,

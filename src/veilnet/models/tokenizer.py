@@ -80,6 +80,11 @@ class Tokenizer(Protocol):
         """``text`` as plain text (no control tokens parsed, none added), token by token."""
         ...
 
+    def text_ids_blocking(self, text: str) -> list[int]:
+        """``text``'s token ids as :meth:`text_tokens` gives them, blocking the calling thread (for a library
+        that tokenises from inside a synchronous call: llguidance tokenising a grammar's forced text)."""
+        ...
+
 
 def _piece_bytes(piece: Any) -> bytes:
     """llama.cpp gives a piece as text, or as a list of byte values when it is not valid UTF-8 alone."""
@@ -202,6 +207,19 @@ class LlamaCppTokenizer:
                 raise UpstreamError("llama.cpp /tokenize gave a token without an id")
             out.append(Token(int(item["id"]), _piece_bytes(item.get("piece"))))
         return out
+
+    def text_ids_blocking(self, text: str) -> list[int]:
+        if not text:
+            return []
+        body = json.dumps({"content": text, "add_special": False, "parse_special": False}).encode()
+        try:
+            status, raw = self._exchange("POST", "/tokenize", body)
+            tokens = json.loads(raw).get("tokens") if status == 200 else None
+        except (OSError, http.client.HTTPException, ValueError, AttributeError) as exc:
+            raise UpstreamError(f"llama.cpp /tokenize failed: {exc}") from exc
+        if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
+            raise UpstreamError(f"llama.cpp /tokenize answered HTTP {status} without token ids")
+        return list(tokens)
 
 
 def load_tokenizer_server(gguf: Path, *, threads: int = 1, context: int = 64) -> tuple[Any, str]:

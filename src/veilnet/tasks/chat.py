@@ -19,32 +19,41 @@ always at the end:
   tie fail, as no honest greedy backend has them; above 0, the evidence for a greedy cache
   (:mod:`veilnet.tasks.series`).
 
-An answer to a request with tools or a JSON response format is checked for what its constraint guarantees
-(:mod:`veilnet.tasks.structured`: calls of declared functions with arguments valid under their schemas, JSON
-valid under the format's schema) and its usage recounted from its text (a tool answer's calls as compact
-JSON, with room for the whitespace a JSON grammar allows); its text is not re-scored.
+An answer to a JSON response format (``json_object`` / ``json_schema``, no tools) must be JSON valid under
+the schema (:mod:`veilnet.tasks.structured`, hard), and is then re-scored like any other under the grammar
+it was generated with (:mod:`veilnet.tasks.constraint`: the miner engine's compact grammar, else flexible
+whitespace). At each position the reference's candidates and the answer's log probability are renormalised
+over the tokens the grammar allows (:func:`veilnet.tasks.rescoring.renormalise`). Where it allows at most
+``exact_allowed`` tokens, each one's probability is asked for. Positions the grammar forced byte for byte
+are not checked, and ending is certain where the grammar allows nothing else. Its usage is recounted with
+room for the whitespace a JSON grammar allows. An answer neither grammar writes is not re-scored (soft
+``off_grammar``). An answer with tool calls is checked for what its constraint guarantees (calls of declared
+functions with arguments valid under their schemas) and its usage recounted from the calls as compact JSON.
+Its text is not re-scored (soft ``unscored``): the calls are parsed out of what the model wrote, so the
+tokens it generated are not in the answer to replay.
 
 Hard findings are what only a cheat produces; soft ones lower quality. The function is pure apart from the
-reference's calls. A ``constraint`` (a grammar's allowed tokens, for structured output) plugs in where the
-reference's candidates are read.
+reference's calls. A ``constraint`` given by the caller replaces the one built from a JSON response format.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import ValidationError
 
 from veilnet.errors import InvalidRequest
-from veilnet.models.engine import NextTokens, ReferenceModel
+from veilnet.models.engine import NextTokens, ReferenceModel, TokenLogprob
 from veilnet.models.tokenizer import Token, Tokenizer
-from veilnet.protocol.openai import ChatCompletionRequest
+from veilnet.protocol.openai import ChatCompletionRequest, JsonObjectFormat, JsonSchemaFormat
 from veilnet.tasks.answer import ChatAnswer, ClaimedToken, parse_chat_answer
-from veilnet.tasks.rescoring import PositionScore, score_position, stop_probability
+from veilnet.tasks.constraint import TokenConstraint, json_constraint
+from veilnet.tasks.rescoring import PositionScore, Renormalised, renormalise, score_position, stop_probability
 from veilnet.tasks.sampling import Sampler, honest_samplers
 from veilnet.tasks.structured import calls_text, is_structured, structured_findings, whitespace_allowance
 from veilnet.tasks.verdict import Finding, GreedyEvidence, RecountedUsage, Verdict, failed
@@ -76,13 +85,7 @@ class ChatVerifySettings:
     near_tie: float = 1.0  # nats: an argmax flip within this is quantisation noise
     gross_gap: float = 4.0  # nats below the argmax: no honest greedy backend goes this far (twice: hard)
     min_context: int = 2048  # every miner serves at least this context (a shorter 'length' end is not honest)
-
-
-class TokenConstraint(Protocol):
-    """Which tokens a constrained request (a JSON schema, a grammar) allows after a prefix of answer token
-    ids; the reference scores the answer under the same constraint. Not used by any request type yet."""
-
-    def allowed(self, answer_prefix: Sequence[int], candidates: Sequence[int]) -> set[int]: ...
+    exact_allowed: int = 8  # under a grammar, ask each allowed token's probability when it allows this few
 
 
 def fisher_p_value(statistic: float, positions: int) -> float:
@@ -159,6 +162,8 @@ async def verify_chat_answer(
     messages = [m.model_dump(exclude_none=True) for m in request.messages]
     if answer.tool_calls and not request.tools:
         return failed("the answer calls tools the request did not offer", code="undeclared_tool")
+    if _json_format(request) is not None and not answer.tool_calls and not _penalised(request):
+        return await _verify_json(reference, tokenizer, request, answer, settings, messages, rng, constraint)
     if is_structured(request):
         return await _verify_structured(tokenizer, request, answer, settings, messages)
     run = _Run(request, answer, settings, await tokenizer.chat_prompt(messages),
@@ -168,7 +173,14 @@ async def verify_chat_answer(
     if _penalised(request):  # the reference cannot reproduce a penalised sampler: recount only
         run.add("unscored", "soft", "penalties or logit_bias change the sampler; only the usage is checked")
         return _conclude(run, [], usage, None, 0.0)
-    scores, stop = await _rescore(reference, tokenizer, run, rng, constraint)
+    free = None if constraint is None else await asyncio.to_thread(
+        constraint.free_positions, run.ids, [t.bytes for t in run.tokens])
+    scores, stop = await _rescore(reference, tokenizer, run, rng, constraint, free)
+    return _judge(run, scores, stop, usage)
+
+
+def _judge(run: _Run, scores: list[PositionScore], stop: _Stop | None, usage: RecountedUsage) -> Verdict:
+    """The re-scored positions and the end judged: text, stop, argmax (or greedy evidence), claims."""
     fisher = _check_text(run, scores)
     _check_stop(run, stop)
     greedy = _check_argmax(run, scores)
@@ -176,9 +188,48 @@ async def verify_chat_answer(
     return _conclude(run, scores, usage, greedy, fisher)
 
 
+def _json_format(request: ChatCompletionRequest) -> dict[str, Any] | None:
+    """The request's JSON response format as sent (``None`` for text, or beside tools: llama.cpp applies no
+    grammar of its own to a request with tools)."""
+    fmt = request.response_format
+    if request.tools or not isinstance(fmt, JsonObjectFormat | JsonSchemaFormat):
+        return None
+    return fmt.model_dump(by_alias=True, exclude_none=True)
+
+
+async def _verify_json(reference: ReferenceModel, tokenizer: Tokenizer, request: ChatCompletionRequest,
+                       answer: ChatAnswer, settings: ChatVerifySettings, messages: list[dict[str, Any]],
+                       rng: random.Random, constraint: TokenConstraint | None) -> Verdict:
+    """An answer to a JSON response format: valid under the schema (hard), its usage recounted with room for
+    grammar whitespace, then re-scored like any answer but under the grammar it was generated with
+    (:mod:`veilnet.tasks.constraint`) and at the positions the grammar left to the model."""
+    samplers = honest_samplers(request.temperature, request.top_p, None)
+    widest = max(s.temperature for s in samplers)  # llama.cpp truncates before its grammar resamples: see
+    samplers.append(Sampler(widest))  # rescoring.renormalise; untruncated, that is the renormalised model
+    run = _Run(request, answer, settings, await tokenizer.chat_prompt(messages),
+               await tokenizer.text_tokens(answer.content), samplers, list(structured_findings(request, answer)),
+               whitespace=whitespace_allowance(answer.content))
+    usage = _check_usage(run)
+    if any(f.severity == "hard" for f in run.findings):
+        return _conclude(run, [], usage, None, 0.0)
+    if constraint is None:
+        fmt = _json_format(request) or {}
+        vocab = await reference.vocabulary(request.model)
+        constraint = await asyncio.to_thread(json_constraint, vocab, tokenizer, fmt, run.ids)
+    if constraint is None:
+        run.add("off_grammar", "soft", "no JSON grammar of the reference writes this answer's tokens (keys out of "
+                                       "the schema's order, or a schema llguidance cannot compile): not re-scored")
+        return _conclude(run, [], usage, None, 0.0)
+    free = await asyncio.to_thread(constraint.free_positions, run.ids, [t.bytes for t in run.tokens])
+    scores, stop = await _rescore(reference, tokenizer, run, rng, constraint, free)
+    return _judge(run, scores, stop, usage)
+
+
 async def _verify_structured(tokenizer: Tokenizer, request: ChatCompletionRequest, answer: ChatAnswer,
                              settings: ChatVerifySettings, messages: list[dict[str, Any]]) -> Verdict:
-    """A structured answer: its constraint kept (hard), its usage recounted; its text not re-scored."""
+    """An answer with tool calls (or to a request with tools): its constraint kept (hard), its usage
+    recounted; its text not re-scored: the calls are parsed out of what the model wrote, so the tokens it
+    generated are not in the answer to replay."""
     text = calls_text(answer.tool_calls) if answer.tool_calls else answer.content
     tools = [t.model_dump(exclude_none=True) for t in request.tools or []] if request.tool_choice != "none" else []
     run = _Run(request, answer, settings, await tokenizer.chat_prompt(messages, tools=tools or None),
@@ -227,20 +278,22 @@ def _check_usage(run: _Run) -> RecountedUsage:
     return usage
 
 
-def _positions(run: _Run, rng: random.Random) -> list[int]:
-    """Position 0 and a random sample of the rest, ascending (the reference's cache re-uses each prefix); at
-    temperature 0, every position up to ``greedy_positions``. When the answer claims logprobs the sample is
-    drawn from the positions where its claims line up (all of an honest answer's, bar merged characters), so
-    every checked position also checks a claim: another model's claims cannot hide between the samples."""
-    count = len(run.tokens)
-    if count == 0:
+def _positions(run: _Run, rng: random.Random, free: list[int] | None = None) -> list[int]:
+    """The first position and a random sample of the rest, ascending (the reference's cache re-uses each
+    prefix); at temperature 0, every position up to ``greedy_positions``. When the answer claims logprobs
+    the sample is drawn from the positions where its claims line up (all of an honest answer's, bar merged
+    characters), so every checked position also checks a claim: another model's claims cannot hide between
+    the samples. ``free``: the only positions worth checking (those a grammar left to the model)."""
+    eligible = list(range(len(run.tokens))) if free is None else sorted(free)
+    if not eligible:
         return []
+    first, chosen = eligible[0], set(eligible[1:])
     wanted = run.settings.greedy_positions if run.request.temperature == 0.0 else run.settings.positions
-    lined_up = sorted(set(_aligned_claims(run) or ()) - {0})
+    lined_up = sorted(set(_aligned_claims(run) or ()) & chosen)
     rest = rng.sample(lined_up, min(wanted - 1, len(lined_up)))
-    others = [i for i in range(1, count) if i not in set(rest)]  # too few claims line up: fill from the rest
+    others = [i for i in eligible[1:] if i not in set(rest)]  # too few claims line up: fill from the rest
     rest += rng.sample(others, min(wanted - 1 - len(rest), len(others)))
-    return sorted({0, *rest})
+    return sorted({first, *rest})
 
 
 @dataclass(frozen=True)
@@ -251,35 +304,49 @@ class _Stop:
 
 async def _rescore(
     reference: ReferenceModel, tokenizer: Tokenizer, run: _Run, rng: random.Random,
-    constraint: TokenConstraint | None,
+    constraint: TokenConstraint | None, free: list[int] | None = None,
 ) -> tuple[list[PositionScore], _Stop | None]:
-    """The checked positions' scores and, for a stopped answer, the probability of ending where it ends."""
-    model, top, vocab = run.request.model, run.settings.top, tokenizer.vocab_size
+    """The checked positions' scores and, for a stopped answer, the probability of ending where it ends;
+    under a ``constraint``, the reference's distribution renormalised over the tokens it allows."""
+    model, top = run.request.model, run.settings.top
     raw = run.answer.content.encode()
     offsets = [0]
     for token in run.tokens:
         offsets.append(offsets[-1] + len(token.bytes))
     ids, scores = run.ids, []
-    for index in _positions(run, rng):
+    for index in _positions(run, rng, free):
         token = run.tokens[index]
         # llama.cpp reports nothing for a drawn token that is not whole UTF-8: score the end token instead
         whole = _whole(token.bytes)
         found = await reference.next_tokens(model, run.prompt + ids[:index], top,
                                             score=token.id if whole else tokenizer.eos)
-        candidates = _constrained(found, constraint, ids[:index])
         logprob = _scored(found) if whole else _bound(found, token.id)
-        scores.append(score_position(index, candidates, token, logprob, raw[offsets[index]:], run.samplers, vocab))
+        seen = await _constrained(reference, tokenizer, run, found, constraint, ids[:index], token.id, logprob)
+        if seen is not None:
+            scores.append(score_position(index, seen.top, token, seen.logprob, raw[offsets[index]:], run.samplers,
+                                         seen.vocab))
     if run.answer.finish_reason != "stop":
         return scores, None
-    found = await reference.next_tokens(model, run.prompt + ids, top, score=tokenizer.eos)
-    candidates = _constrained(found, constraint, ids)
-    eos = _scored(found)
+    return scores, await _rescore_stop(reference, tokenizer, run, constraint)
+
+
+async def _rescore_stop(reference: ReferenceModel, tokenizer: Tokenizer, run: _Run,
+                        constraint: TokenConstraint | None) -> _Stop:
+    """How likely ending is right after the answer (certain under a grammar that allows nothing else)."""
+    ids = run.ids
+    if constraint is not None and (await asyncio.to_thread(constraint.allowed, ids)).only(tokenizer.end_of_generation):
+        return _Stop(1.0, 0.0)
+    found = await reference.next_tokens(run.request.model, run.prompt + ids, run.settings.top, score=tokenizer.eos)
+    seen = await _constrained(reference, tokenizer, run, found, constraint, ids, tokenizer.eos, _scored(found))
+    if seen is None:  # the grammar allows many tokens, none of them among the top-k: nothing to go on
+        return _Stop(1.0, 0.0)
+    candidates, eos = seen.top, seen.logprob
     stop = stop_probability(candidates, eos, tokenizer.eos, tokenizer.end_of_generation, run.stops,
-                            run.samplers, vocab)
+                            run.samplers, seen.vocab)
     ends = [eos, *(t.logprob for t in candidates if t.id in tokenizer.end_of_generation
                    or any(s and (t.bytes.startswith(s) or (t.bytes and s.startswith(t.bytes))) for s in run.stops))]
     gap = max(0.0, candidates[0].logprob - max(ends)) if candidates else 0.0
-    return scores, _Stop(stop, gap)
+    return _Stop(stop, gap)
 
 
 def _check_stop(run: _Run, stop: _Stop | None) -> None:
@@ -318,11 +385,29 @@ def _scored(found: NextTokens) -> float:
     return found.scored
 
 
-def _constrained(found: NextTokens, constraint: TokenConstraint | None, prefix: list[int]) -> list[Any]:
+async def _constrained(reference: ReferenceModel, tokenizer: Tokenizer, run: _Run, found: NextTokens,
+                       constraint: TokenConstraint | None, prefix: list[int], token: int,
+                       logprob: float) -> Renormalised | None:
+    """The reference's candidates and ``token``'s log probability, renormalised over what ``constraint``
+    allows after ``prefix`` (as they are without one); ``None`` when the top-k holds no allowed token and
+    the grammar allows too many to ask about each. When it allows at most ``exact_allowed`` tokens (``,`` or
+    ``}`` after a value) each one's log probability is asked for: the distribution is then exact."""
     if constraint is None:
-        return found.top
-    allowed = constraint.allowed(prefix, [t.id for t in found.top])
-    return [t for t in found.top if t.id in allowed]
+        return Renormalised(found.top, logprob, tokenizer.vocab_size)
+    allowed = await asyncio.to_thread(constraint.allowed, prefix)
+    if 0 < allowed.count <= run.settings.exact_allowed:
+        known = {t.id: t for t in found.top if t.id in allowed}
+        vocab = await reference.vocabulary(run.request.model)
+        for missing in (i for i in allowed.ids() if i not in known):
+            asked = await reference.next_tokens(run.request.model, run.prompt + prefix, 1,
+                                                score=missing if _whole(vocab.tokens[missing]) else tokenizer.eos)
+            piece = b"" if vocab.tokens[missing].startswith(b"\xff") else vocab.tokens[missing]
+            # llama.cpp reports nothing for a drawn token that is not whole UTF-8: the k-th's bounds it
+            known[missing] = TokenLogprob(missing, piece, _scored(asked) if _whole(piece) else _bound(found, missing))
+        exact = sorted(known.values(), key=lambda t: t.logprob, reverse=True)
+        scored = known[token].logprob if token in known else -math.inf
+        return renormalise(exact, allowed, allowed.count, token, scored)
+    return renormalise(found.top, allowed, allowed.count, token, logprob)
 
 
 def _check_text(run: _Run, scores: list[PositionScore]) -> float:
@@ -412,7 +497,7 @@ def _check_claimed(run: _Run, scores: list[PositionScore]) -> None:
 
 #: What each soft finding costs in quality. A recount off by a few tokens costs nothing: re-tokenisation
 #: explains it (it stays in the findings for the record).
-SOFT_PENALTY = {"logprobs_missing": 0.2, "logprobs_mismatch": 0.2, "logprob_mismatch": 0.05, "argmax_flip": 0.02,
+SOFT_PENALTY = {"off_grammar": 0.5, "logprobs_missing": 0.2, "logprobs_mismatch": 0.2, "logprob_mismatch": 0.05, "argmax_flip": 0.02,
                 "not_argmax": 0.15}
 
 

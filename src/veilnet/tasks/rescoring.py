@@ -10,19 +10,24 @@ from failing.
 
 Everything is computed under each sampler an honest miner may have used (:mod:`veilnet.tasks.sampling`)
 and the most favourable one is kept.
+
+Under a grammar (a JSON response format) the miner's backend masks the tokens the grammar forbids, so its
+distribution is the model's renormalised over the allowed tokens; :func:`renormalise` turns the reference's
+top-k into that distribution's (see there for why the bound on the unseen allowed mass keeps honest answers
+passing).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Container, Sequence
 from dataclasses import dataclass
 
 from veilnet.models.engine import TokenLogprob
 from veilnet.models.tokenizer import Token
 from veilnet.tasks.sampling import Distribution, Sampler
 
-__all__ = ["PositionScore", "score_position", "stop_probability"]
+__all__ = ["PositionScore", "Renormalised", "renormalise", "score_position", "stop_probability"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,44 @@ class PositionScore:
     argmax_gap: float  # plain log probability of the argmax minus that of the answer's consistent mass (>= 0)
     argmax_bound: float  # the most any honest sampler gives to drawing a token that counts as the argmax
     logprob: float  # exact plain log probability of the answer's own token here
+
+
+@dataclass(frozen=True)
+class Renormalised:
+    """The reference's next tokens under a grammar: the allowed top-k candidates and the scored token's log
+    probability, both renormalised over the allowed tokens, and how many tokens are allowed (the vocabulary
+    the sampler draws from)."""
+
+    top: list[TokenLogprob]
+    logprob: float
+    vocab: int
+
+
+def renormalise(top: Sequence[TokenLogprob], allowed: Container[int], count: int, token: int,
+                token_logprob: float) -> Renormalised | None:
+    """The distribution over the ``count`` tokens in ``allowed`` from the plain top-k ``top`` and the exact
+    plain log probability of ``token`` (minus infinity when the grammar forbids it); ``None`` when no
+    candidate of the top-k is allowed (the position says nothing the bounds can use).
+
+    The normaliser is the allowed top-k mass plus an upper bound on the allowed mass beyond the top-k: at
+    most what the top-k leaves, and at most the k-th probability for each allowed token not among them. An
+    over-estimated normaliser scales every top-k candidate down alike and over-states the unseen tail, and
+    a p-value (the mass of tokens at most as likely as the answer's) only grows with the tail: an honest
+    answer is never judged less likely than it is. (llama.cpp samples the free distribution first and
+    resamples under the grammar only when the draw is forbidden: without truncation that is exactly this
+    renormalised distribution.)"""
+    kept = [t for t in top if t.id in allowed]
+    if not kept:
+        return None
+    unseen = max(0, count - len(kept))
+    rest = max(0.0, 1.0 - math.fsum(math.exp(t.logprob) for t in top))
+    tail = min(rest, unseen * math.exp(top[-1].logprob))
+    in_top = any(t.id == token for t in top)
+    if token in allowed and not in_top:
+        tail = max(tail, math.exp(token_logprob))  # the scored token is part of the unseen allowed mass
+    log_z = math.log(math.fsum(math.exp(t.logprob) for t in kept) + tail)
+    logprob = token_logprob - log_z if token in allowed else -math.inf
+    return Renormalised([TokenLogprob(t.id, t.bytes, t.logprob - log_z) for t in kept], logprob, count)
 
 
 def _begins(candidate: bytes, remainder: bytes) -> bool:

@@ -1,13 +1,10 @@
 """What a validator checks in an answer to a request with tools or a response format (pure).
 
-Route taken, and why: a full re-score under the constraint would need the grammar's token masks (llguidance
-over the model's tokenizer) at every checked position, replaying the exact whitespace the miner's grammar
-chose; veilnet's reference reaches its tokenizer through llama.cpp's loopback API, not a Hugging Face
-tokenizer object that llguidance takes, and a re-score without the constraint would fail honest answers (a
-grammar forces tokens the free model finds unlikely). So such answers are checked for what the constraint
-guarantees, and their usage is recounted (:func:`veilnet.tasks.chat.verify_chat_answer`); their text is not
-re-scored (a soft ``unscored`` finding says so). Every check here is hard: only a miner that ignored the
-constraint fails it.
+Every check here is hard: only a miner that ignored the constraint fails it. An answer to a JSON response
+format that passes is then re-scored under the format's grammar (:mod:`veilnet.tasks.constraint`, from
+:func:`veilnet.tasks.chat.verify_chat_answer`). An answer with tool calls is only checked here and its usage
+recounted: the calls are parsed out of the model's text, so the tokens it generated are not there to
+replay (a soft ``unscored`` finding says so).
 
 - ``tool_choice`` ``none`` and a call made: ``unexpected_tool_call``.
 - a call naming a function the request did not declare, or not the one ``tool_choice`` names:
