@@ -158,6 +158,9 @@ class ValidatorSettings(_Section):
     # each sender of a probe round sends its next request as soon as the last is answered, for this many
     # seconds; only answers ending inside it count (long enough for several answers of probe_max_tokens)
     probe_window: float = Field(default=30.0, gt=0)
+    # requests one miner gets in a round at most (its quota may allow fewer); of its answers, as many as it
+    # has senders are passed to the scorers (verified at verify_rate), the rest count unverified
+    probe_max_requests: int = Field(default=256, ge=1)
     # each task's share of the miners' credit (a task nobody else serves takes at most its share)
     task_shares: dict[str, NonNegativeFloat] = Field(default_factory=lambda: {"chat": 0.75, "embeddings": 0.25})
     # the installed tasks this validator challenges and verifies, besides chat and embeddings (None: every

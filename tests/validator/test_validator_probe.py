@@ -8,6 +8,7 @@ round records reaches the scorers' stream."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import heapq
 import random
@@ -107,8 +108,10 @@ async def market(redis: aioredis.Redis, unused_url: str) -> AsyncIterator[Metagr
 
 async def probe_and_collect(redis: aioredis.Redis, graph: Metagraph, http: aiohttp.ClientSession,
                             settings: ValidatorSettings) -> list[Observation]:
-    """One probe round; returns the observations it left (terms) and the probe answers' observations, as
-    the scorers read them from the answers stream (unverified: no reference model here)."""
+    """One probe round; returns the observations it left (terms, and the probe answers not drawn for
+    verification) and the drawn answers' observations, as the scorers read them from the answers stream
+    (unverified: no reference model here). Every answer is in one of the two; per miner, as many are drawn
+    as it had senders."""
     pipeline = ValidatorPipeline(redis, VALIDATOR.ss58_address, 1, consumer="probe-test")
     ctx = ValidatorContext(keypair=VALIDATOR, chain=StaticChain(graph), netuid=1, reference=None,  # type: ignore[arg-type]
                            http=http, scores=ScoreStore(redis, VALIDATOR.ss58_address, 1), settings=settings,
@@ -116,9 +119,12 @@ async def probe_and_collect(redis: aioredis.Redis, graph: Metagraph, http: aioht
     async with RelayClient() as relay:
         records = await probe_once(ctx, MinerClient(VALIDATOR, relay))
     observations, _ = await pipeline.take_observations()
-    claimed = await pipeline.claim_answers(count=100, block_ms=100)
-    assert [r.observation for _, r in claimed] == [r.observation for r in records]
-    return observations + [r.observation for _, r in claimed]
+    claimed = [r.observation for _, r in await pipeline.claim_answers(count=1000, block_ms=100)]
+    probes = [o for o in observations if o.kind == "probe"]
+    assert sorted(map(repr, claimed + probes)) == sorted(repr(r.observation) for r in records)
+    drawn = collections.Counter(o.miner for o in claimed)
+    assert all(count <= settings.probe_concurrency for count in drawn.values())
+    return observations + claimed
 
 
 async def test_a_probe_round_measures_throughput_sybils_split_and_liars_refuse(redis_client: aioredis.Redis) -> None:

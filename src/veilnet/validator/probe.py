@@ -15,7 +15,8 @@ that sender. :mod:`veilnet.scoring` counts the units of the answers that ended i
 front of one backend cannot together finish more in it than the backend can, in whatever order it serves
 them, so splitting a miner into hotkeys earns nothing.
 
-Probe answers go to the scorers like challenge answers (same stream, same sampled verification), and every
+Of a miner's probe answers, as many as it had senders (drawn at random) go to the scorers like challenge answers
+(same stream, same sampled verification), the others are recorded unverified; and every
 read of the terms becomes an observation of kind ``terms``: the price each offered model charges, or one
 reliability failure when the document cannot be read. The requests go through the gateway's
 :class:`~veilnet.relay.MinerClient`, built like organic requests.
@@ -68,6 +69,7 @@ __all__ = [
     "probed_tasks",
     "run_prober",
     "terms_observations",
+    "verification_sample",
 ]
 
 log = logging.getLogger(__name__)
@@ -144,7 +146,8 @@ def plan_probes(documents: Sequence[tuple[NeuronInfo, CapacityDocument]], stakes
     shares = settings.task_shares if task_shares is None else task_shares
 
     def target(neuron: NeuronInfo, task: str, offer: ModelOffer, max_body: int | None = None) -> ProbeTarget | None:
-        budget = int(quota_for(offer.capacity_per_window, stakes, me).total * settings.synthetic_share)
+        budget = min(int(quota_for(offer.capacity_per_window, stakes, me).total * settings.synthetic_share),
+                     settings.probe_max_requests)
         size = min(offer.concurrency, settings.probe_concurrency, budget)
         return ProbeTarget(neuron, task, offer.id, size, budget, max_body) if size >= 1 else None
 
@@ -305,6 +308,22 @@ async def probe_round(miners: MinerClient, targets: Sequence[ProbeTarget], rng: 
     return [record for records in await asyncio.gather(*senders) for record in records]
 
 
+def verification_sample(records: Sequence[ChallengeRecord], targets: Sequence[ProbeTarget],
+                        rng: random.Random) -> set[int]:
+    """Indexes of the answers passed to the scorers: per miner and task, as many (drawn at random) as it had
+    senders, so a round costs the scorers what a burst did however many answers a fast miner gave; the
+    others count unverified (a cheat among them is caught as often as one among unverified challenges)."""
+    senders = {(t.neuron.hotkey, t.task): t.requests for t in targets}
+    answered: dict[tuple[str, str], list[int]] = {}
+    for index, record in enumerate(records):
+        if record.answer is not None:
+            answered.setdefault((record.observation.miner, record.observation.task), []).append(index)
+    chosen: set[int] = set()
+    for key, indexes in answered.items():
+        chosen.update(rng.sample(indexes, min(len(indexes), senders.get(key, 1))))
+    return chosen
+
+
 async def _terms(http: aiohttp.ClientSession, neuron: NeuronInfo) -> CapacityDocument | None:
     """The miner's capacity document; None when it does not answer, answers nonsense or names another hotkey."""
     assert neuron.axon is not None
@@ -337,8 +356,12 @@ async def probe_once(ctx: ProbeContext, miners: MinerClient, *, task_shares: dic
 
     records = await probe_round(miners, targets, ctx.rng, max_tokens=ctx.settings.probe_max_tokens,
                                 window=ctx.settings.probe_window, pool=ctx.prompt_pool, draw=draw)
-    for record in records:
-        await ctx.pipeline.add_answer(record)
+    to_verify = verification_sample(records, targets, ctx.rng)
+    for index, record in enumerate(records):
+        if index in to_verify:
+            await ctx.pipeline.add_answer(record)
+        else:
+            await ctx.pipeline.add_observation(record.observation)
     log_event(log, "probe round", miners=len(readable), requests=len(records),
               failures=sum(1 for r in records if r.observation.outcome != "ok"))
     return records
