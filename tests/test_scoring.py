@@ -125,28 +125,6 @@ def test_k_sybil_hotkeys_on_one_backend_earn_what_one_hotkey_does(k: int) -> Non
     assert single["solo"] > 0.2  # it earns: the comparison is not between two zeros
 
 
-def _windowed(miner: str, ends: list[float], window: float = 10.0) -> list[Observation]:
-    """One windowed probe round's answers of ``miner``, ending at ``ends`` seconds after its start."""
-    return [Observation(miner=miner, model="m", task="ocr", outcome="ok", kind="probe", probe="r1", units=1,
-                        elapsed_ms=end * 1000, window_ms=window * 1000) for end in ends]
-
-
-def test_a_windowed_round_counts_what_ended_inside_it_whatever_order_a_shared_backend_served() -> None:
-    """A backend reading 1 image/s, 10 s window. Alone, one hotkey (senders kept busy) ends an image each
-    second. Split three ways and served one hotkey at a time (all of s1's first, then s2's, then s3's), the
-    three together still end 10 images in the window: a burst measured to each hotkey's last answer would
-    have read 1 + 1/2 + 1/3 of the backend. An answer ending after the window counts nothing."""
-    solo = _windowed("solo", [float(t) for t in range(1, 12)])
-    s1 = _windowed("s1", [1.0, 2.0, 3.0, 4.0])
-    s2 = _windowed("s2", [5.0, 6.0, 7.0])
-    s3 = _windowed("s3", [8.0, 9.0, 10.0, 11.0])
-    parts = tempo_components(solo + s1 + s2 + s3, ScoreParams())
-    rate = {m: parts[m].tasks["ocr"].throughput for m in ("solo", "s1", "s2", "s3")}
-    assert rate["solo"] == pytest.approx(1.0)  # 10 inside the window, the 11th after it
-    assert rate["s1"] == pytest.approx(0.4) and rate["s2"] == pytest.approx(0.3) and rate["s3"] == pytest.approx(0.3)
-    assert sum(rate[m] or 0.0 for m in ("s1", "s2", "s3")) == pytest.approx(rate["solo"])
-
-
 def test_sybils_probed_at_the_cap_split_the_probe_not_the_backend() -> None:
     """Hotkeys that each advertise more than the probe cap still split one backend's saturated throughput."""
     single = run_market([*honest_pair(), Backend(["solo"], concurrency=64)])

@@ -4,11 +4,10 @@ Each tempo the validator folds that tempo's :class:`Observation`s into every min
 with :func:`update_scores`; :func:`weights_from_scores` turns the states into normalised weights.
 
 - **Credit is measured throughput times service.** Per task, a miner's credit is the throughput the
-  validator *measured* in probe rounds (every miner kept busy at the same moment for the round's window:
-  units of the answers that ended inside it per second, an answer counting for what it delivered, never for
-  what it claimed beyond what was asked) times ``service ** sharpen``. Hotkeys in front of one backend are
-  probed together and cannot finish more inside the window than it can, so splitting earns nothing;
-  advertising capacity earns nothing unless it is served.
+  validator *measured* in probe rounds (every miner hit at the same moment with a burst of concurrent
+  requests: units it served per second, an answer counting for what it delivered, never for what it claimed
+  beyond what was asked) times ``service ** sharpen``. Hotkeys in front of one backend are probed together and
+  split its throughput, so splitting earns nothing; advertising capacity earns nothing unless it is served.
 - **Service** = quality^2 x reliability^2 x speed^0.5 x price^0.5 (exponents in :class:`ScoreParams`):
   verified quality; reliability (answers / requests, every refusal, 429, 503, timeout, probe refused, terms
   unreadable or attestation failed counting as a failure); speed (delivered tokens per second of the whole
@@ -86,7 +85,6 @@ class Observation:
     units: int = 0  # what the answer delivered: completion tokens (recounted when verified, at most
     #                 max_tokens) for chat, inputs embedded for embeddings
     probe: str | None = None  # kind "probe": the round (every miner probed in it at the same moment)
-    window_ms: float | None = None  # kind "probe": the round's window (answers ending after it deliver nothing)
     greedy_hits: int = 0  # verified answers sampled at temperature > 0: argmax hits at checked positions
     greedy_bounds: tuple[float, ...] = ()  # ... and the most an honest sampler hits each of them
     fisher: float = 0.0  # verified chat answers: Fisher's statistic over the checked positions
@@ -230,17 +228,10 @@ def _relative(better: float, worse: float) -> float:
 
 
 def _round_rate(members: list[Observation]) -> float:
-    """Units per second one miner delivered in one probe round: those of the answers that ended inside the
-    round's window, over the window (a round recorded without one, by an older validator: all its answers,
-    over the time from the round's start to its last). Refused or failed requests deliver nothing; a failed verification nothing."""
-    window = next((o.window_ms for o in members if o.window_ms), None)
-    if window is not None:
-        inside = [o for o in members if o.elapsed_ms is not None and o.elapsed_ms <= window]
-        seconds = window / 1000
-    else:
-        inside = members
-        seconds = max((o.elapsed_ms or 0.0) for o in members) / 1000
-    delivered = sum(max(0, o.units) for o in inside if o.outcome == "ok" and o.verified is not False)
+    """Units per second one miner delivered in one probe round: its answers' units over the time from the
+    burst to its last answer. Refused or failed requests deliver nothing; a failed verification nothing."""
+    seconds = max((o.elapsed_ms or 0.0) for o in members) / 1000
+    delivered = sum(max(0, o.units) for o in members if o.outcome == "ok" and o.verified is not False)
     return delivered / seconds if seconds > 0 else 0.0
 
 

@@ -150,17 +150,11 @@ class ValidatorSettings(_Section):
     # scorers then load no embedding context)
     embedding_share: float = Field(default=0.25, ge=0.0, le=1.0)
     # probe rounds (docs/scoring.md): every served miner hit at the same moment, about every probe_interval
-    # seconds, by up to probe_concurrency concurrent senders (at most what it advertises and this validator's
-    # quota) asking for probe_max_tokens tokens each
+    # seconds, with up to probe_concurrency requests (at most what it advertises and this validator's quota)
+    # asking for probe_max_tokens tokens each
     probe_interval: float = Field(default=300.0, gt=0)
     probe_concurrency: int = Field(default=8, ge=1)
     probe_max_tokens: int = Field(default=128, ge=1, le=1024)
-    # each sender of a probe round sends its next request as soon as the last is answered, for this many
-    # seconds; only answers ending inside it count (long enough for several answers of probe_max_tokens)
-    probe_window: float = Field(default=30.0, gt=0)
-    # requests one miner gets in a round at most (its quota may allow fewer); of its answers, as many as it
-    # has senders are passed to the scorers (verified at verify_rate), the rest count unverified
-    probe_max_requests: int = Field(default=256, ge=1)
     # each task's share of the miners' credit (a task nobody else serves takes at most its share)
     task_shares: dict[str, NonNegativeFloat] = Field(default_factory=lambda: {"chat": 0.75, "embeddings": 0.25})
     # the installed tasks this validator challenges and verifies, besides chat and embeddings (None: every

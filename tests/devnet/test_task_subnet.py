@@ -135,7 +135,7 @@ async def test_a_scaffolded_task_is_challenged_verified_and_paid(tmp_path: Path,
                 keypair=VAL_H, chain=chain, netuid=netuid, reference=None, http=http,
                 scores=ScoreStore(redis_client, VAL_H.ss58_address, netuid),
                 settings=ValidatorSettings(verify_rate=1.0, reference_models=[], challenges_per_window=600,
-                                           tasks=[NAME], probe_window=5.0),
+                                           tasks=[NAME]),
                 pipeline=ValidatorPipeline(redis_client, VAL_H.ss58_address, netuid), rng=random.Random(7),
             )
             validator = asyncio.create_task(run_validator(ctx, round_interval=0.2))

@@ -70,10 +70,10 @@ class Subnet:
         return ValidatorContext(
             keypair=self.validator, chain=self.chain, netuid=self.netuid, reference=reference, http=self.http,
             scores=ScoreStore(self.redis, me, self.netuid), history=history,
-            # small probe rounds: short answers, two senders a miner for 5 s (the machine is small and shared)
+            # small probe rounds: short answers, two requests a miner (the machine is small and shared)
             settings=settings or ValidatorSettings(verify_rate=1.0, reference_models=[SMOL],
                                                    challenges_per_window=40, probe_max_tokens=32,
-                                                   probe_concurrency=2, probe_window=5.0),
+                                                   probe_concurrency=2),
             pipeline=ValidatorPipeline(self.redis, me, self.netuid, consumer=consumer or f"scorer-{seed}"),
             synthetic_counts=counts, organic_counts=RequestCounter(self.redis, "organic", me, self.netuid),
             organic=OrganicStream(self.redis, self.netuid, sample_rate=1.0),

@@ -78,7 +78,7 @@ async def engines(tmp_path: Path, backends: int) -> AsyncIterator[tuple[list[Lla
 async def validating(net: Subnet, reference: LlamaCppEngine, **settings: Any) -> AsyncIterator[ScoreStore]:
     """The validator, every role in one process, while the block runs (``settings``: ValidatorSettings)."""
     chosen = ValidatorSettings(**{"verify_rate": 1.0, "reference_models": [SMOL], "challenges_per_window": 40,
-                                  "probe_window": 10.0, **settings})
+                                  **settings})
     task = asyncio.create_task(run_validator(net.context(reference=reference, settings=chosen), round_interval=0.2))
     try:
         yield ScoreStore(net.redis, net.validator.ss58_address, net.netuid)

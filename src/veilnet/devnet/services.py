@@ -194,8 +194,6 @@ class Launcher:
                 "VEILNET_WALLET__NAME": neuron.wallet,
                 "VEILNET_VALIDATOR__REFERENCE_MODELS": json.dumps(reference_models(self.runtime)),
                 "VEILNET_VALIDATOR__TASKS": json.dumps(validator_tasks(self.runtime)),
-                # every service shares one machine: probe rounds load the miners for 10 s, not 30
-                "VEILNET_VALIDATOR__PROBE_WINDOW": "10",
             }
             if neuron.threads is not None:
                 env["VEILNET_LLAMACPP__THREADS"] = str(neuron.threads)

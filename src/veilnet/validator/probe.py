@@ -1,22 +1,20 @@
 """Probe rounds: the validator measures each miner's throughput instead of believing its capacity document.
 
 About every ``probe_interval`` seconds (at random, so a miner cannot wait for it) the validator reads every
-served miner's terms (``/capacity``) and then loads **every miner at the same moment** for ``probe_window``
-seconds: as many concurrent senders as the miner advertises it runs at once (``ModelOffer.concurrency``), at
-most ``probe_concurrency``, each sending its next request as soon as the last is answered, and at most this
-validator's synthetic share of its quota in all. Chat requests ask for ``probe_max_tokens`` tokens, embeddings
-requests embed a few texts, and every other task the miner offers (an installed task the validator scores)
-gets that task's own challenges, drawn by its generator, in the same round. Each answer becomes an observation
-of kind ``probe`` carrying the round, its window, the units it delivered (chat: completion tokens, never more
-than asked nor than the answer's bytes, the scorer replacing them with its recount when it verifies the
-answer; other tasks: the challenge's units) and how long after the round's start it ended; a refusal (429,
-503, another status), a timeout or a broken connection is a failure inside the advertised capacity and ends
-that sender. :mod:`veilnet.scoring` counts the units of the answers that ended inside the window: hotkeys in
-front of one backend cannot together finish more in it than the backend can, in whatever order it serves
-them, so splitting a miner into hotkeys earns nothing.
+served miner's terms (``/capacity``) and then hits **every miner at the same moment** with a burst of
+concurrent requests: as many as the miner advertises it runs at once (``ModelOffer.concurrency``), at most
+``probe_concurrency`` and at most this validator's quota for the window, each asking for ``probe_max_tokens``
+tokens (chat) or embedding a few texts; every other task the miner offers (an installed task the validator
+scores) gets a burst of that task's own challenges, drawn by its generator, in the same round. Each answer
+becomes an observation of kind ``probe`` carrying the round, the units it delivered (chat: completion tokens,
+never more than asked nor than the answer's bytes, the scorer replacing them with its recount when it
+verifies the answer; other tasks: the challenge's units) and how long after the burst it ended; a refusal
+(429, 503, another status), a timeout or a broken connection is a failure inside the advertised capacity.
+:mod:`veilnet.scoring` turns a round into units per second per miner. Hotkeys in front of one backend are
+probed together, so they split that backend's throughput: splitting a miner into hotkeys earns nothing while
+the backend shares itself among them (docs/scoring.md says what an operator serving them in turn gains).
 
-Of a miner's probe answers, as many as it had senders (drawn at random) go to the scorers like challenge answers
-(same stream, same sampled verification), the others are recorded unverified; and every
+Probe answers go to the scorers like challenge answers (same stream, same sampled verification), and every
 read of the terms becomes an observation of kind ``terms``: the price each offered model charges, or one
 reliability failure when the document cannot be read. The requests go through the gateway's
 :class:`~veilnet.relay.MinerClient`, built like organic requests.
@@ -69,7 +67,6 @@ __all__ = [
     "probed_tasks",
     "run_prober",
     "terms_observations",
-    "verification_sample",
 ]
 
 log = logging.getLogger(__name__)
@@ -93,14 +90,13 @@ class ProbeContext(Protocol):
 
 @dataclass(frozen=True)
 class ProbeTarget:
-    """``requests`` concurrent requests of ``task`` for ``model`` to ``neuron`` in one round, at most ``budget``
-    in all (a request larger than ``max_body_bytes``, which the miner would refuse, is not sent)."""
+    """``requests`` concurrent requests of ``task`` for ``model`` to ``neuron`` in one round (a request larger
+    than ``max_body_bytes``, which the miner would refuse, is not sent)."""
 
     neuron: NeuronInfo
     task: str  # chat, embeddings or another installed task
     model: str
     requests: int
-    budget: int
     max_body_bytes: int | None = None
 
 
@@ -139,17 +135,16 @@ def plan_probes(documents: Sequence[tuple[NeuronInfo, CapacityDocument]], stakes
                 settings: ValidatorSettings, rng: random.Random, *, task_shares: dict[str, float] | None = None,
                 tasks: frozenset[str] = frozenset()) -> list[ProbeTarget]:
     """Who gets how many requests in a round: per miner one reference model it offers (chosen at random), as
-    many concurrent requests as it advertises running at once, at most ``probe_concurrency`` and this
-    validator's synthetic share of its quota for the quota window, which also bounds the round's requests in
-    all; embeddings too where the miner embeds with that model and embeddings have a share; and per offer of
-    one of ``tasks`` (with a share), that task's challenges by the same rule."""
+    many requests as it advertises running at once, at most ``probe_concurrency`` and this validator's
+    synthetic share of its quota for the window; embeddings too where the miner embeds with that model and
+    embeddings have a share; and per offer of one of ``tasks`` (with a share), that task's challenges by the
+    same rule."""
     shares = settings.task_shares if task_shares is None else task_shares
 
     def target(neuron: NeuronInfo, task: str, offer: ModelOffer, max_body: int | None = None) -> ProbeTarget | None:
-        budget = min(int(quota_for(offer.capacity_per_window, stakes, me).total * settings.synthetic_share),
-                     settings.probe_max_requests)
-        size = min(offer.concurrency, settings.probe_concurrency, budget)
-        return ProbeTarget(neuron, task, offer.id, size, budget, max_body) if size >= 1 else None
+        quota = quota_for(offer.capacity_per_window, stakes, me)
+        size = min(offer.concurrency, settings.probe_concurrency, int(quota.total * settings.synthetic_share))
+        return ProbeTarget(neuron, task, offer.id, size, max_body) if size >= 1 else None
 
     targets = []
     for neuron, document in documents:
@@ -193,21 +188,20 @@ def _delivered(request: ChatCompletionRequest | EmbeddingRequest, answer: dict[s
 
 @dataclass(frozen=True)
 class _Round:
-    """A round's id, its clock (perf_counter at the burst) and its window in seconds."""
+    """A round's id and its clock (perf_counter when its burst was sent)."""
 
     id: str
     start: float
-    window: float
 
     def observed(self, observation: Observation) -> Observation:
-        """``observation`` as one of this round's: kind probe, elapsed from the burst, the window."""
-        return replace(observation, kind="probe", probe=self.id, window_ms=self.window * 1000,
+        """``observation`` as one of this round's: kind probe, elapsed from the burst."""
+        return replace(observation, kind="probe", probe=self.id,
                        elapsed_ms=(time.perf_counter() - self.start) * 1000)
 
 
 async def _probe_one(miners: MinerClient, target: ProbeTarget, request: ChatCompletionRequest | EmbeddingRequest,
                      round_: _Round) -> ChallengeRecord:
-    """One chat or embeddings request of the round."""
+    """One chat or embeddings request of the burst."""
     assert target.neuron.axon is not None
     hotkey = target.neuron.hotkey
     max_tokens = request.max_tokens if isinstance(request, ChatCompletionRequest) else None
@@ -245,7 +239,7 @@ async def _probe_one(miners: MinerClient, target: ProbeTarget, request: ChatComp
 
 async def _probe_task(miners: MinerClient, target: ProbeTarget, challenge: Challenge[Any],
                       round_: _Round) -> ChallengeRecord:
-    """One challenge of another task in the round, sent as the challenger sends it, recorded as a probe."""
+    """One challenge of another task in the burst, sent as the challenger sends it, recorded as a probe."""
     kind = task_named(target.task)
     record = await send_challenge(miners, target.neuron, challenge.request, task=target.task, path=kind.miner_path,
                                   units=kind.units(challenge.request), truth=challenge.truth)
@@ -253,75 +247,40 @@ async def _probe_task(miners: MinerClient, target: ProbeTarget, challenge: Chall
 
 
 Draw = Callable[[ProbeTarget], Awaitable["Challenge[Any] | None"]]
-Shot = Callable[[], Awaitable["ChallengeRecord | None"]]
 
 
-def _shot(miners: MinerClient, target: ProbeTarget, round_: _Round, rng: random.Random, max_tokens: int,
-          pool: PromptPool | None, draw: Draw | None) -> Shot:
-    """One request to ``target``, built when it is sent (None: nothing could be drawn, or it is larger than
-    the miner takes)."""
-    async def chat_or_embeddings() -> ChallengeRecord | None:
-        return await _probe_one(miners, target, _request(target, rng, max_tokens, pool), round_)
-
-    async def task() -> ChallengeRecord | None:
-        challenge = await draw(target) if draw is not None else None
-        if challenge is None:
-            return None
-        size = len(challenge.request.model_dump_json(exclude_unset=True).encode())
-        if target.max_body_bytes is not None and size > target.max_body_bytes:
-            return None
-        return await _probe_task(miners, target, challenge, round_)
-
-    return chat_or_embeddings if target.task in ("chat", "embeddings") else task
-
-
-async def _keep_busy(shot: Shot, round_: _Round, budget: list[int]) -> list[ChallengeRecord]:
-    """One of a target's concurrent senders: the next request as soon as the last is answered, until the
-    window closes or the target's ``budget`` (shared by its senders) is spent; a refusal, a failure or a
-    timeout ends this sender (the miner has said it takes no more)."""
-    records: list[ChallengeRecord] = []
-    while budget[0] > 0 and time.perf_counter() - round_.start < round_.window:
-        budget[0] -= 1
-        record = await shot()
-        if record is None:
-            break
-        records.append(record)
-        if record.observation.outcome != "ok":
-            break
-    return records
+async def _drawn(targets: Sequence[ProbeTarget], task: str, draw: Draw) -> list[tuple[ProbeTarget, Challenge[Any]]]:
+    """``task``'s challenges for its targets' bursts, those the miner would refuse as too large left out."""
+    out = []
+    for target in (t for t in targets if t.task == task):
+        for _ in range(target.requests):
+            challenge = await draw(target)
+            if challenge is None:
+                continue
+            size = len(challenge.request.model_dump_json(exclude_unset=True).encode())
+            if target.max_body_bytes is None or size <= target.max_body_bytes:
+                out.append((target, challenge))
+    return out
 
 
 async def probe_round(miners: MinerClient, targets: Sequence[ProbeTarget], rng: random.Random, *,
-                      max_tokens: int, window: float, pool: PromptPool | None = None, round_id: str | None = None,
+                      max_tokens: int, pool: PromptPool | None = None, round_id: str | None = None,
                       draw: Draw | None = None) -> list[ChallengeRecord]:
-    """One round: every target gets ``requests`` concurrent senders at the same moment, each sending its next
-    request (chat and embeddings built here, other tasks' challenges drawn by ``draw``) as soon as the last
-    is answered, for ``window`` seconds. Throughput counts what was answered inside the window
-    (:mod:`veilnet.scoring`): whatever order a backend serves the hotkeys in front of it, they cannot together
-    finish more inside the window than the backend can."""
-    round_ = _Round(round_id or f"{int(time.time() * 1000)}-{rng.randrange(1 << 32):08x}", time.perf_counter(),
-                    window)
-    senders = []
-    for target in targets:
-        shot, budget = _shot(miners, target, round_, rng, max_tokens, pool, draw), [target.budget]
-        senders += [_keep_busy(shot, round_, budget) for _ in range(target.requests)]
-    return [record for records in await asyncio.gather(*senders) for record in records]
-
-
-def verification_sample(records: Sequence[ChallengeRecord], targets: Sequence[ProbeTarget],
-                        rng: random.Random) -> set[int]:
-    """Indexes of the answers passed to the scorers: per miner and task, as many (drawn at random) as it had
-    senders, so a round costs the scorers what a burst did however many answers a fast miner gave; the
-    others count unverified (a cheat among them is caught as often as one among unverified challenges)."""
-    senders = {(t.neuron.hotkey, t.task): t.requests for t in targets}
-    answered: dict[tuple[str, str], list[int]] = {}
-    for index, record in enumerate(records):
-        if record.answer is not None:
-            answered.setdefault((record.observation.miner, record.observation.task), []).append(index)
-    chosen: set[int] = set()
-    for key, indexes in answered.items():
-        chosen.update(rng.sample(indexes, min(len(indexes), senders.get(key, 1))))
-    return chosen
+    """One round: per task, every target's requests built first (other tasks' challenges drawn by ``draw``),
+    then all sent at the same moment."""
+    round_id = round_id or f"{int(time.time() * 1000)}-{rng.randrange(1 << 32):08x}"
+    records: list[ChallengeRecord] = []
+    for task in ("chat", "embeddings"):
+        batch = [(t, _request(t, rng, max_tokens, pool)) for t in targets if t.task == task
+                 for _ in range(t.requests)]
+        if batch:
+            round_ = _Round(round_id, time.perf_counter())
+            records += await asyncio.gather(*(_probe_one(miners, t, r, round_) for t, r in batch))
+    for task in sorted({t.task for t in targets} - {"chat", "embeddings"}):
+        drawn = await _drawn(targets, task, draw) if draw is not None else []
+        round_ = _Round(round_id, time.perf_counter())
+        records += await asyncio.gather(*(_probe_task(miners, t, c, round_) for t, c in drawn))
+    return records
 
 
 async def _terms(http: aiohttp.ClientSession, neuron: NeuronInfo) -> CapacityDocument | None:
@@ -355,13 +314,9 @@ async def probe_once(ctx: ProbeContext, miners: MinerClient, *, task_shares: dic
         return await draw_challenge(target.task, tools)
 
     records = await probe_round(miners, targets, ctx.rng, max_tokens=ctx.settings.probe_max_tokens,
-                                window=ctx.settings.probe_window, pool=ctx.prompt_pool, draw=draw)
-    to_verify = verification_sample(records, targets, ctx.rng)
-    for index, record in enumerate(records):
-        if index in to_verify:
-            await ctx.pipeline.add_answer(record)
-        else:
-            await ctx.pipeline.add_observation(record.observation)
+                                pool=ctx.prompt_pool, draw=draw)
+    for record in records:
+        await ctx.pipeline.add_answer(record)
     log_event(log, "probe round", miners=len(readable), requests=len(records),
               failures=sum(1 for r in records if r.observation.outcome != "ok"))
     return records
