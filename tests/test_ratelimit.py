@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 import pytest
 import redis.asyncio as aioredis
@@ -22,6 +23,14 @@ async def script_calls(redis: aioredis.Redis) -> int:
     return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval"))
 
 
+async def clear_of_the_window_end(margin_s: float = 10.0) -> None:
+    """When the current minute window ends within ``margin_s``, wait for the next one: a test counting in real
+    time must not straddle two windows (each starts afresh)."""
+    left_ms = WINDOW_MS - int(time.time() * 1000) % WINDOW_MS
+    if left_ms < margin_s * 1000:
+        await asyncio.sleep(left_ms / 1000 + 0.05)
+
+
 async def admitted(limiter: KeyRateLimiter, key_id: int, count: int, **kwargs: int) -> int:
     results = await asyncio.gather(*(limiter.admit(key_id, **kwargs) for _ in range(count)), return_exceptions=True)
     assert all(r is None or isinstance(r, RateLimited) for r in results), results
@@ -35,6 +44,7 @@ async def test_two_processes_together_never_admit_more_than_the_limit(redis_url:
     replaces admitted up to twice the limit)."""
     other = redis_from_url(redis_url)
     rng = random.Random(5)
+    await clear_of_the_window_end()
     try:
         async with KeyRateLimiter(redis_client, requests_per_minute=120, tokens_per_minute=0) as a, \
                 KeyRateLimiter(other, requests_per_minute=120, tokens_per_minute=0) as b:
@@ -107,6 +117,7 @@ async def test_each_process_limits_on_its_own_while_redis_is_away(redis_client: 
     finally:
         await unreachable.aclose()
     # what a process admitted while Redis was away is added to the shared count once Redis answers
+    await clear_of_the_window_end()
     async with KeyRateLimiter(redis_client, requests_per_minute=5, tokens_per_minute=0) as limiter:
         limiter._redis_away_until = float("inf")  # as after a failed call
         await limiter.admit(4)
