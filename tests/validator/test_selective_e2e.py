@@ -33,7 +33,7 @@ from veilnet.store.validator_pipeline import ValidatorPipeline
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
 
-@pytest.mark.timeout(600)  # a loaded machine verifies slowly; the waits below have their own ceilings
+@pytest.mark.timeout(900)  # a loaded machine verifies slowly; the waits below have their own ceilings
 async def test_selective_cheat_is_banned_by_verified_organic_answers(
     tmp_path: Path, redis_client: aioredis.Redis, caplog: pytest.LogCaptureFixture,
 ) -> None:
