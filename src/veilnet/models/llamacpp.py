@@ -83,7 +83,9 @@ def compact_json_grammar(response_format: dict[str, Any], *, whitespace_flexible
     import llguidance
     import xllamacpp
 
-    options = {**schema.get("x-guidance", {}), "whitespace_flexible": whitespace_flexible, "lenient": True}
+    given = schema.get("x-guidance")  # a caller's own llguidance options, kept when they are an object
+    options = {**(given if isinstance(given, dict) else {}), "whitespace_flexible": whitespace_flexible,
+               "lenient": True}
     grammar = str(xllamacpp.json_schema_to_grammar(json.dumps({**schema, "x-guidance": options})))
     error = llguidance.LLMatcher.validate_grammar(grammar)
     if error:
