@@ -38,7 +38,7 @@ from veilnet.models.limits import Admission
 from veilnet.models.llamaserver import start_server
 from veilnet.models.threads import engine_threads
 from veilnet.models.tokenizer import LlamaCppTokenizer
-from veilnet.models.toolcalls import ToolPlan
+from veilnet.models.toolcalls import ToolPlan, merge_call_deltas
 from veilnet.models.vocab import Vocabulary, read_vocabulary
 
 __all__ = ["LlamaCppEngine", "compact_json_grammar", "llamacpp_error"]
@@ -145,18 +145,17 @@ async def _each_choice(parts: list[dict[str, Any]],
 
 
 def _tool_chunks(message: dict[str, Any], finish: Any) -> list[dict[str, Any]]:
-    """A whole answer to a request with tools as stream chunks: the role, the calls (one delta each) or the
-    text, the finish reason."""
+    """A whole answer to a request with tools as stream chunks: the role, the text, the calls (one delta
+    each), the finish reason."""
     def chunk(delta: dict[str, Any], finish_reason: Any = None) -> dict[str, Any]:
         return {"object": "chat.completion.chunk",
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
 
     chunks = [chunk({"role": "assistant", "content": None})]
-    calls = message.get("tool_calls")
-    if calls:
-        chunks.extend(chunk({"tool_calls": [{"index": i, **call}]}) for i, call in enumerate(calls))
-    elif message.get("content"):
+    if message.get("content"):
         chunks.append(chunk({"content": message["content"]}))
+    calls = message.get("tool_calls") or []
+    chunks.extend(chunk({"tool_calls": [{"index": i, **call}]}) for i, call in enumerate(calls))
     chunks.append(chunk({}, finish))
     return chunks
 
@@ -332,8 +331,8 @@ class LlamaCppEngine:
         if plan.tools:
             for choice in result.get("choices", []):
                 message = choice.get("message") or {}
-                choice["message"], choice["finish_reason"] = plan.answer(str(message.get("content") or ""),
-                                                                         choice.get("finish_reason"))
+                choice["message"], choice["finish_reason"] = plan.answer(
+                    str(message.get("content") or ""), choice.get("finish_reason"), message.get("tool_calls"))
         return result
 
     def chat_stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
@@ -348,6 +347,7 @@ class LlamaCppEngine:
                 yield chunk
             return
         text: list[str] = []
+        calls: list[Any] = []
         finish: Any = None
         head: dict[str, Any] = {}
         usage: Any = None
@@ -357,8 +357,9 @@ class LlamaCppEngine:
             for choice in chunk.get("choices") or []:
                 delta = choice.get("delta") or {}
                 text.append(delta.get("content") or "")
+                calls.extend(delta.get("tool_calls") or [])
                 finish = choice.get("finish_reason") or finish
-        message, finish = plan.answer("".join(text), finish)
+        message, finish = plan.answer("".join(text), finish, merge_call_deltas(calls))
         for chunk in _tool_chunks(message, finish):
             yield {**head, **chunk}
         if usage is not None:

@@ -19,18 +19,24 @@ always at the end:
   tie fail, as no honest greedy backend has them; above 0, the evidence for a greedy cache
   (:mod:`veilnet.tasks.series`).
 
-An answer to a JSON response format (``json_object`` / ``json_schema``, no tools) must be JSON valid under
-the schema (:mod:`veilnet.tasks.structured`, hard), and is then re-scored like any other under the grammar
-it was generated with (:mod:`veilnet.tasks.constraint`: the miner engine's compact grammar, else flexible
-whitespace). At each position the reference's candidates and the answer's log probability are renormalised
-over the tokens the grammar allows (:func:`veilnet.tasks.rescoring.renormalise`). Where it allows at most
-``exact_allowed`` tokens, each one's probability is asked for. Positions the grammar forced byte for byte
-are not checked, and ending is certain where the grammar allows nothing else. Its usage is recounted with
-room for the whitespace a JSON grammar allows. An answer neither grammar writes is not re-scored (soft
-``off_grammar``). An answer with tool calls is checked for what its constraint guarantees (calls of declared
-functions with arguments valid under their schemas) and its usage recounted from the calls as compact JSON.
-Its text is not re-scored (soft ``unscored``): the calls are parsed out of what the model wrote, so the
-tokens it generated are not in the answer to replay.
+An answer a grammar shaped is re-scored under that grammar (:mod:`veilnet.tasks.constraint`: the miner
+engine's compact grammar, else flexible whitespace): an answer to a JSON response format (``json_object`` /
+``json_schema``, no tools), and a forced tool call (a named function or ``required``), whose text is rebuilt
+from the calls as the engine's grammar writes them (:func:`~veilnet.models.toolcalls.calls_json`, the
+arguments as the answer gives them) and replayed under the call schema's grammar. Either must first be valid
+under its schema (:mod:`veilnet.tasks.structured`, hard). At each position the reference's candidates and the
+answer's log probability are renormalised over the tokens the grammar allows
+(:func:`veilnet.tasks.rescoring.renormalise`). Where it allows at most ``exact_allowed`` tokens, each one's
+probability is asked for. Positions the grammar forced byte for byte are not checked, and ending is certain
+where the grammar allows nothing else. Calls in another backend's layout are checked only inside their
+arguments (the rest of the rebuilt text is not what that backend wrote). Under the compact grammar the text is
+the engine's own, so at temperature 0 a single position more than ``extreme_gap`` below the argmax is hard.
+Usage is recounted with room for the whitespace a JSON grammar allows. An answer neither grammar writes is not
+re-scored (soft ``off_grammar``). Calls the model wrote freely (``auto``), answers cut short and penalised
+samplers are checked for what their constraint guarantees (calls of declared functions with arguments valid
+under their schemas) and their usage recounted, but not re-scored (soft ``unscored``): freely written calls
+are parsed out of what the model wrote, so the tokens it generated are not in the answer to replay. A text
+answer to ``auto`` is free text and re-scored as such, under the prompt that shows the tools.
 
 Hard findings are what only a cheat produces; soft ones lower quality. The function is pure apart from the
 reference's calls. A ``constraint`` given by the caller replaces the one built from a JSON response format.
@@ -50,7 +56,8 @@ from pydantic import ValidationError
 from veilnet.errors import InvalidRequest
 from veilnet.models.engine import NextTokens, ReferenceModel, TokenLogprob
 from veilnet.models.tokenizer import Token, Tokenizer
-from veilnet.protocol.openai import ChatCompletionRequest, JsonObjectFormat, JsonSchemaFormat
+from veilnet.models.toolcalls import argument_spans, call_format, calls_json
+from veilnet.protocol.openai import ChatCompletionRequest, JsonObjectFormat, JsonSchemaFormat, NamedToolChoice
 from veilnet.tasks.answer import ChatAnswer, ClaimedToken, parse_chat_answer
 from veilnet.tasks.constraint import TokenConstraint, json_constraint
 from veilnet.tasks.rescoring import PositionScore, Renormalised, renormalise, score_position, stop_probability
@@ -84,6 +91,7 @@ class ChatVerifySettings:
     gross_logprob: float = 4.0  # nats: no honest backend is this far off (twice: hard)
     near_tie: float = 1.0  # nats: an argmax flip within this is quantisation noise
     gross_gap: float = 4.0  # nats below the argmax: no honest greedy backend goes this far (twice: hard)
+    extreme_gap: float = 8.0  # nats below the argmax: once is hard, in text the engine's own grammar wrote
     min_context: int = 2048  # every miner serves at least this context (a shorter 'length' end is not honest)
     exact_allowed: int = 8  # under a grammar, ask each allowed token's probability when it allows this few
 
@@ -109,10 +117,12 @@ class _Run:
     answer: ChatAnswer
     settings: ChatVerifySettings
     prompt: list[int]
+    text: str  # the text the model generated: the content, or the calls as the engine's grammar writes them
     tokens: list[Token]
     samplers: list[Sampler]
     findings: list[Finding]
     whitespace: int = 0  # completion tokens a JSON grammar's whitespace may add beyond the recount
+    compact: bool = False  # written under the miner engine's compact grammar: its tokens are the text's own
 
     @property
     def ended(self) -> bool:
@@ -162,11 +172,14 @@ async def verify_chat_answer(
     messages = [m.model_dump(exclude_none=True) for m in request.messages]
     if answer.tool_calls and not request.tools:
         return failed("the answer calls tools the request did not offer", code="undeclared_tool")
-    if _json_format(request) is not None and not answer.tool_calls and not _penalised(request):
-        return await _verify_json(reference, tokenizer, request, answer, settings, messages, rng, constraint)
-    if is_structured(request):
-        return await _verify_structured(tokenizer, request, answer, settings, messages)
-    run = _Run(request, answer, settings, await tokenizer.chat_prompt(messages),
+    shape = None if _penalised(request) else _json_shape(request, answer) or _call_shape(request, answer)
+    if shape is not None:
+        return await _verify_shaped(reference, tokenizer, _Asked(request, answer, settings, messages), shape, rng,
+                                    constraint)
+    tools = _shown_tools(request)
+    if is_structured(request) and not _free_text(request, answer):
+        return await _verify_structured(tokenizer, request, answer, settings, messages, tools)
+    run = _Run(request, answer, settings, await tokenizer.chat_prompt(messages, tools=tools), answer.content,
                await tokenizer.text_tokens(answer.content),
                honest_samplers(request.temperature, request.top_p, None), [])
     usage = _check_usage(run)
@@ -197,42 +210,114 @@ def _json_format(request: ChatCompletionRequest) -> dict[str, Any] | None:
     return fmt.model_dump(by_alias=True, exclude_none=True)
 
 
-async def _verify_json(reference: ReferenceModel, tokenizer: Tokenizer, request: ChatCompletionRequest,
-                       answer: ChatAnswer, settings: ChatVerifySettings, messages: list[dict[str, Any]],
-                       rng: random.Random, constraint: TokenConstraint | None) -> Verdict:
-    """An answer to a JSON response format: valid under the schema (hard), its usage recounted with room for
-    grammar whitespace, then re-scored like any answer but under the grammar it was generated with
-    (:mod:`veilnet.tasks.constraint`) and at the positions the grammar left to the model."""
+def _shown_tools(request: ChatCompletionRequest) -> list[dict[str, Any]] | None:
+    """The tools the prompt shows the model (none when ``tool_choice`` is ``none``)."""
+    if not request.tools or request.tool_choice == "none":
+        return None
+    return [t.model_dump(exclude_none=True) for t in request.tools]
+
+
+def _free_text(request: ChatCompletionRequest, answer: ChatAnswer) -> bool:
+    """A text answer to a request whose tools left the model free to write (``auto``): no grammar shaped it,
+    so it is re-scored like any text, under the prompt that shows the tools."""
+    forced = request.tool_choice == "required" or isinstance(request.tool_choice, NamedToolChoice)
+    return bool(request.tools) and not answer.tool_calls and not forced and request.response_format is None
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """What one verification was asked: the request, the parsed answer, the settings, the prompt's messages."""
+
+    request: ChatCompletionRequest
+    answer: ChatAnswer
+    settings: ChatVerifySettings
+    messages: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """A constrained answer as it was generated: its ``text``, the response format whose grammar shaped it,
+    the tools its prompt showed, and the byte spans of ``text`` the answer holds as the model wrote them
+    (``None``: all of it; for calls, their arguments, the rest being rebuilt in the engine's layout)."""
+
+    text: str
+    format: dict[str, Any]
+    tools: list[dict[str, Any]] | None = None
+    written: tuple[tuple[int, int], ...] | None = None
+
+
+def _json_shape(request: ChatCompletionRequest, answer: ChatAnswer) -> _Shape | None:
+    fmt = _json_format(request)
+    return None if fmt is None or answer.tool_calls else _Shape(answer.content, fmt)
+
+
+def _call_shape(request: ChatCompletionRequest, answer: ChatAnswer) -> _Shape | None:
+    """A forced call's answer: the calls rebuilt as the engine's compact grammar writes them (their
+    arguments as the answer gives them), to be re-scored under the call's schema."""
+    tools = _shown_tools(request)
+    if not answer.tool_calls or tools is None:
+        return None
+    choice = request.tool_choice
+    fmt = call_format(tools, choice.model_dump() if isinstance(choice, NamedToolChoice) else choice,
+                      request.parallel_tool_calls)
+    if fmt is None:
+        return None
+    array = fmt["json_schema"]["schema"].get("type") == "array"
+    if not array and len(answer.tool_calls) != 1:
+        return None  # more calls than the constraint writes: structured_findings has the say
+    text = calls_json([(c.function.name, c.function.arguments) for c in answer.tool_calls], array=array)
+    spans = argument_spans(text) or []  # none when an argument is not one JSON value: not written by a grammar
+    return _Shape(text, fmt, tools, tuple((len(text[:a].encode()), len(text[:b].encode())) for a, b in spans))
+
+
+async def _verify_shaped(reference: ReferenceModel, tokenizer: Tokenizer, asked: _Asked, shape: _Shape,
+                         rng: random.Random, constraint: TokenConstraint | None) -> Verdict:
+    """An answer a grammar shaped (a JSON response format, or a forced tool call): valid under its schema
+    (hard), its usage recounted with room for grammar whitespace, then re-scored like any answer but under
+    the grammar it was generated with (:mod:`veilnet.tasks.constraint`) and at the positions the grammar left
+    to the model (for calls rebuilt from another layout than the engine's, those of their arguments)."""
+    request, answer = asked.request, asked.answer
     samplers = honest_samplers(request.temperature, request.top_p, None)
     widest = max(s.temperature for s in samplers)  # llama.cpp truncates before its grammar resamples: see
     samplers.append(Sampler(widest))  # rescoring.renormalise; untruncated, that is the renormalised model
-    run = _Run(request, answer, settings, await tokenizer.chat_prompt(messages),
-               await tokenizer.text_tokens(answer.content), samplers, list(structured_findings(request, answer)),
-               whitespace=whitespace_allowance(answer.content))
+    run = _Run(request, answer, asked.settings, await tokenizer.chat_prompt(asked.messages, tools=shape.tools),
+               shape.text, await tokenizer.text_tokens(shape.text), samplers,
+               list(structured_findings(request, answer)), whitespace=whitespace_allowance(shape.text))
     usage = _check_usage(run)
     if any(f.severity == "hard" for f in run.findings):
         return _conclude(run, [], usage, None, 0.0)
     if constraint is None:
-        fmt = _json_format(request) or {}
         vocab = await reference.vocabulary(request.model)
-        constraint = await asyncio.to_thread(json_constraint, vocab, tokenizer, fmt, run.ids)
+        constraint = await asyncio.to_thread(json_constraint, vocab, tokenizer, shape.format, run.ids)
     if constraint is None:
         run.add("off_grammar", "soft", "no JSON grammar of the reference writes this answer's tokens (keys out of "
                                        "the schema's order, or a schema llguidance cannot compile): not re-scored")
         return _conclude(run, [], usage, None, 0.0)
     free = await asyncio.to_thread(constraint.free_positions, run.ids, [t.bytes for t in run.tokens])
+    run.compact = constraint.name == "compact"
+    if shape.written is not None and not run.compact:
+        free = _within(run.tokens, free, shape.written)
     scores, stop = await _rescore(reference, tokenizer, run, rng, constraint, free)
     return _judge(run, scores, stop, usage)
 
 
+def _within(tokens: list[Token], positions: list[int], spans: tuple[tuple[int, int], ...]) -> list[int]:
+    """The ``positions`` whose token lies inside one of the byte ``spans`` of the tokens' text."""
+    starts = [0]
+    for token in tokens:
+        starts.append(starts[-1] + len(token.bytes))
+    return [i for i in positions if any(a <= starts[i] and starts[i + 1] <= b for a, b in spans)]
+
+
 async def _verify_structured(tokenizer: Tokenizer, request: ChatCompletionRequest, answer: ChatAnswer,
-                             settings: ChatVerifySettings, messages: list[dict[str, Any]]) -> Verdict:
-    """An answer with tool calls (or to a request with tools): its constraint kept (hard), its usage
-    recounted; its text not re-scored: the calls are parsed out of what the model wrote, so the tokens it
-    generated are not in the answer to replay."""
+                             settings: ChatVerifySettings, messages: list[dict[str, Any]],
+                             tools: list[dict[str, Any]] | None) -> Verdict:
+    """An answer to a request with tools or a format that no grammar of the reference replays (calls the
+    model wrote freely, ``auto``; an answer cut short; a penalised sampler): its constraint kept (hard), its
+    usage recounted; its text not re-scored: freely written calls are parsed out of what the model wrote, so
+    the tokens it generated are not in the answer to replay."""
     text = calls_text(answer.tool_calls) if answer.tool_calls else answer.content
-    tools = [t.model_dump(exclude_none=True) for t in request.tools or []] if request.tool_choice != "none" else []
-    run = _Run(request, answer, settings, await tokenizer.chat_prompt(messages, tools=tools or None),
+    run = _Run(request, answer, settings, await tokenizer.chat_prompt(messages, tools=tools), text,
                await tokenizer.text_tokens(text), [], list(structured_findings(request, answer)),
                whitespace=whitespace_allowance(text) if answer.tool_calls or request.response_format else 0)
     usage = _check_usage(run)
@@ -309,7 +394,7 @@ async def _rescore(
     """The checked positions' scores and, for a stopped answer, the probability of ending where it ends;
     under a ``constraint``, the reference's distribution renormalised over the tokens it allows."""
     model, top = run.request.model, run.settings.top
-    raw = run.answer.content.encode()
+    raw = run.text.encode()
     offsets = [0]
     for token in run.tokens:
         offsets.append(offsets[-1] + len(token.bytes))
@@ -325,7 +410,7 @@ async def _rescore(
         if seen is not None:
             scores.append(score_position(index, seen.top, token, seen.logprob, raw[offsets[index]:], run.samplers,
                                          seen.vocab))
-    if run.answer.finish_reason != "stop":
+    if not run.ended:
         return scores, None
     return scores, await _rescore_stop(reference, tokenizer, run, constraint)
 
@@ -433,7 +518,11 @@ def _check_argmax(run: _Run, scores: list[PositionScore]) -> GreedyEvidence | No
                         f"temperature 0 but position {s.index} is {s.argmax_gap:.2f} nats below the argmax")
         gross = [s for s in scores if s.argmax_gap > run.settings.gross_gap]
         misses = [s for s in scores if s.argmax_gap > run.settings.near_tie]
-        if len(gross) >= 2 or len(misses) >= run.settings.greedy_misses:
+        worst = max((s.argmax_gap for s in scores), default=0.0)
+        if run.compact and worst > run.settings.extreme_gap:
+            run.add("not_greedy", "hard", f"temperature 0 but a position of the engine's own grammar is {worst:.1f} "
+                                          f"nats below the argmax (more than {run.settings.extreme_gap})")
+        elif len(gross) >= 2 or len(misses) >= run.settings.greedy_misses:
             run.add("not_greedy", "hard", f"temperature 0 but {len(misses)} of {len(scores)} positions are more "
                                           f"than {run.settings.near_tie} nats below the argmax ({len(gross)} more "
                                           f"than {run.settings.gross_gap})")
@@ -447,7 +536,7 @@ def _aligned_claims(run: _Run) -> dict[int, ClaimedToken] | None:
     answer claims none or its entries do not spell its text. An honest backend's entries line up everywhere
     but at merged multi-byte characters; another model's tokenizer lines up at few positions."""
     claimed = run.answer.claimed
-    if claimed is None or not b"".join(c.raw for c in claimed).startswith(run.answer.content.encode()):
+    if claimed is None or not b"".join(c.raw for c in claimed).startswith(run.text.encode()):
         return None
     starts: dict[int, int] = {}
     offset = 0
@@ -513,7 +602,7 @@ def _conclude(run: _Run, scores: list[PositionScore], usage: RecountedUsage, gre
         ok=not hard,
         quality=0.0 if hard else max(0.0, min(1.0, quality)),
         reason="; ".join(f"{f.code}: {f.detail}" for f in shown[:3]) or None,
-        checked=checked + (1 if run.answer.finish_reason == "stop" else 0),
+        checked=checked + (1 if run.ended else 0),
         findings=tuple(run.findings),
         usage=usage,
         greedy=greedy,

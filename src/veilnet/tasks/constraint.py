@@ -65,7 +65,10 @@ class AllowedTokens:
 
 class TokenConstraint(Protocol):
     """Which tokens a constrained request allows after a prefix of answer token ids, and which answer
-    positions it left to the model; the reference scores the answer under the same constraint."""
+    positions it left to the model; the reference scores the answer under the same constraint. ``name``:
+    which grammar it is (``compact``: the miner engine's own)."""
+
+    name: str
 
     def allowed(self, answer_prefix: Sequence[int]) -> AllowedTokens: ...
 

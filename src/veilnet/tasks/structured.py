@@ -1,9 +1,9 @@
 """What a validator checks in an answer to a request with tools or a response format (pure).
 
 Every check here is hard: only a miner that ignored the constraint fails it. An answer to a JSON response
-format that passes is then re-scored under the format's grammar (:mod:`veilnet.tasks.constraint`, from
-:func:`veilnet.tasks.chat.verify_chat_answer`). An answer with tool calls is only checked here and its usage
-recounted: the calls are parsed out of the model's text, so the tokens it generated are not there to
+format or a forced tool call that passes is then re-scored under its grammar (:mod:`veilnet.tasks.constraint`,
+from :func:`veilnet.tasks.chat.verify_chat_answer`). Calls written freely (``auto``) are only checked here and
+their usage recounted: they are parsed out of the model's text, so the tokens it generated are not there to
 replay (a soft ``unscored`` finding says so).
 
 - ``tool_choice`` ``none`` and a call made: ``unexpected_tool_call``.
@@ -17,7 +17,7 @@ replay (a soft ``unscored`` finding says so).
   (``invalid_json``); ``json_schema``: and valid under the schema (``schema_violation``).
 - a schema that is itself not a valid JSON schema is not the miner's fault: the answer is only parsed.
 
-:func:`calls_text` is the compact text of the calls (what the usage is recounted from) and
+:func:`calls_text` is the text of freely written calls the usage is recounted from and
 :func:`whitespace_allowance` the most tokens of whitespace a JSON grammar lets a model put between its
 separators (llama.cpp's allows a newline or two and up to 20 spaces after each).
 """
