@@ -2,9 +2,10 @@
 
 A miner's usage is a claim. The gateway recounts a chat answer with the model's own tokenizer
 (:mod:`veilnet.models.tokenizer`, a tokenizer-only llama.cpp per served model): prompt tokens as the chat
-template renders the request's messages, completion tokens as the answer's text tokenizes, plus the
-end-of-generation token an answer that stopped on its own ended with (what llama.cpp counts, and what the
-scorer's recount counts). The bill is the smaller of the gateway's count and the claim, per kind
+template renders the request's messages and the tools it shows, completion tokens as each choice's text
+tokenizes (its content, or forced tool calls as the engine's grammar writes them), plus the
+end-of-generation token a choice that ended on its own ended with (what llama.cpp counts, and what the
+scorer's recount counts). An answer with calls written freely (``auto``) has no text to count. The bill is the smaller of the gateway's count and the claim, per kind
 (:func:`billed_usage`): an inflated claim bills nothing extra (and fails verification at the scorer), an
 honest miner whose count is lower than the gateway's bills what it claimed. Without the tokenizer (another
 model, a non-chat request, a tokenizer that failed) the claim is billed, bounded by what the request could
@@ -22,6 +23,7 @@ from veilnet.logs import log_event
 from veilnet.models.tokenizer import Tokenizer
 from veilnet.protocol.openai import ChatCompletionRequest, MinerRequest
 from veilnet.protocol.usage import Usage
+from veilnet.tasks.structured import forced_calls_text, shown_tools
 
 __all__ = ["billed_usage", "own_usage"]
 
@@ -29,23 +31,43 @@ log = logging.getLogger(__name__)
 
 
 async def own_usage(tokenizer: Tokenizer, request: MinerRequest, answer: Mapping[str, Any]) -> tuple[int, int] | None:
-    """(prompt, completion) tokens of a chat answer by the model's tokenizer; None when it cannot be counted
-    (not a chat request, an answer without text, the tokenizer failing)."""
+    """(prompt, completion) tokens of a chat answer by the model's tokenizer, every choice's completion
+    summed; None when it cannot be counted (not a chat request, a choice without countable text, the
+    tokenizer failing)."""
     if not isinstance(request, ChatCompletionRequest):
         return None
     choices = answer.get("choices")
-    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
-    message = choice.get("message") if choice is not None else None
-    content = message.get("content") if isinstance(message, dict) else None
-    if not isinstance(content, str) or choice is None:
+    texts = [_generated(request, choice) for choice in choices] if isinstance(choices, list) and choices else [None]
+    if any(text is None for text in texts):
         return None
     try:
-        prompt = await tokenizer.chat_prompt([m.model_dump(exclude_none=True) for m in request.messages])
-        text = await tokenizer.text_tokens(content)
+        messages = [m.model_dump(exclude_none=True) for m in request.messages]
+        prompt = await tokenizer.chat_prompt(messages, tools=shown_tools(request))
+        completion = 0
+        for text, ended in (t for t in texts if t is not None):
+            completion += len(await tokenizer.text_tokens(text)) + (1 if ended else 0)
     except VeilnetError as exc:  # the tokenizer's server away: the claim is billed, as without one
         log_event(log, "own token count failed; billing the miner's claim", logging.WARNING, reason=exc.message)
         return None
-    return len(prompt), len(text) + (1 if choice.get("finish_reason") == "stop" else 0)
+    return len(prompt), completion
+
+
+def _generated(request: ChatCompletionRequest, choice: object) -> tuple[str, bool] | None:
+    """The text one choice's model generated and whether it ended on its own end of generation: the content,
+    or forced calls as the engine's grammar writes them; None for anything else (calls written freely)."""
+    if not isinstance(choice, dict) or not isinstance(message := choice.get("message"), dict):
+        return None
+    finish = choice.get("finish_reason")
+    calls = message.get("tool_calls")
+    if not calls:
+        content = message.get("content")
+        return (content, finish == "stop") if isinstance(content, str) else None
+    try:
+        named = [(str(c["function"]["name"]), str(c["function"]["arguments"])) for c in calls]
+    except (TypeError, KeyError):
+        return None
+    forced = forced_calls_text(request, named)
+    return None if forced is None else (forced[0], finish == "tool_calls")
 
 
 def billed_usage(claim: Usage, own: tuple[int, int] | None) -> Usage:

@@ -56,13 +56,20 @@ from pydantic import ValidationError
 from veilnet.errors import InvalidRequest
 from veilnet.models.engine import NextTokens, ReferenceModel, TokenLogprob
 from veilnet.models.tokenizer import Token, Tokenizer
-from veilnet.models.toolcalls import argument_spans, call_format, calls_json
+from veilnet.models.toolcalls import argument_spans
 from veilnet.protocol.openai import ChatCompletionRequest, JsonObjectFormat, JsonSchemaFormat, NamedToolChoice
 from veilnet.tasks.answer import ChatAnswer, ClaimedToken, parse_chat_answer
 from veilnet.tasks.constraint import TokenConstraint, json_constraint
 from veilnet.tasks.rescoring import PositionScore, Renormalised, renormalise, score_position, stop_probability
 from veilnet.tasks.sampling import Sampler, honest_samplers
-from veilnet.tasks.structured import calls_text, is_structured, structured_findings, whitespace_allowance
+from veilnet.tasks.structured import (
+    calls_text,
+    forced_calls_text,
+    is_structured,
+    shown_tools,
+    structured_findings,
+    whitespace_allowance,
+)
 from veilnet.tasks.verdict import Finding, GreedyEvidence, RecountedUsage, Verdict, failed
 
 __all__ = ["ChatVerifySettings", "TokenConstraint", "fisher_p_value", "verify_chat_answer"]
@@ -176,7 +183,7 @@ async def verify_chat_answer(
     if shape is not None:
         return await _verify_shaped(reference, tokenizer, _Asked(request, answer, settings, messages), shape, rng,
                                     constraint)
-    tools = _shown_tools(request)
+    tools = shown_tools(request)
     if is_structured(request) and not _free_text(request, answer):
         return await _verify_structured(tokenizer, request, answer, settings, messages, tools)
     run = _Run(request, answer, settings, await tokenizer.chat_prompt(messages, tools=tools), answer.content,
@@ -208,13 +215,6 @@ def _json_format(request: ChatCompletionRequest) -> dict[str, Any] | None:
     if request.tools or not isinstance(fmt, JsonObjectFormat | JsonSchemaFormat):
         return None
     return fmt.model_dump(by_alias=True, exclude_none=True)
-
-
-def _shown_tools(request: ChatCompletionRequest) -> list[dict[str, Any]] | None:
-    """The tools the prompt shows the model (none when ``tool_choice`` is ``none``)."""
-    if not request.tools or request.tool_choice == "none":
-        return None
-    return [t.model_dump(exclude_none=True) for t in request.tools]
 
 
 def _free_text(request: ChatCompletionRequest, answer: ChatAnswer) -> bool:
@@ -254,20 +254,13 @@ def _json_shape(request: ChatCompletionRequest, answer: ChatAnswer) -> _Shape | 
 def _call_shape(request: ChatCompletionRequest, answer: ChatAnswer) -> _Shape | None:
     """A forced call's answer: the calls rebuilt as the engine's compact grammar writes them (their
     arguments as the answer gives them), to be re-scored under the call's schema."""
-    tools = _shown_tools(request)
-    if not answer.tool_calls or tools is None:
+    forced = forced_calls_text(request, [(c.function.name, c.function.arguments) for c in answer.tool_calls or []])
+    if forced is None:
         return None
-    choice = request.tool_choice
-    fmt = call_format(tools, choice.model_dump() if isinstance(choice, NamedToolChoice) else choice,
-                      request.parallel_tool_calls)
-    if fmt is None:
-        return None
-    array = fmt["json_schema"]["schema"].get("type") == "array"
-    if not array and len(answer.tool_calls) != 1:
-        return None  # more calls than the constraint writes: structured_findings has the say
-    text = calls_json([(c.function.name, c.function.arguments) for c in answer.tool_calls], array=array)
+    text, fmt = forced
     spans = argument_spans(text) or []  # none when an argument is not one JSON value: not written by a grammar
-    return _Shape(text, fmt, tools, tuple((len(text[:a].encode()), len(text[:b].encode())) for a, b in spans))
+    return _Shape(text, fmt, shown_tools(request),
+                  tuple((len(text[:a].encode()), len(text[:b].encode())) for a, b in spans))
 
 
 async def _verify_shaped(reference: ReferenceModel, tokenizer: Tokenizer, asked: _Asked, shape: _Shape,

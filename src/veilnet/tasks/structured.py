@@ -25,16 +25,19 @@ separators (llama.cpp's allows a newline or two and up to 20 spaces after each).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import jsonschema
 from jsonschema.exceptions import SchemaError
 
+from veilnet.models.toolcalls import call_format, calls_json
 from veilnet.protocol.openai import ChatCompletionRequest, JsonObjectFormat, JsonSchemaFormat, NamedToolChoice
 from veilnet.tasks.answer import AnsweredCall, ChatAnswer
 from veilnet.tasks.verdict import Finding
 
-__all__ = ["WHITESPACE_TOKENS", "calls_text", "is_structured", "structured_findings", "whitespace_allowance"]
+__all__ = ["WHITESPACE_TOKENS", "calls_text", "forced_calls_text", "is_structured", "shown_tools", "structured_findings",
+           "whitespace_allowance"]
 
 #: Tokens of whitespace a grammar may let a model write after one JSON separator.
 WHITESPACE_TOKENS = 3
@@ -49,6 +52,31 @@ def calls_text(calls: list[AnsweredCall]) -> str:
     """The calls as the compact JSON a model writes them in (one object, or an array of several)."""
     items = [f'{{"name": {json.dumps(c.function.name)}, "arguments": {c.function.arguments}}}' for c in calls]
     return items[0] if len(items) == 1 else "[" + ", ".join(items) + "]"
+
+
+def shown_tools(request: ChatCompletionRequest) -> list[dict[str, Any]] | None:
+    """The tools the prompt shows the model (none when ``tool_choice`` is ``none``)."""
+    if not request.tools or request.tool_choice == "none":
+        return None
+    return [t.model_dump(exclude_none=True) for t in request.tools]
+
+
+def forced_calls_text(request: ChatCompletionRequest, calls: Sequence[tuple[str, str]]) -> tuple[str, dict[str, Any]] | None:
+    """For an answer to a forced call (a named function or ``required``), the calls (name, arguments text)
+    as the miner engine's compact grammar writes them, and the response format that grammar comes from;
+    None when the request forces no call or the calls do not fit its constraint's shape."""
+    tools = shown_tools(request)
+    if tools is None or not calls:
+        return None
+    choice = request.tool_choice
+    fmt = call_format(tools, choice.model_dump() if isinstance(choice, NamedToolChoice) else choice,
+                      request.parallel_tool_calls)
+    if fmt is None:
+        return None
+    array = fmt["json_schema"]["schema"].get("type") == "array"
+    if not array and len(calls) != 1:
+        return None
+    return calls_json(calls, array=array), fmt
 
 
 def whitespace_allowance(text: str) -> int:
