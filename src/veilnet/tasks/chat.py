@@ -221,7 +221,8 @@ def _free_text(request: ChatCompletionRequest, answer: ChatAnswer) -> bool:
     """A text answer to a request whose tools left the model free to write (``auto``): no grammar shaped it,
     so it is re-scored like any text, under the prompt that shows the tools."""
     forced = request.tool_choice == "required" or isinstance(request.tool_choice, NamedToolChoice)
-    return bool(request.tools) and not answer.tool_calls and not forced and request.response_format is None
+    shaped = isinstance(request.response_format, JsonObjectFormat | JsonSchemaFormat)
+    return bool(request.tools) and not answer.tool_calls and not forced and not shaped
 
 
 @dataclass(frozen=True)
