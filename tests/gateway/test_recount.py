@@ -1,6 +1,6 @@
 """The gateway's own token count, which apps are billed from (never above the miner's claim): the prompt as
 the template renders it with the tools it shows, every choice's completion, forced tool calls counted as the
-engine's grammar writes them; calls written freely have no text to count, so the claim is billed."""
+engine's grammar writes them and freely written ones as the chat template asks for them."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 
 from veilnet.gateway.recount import billed_usage, own_usage
 from veilnet.models.llamacpp import LlamaCppEngine
+from veilnet.models.toolcalls import block_calls_text
 from veilnet.protocol.openai import ChatCompletionRequest
 from veilnet.protocol.usage import Usage
 
@@ -58,7 +59,9 @@ async def test_tools_choices_and_forced_calls_are_counted(engine: LlamaCppEngine
     written = {"model": SMOL, "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
         "role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function", "function": {
             "name": "get_weather", "arguments": '{"city": "Paris"}'}}]}}]}
-    assert await own_usage(tokenizer, ChatCompletionRequest.model_validate(free), written) is None
+    blocks = block_calls_text("", [("get_weather", '{"city": "Paris"}')])[0]
+    own = await own_usage(tokenizer, ChatCompletionRequest.model_validate(free), written)
+    assert own is not None and own[1] == len(await tokenizer.text_tokens(blocks)) + 1  # as the template writes them
     broken = {**written, "choices": [{"index": 0, "finish_reason": "tool_calls",
                                       "message": {"role": "assistant", "tool_calls": [{"function": 3}]}}]}
     forced = {**free, "tool_choice": "required"}

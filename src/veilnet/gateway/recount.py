@@ -3,9 +3,9 @@
 A miner's usage is a claim. The gateway recounts a chat answer with the model's own tokenizer
 (:mod:`veilnet.models.tokenizer`, a tokenizer-only llama.cpp per served model): prompt tokens as the chat
 template renders the request's messages and the tools it shows, completion tokens as each choice's text
-tokenizes (its content, or forced tool calls as the engine's grammar writes them), plus the
-end-of-generation token a choice that ended on its own ended with (what llama.cpp counts, and what the
-scorer's recount counts). An answer with calls written freely (``auto``) has no text to count. The bill is the smaller of the gateway's count and the claim, per kind
+tokenizes (its content; forced tool calls as the engine's grammar writes them; freely written ones as the
+chat template asks for them), plus the end-of-generation token a choice that ended on its own ended with
+(what llama.cpp counts, and what the scorer's recount counts). The bill is the smaller of the gateway's count and the claim, per kind
 (:func:`billed_usage`): an inflated claim bills nothing extra (and fails verification at the scorer), an
 honest miner whose count is lower than the gateway's bills what it claimed. Without the tokenizer (another
 model, a non-chat request, a tokenizer that failed) the claim is billed, bounded by what the request could
@@ -21,9 +21,10 @@ from typing import Any
 from veilnet.errors import VeilnetError
 from veilnet.logs import log_event
 from veilnet.models.tokenizer import Tokenizer
+from veilnet.models.toolcalls import block_calls_text
 from veilnet.protocol.openai import ChatCompletionRequest, MinerRequest
 from veilnet.protocol.usage import Usage
-from veilnet.tasks.structured import forced_calls_text, shown_tools
+from veilnet.tasks.structured import forced_calls_text, forces_calls, shown_tools
 
 __all__ = ["billed_usage", "own_usage"]
 
@@ -54,7 +55,8 @@ async def own_usage(tokenizer: Tokenizer, request: MinerRequest, answer: Mapping
 
 def _generated(request: ChatCompletionRequest, choice: object) -> tuple[str, bool] | None:
     """The text one choice's model generated and whether it ended on its own end of generation: the content,
-    or forced calls as the engine's grammar writes them; None for anything else (calls written freely)."""
+    forced calls as the engine's grammar writes them, or freely written calls as the chat template asks for
+    them after the content; None when there is none to count."""
     if not isinstance(choice, dict) or not isinstance(message := choice.get("message"), dict):
         return None
     finish = choice.get("finish_reason")
@@ -66,8 +68,11 @@ def _generated(request: ChatCompletionRequest, choice: object) -> tuple[str, boo
         named = [(str(c["function"]["name"]), str(c["function"]["arguments"])) for c in calls]
     except (TypeError, KeyError):
         return None
-    forced = forced_calls_text(request, named)
-    return None if forced is None else (forced[0], finish == "tool_calls")
+    if forces_calls(request):
+        forced = forced_calls_text(request, named)
+        return None if forced is None else (forced[0], finish == "tool_calls")
+    content = message.get("content")
+    return block_calls_text(content if isinstance(content, str) else "", named)[0], finish == "tool_calls"
 
 
 def billed_usage(claim: Usage, own: tuple[int, int] | None) -> Usage:

@@ -38,7 +38,7 @@ from veilnet.models.limits import Admission
 from veilnet.models.llamaserver import start_server
 from veilnet.models.threads import engine_threads
 from veilnet.models.tokenizer import LlamaCppTokenizer
-from veilnet.models.toolcalls import ToolPlan, merge_call_deltas
+from veilnet.models.toolcalls import ToolPlan
 from veilnet.models.vocab import Vocabulary, read_vocabulary
 
 __all__ = ["LlamaCppEngine", "compact_json_grammar", "llamacpp_error"]
@@ -331,8 +331,8 @@ class LlamaCppEngine:
         if plan.tools:
             for choice in result.get("choices", []):
                 message = choice.get("message") or {}
-                choice["message"], choice["finish_reason"] = plan.answer(
-                    str(message.get("content") or ""), choice.get("finish_reason"), message.get("tool_calls"))
+                choice["message"], choice["finish_reason"] = plan.answer(str(message.get("content") or ""),
+                                                                         choice.get("finish_reason"))
         return result
 
     def chat_stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
@@ -347,7 +347,6 @@ class LlamaCppEngine:
                 yield chunk
             return
         text: list[str] = []
-        calls: list[Any] = []
         finish: Any = None
         head: dict[str, Any] = {}
         usage: Any = None
@@ -357,9 +356,8 @@ class LlamaCppEngine:
             for choice in chunk.get("choices") or []:
                 delta = choice.get("delta") or {}
                 text.append(delta.get("content") or "")
-                calls.extend(delta.get("tool_calls") or [])
                 finish = choice.get("finish_reason") or finish
-        message, finish = plan.answer("".join(text), finish, merge_call_deltas(calls))
+        message, finish = plan.answer("".join(text), finish)
         for chunk in _tool_chunks(message, finish):
             yield {**head, **chunk}
         if usage is not None:

@@ -1,25 +1,26 @@
 """Tool calls on llama.cpp, the same for every model (pure).
 
-The chat template renders the tools (SmolLM2's own cannot: :mod:`veilnet.models.templates`). llama.cpp
-parses calls itself only for call formats it recognises, and applies no grammar of ours beside ``tools``, so
-this module decides how each request runs, the way llama.cpp's own Hermes handling does, with the constraint
-expressed as a JSON schema:
+The tools reach the chat template as ``chat_template_kwargs`` (SmolLM2's own template cannot show them:
+:mod:`veilnet.models.templates`), rendered as llama.cpp renders ``tools``, so the prompt is the one ``tools``
+gives; but llama.cpp then applies no call format of its own (it parses calls only for formats it recognises,
+and takes no grammar beside ``tools``). This module runs the calls, the way llama.cpp's Hermes handling does,
+with the constraint expressed as a JSON schema:
 
 - ``tool_choice`` ``none``: the tools are left out; a plain answer.
-- a named function: the answer is constrained to one call of it, ``{"name": ..., "arguments": {...}}``, the
-  arguments under the function's ``parameters`` schema.
+- a named function: the answer is constrained to one call of it, ``{"name":...,"arguments":{...}}``, the
+  arguments under the function's ``parameters`` schema (no keys beyond those it declares, unless the schema
+  says otherwise).
 - ``required``: the answer is constrained to calls of the declared functions: one call when
   ``parallel_tool_calls`` is false, else a JSON array of at most one call per declared function.
-- ``auto`` (or no choice): the model writes freely; the calls llama.cpp parsed, else ``<tool_call>{...}</tool_call>``
-  blocks naming a declared function with a JSON object of arguments, become calls; anything else stays text.
+- ``auto`` (or no choice): the model writes freely; ``<tool_call>{...}</tool_call>`` blocks naming a declared
+  function with arguments valid under its schema become calls and the text before them the content; an
+  answer with any other block stays text.
 
 A forced answer's ``response_format`` is replaced by the call's schema (OpenAI answers a forced call with the
-call, not with the format), and its tools reach the chat template as ``chat_template_kwargs`` rather than as
-``tools`` (llama.cpp takes no grammar beside ``tools``), so the engine generates the calls under its compact
-grammar: ``{"name":"f","arguments":{...}}`` (an array of them for ``required``), exactly what
-:func:`calls_json` rebuilds from the calls. Their arguments are kept as the model wrote them, so a validator
-can rebuild the generated text and re-score it. Calls get ids ``call_<24 hex>``; the arguments of calls
-written freely (``auto``) are re-serialised JSON.
+call, not with the format), so the engine generates it under its compact grammar, exactly the text
+:func:`calls_json` rebuilds from the calls. Every call's arguments are kept as the model wrote them, so a
+validator can rebuild what was generated and re-score it: forced calls exactly, freely written ones
+(:func:`block_calls_text`) in their content and arguments. Calls get ids ``call_<24 hex>``.
 """
 
 from __future__ import annotations
@@ -31,16 +32,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ToolPlan", "argument_spans", "call_format", "call_schema", "calls_json", "merge_call_deltas", "parse_calls",
-           "tool_message"]
+from veilnet.protocol.jsonschemas import schema_errors
+
+__all__ = ["ToolPlan", "argument_spans", "block_calls_text", "call_format", "call_schema", "calls_json", "parse_calls",
+           "tool_message", "written_calls"]
 
 _TOOL_FIELDS = ("tools", "tool_choice", "parallel_tool_calls")
 _BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
 
 
 def _function_schema(tool: dict[str, Any]) -> dict[str, Any]:
+    """One call of ``tool``: its name, and arguments under its parameters, held to the declared parameters
+    when the schema leaves others open (a function takes the arguments it declares; a small model left free
+    to add keys can spend its whole budget on them)."""
     function = tool["function"]
     parameters = function.get("parameters") or {"type": "object", "properties": {}}
+    if parameters.get("properties") and "additionalProperties" not in parameters:
+        parameters = {**parameters, "additionalProperties": False}
     return {"type": "object", "properties": {"name": {"const": function["name"]}, "arguments": parameters},
             "required": ["name", "arguments"], "additionalProperties": False}
 
@@ -97,6 +105,51 @@ def argument_spans(text: str) -> list[tuple[int, int]] | None:
     return found if end == len(text) and (not array or end > position) else None
 
 
+def _member_span(text: str, key: str) -> tuple[int, int] | None:
+    """Where member ``key``'s value lies in ``text``, a JSON object (character offsets); None when ``text``
+    is not one object or has no such member."""
+    decoder, blank = json.JSONDecoder(), " \t\n\r"
+
+    def skip(position: int) -> int:
+        while position < len(text) and text[position] in blank:
+            position += 1
+        return position
+
+    position = skip(0)
+    if text[position:position + 1] != "{":
+        return None
+    position = skip(position + 1)
+    try:
+        while text[position:position + 1] == '"':
+            name, position = decoder.raw_decode(text, position)
+            position = skip(position)
+            if text[position:position + 1] != ":":
+                return None
+            start = skip(position + 1)
+            position = decoder.raw_decode(text, start)[1]
+            if name == key:
+                return start, position
+            position = skip(position)
+            if text[position:position + 1] != ",":
+                return None
+            position = skip(position + 1)
+    except ValueError:
+        return None
+    return None
+
+
+def block_calls_text(content: str, calls: Sequence[tuple[str, str]]) -> tuple[str, list[tuple[int, int]]]:
+    """Freely written calls (``auto``) as the chat template asks for them: ``content`` then one
+    ``<tool_call>`` block per call (name, arguments text), and where ``content`` and each call's arguments lie
+    in that text (character offsets): the parts the answer holds as the model wrote them."""
+    text, spans = content, [(0, len(content))]
+    for index, (name, arguments) in enumerate(calls):
+        text += ("\n" if index else "") + f'<tool_call>\n{{"name": {json.dumps(name, ensure_ascii=False)}, "arguments": '
+        spans.append((len(text), len(text) + len(arguments)))
+        text += arguments + "}\n</tool_call>"
+    return text, spans
+
+
 def _as_call(value: Any, names: set[str], written: str | None) -> dict[str, Any] | None:
     if not isinstance(value, dict) or value.get("name") not in names or not isinstance(value.get("arguments"), dict):
         return None
@@ -107,29 +160,45 @@ def _as_call(value: Any, names: set[str], written: str | None) -> dict[str, Any]
 
 def parse_calls(text: str, tools: list[dict[str, Any]], *, forced: bool) -> list[dict[str, Any]] | None:
     """The tool calls ``text`` makes (OpenAI's ``tool_calls`` entries), None when it makes none. ``forced``:
-    the text is the constrained JSON (a call or an array of calls); else ``<tool_call>`` blocks."""
+    the text is the constrained JSON (a call or an array of calls); else ``<tool_call>`` blocks
+    (:func:`written_calls`)."""
     names = {t["function"]["name"] for t in tools}
-    written: Sequence[str | None] = []
-    if forced:
-        try:
-            value = json.loads(text)
-        except ValueError:
-            return None  # cut short by max_tokens: the text stays as it is
-        items = value if isinstance(value, list) else [value]
-        written = [text[start:end] for start, end in argument_spans(text) or []]
-    else:
-        items = []
-        for block in _BLOCK.findall(text):
-            try:
-                items.append(json.loads(block))
-            except ValueError:
-                return None
-    if len(written) != len(items):
-        written = [None] * len(items)
+    if not forced:
+        found = written_calls(text, tools)
+        return None if found is None else found[1]
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None  # cut short by max_tokens: the text stays as it is
+    items = value if isinstance(value, list) else [value]
+    spans = argument_spans(text) or []
+    written: list[str | None] = [text[a:b] for a, b in spans] if len(spans) == len(items) else [None] * len(items)
     calls = [_as_call(item, names, arguments) for item, arguments in zip(items, written, strict=True)]
     if not calls or any(call is None for call in calls):
         return None
     return [call for call in calls if call is not None]
+
+
+def written_calls(text: str, tools: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]] | None:
+    """Freely written text's ``<tool_call>`` blocks as calls (their arguments as written) and the text before
+    the first block; None when it has no block, or one that is not a call of a declared function with
+    arguments valid under its schema."""
+    names = {t["function"]["name"] for t in tools}
+    schemas = {t["function"]["name"]: t["function"].get("parameters") for t in tools}
+    blocks = list(_BLOCK.finditer(text))
+    calls = []
+    for block in blocks:
+        body = block.group(1)
+        try:
+            value = json.loads(body)
+        except ValueError:
+            return None
+        span = _member_span(body, "arguments")
+        call = _as_call(value, names, None if span is None else body[span[0]:span[1]])
+        if call is None or schema_errors(value["arguments"], schemas[value["name"]]) is not None:
+            return None  # no grammar kept the model to the schema: a call off it stays text
+        calls.append(call)
+    return (text[:blocks[0].start()], calls) if calls else None
 
 
 def tool_message(text: str, calls: list[dict[str, Any]] | None) -> dict[str, Any]:
@@ -163,57 +232,27 @@ class ToolPlan:
         native = {k: v for k, v in request.items() if k not in _TOOL_FIELDS}
         if not tools or choice == "none":
             return cls(native, [], False)
-        forced = call_format(tools, choice, request.get("parallel_tool_calls"))
-        if forced is None:
-            native["tools"] = tools  # rendered into the prompt by the chat template
-            return cls(native, tools, False)
-        # the template renders the same prompt from the kwargs, and llama.cpp then takes the compact grammar
+        # the template renders the same prompt from the kwargs as from ``tools``, and llama.cpp then neither
+        # parses nor constrains the answer by a call format of its own: this module does, the same for every model
         native["chat_template_kwargs"] = {**(native.get("chat_template_kwargs") or {}),
                                           "tools": [_as_rendered(tool) for tool in tools]}
-        native["response_format"] = forced
-        return cls(native, tools, True)
+        forced = call_format(tools, choice, request.get("parallel_tool_calls"))
+        if forced is not None:
+            native["response_format"] = forced
+        return cls(native, tools, forced is not None)
 
-    def answer(self, text: str, finish: Any, parsed: list[dict[str, Any]] | None = None) -> tuple[dict[str, Any], Any]:
-        """The message and finish reason for generated ``text`` that ended with ``finish``. ``parsed``: the
-        calls llama.cpp itself parsed out of the text (it does for the call formats it knows, ``auto``)."""
+    def answer(self, text: str, finish: Any) -> tuple[dict[str, Any], Any]:
+        """The message and finish reason for generated ``text`` that ended with ``finish``: forced calls, or
+        freely written ones with the text before them as the content."""
         if not self.tools:
             return {"role": "assistant", "content": text}, finish
-        names = {t["function"]["name"] for t in self.tools}
-        native = [_as_call(value, names, written) for value, written in _parsed_calls(parsed or [])]
-        if native and all(call is not None for call in native):
-            return {"role": "assistant", "content": text or None, "tool_calls": native}, "tool_calls"
-        calls = parse_calls(text, self.tools, forced=self.forced) if finish in ("stop", "tool_calls") else None
-        if calls:
-            return tool_message(text, calls), "tool_calls"
-        return tool_message(text, None), ("stop" if finish == "tool_calls" else finish)
-
-
-def _parsed_calls(calls: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
-    """llama.cpp's parsed calls as ``{"name", "arguments"}`` (arguments decoded) and the arguments' text;
-    none when one of them is not a call with JSON arguments."""
-    found = []
-    for call in calls:
-        function = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(function, dict):
-            return []
-        try:
-            arguments = json.loads(function.get("arguments") or "{}")
-        except (TypeError, ValueError):
-            return []
-        found.append(({"name": function.get("name"), "arguments": arguments}, str(function.get("arguments") or "{}")))
-    return found
-
-
-def merge_call_deltas(deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Streamed ``tool_calls`` deltas put back together by index (name and id from the first, arguments
-    concatenated), as llama.cpp's non-streamed answer would give them."""
-    merged: dict[int, dict[str, Any]] = {}
-    for delta in deltas:
-        index = delta.get("index", 0) if isinstance(delta, dict) else None
-        if not isinstance(index, int):
-            continue
-        call = merged.setdefault(index, {"type": "function", "function": {"name": None, "arguments": ""}})
-        function = delta.get("function") or {}
-        call["function"]["name"] = call["function"]["name"] or function.get("name")
-        call["function"]["arguments"] += function.get("arguments") or ""
-    return [merged[i] for i in sorted(merged)]
+        if finish != "stop":
+            return {"role": "assistant", "content": text}, finish
+        if self.forced:
+            calls = parse_calls(text, self.tools, forced=True)
+            return tool_message(text, calls), ("tool_calls" if calls else finish)
+        found = written_calls(text, self.tools)
+        if found is None:
+            return {"role": "assistant", "content": text}, finish
+        content, calls = found
+        return {"role": "assistant", "content": content or None, "tool_calls": calls}, "tool_calls"

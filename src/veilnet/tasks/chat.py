@@ -32,11 +32,16 @@ where the grammar allows nothing else. Calls in another backend's layout are che
 arguments (the rest of the rebuilt text is not what that backend wrote). Under the compact grammar the text is
 the engine's own, so at temperature 0 a single position more than ``extreme_gap`` below the argmax is hard.
 Usage is recounted with room for the whitespace a JSON grammar allows. An answer neither grammar writes is not
-re-scored (soft ``off_grammar``). Calls the model wrote freely (``auto``), answers cut short and penalised
-samplers are checked for what their constraint guarantees (calls of declared functions with arguments valid
-under their schemas) and their usage recounted, but not re-scored (soft ``unscored``): freely written calls
-are parsed out of what the model wrote, so the tokens it generated are not in the answer to replay. A text
-answer to ``auto`` is free text and re-scored as such, under the prompt that shows the tools.
+re-scored (soft ``off_grammar``).
+
+Calls the model wrote freely (``auto``) are rebuilt after the content as the chat template asks for them
+(:func:`~veilnet.models.toolcalls.block_calls_text`) and re-scored as free text, at positions inside the
+content and the arguments (what the answer holds as written). What that finds is soft, with a cost in
+quality: the miner engine writes such calls freely, but another backend may shape them with a grammar of its
+own the validator cannot replay, and an honest answer must never fail. Their calls are held to the declared
+functions and schemas softly too (:mod:`veilnet.tasks.structured`). A text answer to ``auto`` is free text,
+re-scored as such under the prompt that shows the tools. Forced answers cut short and penalised samplers are
+checked for their constraint and recounted, not re-scored (soft ``unscored``).
 
 Hard findings are what only a cheat produces; soft ones lower quality. The function is pure apart from the
 reference's calls. A ``constraint`` given by the caller replaces the one built from a JSON response format.
@@ -56,8 +61,8 @@ from pydantic import ValidationError
 from veilnet.errors import InvalidRequest
 from veilnet.models.engine import NextTokens, ReferenceModel, TokenLogprob
 from veilnet.models.tokenizer import Token, Tokenizer
-from veilnet.models.toolcalls import argument_spans
-from veilnet.protocol.openai import ChatCompletionRequest, JsonObjectFormat, JsonSchemaFormat, NamedToolChoice
+from veilnet.models.toolcalls import argument_spans, block_calls_text
+from veilnet.protocol.openai import ChatCompletionRequest, JsonObjectFormat, JsonSchemaFormat
 from veilnet.tasks.answer import ChatAnswer, ClaimedToken, parse_chat_answer
 from veilnet.tasks.constraint import TokenConstraint, json_constraint
 from veilnet.tasks.rescoring import PositionScore, Renormalised, renormalise, score_position, stop_probability
@@ -65,6 +70,7 @@ from veilnet.tasks.sampling import Sampler, honest_samplers
 from veilnet.tasks.structured import (
     calls_text,
     forced_calls_text,
+    forces_calls,
     is_structured,
     shown_tools,
     structured_findings,
@@ -116,6 +122,10 @@ def fisher_p_value(statistic: float, positions: int) -> float:
     return min(1.0, math.exp(-half + math.log(total)) if total > 0 else math.exp(-half))
 
 
+#: What re-scoring finds: soft where the text was re-scored without the grammar that may have shaped it.
+_RESCORED = frozenset({"implausible_text", "implausible_stop", "not_greedy", "forged_logprobs"})
+
+
 @dataclass
 class _Run:
     """One verification's state: what was parsed and recounted, and what it found."""
@@ -130,6 +140,7 @@ class _Run:
     findings: list[Finding]
     whitespace: int = 0  # completion tokens a JSON grammar's whitespace may add beyond the recount
     compact: bool = False  # written under the miner engine's compact grammar: its tokens are the text's own
+    lenient: bool = False  # re-scored without knowing the grammar that may have shaped it: findings are soft
 
     @property
     def ended(self) -> bool:
@@ -137,7 +148,8 @@ class _Run:
         return self.answer.finish_reason in ("stop", "tool_calls")
 
     def add(self, code: str, severity: str, detail: str) -> None:
-        self.findings.append(Finding(code, "hard" if severity == "hard" else "soft", detail))
+        hard = severity == "hard" and not (self.lenient and code in _RESCORED)
+        self.findings.append(Finding(code, "hard" if hard else "soft", detail))
 
     @property
     def ids(self) -> list[int]:
@@ -179,7 +191,8 @@ async def verify_chat_answer(
     messages = [m.model_dump(exclude_none=True) for m in request.messages]
     if answer.tool_calls and not request.tools:
         return failed("the answer calls tools the request did not offer", code="undeclared_tool")
-    shape = None if _penalised(request) else _json_shape(request, answer) or _call_shape(request, answer)
+    shape = None if _penalised(request) else (
+        _json_shape(request, answer) or _call_shape(request, answer) or _block_shape(request, answer))
     if shape is not None:
         return await _verify_shaped(reference, tokenizer, _Asked(request, answer, settings, messages), shape, rng,
                                     constraint)
@@ -220,9 +233,8 @@ def _json_format(request: ChatCompletionRequest) -> dict[str, Any] | None:
 def _free_text(request: ChatCompletionRequest, answer: ChatAnswer) -> bool:
     """A text answer to a request whose tools left the model free to write (``auto``): no grammar shaped it,
     so it is re-scored like any text, under the prompt that shows the tools."""
-    forced = request.tool_choice == "required" or isinstance(request.tool_choice, NamedToolChoice)
     shaped = isinstance(request.response_format, JsonObjectFormat | JsonSchemaFormat)
-    return bool(request.tools) and not answer.tool_calls and not forced and not shaped
+    return bool(request.tools) and not answer.tool_calls and not forces_calls(request) and not shaped
 
 
 @dataclass(frozen=True)
@@ -242,7 +254,7 @@ class _Shape:
     (``None``: all of it; for calls, their arguments, the rest being rebuilt in the engine's layout)."""
 
     text: str
-    format: dict[str, Any]
+    format: dict[str, Any] | None  # None: no grammar (calls written freely)
     tools: list[dict[str, Any]] | None = None
     written: tuple[tuple[int, int], ...] | None = None
 
@@ -260,26 +272,47 @@ def _call_shape(request: ChatCompletionRequest, answer: ChatAnswer) -> _Shape | 
         return None
     text, fmt = forced
     spans = argument_spans(text) or []  # none when an argument is not one JSON value: not written by a grammar
-    return _Shape(text, fmt, shown_tools(request),
-                  tuple((len(text[:a].encode()), len(text[:b].encode())) for a, b in spans))
+    return _Shape(text, fmt, shown_tools(request), _byte_spans(text, spans))
+
+
+def _block_shape(request: ChatCompletionRequest, answer: ChatAnswer) -> _Shape | None:
+    """Calls the model wrote freely (``auto``): the content and the calls as the chat template asks for them
+    (:func:`~veilnet.models.toolcalls.block_calls_text`), re-scored as free text where the answer holds what
+    the model wrote (the content, each call's arguments)."""
+    tools = shown_tools(request)
+    if not answer.tool_calls or tools is None or forces_calls(request):
+        return None
+    text, spans = block_calls_text(answer.content, [(c.function.name, c.function.arguments) for c in answer.tool_calls])
+    return _Shape(text, None, tools, _byte_spans(text, spans))
+
+
+def _byte_spans(text: str, spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    return tuple((len(text[:a].encode()), len(text[:b].encode())) for a, b in spans)
 
 
 async def _verify_shaped(reference: ReferenceModel, tokenizer: Tokenizer, asked: _Asked, shape: _Shape,
                          rng: random.Random, constraint: TokenConstraint | None) -> Verdict:
-    """An answer a grammar shaped (a JSON response format, or a forced tool call): valid under its schema
-    (hard), its usage recounted with room for grammar whitespace, then re-scored like any answer but under
-    the grammar it was generated with (:mod:`veilnet.tasks.constraint`) and at the positions the grammar left
-    to the model (for calls rebuilt from another layout than the engine's, those of their arguments)."""
+    """An answer whose text is rebuilt or shaped: a JSON response format's or a forced tool call's (under a
+    grammar), or freely written calls (no grammar). Valid under its schema (hard), its usage recounted with
+    room for JSON whitespace, then re-scored like any answer but under the grammar it was generated with
+    (:mod:`veilnet.tasks.constraint`), at the positions the grammar left to the model and, where the text is
+    rebuilt from another layout than the miner engine's, only inside what the answer holds as written."""
     request, answer = asked.request, asked.answer
     samplers = honest_samplers(request.temperature, request.top_p, None)
-    widest = max(s.temperature for s in samplers)  # llama.cpp truncates before its grammar resamples: see
-    samplers.append(Sampler(widest))  # rescoring.renormalise; untruncated, that is the renormalised model
+    if shape.format is not None:
+        widest = max(s.temperature for s in samplers)  # llama.cpp truncates before its grammar resamples: see
+        samplers.append(Sampler(widest))  # rescoring.renormalise; untruncated, that is the renormalised model
     run = _Run(request, answer, asked.settings, await tokenizer.chat_prompt(asked.messages, tools=shape.tools),
                shape.text, await tokenizer.text_tokens(shape.text), samplers,
                list(structured_findings(request, answer)), whitespace=whitespace_allowance(shape.text))
     usage = _check_usage(run)
     if any(f.severity == "hard" for f in run.findings):
         return _conclude(run, [], usage, None, 0.0)
+    if shape.format is None:  # calls written freely: some backends shape them with a grammar of their own
+        run.lenient = True
+        free = _within(run.tokens, list(range(len(run.tokens))), shape.written or ())
+        scores, stop = await _rescore(reference, tokenizer, run, rng, None, free)
+        return _judge(run, scores, stop, usage)
     if constraint is None:
         vocab = await reference.vocabulary(request.model)
         constraint = await asyncio.to_thread(json_constraint, vocab, tokenizer, shape.format, run.ids)
@@ -306,10 +339,8 @@ def _within(tokens: list[Token], positions: list[int], spans: tuple[tuple[int, i
 async def _verify_structured(tokenizer: Tokenizer, request: ChatCompletionRequest, answer: ChatAnswer,
                              settings: ChatVerifySettings, messages: list[dict[str, Any]],
                              tools: list[dict[str, Any]] | None) -> Verdict:
-    """An answer to a request with tools or a format that no grammar of the reference replays (calls the
-    model wrote freely, ``auto``; an answer cut short; a penalised sampler): its constraint kept (hard), its
-    usage recounted; its text not re-scored: freely written calls are parsed out of what the model wrote, so
-    the tokens it generated are not in the answer to replay."""
+    """An answer to a request with tools or a format that is not re-scored (a forced answer cut short or
+    calls that do not fit its shape, a penalised sampler): its constraint kept, its usage recounted."""
     text = calls_text(answer.tool_calls) if answer.tool_calls else answer.content
     run = _Run(request, answer, settings, await tokenizer.chat_prompt(messages, tools=tools), text,
                await tokenizer.text_tokens(text), [], list(structured_findings(request, answer)),
@@ -580,8 +611,12 @@ def _check_claimed(run: _Run, scores: list[PositionScore]) -> None:
 
 #: What each soft finding costs in quality. A recount off by a few tokens costs nothing: re-tokenisation
 #: explains it (it stays in the findings for the record).
-SOFT_PENALTY = {"off_grammar": 0.5, "logprobs_missing": 0.2, "logprobs_mismatch": 0.2, "logprob_mismatch": 0.05, "argmax_flip": 0.02,
-                "not_argmax": 0.15}
+SOFT_PENALTY = {"off_grammar": 0.5, "logprobs_missing": 0.2, "logprobs_mismatch": 0.2, "logprob_mismatch": 0.05,
+                "argmax_flip": 0.02, "not_argmax": 0.15,
+                # freely written calls: off the declared functions or their schemas (hard for forced calls), and
+                # what re-scoring finds in them (hard elsewhere)
+                "undeclared_tool": 0.5, "invalid_arguments": 0.5, "schema_violation": 0.5,
+                "implausible_text": 0.5, "implausible_stop": 0.5, "not_greedy": 0.3, "forged_logprobs": 0.3}
 
 
 def _conclude(run: _Run, scores: list[PositionScore], usage: RecountedUsage, greedy: GreedyEvidence | None,

@@ -1,10 +1,10 @@
 """What a validator checks in an answer to a request with tools or a response format (pure).
 
-Every check here is hard: only a miner that ignored the constraint fails it. An answer to a JSON response
-format or a forced tool call that passes is then re-scored under its grammar (:mod:`veilnet.tasks.constraint`,
-from :func:`veilnet.tasks.chat.verify_chat_answer`). Calls written freely (``auto``) are only checked here and
-their usage recounted: they are parsed out of the model's text, so the tokens it generated are not there to
-replay (a soft ``unscored`` finding says so).
+Every check here is hard but one kind: only a miner that ignored the constraint fails it. Calls written
+freely (``auto``) are held to the declared functions and their schemas softly, since a backend that does not
+constrain them can write them off (the miner engine keeps only valid ones as calls). An answer that passes
+is then re-scored (:func:`veilnet.tasks.chat.verify_chat_answer`): a JSON response format's or a forced
+call's under its grammar (:mod:`veilnet.tasks.constraint`), freely written calls as free text.
 
 - ``tool_choice`` ``none`` and a call made: ``unexpected_tool_call``.
 - a call naming a function the request did not declare, or not the one ``tool_choice`` names:
@@ -17,7 +17,7 @@ replay (a soft ``unscored`` finding says so).
   (``invalid_json``); ``json_schema``: and valid under the schema (``schema_violation``).
 - a schema that is itself not a valid JSON schema is not the miner's fault: the answer is only parsed.
 
-:func:`calls_text` is the text of freely written calls the usage is recounted from and
+:func:`calls_text` is the text the usage of calls no grammar replays (a penalised sampler) is recounted from and
 :func:`whitespace_allowance` the most tokens of whitespace a JSON grammar lets a model put between its
 separators (llama.cpp's allows a newline or two and up to 20 spaces after each).
 """
@@ -28,15 +28,13 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import jsonschema
-from jsonschema.exceptions import SchemaError
-
 from veilnet.models.toolcalls import call_format, calls_json
+from veilnet.protocol.jsonschemas import schema_errors
 from veilnet.protocol.openai import ChatCompletionRequest, JsonObjectFormat, JsonSchemaFormat, NamedToolChoice
 from veilnet.tasks.answer import AnsweredCall, ChatAnswer
-from veilnet.tasks.verdict import Finding
+from veilnet.tasks.verdict import Finding, Severity
 
-__all__ = ["WHITESPACE_TOKENS", "calls_text", "forced_calls_text", "is_structured", "shown_tools", "structured_findings",
+__all__ = ["WHITESPACE_TOKENS", "calls_text", "forced_calls_text", "forces_calls", "is_structured", "shown_tools", "structured_findings",
            "whitespace_allowance"]
 
 #: Tokens of whitespace a grammar may let a model write after one JSON separator.
@@ -59,6 +57,11 @@ def shown_tools(request: ChatCompletionRequest) -> list[dict[str, Any]] | None:
     if not request.tools or request.tool_choice == "none":
         return None
     return [t.model_dump(exclude_none=True) for t in request.tools]
+
+
+def forces_calls(request: ChatCompletionRequest) -> bool:
+    """The request's ``tool_choice`` forces calls (a named function, or ``required``)."""
+    return bool(request.tools) and (request.tool_choice == "required" or isinstance(request.tool_choice, NamedToolChoice))
 
 
 def forced_calls_text(request: ChatCompletionRequest, calls: Sequence[tuple[str, str]]) -> tuple[str, dict[str, Any]] | None:
@@ -84,43 +87,32 @@ def whitespace_allowance(text: str) -> int:
     return WHITESPACE_TOKENS * (2 + sum(text.count(c) for c in "{}[],:"))
 
 
-def _schema_errors(value: Any, schema: dict[str, Any] | None) -> str | None:
-    if not schema:
-        return None
-    try:
-        validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-        validator.check_schema(schema)
-    except SchemaError:
-        return None  # the app's schema is broken: nothing to hold the miner to beyond parsing
-    error = jsonschema.exceptions.best_match(validator(schema).iter_errors(value))
-    if error is None:
-        return None
-    where = "/".join(str(p) for p in error.absolute_path) or "the top level"
-    return f"at {where}: {error.message[:200]}"
-
-
 def _call_findings(request: ChatCompletionRequest, calls: list[AnsweredCall]) -> list[Finding]:
+    """A forced call's grammar guarantees its shape, so breaking it is hard; calls written freely (``auto``)
+    are held to the same, softly: a backend that does not constrain them can write them off the schema."""
     choice = request.tool_choice
     if choice == "none":
         return [Finding("unexpected_tool_call", "hard", "tool_choice is 'none' but the answer calls a tool")]
+    severity: Severity = "hard" if forces_calls(request) else "soft"
     declared = {t.function.name: t.function for t in request.tools or []}
     findings = []
     for call in calls:
         name = call.function.name
         if name not in declared or (isinstance(choice, NamedToolChoice) and name != choice.function.name):
-            findings.append(Finding("undeclared_tool", "hard", f"the answer calls {name!r}, which the request "
-                                                              "did not offer"))
+            findings.append(Finding("undeclared_tool", severity, f"the answer calls {name!r}, which the request "
+                                                                 "did not offer"))
             continue
         try:
             arguments = json.loads(call.function.arguments)
         except ValueError:
             arguments = None
         if not isinstance(arguments, dict):
-            findings.append(Finding("invalid_arguments", "hard", f"the arguments of {name!r} are not a JSON object"))
+            findings.append(Finding("invalid_arguments", severity, f"the arguments of {name!r} are not a JSON object"))
             continue
-        broken = _schema_errors(arguments, declared[name].parameters)
+        broken = schema_errors(arguments, declared[name].parameters)
         if broken is not None:
-            findings.append(Finding("schema_violation", "hard", f"the arguments of {name!r} break its schema {broken}"))
+            findings.append(Finding("schema_violation", severity,
+                                    f"the arguments of {name!r} break its schema {broken}"))
     return findings
 
 
@@ -128,7 +120,7 @@ def structured_findings(request: ChatCompletionRequest, answer: ChatAnswer) -> l
     """The hard findings of an answer to a structured request (empty: it keeps every constraint)."""
     if answer.tool_calls:
         return _call_findings(request, answer.tool_calls)
-    if request.tools and (request.tool_choice == "required" or isinstance(request.tool_choice, NamedToolChoice)):
+    if forces_calls(request):
         if answer.finish_reason != "length":
             return [Finding("missing_tool_call", "hard", "the request requires a tool call and the answer makes none")]
         return []
@@ -143,7 +135,7 @@ def structured_findings(request: ChatCompletionRequest, answer: ChatAnswer) -> l
         if not isinstance(value, dict):
             return [Finding("invalid_json", "hard", "response_format json_object and the answer is not an object")]
         return []
-    broken = _schema_errors(value, fmt.json_schema.schema_)
+    broken = schema_errors(value, fmt.json_schema.schema_)
     if broken is not None:
         return [Finding("schema_violation", "hard", f"the answer breaks the response_format schema {broken}")]
     return []
