@@ -267,17 +267,19 @@ async def probe_round(miners: MinerClient, targets: Sequence[ProbeTarget], rng: 
                       max_tokens: int, pool: PromptPool | None = None, round_id: str | None = None,
                       draw: Draw | None = None) -> list[ChallengeRecord]:
     """One round: per task, every target's requests built first (other tasks' challenges drawn by ``draw``),
-    then all sent at the same moment."""
+    then all sent at the same moment, in random order across targets."""
     round_id = round_id or f"{int(time.time() * 1000)}-{rng.randrange(1 << 32):08x}"
     records: list[ChallengeRecord] = []
     for task in ("chat", "embeddings"):
         batch = [(t, _request(t, rng, max_tokens, pool)) for t in targets if t.task == task
                  for _ in range(t.requests)]
+        rng.shuffle(batch)  # hotkeys' requests interleaved: a backend serving in arrival order favours none
         if batch:
             round_ = _Round(round_id, time.perf_counter())
             records += await asyncio.gather(*(_probe_one(miners, t, r, round_) for t, r in batch))
     for task in sorted({t.task for t in targets} - {"chat", "embeddings"}):
         drawn = await _drawn(targets, task, draw) if draw is not None else []
+        rng.shuffle(drawn)
         round_ = _Round(round_id, time.perf_counter())
         records += await asyncio.gather(*(_probe_task(miners, t, c, round_) for t, c in drawn))
     return records
