@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -187,27 +188,33 @@ def _tally(outcomes: Counter[str], failure: AttestationFailed | None) -> None:
     outcomes[failure.code] += 1
 
 
+#: Seeds that once found a crash, kept besides each sample's own: 342 mutates td15ex's PCK certificate into one
+#: with a duplicate extension.
+FOUND = {"dcapqvl_tdx_quote_td15ex": 342}
+
+
 @pytest.mark.parametrize("name", sorted(TDX_VERIFIABLE) + TDX_QUOTES_ONLY)
 async def test_random_mutations_of_real_tdx_evidence(name: str) -> None:
     sample = tdx(name, TDX_VERIFIABLE.get(name, PINNED))
-    mutate, outcomes = Mutator(hash(name) & 0xFFFF), Counter[str]()
     original = None
     if name in TDX_VERIFIABLE:
         original = await verify_tdx(sample.quote, sample.collateral, TdxCollateralSource(), sample.now)
-    for round_ in range(150):
-        quote, collateral = mutate(sample.quote), sample.collateral
-        if collateral is not None and round_ % 5 == 0:  # now and then the collateral instead
-            field = mutate.rng.choice(sorted(collateral))
-            quote, collateral = sample.quote, dict(collateral, **{field: mutate(str(collateral[field]).encode())
-                                                                  .decode("latin-1")})
-        try:
-            claims = await verify_tdx(quote, collateral, TdxCollateralSource(), sample.now)
-        except AttestationFailed as failure:
-            _tally(outcomes, failure)
-            continue
-        _tally(outcomes, None)
-        assert claims == original  # accepted: bytes no signature covers and no check reads
-    assert sum(outcomes.values()) == 150 and outcomes["accepted"] < 150
+    for seed in [zlib.crc32(name.encode()) & 0xFFFF, *([FOUND[name]] if name in FOUND else [])]:
+        mutate, outcomes = Mutator(seed), Counter[str]()
+        for round_ in range(150):
+            quote, collateral = mutate(sample.quote), sample.collateral
+            if collateral is not None and round_ % 5 == 0:  # now and then the collateral instead
+                field = mutate.rng.choice(sorted(collateral))
+                quote, collateral = sample.quote, dict(collateral, **{field: mutate(str(collateral[field]).encode())
+                                                                      .decode("latin-1")})
+            try:
+                claims = await verify_tdx(quote, collateral, TdxCollateralSource(), sample.now)
+            except AttestationFailed as failure:
+                _tally(outcomes, failure)
+                continue
+            _tally(outcomes, None)
+            assert claims == original  # accepted: bytes no signature covers and no check reads
+        assert sum(outcomes.values()) == 150 and outcomes["accepted"] < 150
 
 
 @pytest.mark.parametrize("name", SEV_SAMPLES)

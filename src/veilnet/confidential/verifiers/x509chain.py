@@ -28,7 +28,8 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
                 certificates = [x509.load_der_x509_certificate(data)]
             for cert in certificates:  # parsed lazily: a broken name or extension must fail here, not later
                 _ = cert.subject, cert.issuer, cert.extensions, cert.not_valid_before_utc, cert.not_valid_after_utc
-        except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is not a ValueError
+        except (ValueError, x509.InvalidVersion, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
+            # the last three are not ValueErrors
             raise EvidenceMalformed(f"certificate cannot be parsed: {exc}") from exc
     if not certificates:
         raise EvidenceMalformed("no certificate in the certificate chain")
