@@ -188,6 +188,31 @@ async def test_a_body_cut_off_after_its_request_was_answered_gets_no_second_answ
         assert answer.startswith(b"HTTP/1.1 401 ") and answer.count(b"HTTP/1.1 ") == 1, answer
 
 
+async def test_a_client_still_sending_reads_its_408_before_the_close() -> None:
+    """A client that keeps sending header bytes past the deadline reads the whole 408, then the close: the
+    server half-closes and lingers, where closing with its bytes unread would reset the connection (and a
+    reset can destroy the 408 before the client reads it)."""
+    async with served(ConnectionTimeouts(keep_alive_seconds=2.0, header_seconds=1.0, body_seconds=1.0)) as port:
+        for _ in range(5):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(SLOW_HEADERS[0])
+
+            async def flood(out: asyncio.StreamWriter = writer) -> None:
+                with contextlib.suppress(OSError):
+                    while True:
+                        out.write(b"a" * 64)
+                        await out.drain()
+                        await asyncio.sleep(0)
+
+            flooding = asyncio.create_task(flood())
+            try:
+                answer = await asyncio.wait_for(reader.read(), 20)  # until the server closes: no reset
+            finally:
+                flooding.cancel()
+                writer.close()
+            assert answer.startswith(b"HTTP/1.1 408 ") and answer.endswith(b"}"), answer
+
+
 async def test_the_settings_reach_a_service_started_from_the_command_line(tmp_path: Path) -> None:
     """``veilnet chain serve`` (a devnet service) with VEILNET_HTTP__HEADER_SECONDS=1: slow headers get 408."""
     port = free_port()

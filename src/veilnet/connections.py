@@ -14,7 +14,10 @@ gives uvicorn an HTTP protocol (its own httptools one) with three deadlines:
 
 A request cut by the header or body deadline is answered ``408`` (OpenAI's error shape, ``Connection:
 close``) when nothing was answered yet, and the connection closes; the app reading that body hears the
-client left. Every timer is one ``call_later`` per request, nothing per byte.
+client left. The close lingers, as nginx's does: the server half-closes, discards what the client still
+sends, and closes when the client does or after ``LINGER_SECONDS`` (closing a socket with unread bytes sends
+a reset, and a reset can destroy the 408 before the client has read it). Every timer is one ``call_later``
+per request, nothing per byte.
 """
 
 from __future__ import annotations
@@ -30,7 +33,10 @@ from veilnet.errors import RequestTimeout
 from veilnet.protocol.errors import error_document
 from veilnet.settings import HttpSettings
 
-__all__ = ["ConnectionTimeouts", "guarded_protocol"]
+__all__ = ["LINGER_SECONDS", "ConnectionTimeouts", "guarded_protocol"]
+
+#: How long a connection answered 408 stays half-open, discarding what the client still sends.
+LINGER_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +71,7 @@ class _GuardedProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
+        self._lingering = False
 
     def _arm(self, seconds: float, what: str, *, body: bool = False) -> None:
         self._disarm()
@@ -87,15 +94,34 @@ class _GuardedProtocol(HttpToolsProtocol):
         if body:  # the cycle is this request's
             assert cycle is not None
             cycle.keep_alive = False
-            if not cycle.response_started:
-                transport.write(_timeout_response(what))
+            if cycle.response_started:  # the app is answering: its answer is cut, as the client's body was
+                transport.close()
+                return
         elif cycle is not None and not cycle.response_complete:  # an earlier request's answer is under way
             cycle.keep_alive = False
             self.flow.pause_reading()
             return
-        else:
-            transport.write(_timeout_response(what))
-        transport.close()
+        transport.write(_timeout_response(what))
+        self._linger(transport)
+
+    def _linger(self, transport: asyncio.Transport) -> None:
+        """Close after the 408 without a reset: the app hears the client left; half-close, discard the client's
+        further bytes, close when it does (``eof_received``) or after ``LINGER_SECONDS``."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True  # the app's receive() says http.disconnect; what it sends is dropped
+            cycle.message_event.set()
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        self._lingering = True
+        transport.write_eof()
+        self.flow.resume_reading()
+        self.loop.call_later(LINGER_SECONDS, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._lingering:  # lingering: the connection is answered; what still comes is dropped
+            super().data_received(data)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
