@@ -18,17 +18,19 @@ import redis.asyncio as aioredis
 from tests.conftest import serve_asgi
 from tests.validator.selective import APP_PROMPT, CANNED, INFLATION, SelectiveEngine
 from tests.validator.subnet import wait_epochs
-from tests.validator.test_validator_e2e import MINERS, SMOL, VAL_H, _validator, subnet
+from tests.validator.test_validator_e2e import MINERS, SMOL, VAL_H, subnet
 
 from veilnet.gateway import GatewayContext, create_gateway_app
 from veilnet.gateway.directory import MinerDirectory
 from veilnet.gateway.outcomes import OrganicOutcomes
 from veilnet.gateway.verification import OrganicVerifier
 from veilnet.relay import RelayClient
+from veilnet.settings import ValidatorSettings
 from veilnet.store.keys import KeyStore
 from veilnet.store.scores import LatestScores, ScoreStore
 from veilnet.store.sql import open_database
 from veilnet.store.validator_pipeline import ValidatorPipeline
+from veilnet.validator import run_validator
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
@@ -64,7 +66,13 @@ async def test_selective_cheat_is_banned_by_verified_organic_answers(
         url = await stack.enter_async_context(serve_asgi(create_gateway_app(ctx)))
         client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=secret, max_retries=0)
         stack.push_async_callback(client.close)
-        validator = _validator(net, reference, seed=5)
+        # probe rounds every ~20 s: chat credit comes from them, and a first round sent before the chain gave
+        # the validator its permit measures nothing, so the honest miners must not wait the default 300 s for
+        # the next while the cheater's ban runs out
+        settings = ValidatorSettings(verify_rate=1.0, reference_models=[SMOL], challenges_per_window=40,
+                                     probe_max_tokens=32, probe_concurrency=2, probe_interval=20.0)
+        validator = asyncio.create_task(run_validator(net.context(reference=reference, seed=5, settings=settings),
+                                                      round_interval=0.2))
         try:
             for _ in range(600):  # miners serve a validator once the chain gives it a permit (its first epoch)
                 graph = await chain.get_metagraph(netuid)
