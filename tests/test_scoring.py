@@ -132,6 +132,51 @@ def test_sybils_probed_at_the_cap_split_the_probe_not_the_backend() -> None:
     assert split["s1"] + split["s2"] + split["s3"] == pytest.approx(single["solo"], rel=0.05)
 
 
+def in_turn_round(hotkeys: list[str], *, window: float | None, rate: float = 100.0,
+                  requests: int = 4) -> list[Observation]:
+    """One round on a backend generating ``rate`` tokens/s that serves ``hotkeys`` in turn: all of the first's
+    LENGTH-token requests, then the second's, ... Windowed: each hotkey's workers kept busy through the window,
+    what ended after it counting by the share delivered inside; a burst: ``requests`` each, read to the last."""
+    rows: list[Observation] = []
+    clock = 0.0
+    for hotkey in hotkeys:
+        for _ in range(requests if window is None else 10**6):
+            if window is not None and clock >= window:
+                break
+            start, clock = clock, clock + LENGTH / rate
+            share = 1.0 if window is None or clock <= window else (window - start) / (clock - start)
+            rows.append(Observation(miner=hotkey, model="m", task="chat", outcome="ok", kind="probe", probe="r",
+                                    elapsed_ms=clock * 1000, units=LENGTH, max_tokens=LENGTH, in_window=share,
+                                    window_ms=None if window is None else window * 1000))
+        if window is not None:  # a worker still waiting when the window closed ends after it, all outside
+            rows.append(Observation(miner=hotkey, model="m", task="chat", outcome="ok", kind="probe", probe="r",
+                                    elapsed_ms=(window + 9) * 1000, units=LENGTH, max_tokens=LENGTH, in_window=0.0,
+                                    window_ms=window * 1000))
+    return rows
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_a_window_gives_hotkeys_served_in_turn_no_more_than_their_backend(k: int) -> None:
+    hotkeys = [f"turn{i}" for i in range(k)]
+    windowed = tempo_components(in_turn_round(hotkeys, window=10.0), ScoreParams())
+    assert sum(windowed[h].tasks["chat"].throughput or 0.0 for h in hotkeys if h in windowed) <= 100.0 + 1e-9
+    assert windowed["turn0"].tasks["chat"].throughput == pytest.approx(100.0)
+    # the same order read to each hotkey's last answer pays 1 + 1/2 + ... + 1/k backends
+    burst = tempo_components(in_turn_round(hotkeys, window=None), ScoreParams())
+    total = sum(burst[h].tasks["chat"].throughput or 0.0 for h in hotkeys)
+    assert total == pytest.approx(100.0 * sum(1 / (i + 1) for i in range(k)))
+
+
+def test_a_windowed_round_counts_what_arrived_inside_the_window() -> None:
+    rows = [Observation(miner="m1", model="m", task="chat", outcome="ok", kind="probe", probe="r", units=LENGTH,
+                        elapsed_ms=elapsed, window_ms=4000.0, in_window=share)
+            for elapsed, share in ((1500.0, 1.0), (3000.0, 1.0), (5000.0, 0.5), (9000.0, 0.0))]
+    rows.append(Observation(miner="m1", model="m", task="chat", outcome="ok", kind="probe", probe="r", units=LENGTH,
+                            elapsed_ms=2000.0, window_ms=4000.0, verified=False))  # failed: delivers nothing
+    throughput = tempo_components(rows, ScoreParams())["m1"].tasks["chat"].throughput
+    assert throughput == pytest.approx(2.5 * LENGTH / 4.0)
+
+
 def test_a_capacity_liar_earns_less_than_the_honest_miner_it_copies() -> None:
     """Same backend: the honest one advertises the 2 requests it runs, the liar 1,000,000 and refuses the
     probe requests beyond 2 with 429."""

@@ -4,10 +4,11 @@ Each tempo the validator folds that tempo's :class:`Observation`s into every min
 with :func:`update_scores`; :func:`weights_from_scores` turns the states into normalised weights.
 
 - **Credit is measured throughput times service.** Per task, a miner's credit is the throughput the
-  validator *measured* in probe rounds (every miner hit at the same moment with a burst of concurrent
-  requests: units it served per second, an answer counting for what it delivered, never for what it claimed
-  beyond what was asked) times ``service ** sharpen``. Hotkeys in front of one backend are probed together and
-  split its throughput, so splitting earns nothing; advertising capacity earns nothing unless it is served.
+  validator *measured* in probe rounds (every miner kept busy through the same window, what it delivered
+  inside it over the window; or, for a burst, its units over the time to its last answer; an answer counting
+  for what it delivered, never for what it claimed beyond what was asked) times ``service ** sharpen``.
+  Hotkeys in front of one backend are probed together and split its throughput, so splitting earns nothing;
+  advertising capacity earns nothing unless it is served.
 - **Service** = quality^2 x reliability^2 x speed^0.5 x price^0.5 (exponents in :class:`ScoreParams`):
   verified quality; reliability (answers / requests, every refusal, 429, 503, timeout, probe refused, terms
   unreadable or attestation failed counting as a failure); speed (delivered tokens per second of the whole
@@ -85,6 +86,8 @@ class Observation:
     units: int = 0  # what the answer delivered: completion tokens (recounted when verified, at most
     #                 max_tokens) for chat, inputs embedded for embeddings
     probe: str | None = None  # kind "probe": the round (every miner probed in it at the same moment)
+    window_ms: float | None = None  # kind "probe": the round's window (every miner kept busy through it)
+    in_window: float = 1.0  # kind "probe": the share of the answer's units delivered inside the window
     greedy_hits: int = 0  # verified answers sampled at temperature > 0: argmax hits at checked positions
     greedy_bounds: tuple[float, ...] = ()  # ... and the most an honest sampler hits each of them
     fisher: float = 0.0  # verified chat answers: Fisher's statistic over the checked positions
@@ -228,10 +231,17 @@ def _relative(better: float, worse: float) -> float:
 
 
 def _round_rate(members: list[Observation]) -> float:
-    """Units per second one miner delivered in one probe round: its answers' units over the time from the
-    burst to its last answer. Refused or failed requests deliver nothing; a failed verification nothing."""
+    """Units per second one miner delivered in one probe round. A windowed round (``window_ms``): the units
+    it delivered inside the window (each answer's ``in_window`` share) over the window, the same span for
+    every miner, so hotkeys sharing a backend cannot together deliver more in it than the backend, however
+    it orders their requests. A burst (no window): its answers' units over the time from the burst to its
+    last answer. Refused or failed requests deliver nothing; a failed verification nothing."""
+    window = max((o.window_ms or 0.0) for o in members)
+    kept = [o for o in members if o.outcome == "ok" and o.verified is not False]
+    if window > 0:
+        return math.fsum(max(0, o.units) * min(1.0, max(0.0, o.in_window)) for o in kept) / (window / 1000)
     seconds = max((o.elapsed_ms or 0.0) for o in members) / 1000
-    delivered = sum(max(0, o.units) for o in members if o.outcome == "ok" and o.verified is not False)
+    delivered = sum(max(0, o.units) for o in kept)
     return delivered / seconds if seconds > 0 else 0.0
 
 

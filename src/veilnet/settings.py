@@ -149,10 +149,12 @@ class ValidatorSettings(_Section):
     # share of challenges that ask for embeddings, to miners serving a reference model's embeddings (0: none;
     # scorers then load no embedding context)
     embedding_share: float = Field(default=0.25, ge=0.0, le=1.0)
-    # probe rounds (docs/scoring.md): every served miner hit at the same moment, about every probe_interval
-    # seconds, with up to probe_concurrency requests (at most what it advertises and this validator's quota)
-    # asking for probe_max_tokens tokens each
+    # probe rounds (docs/scoring.md): about every probe_interval seconds every served miner kept busy through
+    # the same probe_window seconds by up to probe_concurrency workers (at most what it advertises and this
+    # validator's quota) sending requests back to back, each asking for at most probe_max_tokens tokens (what
+    # the miner streams in a quarter of the window)
     probe_interval: float = Field(default=300.0, gt=0)
+    probe_window: float = Field(default=10.0, gt=0, le=120)
     probe_concurrency: int = Field(default=8, ge=1)
     probe_max_tokens: int = Field(default=128, ge=1, le=1024)
     # each task's share of the miners' credit (a task nobody else serves takes at most its share)

@@ -163,7 +163,8 @@ async def test_real_model_embeddings_as_floats_or_base64(make_miner: Any, smol_e
     texts = ["a red apple", "a green pear"]
     async with make_miner(smol_engine) as client:
         capacity = (await client.get("/capacity")).json()
-        assert [(m["id"], m["embeddings"]) for m in capacity["models"]] == [(SMOL, True)]
+        # inputs are embedded one request at a time: validators probe its embeddings with one worker
+        assert [(m["id"], m["embeddings"], m["embedding_concurrency"]) for m in capacity["models"]] == [(SMOL, True, 1)]
         raw, headers = signed({"model": SMOL, "input": texts})
         floats = await client.post("/v1/embeddings", content=raw, headers=headers)
         assert floats.status_code == 200, floats.text

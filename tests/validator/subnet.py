@@ -70,10 +70,11 @@ class Subnet:
         return ValidatorContext(
             keypair=self.validator, chain=self.chain, netuid=self.netuid, reference=reference, http=self.http,
             scores=ScoreStore(self.redis, me, self.netuid), history=history,
-            # small probe rounds: short answers, two requests a miner (the machine is small and shared)
+            # small probe rounds: short answers, two workers a miner, a short window, about once a minute (the
+            # machine is small and shared: a round whose window a slow first token outlasts measures nothing)
             settings=settings or ValidatorSettings(verify_rate=1.0, reference_models=[SMOL],
                                                    challenges_per_window=40, probe_max_tokens=32,
-                                                   probe_concurrency=2),
+                                                   probe_concurrency=2, probe_window=4.0, probe_interval=60.0),
             pipeline=ValidatorPipeline(self.redis, me, self.netuid, consumer=consumer or f"scorer-{seed}"),
             synthetic_counts=counts, organic_counts=RequestCounter(self.redis, "organic", me, self.netuid),
             organic=OrganicStream(self.redis, self.netuid, sample_rate=1.0),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -25,6 +26,7 @@ from veilnet.gateway.directory import MinerDirectory
 from veilnet.gateway.outcomes import OrganicOutcomes
 from veilnet.gateway.verification import OrganicVerifier
 from veilnet.relay import RelayClient
+from veilnet.scoring import ScoreParams
 from veilnet.settings import ValidatorSettings
 from veilnet.store.keys import KeyStore
 from veilnet.store.scores import LatestScores, ScoreStore
@@ -68,11 +70,14 @@ async def test_selective_cheat_is_banned_by_verified_organic_answers(
         stack.push_async_callback(client.close)
         # probe rounds every ~20 s: chat credit comes from them, and a first round sent before the chain gave
         # the validator its permit measures nothing, so the honest miners must not wait the default 300 s for
-        # the next while the cheater's ban runs out
-        settings = ValidatorSettings(verify_rate=1.0, reference_models=[SMOL], challenges_per_window=40,
-                                     probe_max_tokens=32, probe_concurrency=2, probe_interval=20.0)
-        validator = asyncio.create_task(run_validator(net.context(reference=reference, seed=5, settings=settings),
-                                                      round_interval=0.2))
+        # the next. The scorer verifies every answer on a shared 2-core machine: few challenges (organic audits
+        # catch this cheat) keep probe answers from queueing behind them, and a ban of 100 tempos (tempos are
+        # ~3 s here) outlasts the time a loaded machine takes to score the honest miners
+        settings = ValidatorSettings(verify_rate=1.0, reference_models=[SMOL], challenges_per_window=12,
+                                     probe_max_tokens=32, probe_concurrency=2, probe_interval=20.0,
+                                     probe_window=4.0)
+        ctx = replace(net.context(reference=reference, seed=5, settings=settings), params=ScoreParams(ban_tempos=100))
+        validator = asyncio.create_task(run_validator(ctx, round_interval=0.2))
         try:
             for _ in range(600):  # miners serve a validator once the chain gives it a permit (its first epoch)
                 graph = await chain.get_metagraph(netuid)

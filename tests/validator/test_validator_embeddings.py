@@ -101,7 +101,8 @@ async def test_embeddings_challenges_verify_honest_vectors_and_catch_a_cached_on
             keypair=VAL_H, chain=chain, netuid=netuid, reference=reference, http=http,
             scores=ScoreStore(redis_client, VAL_H.ss58_address, netuid),
             settings=ValidatorSettings(verify_rate=1.0, reference_models=[SMOL], embedding_share=1.0,
-                                       challenges_per_window=60, probe_max_tokens=16, probe_concurrency=1),  # one a second: the engine keeps up
+                                       challenges_per_window=60, probe_max_tokens=16, probe_concurrency=1,
+                                       probe_window=2.0),  # one worker: the engine keeps up
             pipeline=ValidatorPipeline(redis_client, VAL_H.ss58_address, netuid), rng=random.Random(3),
             miners=challenge_client(VAL_H, relay),
         )

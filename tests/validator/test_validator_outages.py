@@ -1,5 +1,6 @@
 """The validator's roles survive their dependencies' outages and resume: a Redis that goes away and comes back
-empty (the scorer), a chain that cannot be reached for a while (the challenger and the weights role)."""
+empty (the scorer), a chain that cannot be reached for a while (the challenger and the weights role); and a
+role being stopped ends, even when its cancellation surfaces as a dependency failure."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from veilnet.store.scores import ScoreStore
 from veilnet.store.validator_pipeline import ChallengeRecord, ValidatorPipeline
 from veilnet.validator import ValidatorContext, run_validator
 from veilnet.validator.asking import challenge_client
+from veilnet.validator.service import keep_running
 
 OWNER_C, OWNER_H = Keypair.create_from_uri("//OutageOwnerCold"), Keypair.create_from_uri("//OutageOwnerHot")
 VAL_H = Keypair.create_from_uri("//OutageValidatorHot")
@@ -216,3 +218,82 @@ async def test_the_weights_role_goes_on_when_the_score_history_cannot_be_written
             validator.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await validator
+
+
+async def test_a_role_being_cancelled_ends_when_its_cancellation_surfaces_as_a_dependency_failure() -> None:
+    """A client library may turn the cancellation of a request into a connection error: the role is not
+    started again for it (it would run on after the validator was told to stop)."""
+    starts = 0
+
+    async def role() -> None:
+        nonlocal starts
+        starts += 1
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            raise ConnectionResetError("connection closed under the request") from None
+
+    task = asyncio.create_task(keep_running("test", role, first_pause=0.01))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    assert starts == 1
+
+    async def flaky() -> None:  # the same failure without a cancellation: started again after the pause
+        nonlocal starts
+        starts += 1
+        if starts < 4:
+            raise ConnectionResetError("connection reset by peer")
+
+    starts = 0
+    await asyncio.wait_for(keep_running("test", flaky, first_pause=0.01), 5)
+    assert starts == 4
+
+
+class LosesCancellations:
+    """The devnet chain, but a read of the current block or the metagraph loses any cancellation that reaches
+    it (as ``asyncio.wait_for`` on Python 3.11 loses one when the awaited call finishes in the same turn)."""
+
+    def __init__(self, chain: DevnetChain) -> None:
+        self._chain = chain
+        self.lost = 0
+        self.reading = asyncio.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._chain, name)
+
+    async def _slowly(self) -> None:
+        self.reading.set()
+        try:
+            await asyncio.sleep(0.2)
+        except asyncio.CancelledError:
+            self.lost += 1
+
+    async def get_current_block(self) -> int:
+        await self._slowly()
+        return await self._chain.get_current_block()
+
+    async def get_metagraph(self, netuid: int) -> object:
+        await self._slowly()
+        return await self._chain.get_metagraph(netuid)
+
+
+async def test_the_roles_end_when_a_cancellation_is_lost_on_its_way(redis_client: object) -> None:
+    async with DevnetChain(None, block_time=0.05) as chain, aiohttp.ClientSession() as http, \
+            RelayClient() as relay:
+        await chain.fund(OWNER_C.ss58_address, 10_000 * RAO_PER_TAO)
+        netuid = await chain.register_subnet(OWNER_C, OWNER_H.ss58_address)
+        await chain.burned_register(netuid, OWNER_C, VAL_H.ss58_address)
+        await chain.add_stake(netuid, OWNER_C, VAL_H.ss58_address, 1_000 * RAO_PER_TAO)
+        lossy = LosesCancellations(chain)
+        ctx = context(lossy, redis_client, http, netuid)
+        ctx.miners = challenge_client(VAL_H, relay)
+        validator = asyncio.create_task(run_validator(ctx, roles=["challenger", "weights"], round_interval=0.01))
+        await asyncio.sleep(0.5)
+        lossy.reading.clear()
+        await lossy.reading.wait()  # a read is under way: the cancellation reaches it and is lost
+        validator.cancel()
+        done, _ = await asyncio.wait({validator}, timeout=10)
+        assert done == {validator} and validator.cancelled()
+        assert lossy.lost >= 1

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
+import json
 import random
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -19,12 +22,14 @@ import pytest
 import redis.asyncio as aioredis
 from bittensor_wallet import Keypair
 from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
 from tests.conftest import free_port, serve_asgi
 from tests.miner.conftest import neuron, served_neuron
 
 from veilnet.chain.types import Metagraph, NeuronInfo
 from veilnet.miner import MetagraphHolder, MinerContext, create_miner_app
 from veilnet.models.upstream import OpenAIUpstreamEngine
+from veilnet.protocol.capacity import CapacityDocument, ModelOffer
 from veilnet.relay import MinerClient, RelayClient
 from veilnet.scoring import Observation, ScoreParams, tempo_components, update_scores, weights_from_scores
 from veilnet.settings import EpistulaSettings, MinerSettings, ValidatorSettings
@@ -34,33 +39,86 @@ from veilnet.tasks.interface import ServedTask
 from veilnet.tasks.ocr import OCR_MODEL, OcrAnswer, OcrRequest, ocr_answer
 from veilnet.tasks.registry import task_named
 from veilnet.validator.asking import terms_failure
-from veilnet.validator.probe import probe_once
+from veilnet.validator.probe import plan_probes, probe_once
 from veilnet.validator.service import ValidatorContext
 
 VALIDATOR = Keypair.create_from_uri("//ProbingValidator")
 KEYS = {name: Keypair.create_from_uri(f"//Probe{name}") for name in ("solo", "sybil1", "sybil2", "liar", "mute")}
 RATE = 400.0  # tokens per second each backend generates, however many requests share it
 LENGTH = 128  # the default probe length
+WINDOW = 2.0  # seconds each chat probe round keeps every miner busy
 IMAGES_PER_SECOND = 5.0  # what each OCR backend reads, however many requests share it
 
 
-def paced_backend(rate: float) -> FastAPI:
-    """An OpenAI-compatible chat backend generating ``rate`` tokens/s in all: 8 tokens at a time, requests
-    taking turns (asyncio.Lock is first come, first served), so concurrent requests share the rate."""
+class Turns:
+    """Who generates the next 8 tokens: every request in flight in turn (a fair share: asyncio.Lock is first
+    come, first served), or with ``ranked`` the waiting request of the lowest rank first (an operator serving
+    its hotkeys in turn: rank 0's requests, then rank 1's, ...)."""
+
+    def __init__(self, *, ranked: bool = False) -> None:
+        self._ranked = ranked
+        self._lock = asyncio.Lock()
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._busy = False
+        self._order = itertools.count()
+
+    @contextlib.asynccontextmanager
+    async def turn(self, rank: int) -> AsyncIterator[None]:
+        if not self._ranked:
+            async with self._lock:
+                yield
+            return
+        if self._busy or self._waiting:
+            handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            heapq.heappush(self._waiting, (rank, next(self._order), handed))
+            await handed
+        self._busy = True
+        try:
+            yield
+        finally:
+            if self._waiting:
+                heapq.heappop(self._waiting)[2].set_result(None)  # handed over: still busy
+            else:
+                self._busy = False
+
+
+def paced_backend(rate: float, *, ranked: bool = False) -> FastAPI:
+    """An OpenAI-compatible chat backend generating ``rate`` tokens/s in all, 8 tokens at a time, shared by the
+    requests in flight (:class:`Turns`; ``ranked``: served in turn by the rank in the path, ``/r{rank}/v1``),
+    streamed or not as asked."""
     app = FastAPI()
-    turn = asyncio.Lock()
+    turns = Turns(ranked=ranked)
+
+    async def steps(tokens: int, rank: int) -> AsyncIterator[str]:
+        for start in range(0, tokens, 8):
+            async with turns.turn(rank):
+                await asyncio.sleep(8 / rate)
+            yield " ".join(["word"] * min(8, tokens - start)) + " "
 
     @app.post("/v1/chat/completions")
-    async def chat(request: Request) -> dict[str, Any]:
+    @app.post("/r{rank}/v1/chat/completions")
+    async def chat(request: Request, rank: int = 0) -> Any:
         body = await request.json()
         tokens = int(body.get("max_tokens") or 16)
-        for _ in range(0, tokens, 8):
-            async with turn:
-                await asyncio.sleep(8 / rate)
-        return {"id": "chatcmpl-paced", "object": "chat.completion", "created": 1, "model": body["model"],
-                "choices": [{"index": 0, "finish_reason": "length",
-                             "message": {"role": "assistant", "content": " ".join(["word"] * tokens)}}],
-                "usage": {"prompt_tokens": 9, "completion_tokens": tokens, "total_tokens": tokens + 9}}
+        head = {"id": "chatcmpl-paced", "created": 1, "model": body["model"]}
+        usage = {"prompt_tokens": 9, "completion_tokens": tokens, "total_tokens": tokens + 9}
+        if not body.get("stream"):
+            text = "".join([part async for part in steps(tokens, rank)])
+            return {**head, "object": "chat.completion", "usage": usage, "choices": [
+                {"index": 0, "finish_reason": "length", "message": {"role": "assistant", "content": text}}]}
+
+        async def events() -> AsyncIterator[bytes]:
+            async for part in steps(tokens, rank):
+                chunk = {**head, "object": "chat.completion.chunk",
+                         "choices": [{"index": 0, "delta": {"content": part}, "finish_reason": None}]}
+                yield f"data: {json.dumps(chunk)}\n\n".encode()
+            end = {**head, "object": "chat.completion.chunk",
+                   "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}
+            yield f"data: {json.dumps(end)}\n\n".encode()
+            yield f"data: {json.dumps({**head, 'object': 'chat.completion.chunk', 'choices': [], 'usage': usage})}\n\n".encode()
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
 
     return app
 
@@ -120,17 +178,30 @@ async def probe_and_collect(redis: aioredis.Redis, graph: Metagraph, http: aioht
 
 
 async def test_a_probe_round_measures_throughput_sybils_split_and_liars_refuse(redis_client: aioredis.Redis) -> None:
-    settings = ValidatorSettings(reference_models=["m"], probe_max_tokens=LENGTH, probe_concurrency=8)
+    settings = ValidatorSettings(reference_models=["m"], probe_max_tokens=LENGTH, probe_concurrency=8,
+                                 probe_window=WINDOW)
     async with market(redis_client, f"http://127.0.0.1:{free_port()}") as graph, aiohttp.ClientSession() as http:
         observations = await probe_and_collect(redis_client, graph, http, settings)
     by = {name: [o for o in observations if o.miner == key.ss58_address] for name, key in KEYS.items()}
     probes = {name: [o for o in rows if o.kind == "probe"] for name, rows in by.items()}
-    # four requests each (the advertised concurrency, under the cap of 8), one round, all at the same moment
-    assert {name: len(rows) for name, rows in probes.items()} == {"solo": 4, "sybil1": 4, "sybil2": 4, "liar": 4,
-                                                                  "mute": 0}
+    # four workers each (the advertised concurrency, under the cap of 8) sending back to back through one window
+    assert len(probes["solo"]) >= 8 and len(probes["sybil1"]) >= 4 and len(probes["sybil2"]) >= 4
+    assert probes["mute"] == []
     assert len({o.probe for rows in probes.values() for o in rows}) == 1
-    assert all(o.outcome == "ok" and o.units == LENGTH for name in ("solo", "sybil1", "sybil2") for o in probes[name])
-    assert sorted(o.outcome for o in probes["liar"]).count("ok") == 1  # its backend admits one at a time
+    assert {o.window_ms for rows in probes.values() for o in rows} == {WINDOW * 1000}
+    honest = [o for name in ("solo", "sybil1", "sybil2") for o in probes[name]]
+    assert all(o.outcome == "ok" and o.units == o.max_tokens for o in honest)
+    # each request sized to what the miner's streams deliver in a quarter of the window: the first 16 tokens,
+    # then (100 tokens/s per stream on A, 50 on B) fewer than the 128 allowed, and none runs long past the window
+    assert 16 in {o.max_tokens for o in probes["solo"]}
+    assert max(o.max_tokens or 0 for o in honest) < LENGTH
+    assert max(o.elapsed_ms or 0.0 for o in honest) < 1.4 * WINDOW * 1000
+    # answers ending inside the window count whole, the ones it cut by the share streamed before it closed
+    shares = sorted(o.in_window for o in probes["solo"])
+    assert shares[-1] == 1.0 and 0.0 <= shares[0] < 1.0
+    # its backend admits one at a time: one slot answers, the three others are refused each time they try
+    outcomes = [o.outcome for o in probes["liar"]]
+    assert outcomes.count("ok") >= 2 and len(outcomes) - outcomes.count("ok") >= 3 * 4
     # terms: the price it charges (blended 0.2); nothing for the miner whose /capacity is silent
     terms = {name: [o for o in rows if o.kind == "terms"] for name, rows in by.items()}
     assert [(o.outcome, o.price_per_million) for o in terms["solo"]] == [("ok", pytest.approx(0.2))]
@@ -140,17 +211,60 @@ async def test_a_probe_round_measures_throughput_sybils_split_and_liars_refuse(r
     parts = tempo_components(observations, ScoreParams())
     throughput = {name: parts[key.ss58_address].tasks["chat"].throughput or 0.0
                   for name, key in KEYS.items() if name != "mute"}
-    assert 0.3 * RATE < throughput["solo"] <= 1.05 * RATE  # what backend A generates (HTTP and a busy loop cost some)
+    assert 0.5 * RATE < throughput["solo"] <= 1.05 * RATE  # what backend A generates (HTTP and a busy loop cost some)
     split = throughput["sybil1"] + throughput["sybil2"]
     assert split == pytest.approx(throughput["solo"], rel=0.1)  # one backend's throughput, split in two
     assert throughput["sybil1"] == pytest.approx(throughput["sybil2"], rel=0.15)
-    assert parts[KEYS["liar"].ss58_address].reliability == pytest.approx(1 / 4)
+    assert parts[KEYS["liar"].ss58_address].reliability < 0.4
     assert parts[KEYS["mute"].ss58_address].reliability == 0.0
 
     weights = weights_from_scores(update_scores({}, observations, tempo=1), tempo=1)
     pay = {name: weights[key.ss58_address] for name, key in KEYS.items()}
     assert pay["sybil1"] + pay["sybil2"] == pytest.approx(pay["solo"], rel=0.15)
     assert pay["liar"] < 0.1 * pay["solo"] and pay["mute"] == 0.0
+
+
+async def test_hotkeys_served_in_turn_measure_no_more_than_their_backend(redis_client: aioredis.Redis) -> None:
+    """An operator whose backend serves its three hotkeys in turn (all of the first's requests before any of
+    the second's, ...): read to each hotkey's own last answer, the first would look like the whole backend, the
+    second like half of it, the third like a third. Read over the round's window, the three together measure
+    what one hotkey on the same kind of backend does."""
+    validators = (neuron(0, VALIDATOR, 1000, True),)
+    async with contextlib.AsyncExitStack() as stack:
+        shared = await stack.enter_async_context(serve_asgi(paced_backend(RATE)))
+        in_turn = await stack.enter_async_context(serve_asgi(paced_backend(RATE, ranked=True)))
+        lanes = {"solo": f"{shared}/v1", **{f"sybil{rank + 1}": f"{in_turn}/r{rank}/v1" for rank in range(3)}}
+        served: list[NeuronInfo] = []
+        for uid, (name, base) in enumerate(lanes.items(), 1):
+            engine = await stack.enter_async_context(OpenAIUpstreamEngine(base, ["m"]))
+            ctx = MinerContext(keypair=KEYS.get(name) or Keypair.create_from_uri(f"//Probe{name}"), engine=engine,
+                               redis=redis_client, metagraph=MetagraphHolder(Metagraph(1, 0, validators)),
+                               settings=MinerSettings(max_concurrency=4), epistula=EpistulaSettings())
+            url = await stack.enter_async_context(serve_asgi(create_miner_app(ctx), lifespan="off"))
+            served.append(served_neuron(uid, ctx.keypair, url))
+        graph = Metagraph(1, 0, (*validators, *served))
+        settings = ValidatorSettings(reference_models=["m"], probe_max_tokens=LENGTH, probe_concurrency=8,
+                                     probe_window=WINDOW)
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        observations = await probe_and_collect(redis_client, graph, http, settings)
+    hotkeys = {name: neuron_.hotkey for name, neuron_ in zip(lanes, served, strict=True)}
+    probes = {name: [o for o in observations if o.miner == hotkey and o.kind == "probe"]
+              for name, hotkey in hotkeys.items()}
+    assert all(o.outcome == "ok" for rows in probes.values() for o in rows)
+    throughput = {name: tempo_components(rows, ScoreParams())[hotkeys[name]].tasks["chat"].throughput or 0.0
+                  for name, rows in probes.items()}
+    sybils = sum(throughput[f"sybil{rank + 1}"] for rank in range(3))
+    print(f"\nin turn, over the window: {throughput}; the three together {sybils / throughput['solo']:.2f}x solo")
+    assert 0.5 * RATE < throughput["solo"] <= 1.05 * RATE
+    assert sybils <= 1.05 * throughput["solo"]
+    assert throughput["sybil1"] > 0.7 * throughput["solo"]  # the first hotkey really was served first
+
+    # the same answers read to each hotkey's own last answer (no window) reward the order (less than the pure
+    # model's 1 + 1/2 + 1/3: the requests the others queued were sized for a quarter of the window, 16 tokens)
+    unwindowed = [replace(o, window_ms=None) for rows in probes.values() for o in rows]
+    read_to_last = {name: tempo_components(unwindowed, ScoreParams())[hotkey].tasks["chat"].throughput or 0.0
+                    for name, hotkey in hotkeys.items()}
+    assert sum(read_to_last[f"sybil{rank + 1}"] for rank in range(3)) > 1.1 * read_to_last["solo"]
 
 
 class PacedReader:
@@ -210,3 +324,21 @@ async def test_a_probe_round_bursts_every_offered_task_so_sybils_split_its_backe
     throughput = {name: parts[KEYS[name].ss58_address].tasks["ocr"].throughput or 0.0 for name in probes}
     assert 0.5 * IMAGES_PER_SECOND < throughput["solo"] <= 1.05 * IMAGES_PER_SECOND
     assert throughput["sybil1"] + throughput["sybil2"] == pytest.approx(throughput["solo"], rel=0.15)
+
+
+def test_embeddings_are_probed_with_the_lane_a_miner_advertises() -> None:
+    """A miner whose engine embeds one request at a time (the embedded llama.cpp) says so: its embeddings are
+    probed by one worker, its chat by as many as it generates at once; without the field, embeddings get as
+    many workers as chat."""
+    def document(key: Keypair, lane: int | None) -> CapacityDocument:
+        return CapacityDocument(hotkey=key.ss58_address, models=[ModelOffer(
+            id="m", capacity_per_window=1000, price_input_per_million=0.1, price_output_per_million=0.3,
+            context_length=4096, embeddings=True, concurrency=4, embedding_concurrency=lane)])
+
+    documents = [(served_neuron(1, KEYS["solo"], "http://127.0.0.1:9"), document(KEYS["solo"], 1)),
+                 (served_neuron(2, KEYS["sybil1"], "http://127.0.0.1:9"), document(KEYS["sybil1"], None))]
+    targets = plan_probes(documents, {VALIDATOR.ss58_address: 1000}, VALIDATOR.ss58_address,
+                          ValidatorSettings(reference_models=["m"]), random.Random(1))
+    workers = {(t.neuron.hotkey, t.task): t.requests for t in targets}
+    assert workers == {(KEYS["solo"].ss58_address, "chat"): 4, (KEYS["solo"].ss58_address, "embeddings"): 1,
+                       (KEYS["sybil1"].ss58_address, "chat"): 4, (KEYS["sybil1"].ss58_address, "embeddings"): 4}

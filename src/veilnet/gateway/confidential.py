@@ -10,6 +10,7 @@ from typing import Protocol
 import aiohttp
 from bittensor_wallet import Keypair
 
+from veilnet import cancelling
 from veilnet.confidential.challenge import fetch_evidence
 from veilnet.confidential.errors import AttestationFailed, PrivacyRestricted
 from veilnet.confidential.sessions import AttestedMiner, AttestedSessions
@@ -84,6 +85,7 @@ async def refresh_attestations(parts: AttestationParts, *, margin: float = 60.0)
 
 async def attest_forever(parts: AttestationParts, interval: float = 30.0) -> None:
     while True:
+        cancelling.raise_if_stopping()
         try:
             await refresh_attestations(parts)
         except Exception:  # keep the last verified set; the failure is logged

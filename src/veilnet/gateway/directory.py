@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import aiohttp
 from pydantic import ValidationError
 
+from veilnet import cancelling
 from veilnet.chain.interface import Chain
 from veilnet.chain.types import Metagraph
 from veilnet.gateway.routing import Candidate
@@ -76,6 +77,7 @@ class MinerDirectory:
 
     async def refresh_forever(self, chain: Chain, netuid: int, interval: float = 12.0) -> None:
         while True:
+            cancelling.raise_if_stopping()
             try:
                 await self.refresh(await chain.get_metagraph(netuid))
             except Exception:  # keep routing on the last directory; the failure is logged

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from veilnet import cancelling
 from veilnet.chain.types import RAO_PER_TAO, Metagraph
 from veilnet.dashboard.models import (
     BreakerState,
@@ -119,6 +120,7 @@ class GatewayStats:
         last values and is tried again next time), so a scrape of /metrics sees them whether or not anyone
         opens the dashboard."""
         while True:
+            cancelling.raise_if_stopping()
             try:
                 self.set_gauges(directory.metagraph, await scores(), breaker.states())
             except Exception:  # the scores' store is down: the gauges keep their last values

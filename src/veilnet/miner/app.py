@@ -168,10 +168,16 @@ class _Miner:
                                price_output_per_million=s.price_output_per_million,
                                context_length=info.context_length, embeddings=info.embeddings,
                                concurrency=s.max_concurrency,
+                               embedding_concurrency=_fewer(info.embedding_concurrency, s.max_concurrency),
                                supported_parameters=list(s.supported_parameters),
                                input_modalities=sorted(info.input_modalities))  # type: ignore[arg-type]
                     for info in self.served.values()] + task_offers(ctx),
         )
+
+
+def _fewer(lane: int | None, concurrency: int) -> int | None:
+    """An engine's embeddings lane as advertised: only when it runs fewer than ``concurrency`` at once."""
+    return lane if lane is not None and lane < concurrency else None
 
 
 def create_miner_app(ctx: MinerContext) -> EdgeApp:

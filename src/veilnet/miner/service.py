@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from bittensor_wallet import Keypair
 
+from veilnet import cancelling
 from veilnet.chain.interface import Chain
 from veilnet.chain.types import Metagraph
 from veilnet.confidential.enclave import Enclave
@@ -36,6 +37,7 @@ class MetagraphHolder:
 
     async def refresh_forever(self, chain: Chain, netuid: int, interval: float = 12.0) -> None:
         while True:
+            cancelling.raise_if_stopping()
             await asyncio.sleep(interval)
             try:
                 self.current = await chain.get_metagraph(netuid)

@@ -18,6 +18,7 @@ class ModelInfo:
     name: str
     context_length: int
     embeddings: bool = False
+    embedding_concurrency: int | None = None  # embeddings requests it runs at once (None: as many as any other)
     input_modalities: frozenset[str] = frozenset({"text"})  # what its requests may hold: text, image, audio
 
 

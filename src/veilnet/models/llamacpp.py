@@ -1,8 +1,10 @@
 """llama.cpp in this process through ``xllamacpp`` (llama.cpp's own server API, OpenAI-style logprobs).
 
 Generation runs in worker threads so the event loop never blocks; streamed chunks cross back to the loop
-through ``call_soon_threadsafe``. Admission control refuses work beyond the configured concurrency and
-queue instead of queueing without bound.
+through ``call_soon_threadsafe``, and a stream its reader closes early stops generating at its next token.
+Admission control refuses work beyond the configured concurrency and queue instead of queueing without bound.
+Embeddings have a lane of their own (one request at a time, its own queue): inputs are embedded one at a time
+(see :meth:`LlamaCppEngine.embeddings`), so embeddings waiting their turn never hold a generation's slot.
 
 As a validator's reference (``tokenizer=True``) the engine also gives each model's tokenizer (llama.cpp's
 own, reached on a loopback port, see :mod:`veilnet.models.tokenizer`) and the top next tokens after a
@@ -27,7 +29,8 @@ import contextlib
 import json
 import secrets
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +47,7 @@ from veilnet.models.vocab import Vocabulary, read_vocabulary
 __all__ = ["LlamaCppEngine", "compact_json_grammar", "llamacpp_error"]
 
 _DONE = object()
+Chunks = AsyncGenerator[dict[str, Any], None]  # a streamed answer's chunks
 EMBEDDING_BATCH = 2048  # tokens per embeddings input (llama.cpp embeds an input in one micro-batch)
 
 
@@ -119,29 +123,56 @@ def _merged(answers: list[dict[str, Any]]) -> dict[str, Any]:
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}}
 
 
-async def _each_choice(parts: list[dict[str, Any]],
-                       stream: Callable[[dict[str, Any]], AsyncIterator[dict[str, Any]]]) -> AsyncIterator[dict[str, Any]]:
+async def _each_choice(parts: list[dict[str, Any]], stream: Callable[[dict[str, Any]], Chunks]) -> Chunks:
     """The streams of ``n`` choices one after another, each under its own index, then one usage chunk that
-    adds their completions (a single choice streams as it is)."""
+    adds their completions (a single choice streams as it is). Closing it closes the stream it is reading,
+    so that generation stops and its slot is free before ``aclose`` returns."""
     if len(parts) == 1:
-        async for chunk in stream(parts[0]):
-            yield chunk
+        async with contextlib.aclosing(stream(parts[0])) as only:
+            async for chunk in only:
+                yield chunk
         return
     usage = {"prompt_tokens": 0, "completion_tokens": 0}
     last: dict[str, Any] = {}
     for index, part in enumerate(parts):
-        async for chunk in stream(part):
-            if chunk.get("usage"):
-                usage["prompt_tokens"] = int(chunk["usage"].get("prompt_tokens", 0))
-                usage["completion_tokens"] += int(chunk["usage"].get("completion_tokens", 0))
-                last = chunk
-            if chunk.get("choices"):
-                for choice in chunk["choices"]:
-                    choice["index"] = index
-                chunk.pop("usage", None)
-                yield chunk
+        async with contextlib.aclosing(stream(part)) as choice_chunks:
+            async for chunk in choice_chunks:
+                if chunk.get("usage"):
+                    usage["prompt_tokens"] = int(chunk["usage"].get("prompt_tokens", 0))
+                    usage["completion_tokens"] += int(chunk["usage"].get("completion_tokens", 0))
+                    last = chunk
+                if chunk.get("choices"):
+                    for choice in chunk["choices"]:
+                        choice["index"] = index
+                    chunk.pop("usage", None)
+                    yield chunk
     usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
     yield {**last, "choices": [], "usage": usage}
+
+
+@dataclass(slots=True)
+class _WholeAnswer:
+    """A streamed answer read to its end: its first chunk's identity fields, text, finish reason and usage."""
+
+    head: dict[str, Any]
+    text: str
+    finish: Any
+    usage: Any
+
+
+async def _whole_answer(chunks: AsyncIterator[dict[str, Any]]) -> _WholeAnswer:
+    head: dict[str, Any] = {}
+    text: list[str] = []
+    finish: Any = None
+    usage: Any = None
+    async for chunk in chunks:
+        head = head or {k: chunk[k] for k in ("id", "created", "model", "object", "system_fingerprint") if k in chunk}
+        usage = chunk.get("usage") or usage
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {}
+            text.append(delta.get("content") or "")
+            finish = choice.get("finish_reason") or finish
+    return _WholeAnswer(head, "".join(text), finish, usage)
 
 
 def _tool_chunks(message: dict[str, Any], finish: Any) -> list[dict[str, Any]]:
@@ -186,7 +217,8 @@ class LlamaCppEngine:
         self._threads = engine_threads(threads)  # None: this host's cores, see models/threads.py
         self._context = context_length
         self._servers: dict[str, Any] = {}
-        self._admission = Admission(concurrency, queue)
+        self._admission = Admission(concurrency, queue)  # generations
+        self._embedding_admission = Admission(1, queue)
         # tokenizer=True: each server also listens on a loopback port for /tokenize, behind this key
         self._tokenizer_key = secrets.token_urlsafe(24) if tokenizer else None
         self._tokenizers: dict[str, LlamaCppTokenizer] = {}
@@ -238,7 +270,8 @@ class LlamaCppEngine:
 
     def models(self) -> list[ModelInfo]:
         return [
-            ModelInfo(name, min(MODELS[name].context_length, self._context), embeddings=name in self._embedding_names)
+            ModelInfo(name, min(MODELS[name].context_length, self._context), embeddings=name in self._embedding_names,
+                      embedding_concurrency=1 if name in self._embedding_names else None)
             for name in self._names
         ]
 
@@ -279,15 +312,20 @@ class LlamaCppEngine:
 
     async def _stream(
         self, method: Callable[..., Any], name: str, request: dict[str, Any]
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> Chunks:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         native = self._native(request)
         native["stream"] = True
         native.setdefault("stream_options", {"include_usage": True})
 
-        def on_chunk(chunk: Any) -> None:
+        stop = threading.Event()  # set when the reader is gone: llama.cpp cancels the generation
+
+        def on_chunk(chunk: Any) -> bool:
+            if stop.is_set():
+                return True
             loop.call_soon_threadsafe(queue.put_nowait, chunk)
+            return False
 
         def run() -> None:
             try:
@@ -315,7 +353,9 @@ class LlamaCppEngine:
                         item.pop("timings", None)
                         yield item
             finally:
-                # llama.cpp finishes the generation in its thread; we wait so the slot is truly free.
+                # a reader that left stops the generation at its next token; waiting for the thread to end
+                # keeps the slot held until llama.cpp's is free too
+                stop.set()
                 with contextlib.suppress(Exception):
                     await worker
 
@@ -339,29 +379,19 @@ class LlamaCppEngine:
         name, server = self._server(request)
         return _each_choice(_choices(request), lambda part: self._chat_stream_one(server, name, part))
 
-    async def _chat_stream_one(self, server: Any, name: str, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def _chat_stream_one(self, server: Any, name: str, request: dict[str, Any]) -> Chunks:
         plan = ToolPlan.of(request)
-        chunks = self._stream(server.handle_chat_completions, name, plan.native)
-        if not plan.tools:
-            async for chunk in chunks:
-                yield chunk
-            return
-        text: list[str] = []
-        finish: Any = None
-        head: dict[str, Any] = {}
-        usage: Any = None
-        async for chunk in chunks:  # a call is known only once it is whole: read the answer first
-            head = head or {k: chunk[k] for k in ("id", "created", "model", "object", "system_fingerprint") if k in chunk}
-            usage = chunk.get("usage") or usage
-            for choice in chunk.get("choices") or []:
-                delta = choice.get("delta") or {}
-                text.append(delta.get("content") or "")
-                finish = choice.get("finish_reason") or finish
-        message, finish = plan.answer("".join(text), finish)
+        async with contextlib.aclosing(self._stream(server.handle_chat_completions, name, plan.native)) as chunks:
+            if not plan.tools:
+                async for chunk in chunks:
+                    yield chunk
+                return
+            answer = await _whole_answer(chunks)  # a call is known only once it is whole: read the answer first
+        message, finish = plan.answer(answer.text, answer.finish)
         for chunk in _tool_chunks(message, finish):
-            yield {**head, **chunk}
-        if usage is not None:
-            yield {**head, "choices": [], "usage": usage}
+            yield {**answer.head, **chunk}
+        if answer.usage is not None:
+            yield {**answer.head, "choices": [], "usage": answer.usage}
 
     async def completion(self, request: dict[str, Any]) -> dict[str, Any]:
         name, server = self._server(request)
@@ -424,7 +454,7 @@ class LlamaCppEngine:
             raise NotFound(f"model {name!r} has no embeddings on this miner")
         raw = request.get("input")
         inputs = raw if isinstance(raw, list) else [raw]
-        async with self._admission.slot():
+        async with self._embedding_admission.slot():
             results = await asyncio.to_thread(self._embed_each, server, inputs)
         data, prompt_tokens = [], 0
         for index, result in enumerate(results):

@@ -31,6 +31,9 @@ class ModelOffer(_Document):
     context_length: int = Field(gt=0)
     embeddings: bool = False  # also served on /v1/embeddings
     concurrency: int = Field(default=1, ge=1)  # requests it runs at once (validators probe up to this many)
+    # embeddings requests it runs at once, when fewer than ``concurrency`` (validators probe embeddings with
+    # up to this many)
+    embedding_concurrency: int | None = Field(default=None, ge=1)
     supported_parameters: list[str] = Field(default_factory=list)  # the sampling parameters it honours
     input_modalities: list[Modality] = Field(default_factory=lambda: list[Modality](["text"]))  # what it takes
     task: str = Field(default="chat", min_length=1)  # the task it is offered for (an installed task's name)

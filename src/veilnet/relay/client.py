@@ -407,10 +407,9 @@ class RelayClient:
                 self._ssl = ssl.create_default_context()
             tls = self._ssl
         try:
-            _, connection = await asyncio.wait_for(
-                loop.create_connection(lambda: _Connection(self, origin), host, port, ssl=tls,
-                                       server_hostname=host if tls else None),
-                self.connect_timeout)
+            async with asyncio.timeout(self.connect_timeout):
+                _, connection = await loop.create_connection(lambda: _Connection(self, origin), host, port,
+                                                             ssl=tls, server_hostname=host if tls else None)
         except TimeoutError as exc:
             raise RelayConnectError(f"cannot connect to {host}:{port} within {self.connect_timeout:g} s") from exc
         except (OSError, ssl.SSLError) as exc:

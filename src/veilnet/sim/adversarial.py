@@ -11,15 +11,18 @@ whose epochs are :func:`veilnet.chain.epoch.run_epoch`. Per hotkey and tempo a v
 - **organic** answers the gateway routed to it (the gateway routes by advertised capacity and price, so a
   liar draws ``liar_draw`` times the traffic), a share ``organic_verify_rate`` of them verified; a miner
   that refuses organic work answers 429;
-- **one probe round**: ``probe_requests`` requests sent at once to every hotkey; the round lasts as long as the
-  hotkey's backend takes to serve them, and hotkeys sharing one backend (``sybil-k``) are probed at the same
-  moment, so each gets its share of the backend; a share ``probe_verify_rate`` of probe answers is verified
-  (recounted), the rest count what the miner claims.
+- **one probe round**: for chat and embeddings, ``probe_requests`` workers keep every hotkey busy through the
+  same ``probe_window`` seconds, and each hotkey delivers its part of its backend's throughput in it (hotkeys
+  sharing one backend split it evenly, or, served in turn, the first takes it all); for the other tasks a
+  burst of ``probe_requests`` requests sent at once, each hotkey's part lasting until its last answer (shared
+  evenly: all end together; in turn: the first hotkey's end first). A share ``probe_verify_rate`` of probe
+  answers is verified (recounted), the rest count what the miner claims.
 
 Miner strategies (:data:`STRATEGIES`): honest; empty, truncate, cache, substitute, inflate-usage (that
 answer on every request); selective (honest on challenges and probes, canned empty answers to organic
 traffic); capacity-liar and price-liar (advertise a huge capacity or price 0, so the gateway routes them more,
-and refuse organic work with 429); sybil-k (k hotkeys in front of one honest backend). ``copier-validator``
+and refuse organic work with 429); sybil-k (k hotkeys in front of one honest backend sharing itself among them);
+sybil-turn-k (the same, the backend serving the hotkeys in turn). ``copier-validator``
 is a validator strategy: a validator that commits the largest honest validator's public weights.
 """
 
@@ -50,6 +53,7 @@ from veilnet.sim.driver import SimResult, ValidatorSpec, simulate
 from veilnet.sim.market import steady_market
 from veilnet.sim.metrics import dividend_ratio
 from veilnet.sim.validators import CopierValidator, ValidatorView
+from veilnet.validator.probe import WINDOWED_TASKS
 
 __all__ = [
     "COPIER",
@@ -77,6 +81,7 @@ class MinerStrategy:
     liar: bool = False  # advertises capacity or price it does not honour (draws more organic traffic)
     price: float = 1.0  # what its capacity document charges (USD per million units)
     sybil: int = 1  # hotkeys in front of one backend
+    in_turn: bool = False  # the backend serves its hotkeys in turn (else shares itself evenly among them)
 
 
 def _same(name: str, behaviour: Behaviour) -> MinerStrategy:
@@ -94,24 +99,26 @@ STRATEGIES: dict[str, MinerStrategy] = {
     "capacity-liar": MinerStrategy("capacity-liar", refuses_organic=True, liar=True),
     "price-liar": MinerStrategy("price-liar", refuses_organic=True, liar=True, price=0.0),
 }
-_SYBIL = re.compile(r"sybil-(\d+)")
+_SYBIL = re.compile(r"sybil-(turn-)?(\d+)")
 
 
 def strategy_named(name: str) -> MinerStrategy:
-    """A strategy of :data:`STRATEGIES`, or ``sybil-k`` (k >= 2); ConfigError naming the known ones."""
+    """A strategy of :data:`STRATEGIES`, or ``sybil-k`` / ``sybil-turn-k`` (k >= 2); ConfigError naming the known
+    ones."""
     if name in STRATEGIES:
         return STRATEGIES[name]
     match = _SYBIL.fullmatch(name)
-    if match and int(match.group(1)) >= 2:
-        return MinerStrategy(name, sybil=int(match.group(1)))
-    raise ConfigError(f"unknown strategy {name!r}; known: {', '.join([*STRATEGIES, 'sybil-k', COPIER])}")
+    if match and int(match.group(2)) >= 2:
+        return MinerStrategy(name, sybil=int(match.group(2)), in_turn=match.group(1) is not None)
+    raise ConfigError(f"unknown strategy {name!r}; known: {', '.join([*STRATEGIES, 'sybil-k', 'sybil-turn-k', COPIER])}")
 
 
 def applicable(task: str) -> list[str]:
-    """The miner strategies that apply to ``task`` (those whose behaviours its bench covers), and sybil-3."""
+    """The miner strategies that apply to ``task`` (those whose behaviours its bench covers), sybil-3 and
+    sybil-turn-3."""
     behaviours = set(bench_for(task).behaviours)
     names = [name for name, s in STRATEGIES.items() if {s.challenge, s.organic} <= behaviours and name != "honest"]
-    return [*names, "sybil-3"]
+    return [*names, "sybil-3", "sybil-turn-3"]
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,7 @@ class MarketConfig:
     organic: float = 4.0  # organic requests per hotkey per tempo (before routing; see docs/incentives.md)
     organic_verify_rate: float = 0.25
     probe_requests: int = 4
+    probe_window: float = 10.0  # seconds (chat and embeddings)
     probe_verify_rate: float = 0.25
     liar_draw: float = 3.0
     throughput: float = 40.0  # an honest backend's units/s (chat tokens; images for image tasks: /10)
@@ -186,6 +194,10 @@ class World:
     def shares(self, hotkey: int) -> int:
         return sum(h.backend == self.hotkeys[hotkey].backend for h in self.hotkeys)
 
+    def position(self, hotkey: int) -> int:
+        """1 for the first hotkey on its backend, 2 for the second, ..."""
+        return sum(h.backend == self.hotkeys[hotkey].backend for h in self.hotkeys[:hotkey + 1])
+
     def observations(self, tempo: int, rng: random.Random) -> list[Observation]:
         """One validator's observations of every hotkey in one tempo."""
         config = self.config
@@ -230,22 +242,31 @@ class World:
                            elapsed_ms=1000 * seconds, completion_tokens=round(claimed), units=round(claimed))
 
     def _probe(self, miner: str, index: int, round_id: str, rng: random.Random) -> list[Observation]:
-        """``probe_requests`` requests of ``bench.probe_units`` each, sent at once: the round lasts as long as the
-        hotkey's share of its backend takes to serve them all."""
+        """The hotkey's part of one probe round: ``probe_requests`` observations, each a worker's part."""
         config = self.config
-        behaviour = self.hotkeys[index].strategy.challenge
-        units = self.bench.probe_units
-        seconds = config.probe_requests * units * self.shares(index) / float(self.throughput[self.hotkeys[index].backend])
+        hotkey = self.hotkeys[index]
+        behaviour = hotkey.strategy.challenge
+        rate = float(self.throughput[hotkey.backend])
+        shares, position = self.shares(index), self.position(index)
+        if config.task in WINDOWED_TASKS:  # each worker's part of what the hotkey delivers in the window
+            part = rate * (position == 1 if hotkey.strategy.in_turn else 1 / shares) * config.probe_window
+            units, seconds, window = part / config.probe_requests, config.probe_window, config.probe_window * 1000
+        else:  # a burst: the hotkey's requests end with its last answer
+            units = float(self.bench.probe_units)
+            seconds = config.probe_requests * units * (position if hotkey.strategy.in_turn else shares) / rate
+            window = None
         out = []
         for _ in range(config.probe_requests):
             if rng.random() < config.probe_verify_rate:
                 verified = self._answered(miner, index, behaviour, "probe", rng)
                 delivered = units * _DELIVERS[behaviour] if verified.verified else 0.0
-                out.append(replace(verified, probe=round_id, units=round(delivered), elapsed_ms=1000 * seconds))
+                out.append(replace(verified, probe=round_id, units=round(delivered), elapsed_ms=1000 * seconds,
+                                   window_ms=window))
             else:
                 claimed = round(units * self._claim(behaviour))
                 out.append(Observation(miner, "m", config.task, "ok", kind="probe", probe=round_id,
-                                       elapsed_ms=1000 * seconds, units=claimed, completion_tokens=claimed))
+                                       elapsed_ms=1000 * seconds, window_ms=window, units=claimed,
+                                       completion_tokens=claimed))
         return out
 
 

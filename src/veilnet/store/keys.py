@@ -216,8 +216,8 @@ class KeyStore:
             reading = self._reading.get(digest) or self._read_soon(digest)
             stale_ok = cached is not None and now - cached[1] < self._stale_seconds
             try:  # a key read not long ago waits for its re-read a short while only (the database may hang)
-                key = await (asyncio.wait_for(asyncio.shield(reading), self._stale_wait) if stale_ok
-                             else asyncio.shield(reading))
+                async with asyncio.timeout(self._stale_wait if stale_ok else None):
+                    key = await asyncio.shield(reading)
             except (StoreError, TimeoutError):
                 cached = self._by_digest.get(digest)
                 if not stale_ok or cached is None:

@@ -192,7 +192,8 @@ async def bundled_redis_server(data_dir: Path | None = None) -> AsyncIterator[st
         if process.returncode is None:
             process.terminate()
             try:
-                await asyncio.wait_for(process.wait(), timeout=5)
+                async with asyncio.timeout(5):
+                    await process.wait()
             except TimeoutError:
                 process.kill()
                 await process.wait()

@@ -10,6 +10,7 @@ from types import TracebackType
 
 import redis.asyncio as aioredis
 
+from veilnet import cancelling
 from veilnet.scoring import ScoreState
 from veilnet.store.redis import KeySpace
 
@@ -90,5 +91,6 @@ class LatestScores:
 
     async def _refresh_forever(self) -> None:
         while True:
+            cancelling.raise_if_stopping()
             await asyncio.sleep(self._interval)
             await self.refresh()

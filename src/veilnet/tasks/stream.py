@@ -17,8 +17,7 @@ from typing import Any
 
 from veilnet.protocol import sse
 
-__all__ = ["assemble_chat_stream", "assemble_sse_body"]
-
+__all__ = ["assemble_chat_stream", "assemble_sse_body", "streamed_content_bytes"]
 
 
 def assemble_chat_stream(chunks: Iterable[Any]) -> dict[str, Any]:
@@ -83,6 +82,14 @@ def assemble_sse_body(body: bytes) -> dict[str, Any]:
         except ValueError:
             continue
     return assemble_chat_stream(chunks)
+
+
+def streamed_content_bytes(body: bytes) -> int:
+    """The UTF-8 bytes of choice 0's content in the whole data lines of ``body``, an SSE body or any prefix of
+    one (a line cut short is not counted): how much of an answer had arrived when that prefix had."""
+    whole = body[: body.rfind(b"\n") + 1]
+    content = assemble_sse_body(whole)["choices"][0]["message"]["content"]
+    return len(content.encode()) if isinstance(content, str) else 0
 
 
 def _add_call_deltas(calls: dict[int, dict[str, Any]], deltas: list[Any]) -> None:

@@ -1,18 +1,24 @@
 """Probe rounds: the validator measures each miner's throughput instead of believing its capacity document.
 
 About every ``probe_interval`` seconds (at random, so a miner cannot wait for it) the validator reads every
-served miner's terms (``/capacity``) and then hits **every miner at the same moment** with a burst of
-concurrent requests: as many as the miner advertises it runs at once (``ModelOffer.concurrency``), at most
-``probe_concurrency`` and at most this validator's quota for the window, each asking for ``probe_max_tokens``
-tokens (chat) or embedding a few texts; every other task the miner offers (an installed task the validator
-scores) gets a burst of that task's own challenges, drawn by its generator, in the same round. Each answer
-becomes an observation of kind ``probe`` carrying the round, the units it delivered (chat: completion tokens,
-never more than asked nor than the answer's bytes, the scorer replacing them with its recount when it
-verifies the answer; other tasks: the challenge's units) and how long after the burst it ended; a refusal
-(429, 503, another status), a timeout or a broken connection is a failure inside the advertised capacity.
-:mod:`veilnet.scoring` turns a round into units per second per miner. Hotkeys in front of one backend are
-probed together, so they split that backend's throughput: splitting a miner into hotkeys earns nothing while
-the backend shares itself among them (docs/scoring.md says what an operator serving them in turn gains).
+served miner's terms (``/capacity``) and then keeps **every miner busy through the same window**
+(``probe_window`` seconds): per miner as many workers as it advertises running at once
+(``ModelOffer.concurrency``; for embeddings ``embedding_concurrency`` where it says fewer), at most
+``probe_concurrency`` and at most this validator's synthetic share of its quota, each sending requests back to
+back (chat: streamed, each asking for what the miner's streams deliver in a quarter of the window or in what is
+left of it, at most ``probe_max_tokens`` tokens, so no probe holds a slot long past the window; embeddings: a few
+texts) until the window closes or the share is spent (the challenger spends the same share: both take from one
+:class:`~veilnet.validator.pacing.SentLedger`); a worker whose request is refused tries again an eighth of the
+window later. Each answer becomes an observation of kind ``probe`` carrying the round, its window, the units it
+delivered (chat: completion tokens, never more than asked nor than the answer's bytes, the scorer replacing them
+with its recount when it verifies the answer; embeddings: the inputs embedded) and the share of them that arrived
+inside the window (a stream: its content bytes before the window closed; a whole answer: all or nothing); a
+refusal (429, 503, another status), a timeout or a broken connection is a failure inside the advertised capacity.
+:mod:`veilnet.scoring` divides what a miner delivered inside the window by the window, the same span for every
+miner: hotkeys in front of one backend together cannot deliver more in it than the backend does, whether it
+shares itself among them or serves them in turn. Every other task the miner offers (an installed task the
+validator scores) gets a burst of that task's own challenges, drawn by its generator, after the windows; a burst
+is read to each miner's last answer (docs/scoring.md says what that leaves open).
 
 Probe answers go to the scorers like challenge answers (same stream, same sampled verification), and every
 read of the terms becomes an observation of kind ``terms``: the price each offered model charges, or one
@@ -26,10 +32,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import aiohttp
@@ -37,6 +44,7 @@ from bittensor_wallet import Keypair
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
+from veilnet import cancelling
 from veilnet.chain import errors as ce
 from veilnet.chain.interface import Chain
 from veilnet.chain.types import NeuronInfo
@@ -44,10 +52,10 @@ from veilnet.errors import StoreError, VeilnetError
 from veilnet.logs import log_event
 from veilnet.protocol import paths
 from veilnet.protocol.capacity import CapacityDocument, ModelOffer
-from veilnet.protocol.epistula import verify_response
+from veilnet.protocol.epistula import verify_response, verify_stream
 from veilnet.protocol.openai import ChatCompletionRequest, EmbeddingRequest
-from veilnet.quotas import quota_for, validator_stakes
-from veilnet.relay import MinerClient, MinerDeadlines, RelayClient, RelayError
+from veilnet.quotas import quota_for, synthetic_budget, validator_stakes
+from veilnet.relay import MinerClient, MinerDeadlines, RelayClient, RelayError, RelayResponse
 from veilnet.scoring import Observation, Outcome
 from veilnet.settings import ValidatorSettings
 from veilnet.store.organic import RequestCounter
@@ -55,9 +63,12 @@ from veilnet.store.validator_pipeline import ChallengeRecord, ValidatorPipeline
 from veilnet.tasks.challenges import PromptPool, challenge_request, embeddings_texts
 from veilnet.tasks.interface import Challenge, ChallengeTools
 from veilnet.tasks.registry import installed_tasks, task_named
+from veilnet.tasks.stream import assemble_sse_body, streamed_content_bytes
 from veilnet.validator.asking import draw_challenge, send_challenge
+from veilnet.validator.pacing import SentLedger, window_start
 
 __all__ = [
+    "WINDOWED_TASKS",
     "ProbeContext",
     "ProbeTarget",
     "blended_price",
@@ -70,6 +81,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: Tasks whose probe rounds are windows; the others' (their challenges cost the validator too much to draw
+#: at a miner's pace) are bursts.
+WINDOWED_TASKS = ("chat", "embeddings")
 
 
 class ProbeContext(Protocol):
@@ -84,20 +99,28 @@ class ProbeContext(Protocol):
     rng: random.Random
     request_timeout: float
     synthetic_counts: RequestCounter | None
+    organic_counts: RequestCounter | None
+    ledger: SentLedger  # shared with the challenger: one synthetic budget
     prompt_pool: PromptPool | None
     reference: Any  # the validator's engine, for tasks whose challenges a model writes
 
 
 @dataclass(frozen=True)
 class ProbeTarget:
-    """``requests`` concurrent requests of ``task`` for ``model`` to ``neuron`` in one round (a request larger
-    than ``max_body_bytes``, which the miner would refuse, is not sent)."""
+    """``requests`` concurrent requests of ``task`` for ``model`` to ``neuron`` in one round, at most ``budget``
+    in all (chat and embeddings: their workers send back to back through the window; other tasks: one burst);
+    a request larger than ``max_body_bytes``, which the miner would refuse, is not sent. ``limit``: the
+    synthetic requests this validator may send the miner in a quota window of ``window_seconds`` (its share of
+    the quota, after organic traffic), which the round takes from together with the challenger."""
 
     neuron: NeuronInfo
     task: str  # chat, embeddings or another installed task
     model: str
     requests: int
     max_body_bytes: int | None = None
+    budget: int | None = None  # None: ``requests``
+    limit: int | None = None  # None: only ``budget``
+    window_seconds: int = 60
 
 
 def blended_price(offer: ModelOffer, task: str) -> float:
@@ -133,30 +156,43 @@ def probed_tasks(settings: ValidatorSettings) -> frozenset[str]:
 
 def plan_probes(documents: Sequence[tuple[NeuronInfo, CapacityDocument]], stakes: dict[str, int], me: str,
                 settings: ValidatorSettings, rng: random.Random, *, task_shares: dict[str, float] | None = None,
-                tasks: frozenset[str] = frozenset()) -> list[ProbeTarget]:
+                tasks: frozenset[str] = frozenset(), used: Mapping[str, tuple[int, int]] | None = None,
+                ) -> list[ProbeTarget]:
     """Who gets how many requests in a round: per miner one reference model it offers (chosen at random), as
-    many requests as it advertises running at once, at most ``probe_concurrency`` and this validator's
-    synthetic share of its quota for the window; embeddings too where the miner embeds with that model and
-    embeddings have a share; and per offer of one of ``tasks`` (with a share), that task's challenges by the
-    same rule."""
+    many concurrent requests as it advertises running at once, at most ``probe_concurrency`` and this
+    validator's synthetic budget at the miner for the quota window (:func:`veilnet.quotas.synthetic_budget`
+    after what ``used`` says its organic and synthetic requests took of the window so far), which also bounds
+    the round's total and is split evenly among the miner's windowed targets; embeddings too where the miner
+    embeds with that model and embeddings have a share; and per offer of one of ``tasks`` (with a share), that
+    task's challenges by the same rule."""
     shares = settings.task_shares if task_shares is None else task_shares
 
-    def target(neuron: NeuronInfo, task: str, offer: ModelOffer, max_body: int | None = None) -> ProbeTarget | None:
+    def target(neuron: NeuronInfo, task: str, offer: ModelOffer, window_seconds: int,
+               max_body: int | None = None) -> ProbeTarget | None:
+        organic, synthetic = (used or {}).get(neuron.hotkey, (0, 0))
         quota = quota_for(offer.capacity_per_window, stakes, me)
-        size = min(offer.concurrency, settings.probe_concurrency, int(quota.total * settings.synthetic_share))
-        return ProbeTarget(neuron, task, offer.id, size, max_body) if size >= 1 else None
+        budget = synthetic_budget(quota, organic, synthetic, synthetic_share=settings.synthetic_share)
+        limit = synthetic_budget(quota, organic, 0, synthetic_share=settings.synthetic_share)
+        lane = offer.embedding_concurrency if task == "embeddings" else None
+        size = min(lane or offer.concurrency, offer.concurrency, settings.probe_concurrency, budget)
+        return (ProbeTarget(neuron, task, offer.id, size, max_body, budget, limit, window_seconds)
+                if size >= 1 else None)
 
-    targets = []
+    targets: list[ProbeTarget] = []
     for neuron, document in documents:
         offers = [o for o in document.models if o.id in settings.reference_models and o.task == "chat"]
         offer = rng.choice(offers) if offers else None
+        windowed: list[ProbeTarget | None] = []
         if offer is not None:
-            targets.append(target(neuron, "chat", offer))
+            windowed.append(target(neuron, "chat", offer, document.window_seconds))
             if offer.embeddings and shares.get("embeddings", 0.0) > 0 and settings.embedding_share > 0:
-                targets.append(target(neuron, "embeddings", offer))
-        targets += [target(neuron, o.task, o, document.max_body_bytes) for o in document.models
-                    if o.task in tasks and shares.get(o.task, 1.0) > 0]
-    return [t for t in targets if t is not None]
+                windowed.append(target(neuron, "embeddings", offer, document.window_seconds))
+        kept = [t for t in windowed if t is not None]
+        targets += [replace(t, budget=max(t.requests, (t.budget or 0) // len(kept))) for t in kept]
+        targets += [t for t in (target(neuron, o.task, o, document.window_seconds, document.max_body_bytes)
+                                for o in document.models
+                                if o.task in tasks and shares.get(o.task, 1.0) > 0) if t is not None]
+    return targets
 
 
 def _request(target: ProbeTarget, rng: random.Random, max_tokens: int,
@@ -164,10 +200,10 @@ def _request(target: ProbeTarget, rng: random.Random, max_tokens: int,
     if target.task == "embeddings":
         return EmbeddingRequest(model=target.model, input=embeddings_texts(rng))
     fields = challenge_request(target.model, rng, pool=pool).model_dump(mode="json", exclude_unset=True)
-    fields.pop("stream_options", None)
     fields.pop("max_completion_tokens", None)
-    # whole answers of the length the validator chooses (an answer may still stop earlier where it ends)
-    return ChatCompletionRequest.model_validate({**fields, "stream": False, "max_tokens": max_tokens})
+    # streamed answers of the length the validator chooses (an answer may still stop earlier where it ends)
+    return ChatCompletionRequest.model_validate({**fields, "stream": True, "stream_options": {"include_usage": True},
+                                                 "max_tokens": max_tokens})
 
 
 def _delivered(request: ChatCompletionRequest | EmbeddingRequest, answer: dict[str, Any]) -> tuple[int, int]:
@@ -188,53 +224,179 @@ def _delivered(request: ChatCompletionRequest | EmbeddingRequest, answer: dict[s
 
 @dataclass(frozen=True)
 class _Round:
-    """A round's id and its clock (perf_counter when its burst was sent)."""
+    """A round's id, its clock (perf_counter when it began) and its window in seconds (None: a burst)."""
 
     id: str
     start: float
+    window: float | None = None
 
-    def observed(self, observation: Observation) -> Observation:
-        """``observation`` as one of this round's: kind probe, elapsed from the burst."""
-        return replace(observation, kind="probe", probe=self.id,
-                       elapsed_ms=(time.perf_counter() - self.start) * 1000)
+    @property
+    def open(self) -> bool:
+        return self.left > 0
+
+    @property
+    def left(self) -> float:
+        """Seconds left of the window (0 for a burst)."""
+        return max(0.0, self.start + self.window - time.perf_counter()) if self.window is not None else 0.0
+
+    def observed(self, observation: Observation, arrivals: Sequence[tuple[float, int]] = (),
+                 body: bytes = b"") -> Observation:
+        """``observation`` as one of this round's: kind probe, elapsed from the round's start to the answer's
+        last byte (``arrivals``: when each block came, as (perf_counter, bytes so far); none: now), and in a
+        windowed round the window and the share of the answer inside it (a stream, ``body`` given: its content
+        bytes that had come when the window closed; a whole answer: all when it ended inside, else none)."""
+        ended = arrivals[-1][0] if arrivals else time.perf_counter()
+        observed = replace(observation, kind="probe", probe=self.id, elapsed_ms=(ended - self.start) * 1000)
+        if self.window is None:
+            return observed
+        closes = self.start + self.window
+        if ended <= closes:
+            share = 1.0
+        elif body:
+            before = max((size for at, size in arrivals if at <= closes), default=0)
+            total = streamed_content_bytes(body)
+            share = streamed_content_bytes(body[:before]) / total if total else 0.0
+        else:
+            share = 0.0
+        return replace(observed, window_ms=self.window * 1000, in_window=share)
+
+
+async def _timed(response: RelayResponse) -> tuple[bytes, list[tuple[float, int]]]:
+    """The whole body, and when each block came (perf_counter, bytes so far)."""
+    parts: list[bytes] = []
+    arrivals: list[tuple[float, int]] = []
+    size = 0
+    async for block in response.blocks():
+        parts.append(block)
+        size += len(block)
+        arrivals.append((time.perf_counter(), size))
+    return b"".join(parts), arrivals
 
 
 async def _probe_one(miners: MinerClient, target: ProbeTarget, request: ChatCompletionRequest | EmbeddingRequest,
                      round_: _Round) -> ChallengeRecord:
-    """One chat or embeddings request of the burst."""
+    """One chat or embeddings request of the round."""
     assert target.neuron.axon is not None
     hotkey = target.neuron.hotkey
     max_tokens = request.max_tokens if isinstance(request, ChatCompletionRequest) else None
-
-    def seen(outcome: Outcome) -> Observation:
-        return round_.observed(Observation(miner=hotkey, model=target.model, task=target.task, outcome=outcome,
-                                           max_tokens=max_tokens))
-
+    seen = Observation(miner=hotkey, model=target.model, task=target.task, outcome="ok", max_tokens=max_tokens)
     try:
         uuid, response = await miners.exchange(target.neuron.axon.url, hotkey, request)
         try:
             if response.status != 200:
-                return ChallengeRecord(seen("rate_limited" if response.status == 429 else "error"))
-            content = await response.read()
+                refused: Outcome = "rate_limited" if response.status == 429 else "error"
+                return ChallengeRecord(round_.observed(replace(seen, outcome=refused)))
+            content, arrivals = await _timed(response)
         finally:
             response.release()
     except TimeoutError:
-        return ChallengeRecord(seen("timeout"))
+        return ChallengeRecord(round_.observed(replace(seen, outcome="timeout")))
     except RelayError:
-        return ChallengeRecord(seen("error"))
-    observation = seen("ok")
+        return ChallengeRecord(round_.observed(replace(seen, outcome="error")))
+    caller = miners.keypair.ss58_address
+    body = b""
     try:
-        verify_response(response.headers, content, request_uuid=uuid, caller=miners.keypair.ss58_address,
-                        expected_signer=hotkey)
-        answer = json.loads(content)
+        if getattr(request, "stream", False):
+            body = verify_stream(content, request_uuid=uuid, caller=caller, signer=hotkey)
+            answer: Any = assemble_sse_body(body)
+        else:
+            verify_response(response.headers, content, request_uuid=uuid, caller=caller, expected_signer=hotkey)
+            answer = json.loads(content)
         if not isinstance(answer, dict):
             raise TypeError("the answer is not a JSON object")
         claimed, units = _delivered(request, answer)
     except (VeilnetError, ValueError, KeyError, TypeError, IndexError, AttributeError):
         # an unsigned, mis-signed or malformed answer is a failed verification, not a network error
-        return ChallengeRecord(replace(observation, verified=False, quality=0.0))
-    observation = replace(observation, completion_tokens=claimed, units=units)
+        return ChallengeRecord(replace(round_.observed(seen, arrivals), verified=False, quality=0.0))
+    observation = replace(round_.observed(seen, arrivals, body), completion_tokens=claimed, units=units)
     return ChallengeRecord(observation, request.model_dump(mode="json", exclude_unset=True), answer)
+
+
+@dataclass
+class _Allowance:
+    """What is left of a target's budget for the round; with a ``ledger``, each request is also taken from
+    what the validator may still send the miner in the current quota window (``target.limit``), the
+    challenger's requests included."""
+
+    target: ProbeTarget
+    ledger: SentLedger | None
+    left: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.left = self.target.budget if self.target.budget is not None else self.target.requests
+
+    def take(self) -> bool:
+        if self.left <= 0:
+            return False
+        if self.ledger is not None and self.target.limit is not None:
+            hotkey = self.target.neuron.hotkey
+            start = window_start(int(time.time() * 1000), self.target.window_seconds)
+            if self.ledger.sent(hotkey, start) >= self.target.limit:
+                return False
+            self.ledger.add(hotkey, start, "probe")
+        self.left -= 1
+        return True
+
+
+FIRST_TOKENS = 16  # a chat probe request's length before the miner's pace in the window is known
+FLOOR_TOKENS = 8
+
+
+@dataclass
+class _Lengths:
+    """How many tokens a chat target's next request in the window asks for: what one of its streams delivers,
+    at the rate its streams ran so far in this window, in a quarter of the window or in what is left of it if
+    less; at least ``FLOOR_TOKENS`` and at most ``most`` (before any of its streams has ended:
+    ``FIRST_TOKENS``). A stream asked for more would run on past the window, where nothing it delivers is
+    credited, holding a slot that organic requests wait for; so no probe request holds a slot for much more
+    than a quarter of the window, whatever the miner's speed."""
+
+    most: int
+    tokens: int = 0
+    seconds: float = 0.0
+
+    def ran(self, tokens: int, seconds: float) -> None:
+        self.tokens += tokens
+        self.seconds += seconds
+
+    def ask(self, left: float, window: float) -> int:
+        if self.tokens <= 0 or self.seconds <= 0:
+            return min(self.most, FIRST_TOKENS)
+        wanted = math.ceil(self.tokens / self.seconds * min(left, window / 4))
+        return max(min(self.most, FLOOR_TOKENS), min(self.most, wanted))
+
+
+#: A chat or embeddings request for a target, asking for at most this many tokens (chat).
+Build = Callable[[ProbeTarget, int], ChatCompletionRequest | EmbeddingRequest]
+
+
+async def _worker(miners: MinerClient, target: ProbeTarget, build: Build, round_: _Round,
+                  allowance: _Allowance, lengths: _Lengths) -> list[ChallengeRecord]:
+    """One of a target's workers: requests back to back while the window is open and the budget lasts, each
+    as long as ``lengths`` says; after a refused or failed request it tries again an eighth of the window later
+    (a slot the miner advertised but does not have fails in proportion to the time it is missing)."""
+    assert round_.window is not None
+    records = []
+    while round_.open and allowance.take():
+        sent = time.perf_counter()
+        record = await _probe_one(miners, target, build(target, lengths.ask(round_.left, round_.window)), round_)
+        records.append(record)
+        if record.observation.outcome != "ok":
+            await asyncio.sleep(round_.window / 8)
+        elif record.observation.units:
+            lengths.ran(record.observation.units, time.perf_counter() - sent)
+    return records
+
+
+async def _window(miners: MinerClient, allowances: Sequence[_Allowance], build: Build, rng: random.Random,
+                  round_: _Round, most: int) -> list[ChallengeRecord]:
+    """Every target kept busy through the round's window, its workers started in random order across targets
+    (a backend serving in arrival order favours none); a target's requests ask for at most ``most`` tokens."""
+    paced = [(a, _Lengths(most)) for a in allowances]
+    workers = [(a, lengths) for a, lengths in paced for _ in range(a.target.requests)]
+    rng.shuffle(workers)
+    done = await asyncio.gather(*(_worker(miners, a.target, build, round_, a, lengths) for a, lengths in workers))
+    return [record for records in done for record in records]
 
 
 async def _probe_task(miners: MinerClient, target: ProbeTarget, challenge: Challenge[Any],
@@ -249,36 +411,39 @@ async def _probe_task(miners: MinerClient, target: ProbeTarget, challenge: Chall
 Draw = Callable[[ProbeTarget], Awaitable["Challenge[Any] | None"]]
 
 
-async def _drawn(targets: Sequence[ProbeTarget], task: str, draw: Draw) -> list[tuple[ProbeTarget, Challenge[Any]]]:
-    """``task``'s challenges for its targets' bursts, those the miner would refuse as too large left out."""
+async def _drawn(allowances: Sequence[_Allowance], draw: Draw) -> list[tuple[ProbeTarget, Challenge[Any]]]:
+    """The challenges for these targets' bursts, those the miner would refuse as too large left out."""
     out = []
-    for target in (t for t in targets if t.task == task):
+    for allowance in allowances:
+        target = allowance.target
         for _ in range(target.requests):
             challenge = await draw(target)
             if challenge is None:
                 continue
             size = len(challenge.request.model_dump_json(exclude_unset=True).encode())
-            if target.max_body_bytes is None or size <= target.max_body_bytes:
+            if (target.max_body_bytes is None or size <= target.max_body_bytes) and allowance.take():
                 out.append((target, challenge))
     return out
 
 
 async def probe_round(miners: MinerClient, targets: Sequence[ProbeTarget], rng: random.Random, *,
-                      max_tokens: int, pool: PromptPool | None = None, round_id: str | None = None,
-                      draw: Draw | None = None) -> list[ChallengeRecord]:
-    """One round: per task, every target's requests built first (other tasks' challenges drawn by ``draw``),
-    then all sent at the same moment, in random order across targets."""
+                      max_tokens: int, window: float, pool: PromptPool | None = None, round_id: str | None = None,
+                      draw: Draw | None = None, ledger: SentLedger | None = None) -> list[ChallengeRecord]:
+    """One round: a ``window``-second window for chat, then one for embeddings (every target kept busy through
+    it), then per other task a burst of every target's challenges (drawn by ``draw`` first), sent at the same
+    moment in random order across targets. Each request is taken from its target's budget and, with a
+    ``ledger``, from its limit (see :class:`ProbeTarget`)."""
     round_id = round_id or f"{int(time.time() * 1000)}-{rng.randrange(1 << 32):08x}"
     records: list[ChallengeRecord] = []
-    for task in ("chat", "embeddings"):
-        batch = [(t, _request(t, rng, max_tokens, pool)) for t in targets if t.task == task
-                 for _ in range(t.requests)]
-        rng.shuffle(batch)  # hotkeys' requests interleaved: a backend serving in arrival order favours none
-        if batch:
-            round_ = _Round(round_id, time.perf_counter())
-            records += await asyncio.gather(*(_probe_one(miners, t, r, round_) for t, r in batch))
-    for task in sorted({t.task for t in targets} - {"chat", "embeddings"}):
-        drawn = await _drawn(targets, task, draw) if draw is not None else []
+    allowances = [_Allowance(t, ledger) for t in targets]
+    for task in WINDOWED_TASKS:
+        mine = [a for a in allowances if a.target.task == task]
+        if mine:
+            records += await _window(miners, mine, lambda t, asked: _request(t, rng, asked, pool), rng,
+                                     _Round(round_id, time.perf_counter(), window), max_tokens)
+    for task in sorted({t.task for t in targets} - set(WINDOWED_TASKS)):
+        mine = [a for a in allowances if a.target.task == task]
+        drawn = await _drawn(mine, draw) if draw is not None else []
         rng.shuffle(drawn)
         round_ = _Round(round_id, time.perf_counter())
         records += await asyncio.gather(*(_probe_task(miners, t, c, round_) for t, c in drawn))
@@ -296,6 +461,15 @@ async def _terms(http: aiohttp.ClientSession, neuron: NeuronInfo) -> CapacityDoc
     return document if document.hotkey == neuron.hotkey else None
 
 
+async def _used(ctx: ProbeContext, hotkey: str, window_seconds: int) -> tuple[int, int]:
+    """The organic and synthetic requests this validator sent ``hotkey`` in its quota window so far (synthetic:
+    what Redis counted or, more where not yet flushed, what the ledger holds)."""
+    start_ms = window_start(int(time.time() * 1000), window_seconds)
+    organic = await ctx.organic_counts.used(hotkey, start_ms) if ctx.organic_counts is not None else 0
+    synthetic = await ctx.synthetic_counts.used(hotkey, start_ms) if ctx.synthetic_counts is not None else 0
+    return organic, max(synthetic, ctx.ledger.sent(hotkey, start_ms))
+
+
 async def probe_once(ctx: ProbeContext, miners: MinerClient, *, task_shares: dict[str, float] | None = None,
                      ) -> list[ChallengeRecord]:
     """Read every served miner's terms (recorded as observations), probe them all in one round and put the
@@ -308,15 +482,17 @@ async def probe_once(ctx: ProbeContext, miners: MinerClient, *, task_shares: dic
         for observation in terms_observations(neuron.hotkey, document, ctx.settings.reference_models):
             await ctx.pipeline.add_observation(observation)
     readable = [(n, d) for n, d in zip(neurons, documents, strict=True) if d is not None]
+    used = {n.hotkey: await _used(ctx, n.hotkey, d.window_seconds) for n, d in readable}
     targets = plan_probes(readable, validator_stakes(metagraph.neurons), me, ctx.settings, ctx.rng,
-                          task_shares=task_shares, tasks=probed_tasks(ctx.settings))
+                          task_shares=task_shares, tasks=probed_tasks(ctx.settings), used=used)
 
     async def draw(target: ProbeTarget) -> Challenge[Any] | None:
         tools = ChallengeTools(rng=ctx.rng, model=target.model, engine=ctx.reference)
         return await draw_challenge(target.task, tools)
 
     records = await probe_round(miners, targets, ctx.rng, max_tokens=ctx.settings.probe_max_tokens,
-                                pool=ctx.prompt_pool, draw=draw)
+                                window=ctx.settings.probe_window, pool=ctx.prompt_pool, draw=draw,
+                                ledger=ctx.ledger)
     for record in records:
         await ctx.pipeline.add_answer(record)
     log_event(log, "probe round", miners=len(readable), requests=len(records),
@@ -344,10 +520,13 @@ async def run_prober(ctx: ProbeContext, miners: MinerClient | None = None, *,
             miners = MinerClient(ctx.keypair, relay, MinerDeadlines(total=timeout, first_byte=timeout, idle=timeout),
                                  on_send=counts.count if counts is not None else None)
         while True:
+            cancelling.raise_if_stopping()  # a cancellation lost inside the last round ends the prober here
             records: list[ChallengeRecord] = []
             try:
                 records = await probe_once(ctx, miners, task_shares=task_shares)
             except _SKIPPED as exc:
+                if cancelling.stopping():  # the failure came with a cancellation: the prober ends
+                    raise asyncio.CancelledError from exc
                 log_event(log, "probe round skipped", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
             # a round that probed no one (no permit, hence no quota yet; no miner reachable) comes again soon
             interval = ctx.settings.probe_interval if records else min(ctx.settings.probe_interval, RETRY_SECONDS)

@@ -26,6 +26,7 @@ from bittensor_wallet import Keypair
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
+from veilnet import cancelling
 from veilnet.chain import errors as ce
 from veilnet.chain.interface import Chain
 from veilnet.chain.types import Metagraph, NeuronInfo
@@ -58,7 +59,14 @@ from veilnet.tasks.interface import Challenge, ChallengeTools, TaskEngines, Veri
 from veilnet.tasks.registry import installed_tasks, task_named
 from veilnet.validator.asking import draw_challenge, send_challenge, terms_failure
 from veilnet.validator.audit import signed_answer_document
-from veilnet.validator.pacing import DEFAULT_WINDOW_SECONDS, allowance, next_gap, unknown_terms_allowance
+from veilnet.validator.pacing import (
+    DEFAULT_WINDOW_SECONDS,
+    SentLedger,
+    allowance,
+    next_gap,
+    unknown_terms_allowance,
+    window_start,
+)
 from veilnet.validator.probe import run_prober
 
 __all__ = [
@@ -110,6 +118,8 @@ class ValidatorContext:
     # process does not)
     miners: MinerClient | None = None
     replayed: set[str] = field(default_factory=set)  # organic conversations this challenger replayed (once each)
+    # the synthetic requests this process's challenger and prober sent each miner per quota window
+    ledger: SentLedger = field(default_factory=SentLedger)
     # the scorer's own engines for the tasks whose organic answers it compares with them (Task.organic_engine),
     # opened on first use (:class:`veilnet.validator.engines.OrganicEngines`)
     engines: TaskEngines | None = None
@@ -315,7 +325,6 @@ class _Plan:
     terms: dict[str, MinerTerms] = field(default_factory=dict)
     asked: dict[str, float] = field(default_factory=dict)  # miner -> when its terms were last asked for (monotonic)
     failed: dict[str, float] = field(default_factory=dict)  # miner -> when a terms failure was last recorded
-    sent: dict[tuple[str, int], int] = field(default_factory=dict)  # (miner, window start ms) -> scheduled
     due: dict[str, float] = field(default_factory=dict)  # miner -> when its next challenge goes (unix s)
 
 
@@ -357,10 +366,12 @@ async def _window(ctx: ValidatorContext, plan: _Plan, neuron: NeuronInfo, stakes
     offers = [(m, "chat") for m in ctx.settings.reference_models if known is not None and m in known.models]
     offers += known.tasks if known is not None else ()
     window_s = known.window_seconds if known is not None and offers else DEFAULT_WINDOW_SECONDS
-    now_ms = int(now * 1000)
-    start_ms = now_ms - now_ms % (window_s * 1000)
+    start_ms = window_start(int(now * 1000), window_s)
     counted = await ctx.synthetic_counts.used(neuron.hotkey, start_ms) if ctx.synthetic_counts else 0
-    used = max(counted, plan.sent.get((neuron.hotkey, start_ms), 0))
+    used = max(counted, ctx.ledger.sent(neuron.hotkey, start_ms))  # challenges and probe requests
+    # the challenges among them (after a restart Redis knows more than the ledger: counted as challenges)
+    challenges = max(ctx.ledger.sent(neuron.hotkey, start_ms, "challenge"),
+                     used - ctx.ledger.sent(neuron.hotkey, start_ms, "probe"))
     end = start_ms / 1000 + window_s
     if known is None or not offers:
         return _Window(max(0, normal - used), start_ms, end, normal / window_s,
@@ -368,7 +379,7 @@ async def _window(ctx: ValidatorContext, plan: _Plan, neuron: NeuronInfo, stakes
     organic = await ctx.organic_counts.used(neuron.hotkey, start_ms) if ctx.organic_counts else 0
     quota = quota_for(known.capacity, stakes, ctx.keypair.ss58_address)
     share, cap = ctx.settings.synthetic_share, ctx.settings.challenges_per_window
-    budget = synthetic_budget(quota, organic, used, synthetic_share=share, cap=cap)
+    budget = max(0, min(synthetic_budget(quota, organic, used, synthetic_share=share), cap - challenges))
     limit = allowance(known.capacity, stakes, ctx.keypair.ss58_address, synthetic_share=share, cap=cap)
     return _Window(budget, start_ms, end, limit / window_s, offers)
 
@@ -397,14 +408,12 @@ async def _schedule(ctx: ValidatorContext, plan: _Plan, miners: list[NeuronInfo]
             embeds = (task == "chat" and known_terms is not None and model in known_terms.embedding_models
                       and ctx.rng.random() < settings.embedding_share)
             out.append((at, neuron, model, "embeddings" if embeds else task))
-            key = (neuron.hotkey, window.start_ms)
-            plan.sent[key] = plan.sent.get(key, 0) + 1
+            ctx.ledger.add(neuron.hotkey, window.start_ms, "challenge")
             budget -= 1
             at += next_gap(ctx.rng, window.end - at, budget, window.rate)
         # spent: the next window's first challenge comes at the same rate as any other
         plan.due[neuron.hotkey] = at if budget > 0 else window.end + next_gap(ctx.rng, 1.0, 1, window.rate)
-    for stale in [k for k in plan.sent if k[1] < int(now * 1000) - 3_600_000]:
-        del plan.sent[stale]
+    ctx.ledger.forget_before(int(now * 1000) - 3_600_000)
     return out
 
 
@@ -417,9 +426,7 @@ async def run_challenger(ctx: ValidatorContext, *, round_interval: float = 1.0) 
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancelling.stop(tasks)  # cancelled again while one goes on: a lost cancellation cannot hang this
     for task in done:
         task.result()  # the failure that ended one of them ends both
 
@@ -444,6 +451,7 @@ async def _challenge(ctx: ValidatorContext, *, round_interval: float) -> None:
     flights: set[asyncio.Task[None]] = set()  # challenges waiting for their moment or their answer
     try:
         while True:
+            cancelling.raise_if_stopping()
             for done in [f for f in flights if f.done()]:
                 flights.discard(done)
                 done.result()  # a failure to store an answer (Redis) restarts the role like any other
@@ -460,14 +468,13 @@ async def _challenge(ctx: ValidatorContext, *, round_interval: float) -> None:
                     await ctx.pipeline.add_observation(observation)
             await asyncio.sleep(round_interval)
     finally:
-        for flight in flights:
-            flight.cancel()
-        await asyncio.gather(*flights, return_exceptions=True)
+        await cancelling.stop(flights)
 
 
 async def run_scorer(ctx: ValidatorContext) -> None:
     """Verify and record answers until cancelled (several scorers share the work)."""
     while True:
+        cancelling.raise_if_stopping()
         for entry_id, record in await ctx.pipeline.claim_answers():
             await ctx.pipeline.record(entry_id, await score_answer(ctx, record), forget_answer=record.private)
 
@@ -478,6 +485,7 @@ async def run_weights(ctx: ValidatorContext, *, round_interval: float = 1.0) -> 
     epoch_at = await ctx.chain.get_next_epoch_block(ctx.netuid)
     pending_weights = False
     while True:
+        cancelling.raise_if_stopping()  # a cancellation one of the awaits below lost ends the loop here
         block = await ctx.chain.get_current_block()
         if block >= epoch_at:
             observations, ids = await ctx.pipeline.take_observations()
@@ -517,8 +525,8 @@ async def keep_running(role: str, run: Callable[[], Awaitable[None]], *, first_p
                        max_pause: float = 30.0) -> None:
     """Run a role's loop until cancelled, through its dependencies' outages: when one fails
     (``DEPENDENCY_FAILURES``), log it and start the loop again after a pause that doubles from ``first_pause``
-    to ``max_pause`` (and starts over once a run lasted longer than ``max_pause``). The loop starts from what
-    Redis and the chain hold, as a restarted process would."""
+    to ``max_pause`` (and starts over once a run lasted longer than ``max_pause``), unless the role is being
+    cancelled. The loop starts from what Redis and the chain hold, as a restarted process would."""
     pause = first_pause
     while True:
         started = time.monotonic()
@@ -526,6 +534,8 @@ async def keep_running(role: str, run: Callable[[], Awaitable[None]], *, first_p
             await run()
             return
         except DEPENDENCY_FAILURES as exc:
+            if cancelling.stopping():  # the failure came with a cancellation: the role ends
+                raise asyncio.CancelledError from exc
             if time.monotonic() - started > max_pause:
                 pause = first_pause
             log_event(log, "dependency failed; the role starts again", logging.WARNING, role=role,

@@ -57,7 +57,8 @@ class TdxCollateralSource:
                 return _parse_collateral(path.read_text(), str(path))
         if self.pccs_url:
             try:
-                return await asyncio.wait_for(dcap_qvl.get_collateral(self.pccs_url, quote), self.pccs_timeout)
+                async with asyncio.timeout(self.pccs_timeout):
+                    return await dcap_qvl.get_collateral(self.pccs_url, quote)
             except TimeoutError as exc:
                 raise AttestationFailed(f"the PCCS at {self.pccs_url} did not answer within {self.pccs_timeout:g} s "
                                         "(TDX collateral)", code="collateral_unavailable") from exc

@@ -15,6 +15,7 @@ from typing import Any
 
 from bittensor_wallet import Keypair
 
+from veilnet import cancelling
 from veilnet.chain import errors as ce
 from veilnet.chain.types import AxonInfo, Metagraph, SubnetHyperparameters
 from veilnet.devnet.chain.persistence import StateFile
@@ -89,6 +90,7 @@ class DevnetChain:
         loop = asyncio.get_running_loop()
         next_at = loop.time() + self._block_time
         while True:
+            cancelling.raise_if_stopping()
             await asyncio.sleep(max(0.0, next_at - loop.time()))
             next_at += self._block_time
             try:
@@ -132,7 +134,8 @@ class DevnetChain:
         if timeout is None:
             return await reached()
         try:
-            return await asyncio.wait_for(reached(), timeout)
+            async with asyncio.timeout(timeout):
+                return await reached()
         except TimeoutError:
             raise ce.ChainUnavailable(f"block {target} not reached within {timeout} s") from None
 
