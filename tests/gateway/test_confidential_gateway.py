@@ -49,6 +49,7 @@ from veilnet.store.sql import open_database
 
 GATEWAY = Keypair.create_from_uri("//ConfGateway")
 ENCLAVE_MINER, PLAIN_MINER = Keypair.create_from_uri("//ConfMinerTee"), Keypair.create_from_uri("//ConfMinerPlain")
+BUSY_MINER = Keypair.create_from_uri("//ConfMinerBusy")  # attested, and answers every chat request with 503
 MODELS = ["upstream-echo", "upstream-slow"]
 SECRET = "my bank password is hunter2"
 
@@ -113,11 +114,28 @@ def rewrite(app: ASGIApp, *, request: Callable[[str, bytes], bytes] | None = Non
     return wrapped
 
 
+def busy(app: ASGIApp) -> ASGIApp:
+    """``app`` whose backend is full: every chat request is refused with 503."""
+    refusal = json.dumps({"error": {"message": "backend is full", "type": "overloaded", "param": None,
+                                    "code": "overloaded"}}).encode()
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].endswith("/chat/completions"):
+            await app(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 503, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(refusal)).encode())]})
+        await send({"type": "http.response.body", "body": refusal})
+
+    return wrapped
+
+
 @contextlib.asynccontextmanager
 async def subnet(tmp_path: Path, redis: aioredis.Redis, *, miner_hop: Callable[[ASGIApp], ASGIApp] = lambda a: a,
                  gateway_hop: Callable[[ASGIApp], ASGIApp] = lambda a: a,
                  client_policy: MeasurementPolicy | None = None,
-                 request_timeout: float = 120.0, rpm: int = 0) -> AsyncIterator[dict[str, Any]]:
+                 request_timeout: float = 120.0, rpm: int = 0, busy_enclave: bool = False,
+                 ) -> AsyncIterator[dict[str, Any]]:
     dev_key = Ed25519PrivateKey.generate()
     anchors = TrustAnchors(dev_enclave_keys=(dev_key.public_key(),))
     async with contextlib.AsyncExitStack() as es:
@@ -125,9 +143,11 @@ async def subnet(tmp_path: Path, redis: aioredis.Redis, *, miner_hop: Callable[[
         engine = await es.enter_async_context(OpenAIUpstreamEngine(f"{upstream}/v1", MODELS))
         validators = (neuron(0, GATEWAY, 1000, True),)
         urls = {}
-        for key in (ENCLAVE_MINER, PLAIN_MINER):
+        miners = (ENCLAVE_MINER, PLAIN_MINER, *((BUSY_MINER,) if busy_enclave else ()))
+        hops = {ENCLAVE_MINER: miner_hop, BUSY_MINER: busy}
+        for key in miners:
             enclave = None
-            if key is ENCLAVE_MINER:
+            if key is not PLAIN_MINER:
                 enclave = Enclave(key, DevEnclaveProvider(dev_key, {"code_sha256": serving_code_sha256()}),
                                   [ModelMeasurement(id=m, weights_sha256="ab" * 32) for m in MODELS],
                                   code_sha256=serving_code_sha256())
@@ -137,9 +157,9 @@ async def subnet(tmp_path: Path, redis: aioredis.Redis, *, miner_hop: Callable[[
                                epistula=EpistulaSettings(), enclave=enclave)
             app = create_miner_app(ctx)
             urls[key.ss58_address] = await es.enter_async_context(
-                serve_asgi(miner_hop(app) if key is ENCLAVE_MINER else app, lifespan="off"))
+                serve_asgi(hops.get(key, lambda a: a)(app), lifespan="off"))
         neurons = [validators[0]]
-        for uid, key in ((1, ENCLAVE_MINER), (2, PLAIN_MINER)):
+        for uid, key in enumerate(miners, 1):
             neurons.append(served_neuron(uid, key, urls[key.ss58_address]))
         http = await es.enter_async_context(aiohttp.ClientSession())
         directory = MinerDirectory(http, GATEWAY.ss58_address)
@@ -149,7 +169,7 @@ async def subnet(tmp_path: Path, redis: aioredis.Redis, *, miner_hop: Callable[[
         secret, api_key = await keys.create("tests", credit_usd=10.0)
 
         async def scores() -> dict[str, float]:
-            return {ENCLAVE_MINER.ss58_address: 0.5, PLAIN_MINER.ss58_address: 0.5}
+            return {key.ss58_address: 0.5 for key in miners}
 
         ctx = GatewayContext(keypair=GATEWAY, keys=keys, directory=directory, http=http, scores=scores,
                              relay=await es.enter_async_context(RelayClient()),
@@ -164,7 +184,7 @@ async def subnet(tmp_path: Path, redis: aioredis.Redis, *, miner_hop: Callable[[
         proxy = await es.enter_async_context(serve_asgi(create_proxy_app(client), lifespan="off"))
         sdk = openai.AsyncOpenAI(base_url=f"{proxy}/v1", api_key=secret, max_retries=0)
         direct = openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key=secret, max_retries=0)
-        yield {"sdk": sdk, "direct": direct, "keys": keys, "key": api_key, "ctx": ctx, "client": client,
+        yield {"sdk": sdk, "direct": direct, "keys": keys, "key": api_key, "secret": secret, "ctx": ctx, "client": client,
                "organic": ctx.organic}
         await sdk.close()
         await direct.close()
@@ -354,6 +374,25 @@ async def test_a_sealed_request_the_enclave_does_not_answer_in_time_is_a_408(
         assert [(r.status, r.error, r.cost_usd) for r in rows] == [("error", "miner timed out", 0.0)] * 2
         answer = await s["sdk"].chat.completions.create(model="upstream-echo", messages=_hello())
         assert answer.choices[0].message.content == "hello there"
+
+
+async def test_a_sealed_request_an_enclave_cannot_serve_is_sealed_again_to_the_next(
+    tmp_path: Path, redis_client: aioredis.Redis
+) -> None:
+    async with subnet(tmp_path, redis_client, busy_enclave=True) as s:
+        client: ConfidentialClient = s["client"]
+        chosen = await client.attested_miner("upstream-echo", api_key=s["secret"],
+                                             avoid=frozenset({ENCLAVE_MINER.ss58_address}))
+        assert chosen.hotkey == BUSY_MINER.ss58_address  # the proxy's choice for the next requests
+        answer = await s["sdk"].chat.completions.create(model="upstream-echo", messages=_hello())
+        assert answer.choices[0].message.content == "hello there"
+        assert answer.model_extra["veilnet"]["miner"] == ENCLAVE_MINER.ss58_address
+        stream = await s["sdk"].chat.completions.create(model="upstream-echo", messages=_hello(), stream=True)
+        assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == "hello there"
+        # the busy enclave was asked once; the stream went straight to the one that answered
+        rows = await s["keys"].usage_rows(s["key"].id)
+        assert sorted(r.status for r in rows) == ["error", "ok", "ok"]
+        assert {r.miner for r in rows if r.status == "ok"} == {ENCLAVE_MINER.ss58_address}
 
 
 async def test_a_gateway_replaying_a_sealed_request_is_refused_by_the_enclave(

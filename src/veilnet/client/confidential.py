@@ -4,7 +4,10 @@ For each model it asks the gateway which miners are attested, challenges one its
 (relayed by the gateway), verifies the evidence locally under *its own* policy and pinned keys, seals the
 request to the attested key, and opens the answer frame by frame, checking the enclave's usage receipt.
 The gateway sees only ciphertext. Attestation is verified once per miner and reused until it expires.
-Anything that does not verify is refused: there is no plaintext fallback.
+Anything that does not verify is refused: there is no plaintext fallback. A request the chosen enclave could
+not serve (the gateway answers that it timed out, failed or was overloaded: 408, 502, 503, 504) is sealed
+again to the next attested miner, up to ``FAILOVER_MINERS`` miners in all, and the next requests keep the
+one that answered.
 
     async with ConfidentialClient("https://gateway.example/v1", api_key, verifier) as client:
         answer = await client.chat.completions.create(model="SmolLM2-135M-Instruct", messages=[...])
@@ -31,7 +34,18 @@ from veilnet.protocol.errors import error_from_answer
 from veilnet.protocol.headers import ENCRYPTION_HEADER, GENERATION_HEADER
 from veilnet.protocol.paths import Endpoint
 
-__all__ = ["ConfidentialClient", "error_from_response"]
+__all__ = ["FAILOVER_MINERS", "ConfidentialClient", "error_from_response"]
+
+FAILOVER_MINERS = 3  # attested miners one request is sealed to, one after another, before its error stands
+UNSERVED_STATUSES = frozenset({408, 502, 503, 504})  # the gateway's answers for a miner that did not serve
+
+
+class _Unserved(Exception):
+    """The gateway answered that the enclave did not serve the request (``error``, one of UNSERVED_STATUSES)."""
+
+    def __init__(self, error: VeilnetError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 def error_from_response(status: int, body: bytes, retry_after: str | None = None) -> VeilnetError:
@@ -123,16 +137,21 @@ class ConfidentialClient:
         except ValueError as exc:
             raise AttestationFailed(f"evidence for {hotkey} is malformed: {exc}") from exc
 
-    async def attested_miner(self, model: str, *, api_key: str | None = None) -> AttestedMiner:
-        """A miner serving ``model`` whose attestation this client verified (the gateway's order is kept).
-        The choice is kept while its attestation is fresh, so a session costs one listing and one challenge."""
+    async def attested_miner(self, model: str, *, api_key: str | None = None,
+                             avoid: frozenset[str] = frozenset()) -> AttestedMiner:
+        """A miner serving ``model`` whose attestation this client verified (the gateway's order is kept),
+        none of ``avoid``. The choice is kept while its attestation is fresh, so a session costs one listing
+        and one challenge."""
         chosen = self._chosen.get(model)
-        if chosen is not None and (miner := self.sessions.get(chosen)) is not None and model in miner.claims.models:
+        if (chosen is not None and chosen not in avoid and (miner := self.sessions.get(chosen)) is not None
+                and model in miner.claims.models):
             return miner
         listed = await self.get_json(paths.under_v1(paths.CONFIDENTIAL_MINERS), api_key, model=model)
         reasons = []
         for entry in listed.get("data", []):
             hotkey = str(entry.get("miner"))
+            if hotkey in avoid:
+                continue
             try:
                 miner = await self.sessions.ensure(
                     hotkey, lambda nonce, h=hotkey: self._evidence(h, nonce, api_key), model=model)  # type: ignore[misc]
@@ -165,7 +184,28 @@ class ConfidentialClient:
         model = request.get("model")
         if not isinstance(model, str) or not model:
             raise InvalidRequest("model is required", param="model")
-        miner = await self.attested_miner(model, api_key=api_key)
+        tried: list[str] = []
+        error: VeilnetError | None = None
+        while len(tried) < FAILOVER_MINERS:
+            try:
+                miner = await self.attested_miner(model, api_key=api_key, avoid=frozenset(tried))
+            except (PrivacyRestricted, AttestationFailed):
+                if error is None:
+                    raise
+                break  # no other attested miner: the last one's error stands
+            try:
+                return await self._open_at(miner, endpoint, request, api_key)
+            except _Unserved as unserved:  # that enclave could not serve it: the next one may
+                error = unserved.error
+                tried.append(miner.hotkey)
+                if self._chosen.get(model) == miner.hotkey:
+                    del self._chosen[model]
+        assert error is not None
+        raise error
+
+    async def _open_at(self, miner: AttestedMiner, endpoint: Endpoint, request: dict[str, Any],
+                       api_key: str | None) -> dict[str, Any] | AsyncIterator[bytes]:
+        model = request["model"]
         exchange = SealedExchange(miner, request, endpoint)
         body = ConfidentialRelayRequest(miner=miner.hotkey, sealed=exchange.sealed).model_dump_json().encode()
         headers = {**self._headers(api_key), "Content-Type": "application/json", ENCRYPTION_HEADER: ENCRYPTION_SCHEME}
@@ -181,6 +221,8 @@ class ConfidentialClient:
                 if error.code in ("privacy_restricted", "stale_keyset") or isinstance(error, AttestationFailed):
                     self._chosen.pop(model, None)  # the gateway no longer routes to that enclave: choose again
                     self.sessions.forget(miner.hotkey)
+                if response.status in UNSERVED_STATUSES:
+                    raise _Unserved(error)
                 raise error
         try:
             exchange.check_encrypted(response.headers)
