@@ -13,7 +13,7 @@ import heapq
 import itertools
 import json
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -271,9 +271,11 @@ class PacedReader:
     """An OCR backend reading ``rate`` images per second in all, the images in flight sharing it (each read
     in ten slices, requests taking turns slice by slice, as a batching engine shares itself)."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, peek: Callable[[], Awaitable[int]] | None = None) -> None:
         self._rate = rate
         self._turn = asyncio.Lock()
+        self._peek = peek  # read as each image arrives, kept in ``peeked``
+        self.peeked: list[int] = []
 
     async def __aenter__(self) -> PacedReader:
         return self
@@ -285,6 +287,8 @@ class PacedReader:
         return [OCR_MODEL]
 
     async def serve(self, request: OcrRequest) -> OcrAnswer:
+        if self._peek is not None:
+            self.peeked.append(await self._peek())
         for _ in range(10):
             async with self._turn:
                 await asyncio.sleep(0.1 / self._rate)
@@ -293,11 +297,14 @@ class PacedReader:
 
 async def test_a_probe_round_bursts_every_offered_task_so_sybils_split_its_backend_too(
         redis_client: aioredis.Redis) -> None:
-    """OCR (a task served by its own engine, credited per image) in the same round: solo reads on backend A,
-    sybil1 and sybil2 on backend B; each is sent its advertised concurrency of the task's own challenges at
-    the same moment, so the two hotkeys measure half of B each and together what solo measures."""
+    """OCR (a task served by its own engine, credited per image) in the same round, after the chat window:
+    solo reads on backend A, sybil1 and sybil2 on backend B; each is sent its advertised concurrency of the
+    task's own challenges at the same moment, so the two hotkeys measure half of B each and together what solo
+    measures. The chat window's answers are on the scorers' stream before the burst begins."""
     validators = (neuron(0, VALIDATOR, 1000, True),)
-    readers = {"a": PacedReader(IMAGES_PER_SECOND), "b": PacedReader(IMAGES_PER_SECOND)}
+    answers = ValidatorPipeline(redis_client, VALIDATOR.ss58_address, 1).answers
+    readers = {"a": PacedReader(IMAGES_PER_SECOND, peek=lambda: redis_client.xlen(answers)),
+               "b": PacedReader(IMAGES_PER_SECOND)}
     async with contextlib.AsyncExitStack() as stack:
         chat = await stack.enter_async_context(serve_asgi(paced_backend(RATE)))
         engine = await stack.enter_async_context(OpenAIUpstreamEngine(f"{chat}/v1", ["m"]))
@@ -310,15 +317,17 @@ async def test_a_probe_round_bursts_every_offered_task_so_sybils_split_its_backe
             url = await stack.enter_async_context(serve_asgi(create_miner_app(ctx), lifespan="off"))
             served.append(served_neuron(uid, KEYS[name], url))
         graph = Metagraph(1, 0, (*validators, *served))
-        # no chat reference model in common: the round is OCR's alone
-        settings = ValidatorSettings(reference_models=["not-served"], probe_concurrency=8, tasks=["chat", "ocr"])
+        settings = ValidatorSettings(reference_models=["m"], probe_concurrency=8, probe_window=WINDOW,
+                                     probe_max_tokens=LENGTH, tasks=["chat", "ocr"])
         http = await stack.enter_async_context(aiohttp.ClientSession())
         observations = await probe_and_collect(redis_client, graph, http, settings)
-    probes = {name: [o for o in observations if o.miner == KEYS[name].ss58_address and o.kind == "probe"]
-              for name in ("solo", "sybil1", "sybil2")}
+    chat = [o for o in observations if o.kind == "probe" and o.task == "chat"]
+    assert len(chat) >= 3 * 4 and readers["a"].peeked[0] == len(chat)
+    probes = {name: [o for o in observations if o.miner == KEYS[name].ss58_address and o.kind == "probe"
+                     and o.task == "ocr"] for name in ("solo", "sybil1", "sybil2")}
     assert {name: len(rows) for name, rows in probes.items()} == {"solo": 4, "sybil1": 4, "sybil2": 4}
-    assert all(o.task == "ocr" and o.outcome == "ok" and o.units == 1 for rows in probes.values() for o in rows)
-    assert len({o.probe for rows in probes.values() for o in rows}) == 1
+    assert all(o.outcome == "ok" and o.units == 1 for rows in probes.values() for o in rows)
+    assert len({o.probe for o in chat} | {o.probe for rows in probes.values() for o in rows}) == 1
 
     parts = tempo_components(observations, ScoreParams())
     throughput = {name: parts[KEYS[name].ss58_address].tasks["ocr"].throughput or 0.0 for name in probes}

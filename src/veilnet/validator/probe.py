@@ -426,27 +426,38 @@ async def _drawn(allowances: Sequence[_Allowance], draw: Draw) -> list[tuple[Pro
     return out
 
 
+Deliver = Callable[[Sequence[ChallengeRecord]], Awaitable[None]]
+
+
 async def probe_round(miners: MinerClient, targets: Sequence[ProbeTarget], rng: random.Random, *,
                       max_tokens: int, window: float, pool: PromptPool | None = None, round_id: str | None = None,
-                      draw: Draw | None = None, ledger: SentLedger | None = None) -> list[ChallengeRecord]:
+                      draw: Draw | None = None, ledger: SentLedger | None = None,
+                      deliver: Deliver | None = None) -> list[ChallengeRecord]:
     """One round: a ``window``-second window for chat, then one for embeddings (every target kept busy through
     it), then per other task a burst of every target's challenges (drawn by ``draw`` first), sent at the same
     moment in random order across targets. Each request is taken from its target's budget and, with a
-    ``ledger``, from its limit (see :class:`ProbeTarget`)."""
+    ``ledger``, from its limit (see :class:`ProbeTarget`). Each window's and each burst's records go to
+    ``deliver`` as soon as it ends (the scorers need not wait for the slower bursts); all are returned."""
     round_id = round_id or f"{int(time.time() * 1000)}-{rng.randrange(1 << 32):08x}"
     records: list[ChallengeRecord] = []
     allowances = [_Allowance(t, ledger) for t in targets]
+
+    async def ended(part: list[ChallengeRecord]) -> None:
+        records.extend(part)
+        if deliver is not None and part:
+            await deliver(part)
+
     for task in WINDOWED_TASKS:
         mine = [a for a in allowances if a.target.task == task]
         if mine:
-            records += await _window(miners, mine, lambda t, asked: _request(t, rng, asked, pool), rng,
-                                     _Round(round_id, time.perf_counter(), window), max_tokens)
+            await ended(await _window(miners, mine, lambda t, asked: _request(t, rng, asked, pool), rng,
+                                      _Round(round_id, time.perf_counter(), window), max_tokens))
     for task in sorted({t.task for t in targets} - set(WINDOWED_TASKS)):
         mine = [a for a in allowances if a.target.task == task]
         drawn = await _drawn(mine, draw) if draw is not None else []
         rng.shuffle(drawn)
         round_ = _Round(round_id, time.perf_counter())
-        records += await asyncio.gather(*(_probe_task(miners, t, c, round_) for t, c in drawn))
+        await ended(list(await asyncio.gather(*(_probe_task(miners, t, c, round_) for t, c in drawn))))
     return records
 
 
@@ -473,7 +484,7 @@ async def _used(ctx: ProbeContext, hotkey: str, window_seconds: int) -> tuple[in
 async def probe_once(ctx: ProbeContext, miners: MinerClient, *, task_shares: dict[str, float] | None = None,
                      ) -> list[ChallengeRecord]:
     """Read every served miner's terms (recorded as observations), probe them all in one round and put the
-    answers on the scorers' stream. Returns the round's records."""
+    answers on the scorers' stream (each window's and burst's as it ends). Returns the round's records."""
     me = ctx.keypair.ss58_address
     metagraph = await ctx.chain.get_metagraph(ctx.netuid)
     neurons = [n for n in metagraph.neurons if n.hotkey != me and n.axon is not None and n.axon.is_served]
@@ -490,11 +501,12 @@ async def probe_once(ctx: ProbeContext, miners: MinerClient, *, task_shares: dic
         tools = ChallengeTools(rng=ctx.rng, model=target.model, engine=ctx.reference)
         return await draw_challenge(target.task, tools)
 
+    async def deliver(part: Sequence[ChallengeRecord]) -> None:
+        await ctx.pipeline.add_answers(list(part))
+
     records = await probe_round(miners, targets, ctx.rng, max_tokens=ctx.settings.probe_max_tokens,
                                 window=ctx.settings.probe_window, pool=ctx.prompt_pool, draw=draw,
-                                ledger=ctx.ledger)
-    for record in records:
-        await ctx.pipeline.add_answer(record)
+                                ledger=ctx.ledger, deliver=deliver)
     log_event(log, "probe round", miners=len(readable), requests=len(records),
               failures=sum(1 for r in records if r.observation.outcome != "ok"))
     return records
