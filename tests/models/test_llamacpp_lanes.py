@@ -1,9 +1,12 @@
 """The embedded engine's slots under load, on the real SmolLM2: embeddings wait in a lane of their own (never
-holding a generation's slot), and a stream its reader closes stops generating."""
+holding a generation's slot), a context that embeds never aborts, and a stream its reader closes stops
+generating."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -49,6 +52,28 @@ async def test_embeddings_waiting_their_turn_leave_the_generation_slots_free(eng
         await chat()
     await asyncio.gather(*embeddings)
     assert done[0] == "chat answering", done
+
+
+def test_an_engine_embedding_beside_three_generation_slots_does_not_abort(tmp_path: Path) -> None:
+    """llama.cpp aborts the process at the first embeddings request when its slots are not a power of two
+    (3 here): the engine gives it 4, so a miner with max_concurrency 3 embeds. In a child process, since an
+    abort would end this one."""
+    script = f"""
+import asyncio
+from pathlib import Path
+from veilnet.models.llamacpp import LlamaCppEngine
+
+async def main():
+    async with LlamaCppEngine([{SMOL!r}], cache_dir=Path({str(tmp_path)!r}), concurrency=3,
+                              embedding_models=[{SMOL!r}]) as engine:
+        answer = await engine.embeddings({{"model": {SMOL!r}, "input": ["hello", "a lighthouse"]}})
+        print(len(answer["data"]), len(answer["data"][0]["embedding"]))
+
+asyncio.run(main())
+"""
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert child.stdout.split() == ["2", "576"]
 
 
 async def test_a_stream_closed_early_stops_generating_and_frees_its_slot(tmp_path: Path) -> None:

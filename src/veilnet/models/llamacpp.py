@@ -247,8 +247,12 @@ class LlamaCppEngine:
 
         params = xllamacpp.CommonParams()
         params.model.path = str(model_path(name, self._cache_dir))
-        params.n_ctx = self._context * self._concurrency
-        params.n_parallel = self._concurrency
+        # a context that embeds gets a power of two of llama.cpp slots (the generations' admission still
+        # holds them to ``concurrency``): with 3, 5, 6, 7 or 12, llama.cpp aborts the whole process at the
+        # first embeddings request (GGML_ASSERT in ggml_can_mul_mat; xllamacpp 2026.10, any context length)
+        slots = 1 << (self._concurrency - 1).bit_length() if embeddings else self._concurrency
+        params.n_ctx = self._context * slots
+        params.n_parallel = slots
         params.cpuparams.n_threads = self._threads
         params.cpuparams_batch.n_threads = self._threads
         params.warmup = False
