@@ -379,7 +379,7 @@ class LlamaCppEngine:
                                                                          choice.get("finish_reason"))
         return result
 
-    def chat_stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    def chat_stream(self, request: dict[str, Any]) -> Chunks:
         name, server = self._server(request)
         return _each_choice(_choices(request), lambda part: self._chat_stream_one(server, name, part))
 
@@ -402,7 +402,7 @@ class LlamaCppEngine:
         parts = _choices(request)
         return _merged(await asyncio.gather(*(self._call(server.handle_completions, name, p) for p in parts)))
 
-    def completion_stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    def completion_stream(self, request: dict[str, Any]) -> Chunks:
         name, server = self._server(request)
         return _each_choice(_choices(request), lambda part: self._stream(server.handle_completions, name, part))
 
