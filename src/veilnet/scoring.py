@@ -5,8 +5,7 @@ with :func:`update_scores`; :func:`weights_from_scores` turns the states into no
 
 - **Credit is measured throughput times service.** Per task, a miner's credit is the throughput the
   validator *measured* in probe rounds (every miner kept busy through the same window, what it delivered
-  inside it over the window; or, for a burst, its units over the time to its last answer; an answer counting
-  for what it delivered, never for what it claimed beyond what was asked) times ``service ** sharpen``.
+  inside it over the window; an answer counting for what it delivered, never for what it claimed beyond what was asked) times ``service ** sharpen``.
   Hotkeys in front of one backend are probed together and split its throughput, so splitting earns nothing;
   advertising capacity earns nothing unless it is served.
 - **Service** = quality^2 x reliability^2 x speed^0.5 x price^0.5 (exponents in :class:`ScoreParams`):
@@ -33,7 +32,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
@@ -50,6 +49,7 @@ __all__ = [
     "TaskScore",
     "TempoComponents",
     "observe_verdict",
+    "round_rate",
     "tempo_components",
     "tempo_shares",
     "tempo_task_shares",
@@ -230,12 +230,12 @@ def _relative(better: float, worse: float) -> float:
     return 0.5 if total <= 0 else better / total
 
 
-def _round_rate(members: list[Observation]) -> float:
+def round_rate(members: Sequence[Observation]) -> float:
     """Units per second one miner delivered in one probe round. A windowed round (``window_ms``): the units
     it delivered inside the window (each answer's ``in_window`` share) over the window, the same span for
     every miner, so hotkeys sharing a backend cannot together deliver more in it than the backend, however
-    it orders their requests. A burst (no window): its answers' units over the time from the burst to its
-    last answer. Refused or failed requests deliver nothing; a failed verification nothing."""
+    it orders their requests. A round recorded without a window: its answers' units over the time from its start
+    to the last answer (which rewards that order: docs/scoring.md). Refused or failed requests deliver nothing; a failed verification nothing."""
     window = max((o.window_ms or 0.0) for o in members)
     kept = [o for o in members if o.outcome == "ok" and o.verified is not False]
     if window > 0:
@@ -246,34 +246,16 @@ def _round_rate(members: list[Observation]) -> float:
 
 
 def _throughputs(rows: list[Observation]) -> dict[str, float]:
-    """Task -> mean over the tempo's probe rounds of this miner's rate in the round (:func:`_round_rate`)."""
+    """Task -> mean over the tempo's probe rounds of this miner's rate in the round (:func:`round_rate`); a task
+    no probe round reached this tempo has none (the score state keeps the last measured one)."""
     rounds: dict[tuple[str, str], list[Observation]] = defaultdict(list)
     for o in rows:
         if o.category == "probe" and o.probe is not None:
             rounds[(o.task, o.probe)].append(o)
     per_task: dict[str, list[float]] = defaultdict(list)
     for (task, _), members in rounds.items():
-        per_task[task].append(_round_rate(members))
-    measured = {task: statistics.fmean(values) for task, values in per_task.items()}
-    # another task no probe round reached this tempo: units per second of the challenges answered
-    for task, values in _challenge_rates(rows).items():
-        if task not in PROBE_ONLY_TASKS:
-            measured.setdefault(task, statistics.median(values))
-    return measured
-
-
-#: Tasks whose throughput only probe rounds measure. Probe rounds hit every miner at once with every task's
-#: requests, so hotkeys sharing a backend split it; in a tempo without a probe round of theirs, other tasks
-#: are credited by their challenges' units per second, which such hotkeys do not split (docs/scoring.md).
-PROBE_ONLY_TASKS = frozenset({"chat", "embeddings"})
-
-
-def _challenge_rates(rows: list[Observation]) -> dict[str, list[float]]:
-    rates: dict[str, list[float]] = defaultdict(list)
-    for o in rows:
-        if o.category == "challenge" and o.outcome == "ok" and o.verified is not False and o.elapsed_ms:
-            rates[o.task].append(max(0, o.units) / (o.elapsed_ms / 1000))
-    return rates
+        per_task[task].append(round_rate(members))
+    return {task: statistics.fmean(values) for task, values in per_task.items()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -152,11 +152,13 @@ class ValidatorSettings(_Section):
     # probe rounds (docs/scoring.md): about every probe_interval seconds every served miner kept busy through
     # the same probe_window seconds by up to probe_concurrency workers (at most what it advertises and this
     # validator's quota) sending requests back to back, each asking for at most probe_max_tokens tokens (what
-    # the miner streams in a quarter of the window)
+    # the miner streams in a quarter of the window); every other task's window is fed from challenges drawn
+    # before it, at most probe_pool_max per miner (twice what the miner delivered in its last window)
     probe_interval: float = Field(default=300.0, gt=0)
     probe_window: float = Field(default=10.0, gt=0, le=120)
     probe_concurrency: int = Field(default=8, ge=1)
     probe_max_tokens: int = Field(default=128, ge=1, le=1024)
+    probe_pool_max: int = Field(default=32, ge=1)
     # each task's share of the miners' credit (a task nobody else serves takes at most its share)
     task_shares: dict[str, NonNegativeFloat] = Field(default_factory=lambda: {"chat": 0.75, "embeddings": 0.25})
     # the installed tasks this validator challenges and verifies, besides chat and embeddings (None: every

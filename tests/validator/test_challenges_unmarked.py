@@ -195,7 +195,10 @@ async def test_a_miner_cannot_tell_challenges_from_organic_requests(redis_client
             gateway_for(net, tmp_path) as (url, secret):
         assert await apps(url, secret, 8.0, 2.0, rng) > 0  # organic traffic the challenger can imitate
         recorder.on = True
-        ctx = net.context(settings=ValidatorSettings(reference_models=[MODEL], challenges_per_window=720))
+        # a small probe round beside the challenges (it spends the same synthetic share: a default round's 8
+        # workers through two 10 s windows left 121 to 309 challenges in 25 s, depending on the machine's load)
+        ctx = net.context(settings=ValidatorSettings(reference_models=[MODEL], challenges_per_window=720,
+                                                     probe_concurrency=2, probe_window=2.0))
         challenger = asyncio.create_task(run_challenger(ctx, round_interval=0.2))
         try:
             answered = await apps(url, secret, 12.0, 25.0, rng)

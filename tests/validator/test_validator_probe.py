@@ -1,7 +1,7 @@
 """Probe rounds over real HTTP: real miner apps (Epistula, quotas in real Redis) in front of loopback
 backends that serve a fixed amount of work per second shared by every request in flight, as a saturated
-inference server does. Two hotkeys in front of one backend measure half its throughput each, for chat and for
-a task served by its own engine (OCR); a miner advertising more concurrency than its backend admits is
+inference server does. Two hotkeys in front of one backend measure half its throughput each, and three it serves
+in turn together what it does, for chat and for a task served by its own engine (OCR); a miner advertising more concurrency than its backend admits is
 measured refusing; a miner whose terms cannot be read gets one reliability failure; what the round records
 reaches the scorers' stream."""
 
@@ -39,7 +39,7 @@ from veilnet.tasks.interface import ServedTask
 from veilnet.tasks.ocr import OCR_MODEL, OcrAnswer, OcrRequest, ocr_answer
 from veilnet.tasks.registry import task_named
 from veilnet.validator.asking import terms_failure
-from veilnet.validator.probe import plan_probes, probe_once
+from veilnet.validator.probe import ProbePaces, plan_probes, probe_once
 from veilnet.validator.service import ValidatorContext
 
 VALIDATOR = Keypair.create_from_uri("//ProbingValidator")
@@ -162,17 +162,18 @@ async def market(redis: aioredis.Redis, unused_url: str) -> AsyncIterator[Metagr
 
 
 async def probe_and_collect(redis: aioredis.Redis, graph: Metagraph, http: aiohttp.ClientSession,
-                            settings: ValidatorSettings) -> list[Observation]:
-    """One probe round; returns the observations it left (terms) and the probe answers' observations, as
-    the scorers read them from the answers stream (unverified: no reference model here)."""
+                            settings: ValidatorSettings, paces: ProbePaces | None = None) -> list[Observation]:
+    """One probe round (``paces``: the prober's memory of earlier rounds); returns the observations it left
+    (terms) and the probe answers' observations, as the scorers read them from the answers stream (unverified:
+    no reference model here)."""
     pipeline = ValidatorPipeline(redis, VALIDATOR.ss58_address, 1, consumer="probe-test")
     ctx = ValidatorContext(keypair=VALIDATOR, chain=StaticChain(graph), netuid=1, reference=None,  # type: ignore[arg-type]
                            http=http, scores=ScoreStore(redis, VALIDATOR.ss58_address, 1), settings=settings,
                            pipeline=pipeline, rng=random.Random(5))
     async with RelayClient() as relay:
-        records = await probe_once(ctx, MinerClient(VALIDATOR, relay))
+        records = await probe_once(ctx, MinerClient(VALIDATOR, relay), paces=paces)
     observations, _ = await pipeline.take_observations()
-    claimed = await pipeline.claim_answers(count=100, block_ms=100)
+    claimed = await pipeline.claim_answers(count=1000, block_ms=100)
     assert [r.observation for _, r in claimed] == [r.observation for r in records]
     return observations + [r.observation for _, r in claimed]
 
@@ -269,11 +270,14 @@ async def test_hotkeys_served_in_turn_measure_no_more_than_their_backend(redis_c
 
 class PacedReader:
     """An OCR backend reading ``rate`` images per second in all, the images in flight sharing it (each read
-    in ten slices, requests taking turns slice by slice, as a batching engine shares itself)."""
+    in ten slices, requests taking turns slice by slice, as a batching engine shares itself; with ``turns``
+    shared by several readers, one backend behind several hotkeys, ``rank`` being this one's place in turn)."""
 
-    def __init__(self, rate: float, peek: Callable[[], Awaitable[int]] | None = None) -> None:
+    def __init__(self, rate: float, peek: Callable[[], Awaitable[int]] | None = None, *,
+                 turns: Turns | None = None, rank: int = 0) -> None:
         self._rate = rate
-        self._turn = asyncio.Lock()
+        self._turns = turns or Turns()
+        self._rank = rank
         self._peek = peek  # read as each image arrives, kept in ``peeked``
         self.peeked: list[int] = []
 
@@ -290,49 +294,93 @@ class PacedReader:
         if self._peek is not None:
             self.peeked.append(await self._peek())
         for _ in range(10):
-            async with self._turn:
+            async with self._turns.turn(self._rank):
                 await asyncio.sleep(0.1 / self._rate)
         return ocr_answer("chatcmpl-paced", 1, request.model, "some text")
 
 
-async def test_a_probe_round_bursts_every_offered_task_so_sybils_split_its_backend_too(
-        redis_client: aioredis.Redis) -> None:
-    """OCR (a task served by its own engine, credited per image) in the same round, after the chat window:
-    solo reads on backend A, sybil1 and sybil2 on backend B; each is sent its advertised concurrency of the
-    task's own challenges at the same moment, so the two hotkeys measure half of B each and together what solo
-    measures. The chat window's answers are on the scorers' stream before the burst begins."""
+@contextlib.asynccontextmanager
+async def ocr_market(redis: aioredis.Redis, readers: dict[str, PacedReader]) -> AsyncIterator[Metagraph]:
+    """A miner per reader (name: hotkey //Probe{name}), each advertising 4 concurrent requests, its chat served
+    by one shared paced backend."""
     validators = (neuron(0, VALIDATOR, 1000, True),)
-    answers = ValidatorPipeline(redis_client, VALIDATOR.ss58_address, 1).answers
-    readers = {"a": PacedReader(IMAGES_PER_SECOND, peek=lambda: redis_client.xlen(answers)),
-               "b": PacedReader(IMAGES_PER_SECOND)}
     async with contextlib.AsyncExitStack() as stack:
         chat = await stack.enter_async_context(serve_asgi(paced_backend(RATE)))
         engine = await stack.enter_async_context(OpenAIUpstreamEngine(f"{chat}/v1", ["m"]))
         served: list[NeuronInfo] = []
-        for uid, (name, reader) in enumerate((("solo", "a"), ("sybil1", "b"), ("sybil2", "b")), 1):
-            ctx = MinerContext(keypair=KEYS[name], engine=engine, redis=redis_client,
+        for uid, (name, reader) in enumerate(readers.items(), 1):
+            key = KEYS.get(name) or Keypair.create_from_uri(f"//Probe{name}")
+            ctx = MinerContext(keypair=key, engine=engine, redis=redis,
                                metagraph=MetagraphHolder(Metagraph(1, 0, validators)),
                                settings=MinerSettings(max_concurrency=4), epistula=EpistulaSettings(),
-                               tasks={"ocr": ServedTask(task_named("ocr"), readers[reader])})
+                               tasks={"ocr": ServedTask(task_named("ocr"), reader)})
             url = await stack.enter_async_context(serve_asgi(create_miner_app(ctx), lifespan="off"))
-            served.append(served_neuron(uid, KEYS[name], url))
-        graph = Metagraph(1, 0, (*validators, *served))
-        settings = ValidatorSettings(reference_models=["m"], probe_concurrency=8, probe_window=WINDOW,
-                                     probe_max_tokens=LENGTH, tasks=["chat", "ocr"])
-        http = await stack.enter_async_context(aiohttp.ClientSession())
-        observations = await probe_and_collect(redis_client, graph, http, settings)
-    chat = [o for o in observations if o.kind == "probe" and o.task == "chat"]
-    assert len(chat) >= 3 * 4 and readers["a"].peeked[0] == len(chat)
-    probes = {name: [o for o in observations if o.miner == KEYS[name].ss58_address and o.kind == "probe"
-                     and o.task == "ocr"] for name in ("solo", "sybil1", "sybil2")}
-    assert {name: len(rows) for name, rows in probes.items()} == {"solo": 4, "sybil1": 4, "sybil2": 4}
-    assert all(o.outcome == "ok" and o.units == 1 for rows in probes.values() for o in rows)
-    assert len({o.probe for o in chat} | {o.probe for rows in probes.values() for o in rows}) == 1
+            served.append(served_neuron(uid, key, url))
+        yield Metagraph(1, 0, (*validators, *served))
 
-    parts = tempo_components(observations, ScoreParams())
-    throughput = {name: parts[KEYS[name].ss58_address].tasks["ocr"].throughput or 0.0 for name in probes}
-    assert 0.5 * IMAGES_PER_SECOND < throughput["solo"] <= 1.05 * IMAGES_PER_SECOND
-    assert throughput["sybil1"] + throughput["sybil2"] == pytest.approx(throughput["solo"], rel=0.15)
+
+OCR_SETTINGS = ValidatorSettings(reference_models=["m"], probe_concurrency=8, probe_window=WINDOW,
+                                 probe_max_tokens=LENGTH, tasks=["chat", "ocr"])
+
+
+def ocr_throughput(observations: list[Observation], graph: Metagraph) -> dict[int, float]:
+    """Uid -> the OCR images per second the round measured."""
+    parts = tempo_components([o for o in observations if o.task == "ocr"], ScoreParams())
+    return {n.uid: parts[n.hotkey].tasks["ocr"].throughput or 0.0 for n in graph.neurons if n.hotkey in parts}
+
+
+async def test_every_offered_task_gets_a_window_fed_from_drawn_challenges(redis_client: aioredis.Redis) -> None:
+    """OCR (a task served by its own engine, credited per image) gets a window of its own after the chat
+    window: solo reads on backend A, sybil1 and sybil2 on backend B, which shares itself between them, so the
+    two measure half of B each and together what solo measures. The first round draws two challenges per worker
+    and solo empties its pool before the window closes; the next round draws twice what it delivered. The chat
+    window's answers are on the scorers' stream before the OCR window begins."""
+    answers = ValidatorPipeline(redis_client, VALIDATOR.ss58_address, 1).answers
+    shared = PacedReader(IMAGES_PER_SECOND)
+    readers = {"solo": PacedReader(IMAGES_PER_SECOND, peek=lambda: redis_client.xlen(answers)),
+               "sybil1": shared, "sybil2": shared}
+    paces = ProbePaces()
+    async with ocr_market(redis_client, readers) as graph, aiohttp.ClientSession() as http:
+        rounds = [await probe_and_collect(redis_client, graph, http, OCR_SETTINGS, paces) for _ in range(2)]
+    hotkeys = {name: graph.neurons[uid].hotkey for uid, name in enumerate(readers, 1)}
+    first, second = ([o for o in observations if o.kind == "probe" and o.task == "ocr"] for observations in rounds)
+    chat = [o for o in rounds[0] if o.kind == "probe" and o.task == "chat"]
+    assert len(chat) >= 3 * 4 and readers["solo"].peeked[0] == len(chat)
+    assert {o.window_ms for o in first + second} == {WINDOW * 1000}
+    assert all(o.outcome == "ok" and o.units == 1 for o in first + second)
+    sent = [{name: sum(o.miner == hotkey for o in rows) for name, hotkey in hotkeys.items()} for rows in (first, second)]
+    # two challenges per worker, then twice the 8 images solo delivered inside the 2 s window (4 per second)
+    assert sent[0] == {"solo": 8, "sybil1": 8, "sybil2": 8}
+    assert sent[1]["solo"] > 8
+
+    for observations in rounds:
+        throughput = ocr_throughput(observations, graph)
+        solo, sybils = throughput[1], throughput[2] + throughput[3]
+        assert 0.5 * IMAGES_PER_SECOND < solo <= 1.05 * IMAGES_PER_SECOND
+        assert sybils == pytest.approx(solo, rel=0.15)
+
+
+async def test_hotkeys_served_in_turn_measure_no_more_than_their_backend_on_every_task(
+        redis_client: aioredis.Redis) -> None:
+    """Three hotkeys on one OCR reader serving them in turn (all of the first's images before any of the
+    second's): over the OCR window the three together measure what solo measures on a reader of its own. Read
+    to each hotkey's own last answer, the same answers would pay the order."""
+    turns = Turns(ranked=True)
+    readers = {"solo": PacedReader(IMAGES_PER_SECOND),
+               **{f"turn{rank}": PacedReader(IMAGES_PER_SECOND, turns=turns, rank=rank) for rank in range(3)}}
+    async with ocr_market(redis_client, readers) as graph, aiohttp.ClientSession() as http:
+        observations = await probe_and_collect(redis_client, graph, http, OCR_SETTINGS)
+    ocr = [o for o in observations if o.kind == "probe" and o.task == "ocr"]
+    assert all(o.outcome == "ok" for o in ocr)
+    throughput = ocr_throughput(ocr, graph)
+    sybils = throughput[2] + throughput[3] + throughput[4]
+    print(f"\nOCR in turn, over the window: {throughput}; the three together {sybils / throughput[1]:.2f}x solo")
+    assert 0.5 * IMAGES_PER_SECOND < throughput[1] <= 1.05 * IMAGES_PER_SECOND
+    assert sybils <= 1.05 * throughput[1]
+    assert throughput[2] > 0.7 * throughput[1]  # the first hotkey really was served first
+
+    read_to_last = ocr_throughput([replace(o, window_ms=None) for o in ocr], graph)
+    assert read_to_last[2] + read_to_last[3] + read_to_last[4] > 1.3 * read_to_last[1]
 
 
 def test_embeddings_are_probed_with_the_lane_a_miner_advertises() -> None:

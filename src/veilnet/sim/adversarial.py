@@ -11,11 +11,11 @@ whose epochs are :func:`veilnet.chain.epoch.run_epoch`. Per hotkey and tempo a v
 - **organic** answers the gateway routed to it (the gateway routes by advertised capacity and price, so a
   liar draws ``liar_draw`` times the traffic), a share ``organic_verify_rate`` of them verified; a miner
   that refuses organic work answers 429;
-- **one probe round**: for chat and embeddings, ``probe_requests`` workers keep every hotkey busy through the
-  same ``probe_window`` seconds, and each hotkey delivers its part of its backend's throughput in it (hotkeys
-  sharing one backend split it evenly, or, served in turn, the first takes it all); for the other tasks a
-  burst of ``probe_requests`` requests sent at once, each hotkey's part lasting until its last answer (shared
-  evenly: all end together; in turn: the first hotkey's end first). A share ``probe_verify_rate`` of probe
+- **one probe round**: ``probe_requests`` workers keep every hotkey busy through the same ``probe_window``
+  seconds, and each hotkey delivers its part of its backend's throughput in it (hotkeys sharing one backend
+  split it evenly, or, served in turn, the first takes it all); for tasks other than chat and embeddings the
+  validator's pools of drawn challenges are taken to have grown to what the miners deliver (two rounds or
+  more after the first, see :mod:`veilnet.validator.probe`). A share ``probe_verify_rate`` of probe
   answers is verified (recounted), the rest count what the miner claims.
 
 Miner strategies (:data:`STRATEGIES`): honest; empty, truncate, cache, substitute, inflate-usage (that
@@ -28,6 +28,7 @@ is a validator strategy: a validator that commits the largest honest validator's
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections.abc import Sequence
@@ -53,7 +54,6 @@ from veilnet.sim.driver import SimResult, ValidatorSpec, simulate
 from veilnet.sim.market import steady_market
 from veilnet.sim.metrics import dividend_ratio
 from veilnet.sim.validators import CopierValidator, ValidatorView
-from veilnet.validator.probe import WINDOWED_TASKS
 
 __all__ = [
     "COPIER",
@@ -134,7 +134,7 @@ class MarketConfig:
     organic: float = 4.0  # organic requests per hotkey per tempo (before routing; see docs/incentives.md)
     organic_verify_rate: float = 0.25
     probe_requests: int = 4
-    probe_window: float = 10.0  # seconds (chat and embeddings)
+    probe_window: float = 10.0  # seconds
     probe_verify_rate: float = 0.25
     liar_draw: float = 3.0
     throughput: float = 40.0  # an honest backend's units/s (chat tokens; images for image tasks: /10)
@@ -248,26 +248,29 @@ class World:
         behaviour = hotkey.strategy.challenge
         rate = float(self.throughput[hotkey.backend])
         shares, position = self.shares(index), self.position(index)
-        if config.task in WINDOWED_TASKS:  # each worker's part of what the hotkey delivers in the window
-            part = rate * (position == 1 if hotkey.strategy.in_turn else 1 / shares) * config.probe_window
-            units, seconds, window = part / config.probe_requests, config.probe_window, config.probe_window * 1000
-        else:  # a burst: the hotkey's requests end with its last answer
-            units = float(self.bench.probe_units)
-            seconds = config.probe_requests * units * (position if hotkey.strategy.in_turn else shares) / rate
-            window = None
+        # each worker's part of what the hotkey delivers in the window
+        part = rate * (position == 1 if hotkey.strategy.in_turn else 1 / shares) * config.probe_window
+        units, seconds, window = part / config.probe_requests, config.probe_window, config.probe_window * 1000
         out = []
         for _ in range(config.probe_requests):
             if rng.random() < config.probe_verify_rate:
                 verified = self._answered(miner, index, behaviour, "probe", rng)
-                delivered = units * _DELIVERS[behaviour] if verified.verified else 0.0
-                out.append(replace(verified, probe=round_id, units=round(delivered), elapsed_ms=1000 * seconds,
+                whole, share = _in_window(units * _DELIVERS[behaviour] if verified.verified else 0.0)
+                out.append(replace(verified, probe=round_id, units=whole, in_window=share, elapsed_ms=1000 * seconds,
                                    window_ms=window))
             else:
-                claimed = round(units * self._claim(behaviour))
+                whole, share = _in_window(units * self._claim(behaviour))
                 out.append(Observation(miner, "m", config.task, "ok", kind="probe", probe=round_id,
-                                       elapsed_ms=1000 * seconds, window_ms=window, units=claimed,
-                                       completion_tokens=claimed))
+                                       elapsed_ms=1000 * seconds, window_ms=window, units=whole, in_window=share,
+                                       completion_tokens=whole))
         return out
+
+
+def _in_window(units: float) -> tuple[int, float]:
+    """A worker's fractional part of a window as an answer's whole units and the share of them inside the window
+    (a few images a worker: rounding them would move a hotkey's measure by up to a sixth)."""
+    whole = math.ceil(units)
+    return whole, units / whole if whole else 1.0
 
 
 # what one answer of each behaviour delivers, and what its miner claims, as a multiple of an honest answer

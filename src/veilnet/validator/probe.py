@@ -17,8 +17,11 @@ refusal (429, 503, another status), a timeout or a broken connection is a failur
 :mod:`veilnet.scoring` divides what a miner delivered inside the window by the window, the same span for every
 miner: hotkeys in front of one backend together cannot deliver more in it than the backend does, whether it
 shares itself among them or serves them in turn. Every other task the miner offers (an installed task the
-validator scores) gets a burst of that task's own challenges, drawn by its generator, after the windows; a burst
-is read to each miner's last answer (docs/scoring.md says what that leaves open).
+validator scores) gets a window of its own after those, its workers fed from a pool of the task's challenges
+that its generator drew before the window (drawing them as they are sent would cost the validator too much: a
+picture for OCR, a generation for AI-content detection): twice the units the miner delivered in its last
+window (:class:`ProbePaces`; before one, two per worker), at most ``probe_pool_max``. A miner that empties its
+pool before the window closes reads as capped in that round and gets twice as many challenges in the next.
 
 Probe answers go to the scorers like challenge answers (same stream, same sampled verification), and every
 read of the terms becomes an observation of kind ``terms``: the price each offered model charges, or one
@@ -56,7 +59,7 @@ from veilnet.protocol.epistula import verify_response, verify_stream
 from veilnet.protocol.openai import ChatCompletionRequest, EmbeddingRequest
 from veilnet.quotas import quota_for, synthetic_budget, validator_stakes
 from veilnet.relay import MinerClient, MinerDeadlines, RelayClient, RelayError, RelayResponse
-from veilnet.scoring import Observation, Outcome
+from veilnet.scoring import Observation, Outcome, round_rate
 from veilnet.settings import ValidatorSettings
 from veilnet.store.organic import RequestCounter
 from veilnet.store.validator_pipeline import ChallengeRecord, ValidatorPipeline
@@ -68,8 +71,9 @@ from veilnet.validator.asking import draw_challenge, send_challenge
 from veilnet.validator.pacing import SentLedger, window_start
 
 __all__ = [
-    "WINDOWED_TASKS",
+    "BUILT_TASKS",
     "ProbeContext",
+    "ProbePaces",
     "ProbeTarget",
     "blended_price",
     "plan_probes",
@@ -82,9 +86,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Tasks whose probe rounds are windows; the others' (their challenges cost the validator too much to draw
-#: at a miner's pace) are bursts.
-WINDOWED_TASKS = ("chat", "embeddings")
+#: Tasks whose probe requests the validator builds as it sends them (a prompt, a few texts); every other task's
+#: window is fed from challenges its generator drew before the window (they cost too much to draw as sent).
+BUILT_TASKS = ("chat", "embeddings")
 
 
 class ProbeContext(Protocol):
@@ -107,10 +111,9 @@ class ProbeContext(Protocol):
 
 @dataclass(frozen=True)
 class ProbeTarget:
-    """``requests`` concurrent requests of ``task`` for ``model`` to ``neuron`` in one round, at most ``budget``
-    in all (chat and embeddings: their workers send back to back through the window; other tasks: one burst);
-    a request larger than ``max_body_bytes``, which the miner would refuse, is not sent. ``limit``: the
-    synthetic requests this validator may send the miner in a quota window of ``window_seconds`` (its share of
+    """``requests`` workers sending ``task`` requests for ``model`` to ``neuron`` back to back through a round's
+    window, at most ``budget`` in all; a request larger than ``max_body_bytes``, which the miner would refuse,
+    is not sent. ``limit``: the synthetic requests this validator may send the miner in a quota window of ``window_seconds`` (its share of
     the quota, after organic traffic), which the round takes from together with the challenger."""
 
     neuron: NeuronInfo
@@ -224,11 +227,12 @@ def _delivered(request: ChatCompletionRequest | EmbeddingRequest, answer: dict[s
 
 @dataclass(frozen=True)
 class _Round:
-    """A round's id, its clock (perf_counter when it began) and its window in seconds (None: a burst)."""
+    """One window of a round: the round's id, the window's clock (perf_counter when it began) and its length in
+    seconds."""
 
     id: str
     start: float
-    window: float | None = None
+    window: float
 
     @property
     def open(self) -> bool:
@@ -236,19 +240,17 @@ class _Round:
 
     @property
     def left(self) -> float:
-        """Seconds left of the window (0 for a burst)."""
-        return max(0.0, self.start + self.window - time.perf_counter()) if self.window is not None else 0.0
+        """Seconds left of the window."""
+        return max(0.0, self.start + self.window - time.perf_counter())
 
     def observed(self, observation: Observation, arrivals: Sequence[tuple[float, int]] = (),
                  body: bytes = b"") -> Observation:
-        """``observation`` as one of this round's: kind probe, elapsed from the round's start to the answer's
-        last byte (``arrivals``: when each block came, as (perf_counter, bytes so far); none: now), and in a
-        windowed round the window and the share of the answer inside it (a stream, ``body`` given: its content
-        bytes that had come when the window closed; a whole answer: all when it ended inside, else none)."""
+        """``observation`` as one of this round's: kind probe, elapsed from the window's start to the answer's
+        last byte (``arrivals``: when each block came, as (perf_counter, bytes so far); none: now), the window
+        and the share of the answer inside it (a stream, ``body`` given: its content bytes that had come when
+        the window closed; a whole answer: all when it ended inside, else none)."""
         ended = arrivals[-1][0] if arrivals else time.perf_counter()
         observed = replace(observation, kind="probe", probe=self.id, elapsed_ms=(ended - self.start) * 1000)
-        if self.window is None:
-            return observed
         closes = self.start + self.window
         if ended <= closes:
             share = 1.0
@@ -370,38 +372,80 @@ class _Lengths:
 Build = Callable[[ProbeTarget, int], ChatCompletionRequest | EmbeddingRequest]
 
 
-async def _worker(miners: MinerClient, target: ProbeTarget, build: Build, round_: _Round,
-                  allowance: _Allowance, lengths: _Lengths) -> list[ChallengeRecord]:
-    """One of a target's workers: requests back to back while the window is open and the budget lasts, each
-    as long as ``lengths`` says; after a refused or failed request it tries again an eighth of the window later
-    (a slot the miner advertised but does not have fails in proportion to the time it is missing)."""
-    assert round_.window is not None
-    records = []
-    while round_.open and allowance.take():
+class _Source(Protocol):
+    """Where a target's workers get their next request in a window."""
+
+    target: ProbeTarget
+
+    def ready(self) -> bool:
+        """Whether there is a next request."""
+
+    async def send(self, round_: _Round) -> ChallengeRecord:
+        """Send the next request and record its answer as one of the round's."""
+
+
+@dataclass
+class _Built:
+    """A chat or embeddings target's requests, built as they are sent, each as long as ``lengths`` says."""
+
+    miners: MinerClient
+    target: ProbeTarget
+    build: Build
+    lengths: _Lengths
+
+    def ready(self) -> bool:
+        return True
+
+    async def send(self, round_: _Round) -> ChallengeRecord:
         sent = time.perf_counter()
-        record = await _probe_one(miners, target, build(target, lengths.ask(round_.left, round_.window)), round_)
+        request = self.build(self.target, self.lengths.ask(round_.left, round_.window))
+        record = await _probe_one(self.miners, self.target, request, round_)
+        if record.observation.outcome == "ok" and record.observation.units:
+            self.lengths.ran(record.observation.units, time.perf_counter() - sent)
+        return record
+
+
+@dataclass
+class _Drawn:
+    """Another task's target: the challenges drawn for it before the window, sent until none is left."""
+
+    miners: MinerClient
+    target: ProbeTarget
+    challenges: list[Challenge[Any]]
+
+    def ready(self) -> bool:
+        return bool(self.challenges)
+
+    async def send(self, round_: _Round) -> ChallengeRecord:
+        return await _probe_task(self.miners, self.target, self.challenges.pop(), round_)
+
+
+async def _worker(source: _Source, allowance: _Allowance, round_: _Round) -> list[ChallengeRecord]:
+    """One of a target's workers: requests back to back while the window is open, the source has one and the
+    budget lasts; after a refused or failed request it tries again an eighth of the window later (a slot the
+    miner advertised but does not have fails in proportion to the time it is missing)."""
+    records = []
+    while round_.open and source.ready() and allowance.take():
+        record = await source.send(round_)
         records.append(record)
         if record.observation.outcome != "ok":
             await asyncio.sleep(round_.window / 8)
-        elif record.observation.units:
-            lengths.ran(record.observation.units, time.perf_counter() - sent)
     return records
 
 
-async def _window(miners: MinerClient, allowances: Sequence[_Allowance], build: Build, rng: random.Random,
-                  round_: _Round, most: int) -> list[ChallengeRecord]:
-    """Every target kept busy through the round's window, its workers started in random order across targets
-    (a backend serving in arrival order favours none); a target's requests ask for at most ``most`` tokens."""
-    paced = [(a, _Lengths(most)) for a in allowances]
-    workers = [(a, lengths) for a, lengths in paced for _ in range(a.target.requests)]
+async def _window(sources: Sequence[tuple[_Source, _Allowance]], rng: random.Random,
+                  round_: _Round) -> list[ChallengeRecord]:
+    """Every target kept busy through the round's window by as many workers as its ``requests``, the workers
+    started in random order across targets (a backend serving in arrival order favours none)."""
+    workers = [(source, allowance) for source, allowance in sources for _ in range(source.target.requests)]
     rng.shuffle(workers)
-    done = await asyncio.gather(*(_worker(miners, a.target, build, round_, a, lengths) for a, lengths in workers))
+    done = await asyncio.gather(*(_worker(source, allowance, round_) for source, allowance in workers))
     return [record for records in done for record in records]
 
 
 async def _probe_task(miners: MinerClient, target: ProbeTarget, challenge: Challenge[Any],
                       round_: _Round) -> ChallengeRecord:
-    """One challenge of another task in the burst, sent as the challenger sends it, recorded as a probe."""
+    """One challenge of another task in its window, sent as the challenger sends it, recorded as a probe."""
     kind = task_named(target.task)
     record = await send_challenge(miners, target.neuron, challenge.request, task=target.task, path=kind.miner_path,
                                   units=kind.units(challenge.request), truth=challenge.truth)
@@ -411,19 +455,48 @@ async def _probe_task(miners: MinerClient, target: ProbeTarget, challenge: Chall
 Draw = Callable[[ProbeTarget], Awaitable["Challenge[Any] | None"]]
 
 
-async def _drawn(allowances: Sequence[_Allowance], draw: Draw) -> list[tuple[ProbeTarget, Challenge[Any]]]:
-    """The challenges for these targets' bursts, those the miner would refuse as too large left out."""
-    out = []
-    for allowance in allowances:
-        target = allowance.target
-        for _ in range(target.requests):
-            challenge = await draw(target)
-            if challenge is None:
-                continue
-            size = len(challenge.request.model_dump_json(exclude_unset=True).encode())
-            if (target.max_body_bytes is None or size <= target.max_body_bytes) and allowance.take():
-                out.append((target, challenge))
-    return out
+@dataclass
+class ProbePaces:
+    """Units per second each miner delivered of each drawn task (every task but chat and embeddings) in its
+    last window, by (hotkey, task): the prober's memory across rounds, which sizes the next pools."""
+
+    rates: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def record(self, part: Sequence[ChallengeRecord]) -> None:
+        members: dict[tuple[str, str], list[Observation]] = {}
+        for record in part:
+            members.setdefault((record.observation.miner, record.observation.task), []).append(record.observation)
+        self.rates.update({key: round_rate(rows) for key, rows in members.items()})
+
+    def goal(self, target: ProbeTarget, window: float) -> float | None:
+        """The units to draw for ``target``'s next window: twice what it delivered in its last one, so a miner
+        that ran out of challenges before the window closed gets twice as many next time (None: not measured
+        yet)."""
+        rate = self.rates.get((target.neuron.hotkey, target.task))
+        return None if rate is None else 2 * rate * window
+
+
+async def _pool(allowance: _Allowance, draw: Draw, goal: float | None, most: int) -> list[Challenge[Any]]:
+    """The challenges drawn for a target's window: ``goal`` units' worth and one per worker at least (``goal``
+    None: two per worker), at most ``most`` and what is left of the target's budget; those the miner would
+    refuse as too large are left out. Drawing stops at the first challenge the generator cannot draw."""
+    target = allowance.target
+    cap = min(most, allowance.left)
+    least = min(cap, target.requests if goal is not None else 2 * target.requests)
+    kind = task_named(target.task)
+    pool: list[Challenge[Any]] = []
+    units = 0.0
+    for _ in range(cap):
+        if len(pool) >= least and units >= (goal or 0.0):
+            break
+        challenge = await draw(target)
+        if challenge is None:
+            break
+        size = len(challenge.request.model_dump_json(exclude_unset=True).encode())
+        if target.max_body_bytes is None or size <= target.max_body_bytes:
+            pool.append(challenge)
+            units += kind.units(challenge.request)
+    return pool
 
 
 Deliver = Callable[[Sequence[ChallengeRecord]], Awaitable[None]]
@@ -431,14 +504,16 @@ Deliver = Callable[[Sequence[ChallengeRecord]], Awaitable[None]]
 
 async def probe_round(miners: MinerClient, targets: Sequence[ProbeTarget], rng: random.Random, *,
                       max_tokens: int, window: float, pool: PromptPool | None = None, round_id: str | None = None,
-                      draw: Draw | None = None, ledger: SentLedger | None = None,
-                      deliver: Deliver | None = None) -> list[ChallengeRecord]:
-    """One round: a ``window``-second window for chat, then one for embeddings (every target kept busy through
-    it), then per other task a burst of every target's challenges (drawn by ``draw`` first), sent at the same
-    moment in random order across targets. Each request is taken from its target's budget and, with a
-    ``ledger``, from its limit (see :class:`ProbeTarget`). Each window's and each burst's records go to
-    ``deliver`` as soon as it ends (the scorers need not wait for the slower bursts); all are returned."""
+                      draw: Draw | None = None, ledger: SentLedger | None = None, deliver: Deliver | None = None,
+                      paces: ProbePaces | None = None, pool_max: int = 32) -> list[ChallengeRecord]:
+    """One round: a ``window``-second window for chat, then one for embeddings, then one per other task (in
+    name order), every target kept busy through each. Another task's targets are fed from pools drawn by
+    ``draw`` before its window (sized by ``paces``, at most ``pool_max`` each; the window's rates are then
+    recorded in ``paces``). Each request is taken from its target's budget and, with a ``ledger``, from its
+    limit (see :class:`ProbeTarget`). Each window's records go to ``deliver`` as soon as it ends (the scorers
+    need not wait for the round); all are returned."""
     round_id = round_id or f"{int(time.time() * 1000)}-{rng.randrange(1 << 32):08x}"
+    paces = paces if paces is not None else ProbePaces()
     records: list[ChallengeRecord] = []
     allowances = [_Allowance(t, ledger) for t in targets]
 
@@ -447,17 +522,24 @@ async def probe_round(miners: MinerClient, targets: Sequence[ProbeTarget], rng: 
         if deliver is not None and part:
             await deliver(part)
 
-    for task in WINDOWED_TASKS:
-        mine = [a for a in allowances if a.target.task == task]
-        if mine:
-            await ended(await _window(miners, mine, lambda t, asked: _request(t, rng, asked, pool), rng,
-                                      _Round(round_id, time.perf_counter(), window), max_tokens))
-    for task in sorted({t.task for t in targets} - set(WINDOWED_TASKS)):
-        mine = [a for a in allowances if a.target.task == task]
-        drawn = await _drawn(mine, draw) if draw is not None else []
-        rng.shuffle(drawn)
-        round_ = _Round(round_id, time.perf_counter())
-        await ended(list(await asyncio.gather(*(_probe_task(miners, t, c, round_) for t, c in drawn))))
+    def build(target: ProbeTarget, asked: int) -> ChatCompletionRequest | EmbeddingRequest:
+        return _request(target, rng, asked, pool)
+
+    for task in BUILT_TASKS:
+        built: list[tuple[_Source, _Allowance]] = [(_Built(miners, a.target, build, _Lengths(max_tokens)), a)
+                                                   for a in allowances if a.target.task == task]
+        if built:
+            await ended(await _window(built, rng, _Round(round_id, time.perf_counter(), window)))
+    if draw is None:
+        return records
+    for task in sorted({t.task for t in targets} - set(BUILT_TASKS)):
+        drawn: list[tuple[_Source, _Allowance]] = []
+        for allowance in (a for a in allowances if a.target.task == task):
+            challenges = await _pool(allowance, draw, paces.goal(allowance.target, window), pool_max)
+            drawn.append((_Drawn(miners, allowance.target, challenges), allowance))
+        part = await _window(drawn, rng, _Round(round_id, time.perf_counter(), window))
+        paces.record(part)
+        await ended(part)
     return records
 
 
@@ -482,9 +564,10 @@ async def _used(ctx: ProbeContext, hotkey: str, window_seconds: int) -> tuple[in
 
 
 async def probe_once(ctx: ProbeContext, miners: MinerClient, *, task_shares: dict[str, float] | None = None,
-                     ) -> list[ChallengeRecord]:
+                     paces: ProbePaces | None = None) -> list[ChallengeRecord]:
     """Read every served miner's terms (recorded as observations), probe them all in one round and put the
-    answers on the scorers' stream (each window's and burst's as it ends). Returns the round's records."""
+    answers on the scorers' stream (each window's as it ends). ``paces``: what the last rounds measured, which
+    sizes this round's pools of drawn challenges (and is updated). Returns the round's records."""
     me = ctx.keypair.ss58_address
     metagraph = await ctx.chain.get_metagraph(ctx.netuid)
     neurons = [n for n in metagraph.neurons if n.hotkey != me and n.axon is not None and n.axon.is_served]
@@ -506,7 +589,8 @@ async def probe_once(ctx: ProbeContext, miners: MinerClient, *, task_shares: dic
 
     records = await probe_round(miners, targets, ctx.rng, max_tokens=ctx.settings.probe_max_tokens,
                                 window=ctx.settings.probe_window, pool=ctx.prompt_pool, draw=draw,
-                                ledger=ctx.ledger, deliver=deliver)
+                                ledger=ctx.ledger, deliver=deliver, paces=paces,
+                                pool_max=ctx.settings.probe_pool_max)
     log_event(log, "probe round", miners=len(readable), requests=len(records),
               failures=sum(1 for r in records if r.observation.outcome != "ok"))
     return records
@@ -531,11 +615,12 @@ async def run_prober(ctx: ProbeContext, miners: MinerClient | None = None, *,
             timeout = ctx.request_timeout
             miners = MinerClient(ctx.keypair, relay, MinerDeadlines(total=timeout, first_byte=timeout, idle=timeout),
                                  on_send=counts.count if counts is not None else None)
+        paces = ProbePaces()
         while True:
             cancelling.raise_if_stopping()  # a cancellation lost inside the last round ends the prober here
             records: list[ChallengeRecord] = []
             try:
-                records = await probe_once(ctx, miners, task_shares=task_shares)
+                records = await probe_once(ctx, miners, task_shares=task_shares, paces=paces)
             except _SKIPPED as exc:
                 if cancelling.stopping():  # the failure came with a cancellation: the prober ends
                     raise asyncio.CancelledError from exc

@@ -6,6 +6,8 @@ RapidOCR reading of the same image (:func:`~veilnet.tasks.ocr.verify_ocr_organic
 
 from __future__ import annotations
 
+import asyncio
+import random
 from typing import ClassVar
 
 from pydantic import BaseModel, JsonValue
@@ -60,7 +62,9 @@ class OcrTask(Task[OcrRequest, OcrAnswer]):
         return ocr_units(request)
 
     async def challenge(self, tools: ChallengeTools) -> Challenge[OcrRequest]:
-        drawn = generate_ocr_challenge(tools.rng, model=tools.model)
+        # a picture takes ~0.1 s to draw: off the event loop, with a generator of its own seeded from the tools'
+        drawn = await asyncio.to_thread(generate_ocr_challenge, random.Random(tools.rng.getrandbits(64)),
+                                        model=tools.model)
         return Challenge(drawn.request, drawn.truth)
 
     async def verify(self, request: OcrRequest, truth: JsonValue, answer: object, tools: VerifyTools) -> Verdict:
