@@ -35,11 +35,11 @@ from veilnet.scoring import Observation, ScoreParams, tempo_components, update_s
 from veilnet.settings import EpistulaSettings, MinerSettings, ValidatorSettings
 from veilnet.store.scores import ScoreStore
 from veilnet.store.validator_pipeline import ValidatorPipeline
-from veilnet.tasks.interface import ServedTask
-from veilnet.tasks.ocr import OCR_MODEL, OcrAnswer, OcrRequest, ocr_answer
+from veilnet.tasks.interface import Challenge, ServedTask
+from veilnet.tasks.ocr import OCR_MODEL, OcrAnswer, OcrRequest, generate_ocr_challenge, ocr_answer
 from veilnet.tasks.registry import task_named
 from veilnet.validator.asking import terms_failure
-from veilnet.validator.probe import ProbePaces, plan_probes, probe_once
+from veilnet.validator.probe import ProbePaces, ProbeTarget, _pool, plan_probes, probe_once
 from veilnet.validator.service import ValidatorContext
 
 VALIDATOR = Keypair.create_from_uri("//ProbingValidator")
@@ -399,3 +399,37 @@ def test_embeddings_are_probed_with_the_lane_a_miner_advertises() -> None:
     workers = {(t.neuron.hotkey, t.task): t.requests for t in targets}
     assert workers == {(KEYS["solo"].ss58_address, "chat"): 4, (KEYS["solo"].ss58_address, "embeddings"): 1,
                        (KEYS["sybil1"].ss58_address, "chat"): 4, (KEYS["sybil1"].ss58_address, "embeddings"): 4}
+
+
+async def test_a_pool_holds_twice_what_the_miner_delivered_within_its_bounds() -> None:
+    """The pool for a drawn task's window: two challenges per worker before the miner was measured; then twice
+    the units it delivered in its last window, at least one per worker, at most the pool cap and what is left of
+    the budget; a challenge larger than the miner takes is left out; drawing stops when the generator fails."""
+    picture = generate_ocr_challenge(random.Random(3), model=OCR_MODEL)
+    challenge = Challenge(picture.request, picture.truth)
+    size = len(picture.request.model_dump_json(exclude_unset=True).encode())
+    target = ProbeTarget(served_neuron(1, KEYS["solo"], "http://127.0.0.1:9"), "ocr", OCR_MODEL, requests=4)
+    drawn: list[int] = []
+
+    async def draw(_: ProbeTarget) -> Challenge[Any] | None:
+        drawn.append(1)
+        return challenge
+
+    async def failing(_: ProbeTarget) -> Challenge[Any] | None:
+        drawn.append(1)
+        return None if len(drawn) > 2 else challenge
+
+    paces = ProbePaces()
+    assert paces.goal(target, 2.0) is None
+    assert len(await _pool(target, 100, draw, None, 32)) == 8  # two per worker
+    paces.rates[(target.neuron.hotkey, "ocr")] = 5.0  # images/s in its last window
+    assert paces.goal(target, 2.0) == 20.0
+    assert len(await _pool(target, 100, draw, 20.0, 32)) == 20
+    assert len(await _pool(target, 100, draw, 100.0, 32)) == 32  # the cap
+    assert len(await _pool(target, 12, draw, 100.0, 32)) == 12  # the budget left
+    assert len(await _pool(target, 100, draw, 0.0, 32)) == 4  # one per worker
+    too_small = replace(target, max_body_bytes=size - 1)
+    drawn.clear()
+    assert await _pool(too_small, 100, draw, None, 32) == [] and len(drawn) == 32  # tried up to the cap
+    drawn.clear()
+    assert len(await _pool(target, 100, failing, None, 32)) == 2 and len(drawn) == 3

@@ -476,12 +476,11 @@ class ProbePaces:
         return None if rate is None else 2 * rate * window
 
 
-async def _pool(allowance: _Allowance, draw: Draw, goal: float | None, most: int) -> list[Challenge[Any]]:
+async def _pool(target: ProbeTarget, left: int, draw: Draw, goal: float | None, most: int) -> list[Challenge[Any]]:
     """The challenges drawn for a target's window: ``goal`` units' worth and one per worker at least (``goal``
-    None: two per worker), at most ``most`` and what is left of the target's budget; those the miner would
-    refuse as too large are left out. Drawing stops at the first challenge the generator cannot draw."""
-    target = allowance.target
-    cap = min(most, allowance.left)
+    None: two per worker), at most ``most`` and ``left`` (what is left of the target's budget); those the miner
+    would refuse as too large are left out. Drawing stops at the first challenge the generator cannot draw."""
+    cap = min(most, left)
     least = min(cap, target.requests if goal is not None else 2 * target.requests)
     kind = task_named(target.task)
     pool: list[Challenge[Any]] = []
@@ -535,8 +534,9 @@ async def probe_round(miners: MinerClient, targets: Sequence[ProbeTarget], rng: 
     for task in sorted({t.task for t in targets} - set(BUILT_TASKS)):
         drawn: list[tuple[_Source, _Allowance]] = []
         for allowance in (a for a in allowances if a.target.task == task):
-            challenges = await _pool(allowance, draw, paces.goal(allowance.target, window), pool_max)
-            drawn.append((_Drawn(miners, allowance.target, challenges), allowance))
+            target = allowance.target
+            challenges = await _pool(target, allowance.left, draw, paces.goal(target, window), pool_max)
+            drawn.append((_Drawn(miners, target, challenges), allowance))
         part = await _window(drawn, rng, _Round(round_id, time.perf_counter(), window))
         paces.record(part)
         await ended(part)
