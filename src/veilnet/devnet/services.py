@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
 import time
 from pathlib import Path
@@ -194,6 +195,9 @@ class Launcher:
                 "VEILNET_WALLET__NAME": neuron.wallet,
                 "VEILNET_VALIDATOR__REFERENCE_MODELS": json.dumps(reference_models(self.runtime)),
                 "VEILNET_VALIDATOR__TASKS": json.dumps(validator_tasks(self.runtime)),
+                # every role shares this machine: pools of drawn challenges (docs/scoring.md) of at most 8 a
+                # miner keep a probe round's drawing (a generation each for AI-content detection) small
+                "VEILNET_VALIDATOR__PROBE_POOL_MAX": os.environ.get("VEILNET_VALIDATOR__PROBE_POOL_MAX", "8"),
             }
             if neuron.threads is not None:
                 env["VEILNET_LLAMACPP__THREADS"] = str(neuron.threads)
