@@ -331,8 +331,9 @@ def answered(key: Keypair, task: str, *, units: int, seconds: float, quality: fl
 
 
 def probed(key: Keypair, task: str, *, units: int, seconds: float) -> Observation:
+    """What a probe window of ``seconds`` measured: ``units`` delivered inside it."""
     return Observation(miner=key.ss58_address, model="m", task=task, outcome="ok", kind="probe", probe="r",
-                       units=units, elapsed_ms=seconds * 1000)
+                       units=units, elapsed_ms=seconds * 1000, window_ms=seconds * 1000)
 
 
 def two_tempos() -> dict[str, ScoreState]:
@@ -341,9 +342,11 @@ def two_tempos() -> dict[str, ScoreState]:
     served = [probed(BOTH, "chat", units=64, seconds=2), probed(CHAT_ONLY, "chat", units=32, seconds=2),
               probed(BOTH, "embeddings", units=8, seconds=1), answered(BOTH, "chat", units=32, seconds=1, quality=0.9),
               answered(CHAT_ONLY, "chat", units=32, seconds=2),
-              answered(BOTH, "ocr", units=1, seconds=0.5, quality=0.6),
+              probed(BOTH, "ocr", units=4, seconds=2), answered(BOTH, "ocr", units=1, seconds=0.5, quality=0.6),
+              probed(PLUGIN, "acme-translate", units=6, seconds=2),
               answered(PLUGIN, "acme-translate", units=3, seconds=1, quality=0.95)]
-    states = update_scores({}, [*served, answered(GONE, "ocr", units=1, seconds=1, quality=1.0)], tempo=1)
+    gone = [probed(GONE, "ocr", units=2, seconds=2), answered(GONE, "ocr", units=1, seconds=1, quality=1.0)]
+    states = update_scores({}, [*served, *gone], tempo=1)
     return update_scores(states, served, tempo=2)
 
 

@@ -13,8 +13,8 @@ from veilnet.store.scores import ScoreStore
 
 async def test_states_round_trip_through_redis(redis_client: aioredis.Redis) -> None:
     store = ScoreStore(redis_client, "validator", 7)
-    probe = [Observation(miner="a", model="m", task=task, outcome="ok", kind="probe", probe="r1", elapsed_ms=2000,
-                         units=64) for task in ("chat", "embeddings")]
+    probe = [Observation(miner="a", model="m", task=task, outcome="ok", kind="probe", probe="r1", window_ms=2000,
+                         units=units) for task, units in (("chat", 64), ("embeddings", 64), ("acme-translate", 6))]
     caught = Observation(miner="b", model="m", task="chat", outcome="ok", verified=False, quality=0.0)
     plugin = Observation(miner="a", model="p", task="acme-translate", outcome="ok", verified=True, quality=0.75,
                          elapsed_ms=1000, units=3)
