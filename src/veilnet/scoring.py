@@ -5,7 +5,8 @@ with :func:`update_scores`; :func:`weights_from_scores` turns the states into no
 
 - **Credit is measured throughput times service.** Per task, a miner's credit is the throughput the
   validator *measured* in probe rounds (every miner kept busy through the same window, what it delivered
-  inside it over the window; an answer counting for what it delivered, never for what it claimed beyond what was asked) times ``service ** sharpen``.
+  inside it over the window; an answer counting for what it delivered, never for what it claimed beyond what
+  was asked) times ``service ** sharpen``.
   Hotkeys in front of one backend are probed together and split its throughput, so splitting earns nothing;
   advertising capacity earns nothing unless it is served.
 - **Service** = quality^2 x reliability^2 x speed^0.5 x price^0.5 (exponents in :class:`ScoreParams`):
@@ -234,8 +235,9 @@ def round_rate(members: Sequence[Observation]) -> float:
     """Units per second one miner delivered in one probe round. A windowed round (``window_ms``): the units
     it delivered inside the window (each answer's ``in_window`` share) over the window, the same span for
     every miner, so hotkeys sharing a backend cannot together deliver more in it than the backend, however
-    it orders their requests. A round recorded without a window: its answers' units over the time from its start
-    to the last answer (which rewards that order: docs/scoring.md). Refused or failed requests deliver nothing; a failed verification nothing."""
+    it orders their requests. A round recorded without a window: its answers' units over the time from its
+    start to the last answer (which rewards that order: docs/scoring.md). Refused or failed requests deliver
+    nothing; a failed verification nothing."""
     window = max((o.window_ms or 0.0) for o in members)
     kept = [o for o in members if o.outcome == "ok" and o.verified is not False]
     if window > 0:
