@@ -31,7 +31,14 @@ from veilnet.miner import MetagraphHolder, MinerContext, create_miner_app
 from veilnet.models.upstream import OpenAIUpstreamEngine
 from veilnet.protocol.capacity import CapacityDocument, ModelOffer
 from veilnet.relay import MinerClient, RelayClient
-from veilnet.scoring import Observation, ScoreParams, tempo_components, update_scores, weights_from_scores
+from veilnet.scoring import (
+    Observation,
+    ScoreParams,
+    ScoreState,
+    tempo_components,
+    update_scores,
+    weights_from_scores,
+)
 from veilnet.settings import EpistulaSettings, MinerSettings, ValidatorSettings
 from veilnet.store.scores import ScoreStore
 from veilnet.store.validator_pipeline import ValidatorPipeline
@@ -39,7 +46,7 @@ from veilnet.tasks.interface import Challenge, ServedTask
 from veilnet.tasks.ocr import OCR_MODEL, OcrAnswer, OcrRequest, generate_ocr_challenge, ocr_answer
 from veilnet.tasks.registry import task_named
 from veilnet.validator.asking import terms_failure
-from veilnet.validator.probe import ProbePaces, ProbeTarget, _pool, plan_probes, probe_once
+from veilnet.validator.probe import ProbePaces, ProbeTarget, _pool, _stored_paces, plan_probes, probe_once
 from veilnet.validator.service import ValidatorContext
 
 VALIDATOR = Keypair.create_from_uri("//ProbingValidator")
@@ -433,3 +440,27 @@ async def test_a_pool_holds_twice_what_the_miner_delivered_within_its_bounds() -
     assert await _pool(too_small, 100, draw, None, 32) == [] and len(drawn) == 32  # tried up to the cap
     drawn.clear()
     assert len(await _pool(target, 100, failing, None, 32)) == 2 and len(drawn) == 3
+
+
+async def test_a_restarted_prober_sizes_its_first_pools_by_the_stored_throughput(
+        redis_client: aioredis.Redis) -> None:
+    """The throughput the validator stored for each miner (real Redis) sizes a restarted prober's first pools:
+    twice the stored images per second over the window, where a prober without it would draw two a worker."""
+    store = ScoreStore(redis_client, VALIDATOR.ss58_address, 1)
+    hotkey = KEYS["solo"].ss58_address
+    await store.save({hotkey: ScoreState(seen=True, throughput={"chat": 300.0, "ocr": 5.0})}, 3)
+    async with aiohttp.ClientSession() as http:
+        ctx = ValidatorContext(keypair=VALIDATOR, chain=StaticChain(Metagraph(1, 0, ())), netuid=1, reference=None,  # type: ignore[arg-type]
+                               http=http, scores=store, settings=OCR_SETTINGS,
+                               pipeline=ValidatorPipeline(redis_client, VALIDATOR.ss58_address, 1))
+        paces = await _stored_paces(ctx)
+    assert paces.rates == {(hotkey, "ocr"): 5.0}  # chat's windows need no pool
+    target = ProbeTarget(served_neuron(1, KEYS["solo"], "http://127.0.0.1:9"), "ocr", OCR_MODEL, requests=4)
+    assert paces.goal(target, WINDOW) == 20.0
+    # Redis unreachable: the prober starts with the smallest pools, it does not fail
+    gone = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        unread = await _stored_paces(replace(ctx, scores=ScoreStore(gone, VALIDATOR.ss58_address, 1)))
+    finally:
+        await gone.aclose()
+    assert unread.rates == {}

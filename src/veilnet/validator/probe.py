@@ -20,7 +20,8 @@ shares itself among them or serves them in turn. Every other task the miner offe
 validator scores) gets a window of its own after those, its workers fed from a pool of the task's challenges
 that its generator drew before the window (drawing them as they are sent would cost the validator too much: a
 picture for OCR, a generation for AI-content detection): twice the units the miner delivered in its last
-window (:class:`ProbePaces`; before one, two per worker), at most ``probe_pool_max``. A miner that empties its
+window (:class:`ProbePaces`, which a restarted prober takes from the stored throughput; for a miner never
+measured, two per worker), at most ``probe_pool_max``. A miner that empties its
 pool before the window closes reads as capped in that round and gets twice as many challenges in the next.
 
 Probe answers go to the scorers like challenge answers (same stream, same sampled verification), and every
@@ -59,9 +60,10 @@ from veilnet.protocol.epistula import verify_response, verify_stream
 from veilnet.protocol.openai import ChatCompletionRequest, EmbeddingRequest
 from veilnet.quotas import quota_for, synthetic_budget, validator_stakes
 from veilnet.relay import MinerClient, MinerDeadlines, RelayClient, RelayError, RelayResponse
-from veilnet.scoring import Observation, Outcome, round_rate
+from veilnet.scoring import Observation, Outcome, ScoreState, round_rate
 from veilnet.settings import ValidatorSettings
 from veilnet.store.organic import RequestCounter
+from veilnet.store.scores import ScoreStore
 from veilnet.store.validator_pipeline import ChallengeRecord, ValidatorPipeline
 from veilnet.tasks.challenges import PromptPool, challenge_request, embeddings_texts
 from veilnet.tasks.interface import Challenge, ChallengeTools
@@ -105,6 +107,7 @@ class ProbeContext(Protocol):
     synthetic_counts: RequestCounter | None
     organic_counts: RequestCounter | None
     ledger: SentLedger  # shared with the challenger: one synthetic budget
+    scores: ScoreStore  # the stored throughput sizes a restarted prober's first pools
     prompt_pool: PromptPool | None
     reference: Any  # the validator's engine, for tasks whose challenges a model writes
 
@@ -462,6 +465,13 @@ class ProbePaces:
 
     rates: dict[tuple[str, str], float] = field(default_factory=dict)
 
+    @classmethod
+    def stored(cls, states: Mapping[str, ScoreState]) -> ProbePaces:
+        """Paces from the throughput the validator stored for each miner (its last tempo's mean over rounds), so
+        a restarted prober's first pools are sized as its last ones were."""
+        return cls({(hotkey, task): rate for hotkey, state in states.items()
+                    for task, rate in state.throughput.items() if task not in BUILT_TASKS})
+
     def record(self, part: Sequence[ChallengeRecord]) -> None:
         members: dict[tuple[str, str], list[Observation]] = {}
         for record in part:
@@ -602,6 +612,18 @@ RETRY_SECONDS = 15.0
 _SKIPPED: tuple[type[BaseException], ...] = (ce.ChainUnavailable, StoreError, RedisError, OSError)
 
 
+async def _stored_paces(ctx: ProbeContext) -> ProbePaces:
+    """The paces the stored scores give; none when they cannot be read (the first pools then hold two
+    challenges per worker)."""
+    try:
+        states, _ = await ctx.scores.load()
+    except _SKIPPED as exc:
+        log_event(log, "stored throughput unreadable: first pools at their smallest", logging.WARNING,
+                  error=f"{type(exc).__name__}: {exc}")
+        return ProbePaces()
+    return ProbePaces.stored(states)
+
+
 async def run_prober(ctx: ProbeContext, miners: MinerClient | None = None, *,
                      task_shares: dict[str, float] | None = None) -> None:
     """Probe rounds until cancelled: the first at once, then every ``probe_interval`` seconds x U(0.5, 1.5)
@@ -615,7 +637,7 @@ async def run_prober(ctx: ProbeContext, miners: MinerClient | None = None, *,
             timeout = ctx.request_timeout
             miners = MinerClient(ctx.keypair, relay, MinerDeadlines(total=timeout, first_byte=timeout, idle=timeout),
                                  on_send=counts.count if counts is not None else None)
-        paces = ProbePaces()
+        paces = await _stored_paces(ctx)
         while True:
             cancelling.raise_if_stopping()  # a cancellation lost inside the last round ends the prober here
             records: list[ChallengeRecord] = []
