@@ -1,9 +1,9 @@
-"""Probe rounds over real HTTP: real miner apps (Epistula, quotas in real Redis) in front of loopback
-backends that serve a fixed amount of work per second shared by every request in flight, as a saturated
-inference server does. Two hotkeys in front of one backend measure half its throughput each, and three it serves
-in turn together what it does, for chat and for a task served by its own engine (OCR); a miner advertising more concurrency than its backend admits is
-measured refusing; a miner whose terms cannot be read gets one reliability failure; what the round records
-reaches the scorers' stream."""
+"""Probe rounds over real HTTP: real miner apps (Epistula, quotas in real Redis) in front of loopback backends
+that serve a fixed amount of work per second shared by every request in flight, as a saturated inference server
+does. Two hotkeys in front of one backend measure half its throughput each, and three it serves in turn together
+what it does, for chat and for a task served by its own engine (OCR); a miner advertising more concurrency than
+its backend admits is measured refusing; a miner whose terms cannot be read gets one reliability failure; what
+the round records reaches the scorers' stream."""
 
 from __future__ import annotations
 

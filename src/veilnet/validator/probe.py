@@ -6,23 +6,23 @@ served miner's terms (``/capacity``) and then keeps **every miner busy through t
 (``ModelOffer.concurrency``; for embeddings ``embedding_concurrency`` where it says fewer), at most
 ``probe_concurrency`` and at most this validator's synthetic share of its quota, each sending requests back to
 back (chat: streamed, each asking for what the miner's streams deliver in a quarter of the window or in what is
-left of it, at most ``probe_max_tokens`` tokens, so no probe holds a slot long past the window; embeddings: a few
-texts) until the window closes or the share is spent (the challenger spends the same share: both take from one
-:class:`~veilnet.validator.pacing.SentLedger`); a worker whose request is refused tries again an eighth of the
-window later. Each answer becomes an observation of kind ``probe`` carrying the round, its window, the units it
-delivered (chat: completion tokens, never more than asked nor than the answer's bytes, the scorer replacing them
-with its recount when it verifies the answer; embeddings: the inputs embedded) and the share of them that arrived
-inside the window (a stream: its content bytes before the window closed; a whole answer: all or nothing); a
-refusal (429, 503, another status), a timeout or a broken connection is a failure inside the advertised capacity.
-:mod:`veilnet.scoring` divides what a miner delivered inside the window by the window, the same span for every
-miner: hotkeys in front of one backend together cannot deliver more in it than the backend does, whether it
-shares itself among them or serves them in turn. Every other task the miner offers (an installed task the
-validator scores) gets a window of its own after those, its workers fed from a pool of the task's challenges
-that its generator drew before the window (drawing them as they are sent would cost the validator too much: a
-picture for OCR, a generation for AI-content detection): twice the units the miner delivered in its last
-window (:class:`ProbePaces`, which a restarted prober takes from the stored throughput; for a miner never
-measured, two per worker), at most ``probe_pool_max``. A miner that empties its
-pool before the window closes reads as capped in that round and gets twice as many challenges in the next.
+left of it, at most ``probe_max_tokens`` tokens, so no probe holds a slot long past the window; embeddings: a
+few texts) until the window closes or the share is spent (the challenger spends the same share: both take from
+one :class:`~veilnet.validator.pacing.SentLedger`); a worker whose request is refused tries again an eighth of
+the window later. Each answer becomes an observation of kind ``probe`` carrying the round, its window, the units
+it delivered (chat: completion tokens, never more than asked nor than the answer's bytes, the scorer replacing
+them with its recount when it verifies the answer; embeddings: the inputs embedded) and the share of them that
+arrived inside the window (a stream: its content bytes before the window closed; a whole answer: all or
+nothing); a refusal (429, 503, another status), a timeout or a broken connection is a failure inside the
+advertised capacity. :mod:`veilnet.scoring` divides what a miner delivered inside the window by the window, the
+same span for every miner: hotkeys in front of one backend together cannot deliver more in it than the backend
+does, whether it shares itself among them or serves them in turn. Every other task the miner offers (an
+installed task the validator scores) gets a window of its own after those, its workers fed from a pool of the
+task's challenges that its generator drew before the window (drawing them as they are sent would cost the
+validator too much: a picture for OCR, a generation for AI-content detection): twice the units the miner
+delivered in its last window (:class:`ProbePaces`, which a restarted prober takes from the stored throughput;
+for a miner never measured, two per worker), at most ``probe_pool_max``. A miner that empties its pool before
+the window closes reads as capped in that round and gets twice as many challenges in the next.
 
 Probe answers go to the scorers like challenge answers (same stream, same sampled verification), and every
 read of the terms becomes an observation of kind ``terms``: the price each offered model charges, or one
@@ -116,8 +116,9 @@ class ProbeContext(Protocol):
 class ProbeTarget:
     """``requests`` workers sending ``task`` requests for ``model`` to ``neuron`` back to back through a round's
     window, at most ``budget`` in all; a request larger than ``max_body_bytes``, which the miner would refuse,
-    is not sent. ``limit``: the synthetic requests this validator may send the miner in a quota window of ``window_seconds`` (its share of
-    the quota, after organic traffic), which the round takes from together with the challenger."""
+    is not sent. ``limit``: the synthetic requests this validator may send the miner in a quota window of
+    ``window_seconds`` (its share of the quota, after organic traffic), which the round takes from together with
+    the challenger."""
 
     neuron: NeuronInfo
     task: str  # chat, embeddings or another installed task
