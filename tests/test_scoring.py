@@ -16,6 +16,7 @@ from veilnet.scoring import (
     ScoreParams,
     ScoreState,
     TaskScore,
+    open_windows,
     tempo_components,
     tempo_task_shares,
     update_scores,
@@ -358,6 +359,33 @@ def test_throughput_is_kept_for_tempos_without_a_probe_and_silent_miners_decay()
     only_errors = update_scores({}, [Observation(miner="x", model="m", task="chat", outcome="error")], tempo=1)
     assert only_errors["x"].ema == 0.0
     assert weights_from_scores({"ghost": ScoreState()}, tempo=1) == {"ghost": 0.0}
+
+
+def test_a_miner_asked_nothing_in_a_tempo_keeps_its_share_from_its_last_throughput() -> None:
+    """A tempo in which the validator read a miner's terms but sent it nothing (no probe window reached the
+    tempo, no challenge fell in it) says nothing about its reliability: its last throughput earns its share,
+    as much as the miner that happened to get a challenge. Terms it does not answer are still a failure."""
+    states = update_scores({}, [*serving("a"), *serving("b")], tempo=1)
+    parts = tempo_components([terms("a", 0.1), ok("b"), terms("b", 0.1)], ScoreParams(), states)
+    assert parts["a"].reliability == 1.0 and parts["a"].served == 0
+    later = update_scores(states, [terms("a", 0.1), ok("b"), terms("b", 0.1)], tempo=2)
+    assert later["a"].ema == pytest.approx(later["b"].ema)
+    silent = tempo_components([terms("a", 0.1, outcome="error")], ScoreParams(), states)
+    assert silent["a"].reliability == 0.0
+
+
+def test_a_probe_window_is_open_until_all_its_answers_are_recorded() -> None:
+    """Each probe answer says how many answers its window got, every miner's; a window with fewer recorded
+    is open (an epoch now would credit part of it over the whole window); answers without the count (another
+    validator version, the simulator) and other kinds never hold anything."""
+    def answers(round_id: str, count: int, of: int, task: str = "chat") -> list[Observation]:
+        return [Observation(miner=f"m{i % 2}", model="m", task=task, outcome="ok", kind="probe", probe=round_id,
+                            units=8, window_ms=4000, window_answers=of) for i in range(count)]
+
+    recorded = [*answers("r1", 4, 4), *answers("r2", 3, 4), *answers("r2", 2, 2, task="embeddings"),
+                *answers("r3", 1, 0), ok("m0"), terms("m0", 0.1)]
+    assert open_windows(recorded) == {("chat", "r2")}
+    assert open_windows([*recorded, *answers("r2", 1, 4)]) == frozenset()
 
 
 def test_a_task_a_miner_stopped_serving_earns_it_nothing_from_its_last_throughput() -> None:

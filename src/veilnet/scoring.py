@@ -11,7 +11,7 @@ with :func:`update_scores`; :func:`weights_from_scores` turns the states into no
   advertising capacity earns nothing unless it is served.
 - **Service** = quality^2 x reliability^2 x speed^0.5 x price^0.5 (exponents in :class:`ScoreParams`):
   verified quality; reliability (answers / requests, every refusal, 429, 503, timeout, probe refused, terms
-  unreadable or attestation failed counting as a failure); speed (delivered tokens per second of the whole
+  unreadable or attestation failed counting as a failure; 1 in a tempo that asked it nothing); speed (delivered tokens per second of the whole
   answer and, on streams, time to first token) and price (what the miner charges), each relative to the
   *throughput-weighted median* of the miners serving the task, so a miner answering little or lying cannot
   set the reference. A price below the reference counts only as far as the miner answered the organic
@@ -50,6 +50,8 @@ __all__ = [
     "TaskScore",
     "TempoComponents",
     "observe_verdict",
+    "open_windows",
+    "probe_window",
     "round_rate",
     "tempo_components",
     "tempo_shares",
@@ -89,6 +91,7 @@ class Observation:
     probe: str | None = None  # kind "probe": the round (every miner probed in it at the same moment)
     window_ms: float | None = None  # kind "probe": the round's window (every miner kept busy through it)
     in_window: float = 1.0  # kind "probe": the share of the answer's units delivered inside the window
+    window_answers: int = 0  # kind "probe": how many answers its window got, every miner's (0: not known)
     greedy_hits: int = 0  # verified answers sampled at temperature > 0: argmax hits at checked positions
     greedy_bounds: tuple[float, ...] = ()  # ... and the most an honest sampler hits each of them
     fisher: float = 0.0  # verified chat answers: Fisher's statistic over the checked positions
@@ -247,6 +250,28 @@ def round_rate(members: Sequence[Observation]) -> float:
     return delivered / seconds if seconds > 0 else 0.0
 
 
+def probe_window(observation: Observation) -> tuple[str, str] | None:
+    """The probe window an observation is an answer of, as (task, round id); None for any other."""
+    if observation.category != "probe" or observation.probe is None:
+        return None
+    return observation.task, observation.probe
+
+
+def open_windows(observations: Iterable[Observation]) -> frozenset[tuple[str, str]]:
+    """The probe windows (:func:`probe_window`) with fewer answers among ``observations`` than they got
+    (``window_answers``): the scorers have not recorded the rest yet. Folded into a tempo now, a window would
+    credit each miner there with only the answers recorded before the epoch, and with the rest in the next,
+    each part over the whole window."""
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    expected: dict[tuple[str, str], int] = {}
+    for o in observations:
+        window = probe_window(o)
+        if window is not None:
+            counts[window] += 1
+            expected[window] = max(expected.get(window, 0), o.window_answers)
+    return frozenset(window for window, count in counts.items() if count < expected[window])
+
+
 def _throughputs(rows: list[Observation]) -> dict[str, float]:
     """Task -> mean over the tempo's probe rounds of this miner's rate in the round (:func:`round_rate`); a task
     no probe round reached this tempo has none (the score state keeps the last measured one)."""
@@ -361,7 +386,7 @@ def tempo_components(observations: Iterable[Observation], params: ScoreParams,
         convicted = _convictions(rows, params)
         out[miner] = TempoComponents(
             quality=statistics.fmean(qualities) if qualities else None,
-            reliability=served / (served + failures) if served + failures > 0 else 0.0,
+            reliability=served / (served + failures) if served + failures > 0 else 1.0,  # asked nothing: no signal
             caught=bool(convicted), served=served,
             attested=bool(attestations) and all(o.attested is True for o in attestations),
             tasks=per_task.get(miner, {}), convicted_by=convicted,

@@ -24,6 +24,7 @@ from veilnet.devnet.chain import DevnetChain
 from veilnet.miner import MetagraphHolder, MinerContext, create_miner_app
 from veilnet.models.engine import ModelEngine
 from veilnet.relay import RelayClient
+from veilnet.scoring import ScoreParams
 from veilnet.settings import EpistulaSettings, MinerSettings, ValidatorSettings
 from veilnet.store.history import ScoreHistory
 from veilnet.store.organic import OrganicStream, RequestCounter
@@ -62,9 +63,11 @@ class Subnet:
         return self.miners[name].ss58_address
 
     def context(self, *, reference: Any = None, settings: ValidatorSettings | None = None, seed: int = 1,
-                history: ScoreHistory | None = None, consumer: str | None = None) -> ValidatorContext:
+                history: ScoreHistory | None = None, consumer: str | None = None,
+                params: ScoreParams | None = None) -> ValidatorContext:
         """A validator context as one process of ``veilnet validator run`` has it (its synthetic requests
-        counted in Redis, challenges through the gateway's MinerClient)."""
+        counted in Redis, challenges through the gateway's MinerClient; ``params``: the scoring's, default
+        ones if not given)."""
         me = self.validator.ss58_address
         counts = RequestCounter(self.redis, "synthetic", me, self.netuid)
         return ValidatorContext(
@@ -79,6 +82,7 @@ class Subnet:
             synthetic_counts=counts, organic_counts=RequestCounter(self.redis, "organic", me, self.netuid),
             organic=OrganicStream(self.redis, self.netuid, sample_rate=1.0),
             miners=challenge_client(self.validator, self.relay, counts), rng=random.Random(seed),
+            params=params or ScoreParams(),
         )
 
     async def seed_organic(self, model: str = SMOL, count: int = 24, rng: random.Random | None = None) -> None:

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from veilnet.scoring import Observation
 from veilnet.store.organic import RequestCounter
 from veilnet.store.validator_pipeline import ChallengeRecord, ValidatorPipeline
+from veilnet.validator.service import HeldWindows
 
 
 async def test_each_answer_goes_to_one_scorer_and_a_dead_scorers_answers_are_taken_over(
@@ -124,3 +125,33 @@ async def test_organic_samples_are_written_together_and_wait_out_a_redis_outage(
         await client.aclose(close_connection_pool=True)
         server.terminate()
         await server.wait()
+
+
+async def test_an_epoch_holds_a_probe_window_back_until_its_answers_are_all_recorded(
+    redis_client: aioredis.Redis,
+) -> None:
+    """The scorers record a window's answers one by one: an epoch that came between them folds the rest of
+    the tempo and leaves the window stored, to be folded whole at the next one (at most ``most`` epochs)."""
+    pipeline = ValidatorPipeline(redis_client, "held", 1)
+
+    def answer(miner: str, round_id: str = "r1") -> Observation:
+        return Observation(miner=miner, model="smol", task="chat", outcome="ok", kind="probe", probe=round_id,
+                           units=8, window_ms=4000, window_answers=4)
+
+    await pipeline.add_observations([answer("a"), answer("b"), answer("a"),
+                                     Observation(miner="a", model="smol", task="chat", outcome="ok")])
+    held = HeldWindows()
+    folded, ids = held.split(await pipeline.observation_entries())
+    assert [o.kind for o in folded] == ["challenge"]  # the window waits for its fourth answer
+    await pipeline.forget(ids)
+    await pipeline.add_observation(answer("b"))
+    folded, ids = held.split(await pipeline.observation_entries())
+    assert sorted(o.miner for o in folded) == ["a", "a", "b", "b"] and held.epochs == {}
+    await pipeline.forget(ids)
+    assert await pipeline.observation_entries() == []
+    # an answer lost for good holds its window back at most ``most`` epochs
+    await pipeline.add_observations([answer("a", "r2"), answer("b", "r2")])
+    once = HeldWindows(most=1)
+    assert once.split(await pipeline.observation_entries()) == ([], [])
+    folded, _ = once.split(await pipeline.observation_entries())
+    assert [o.probe for o in folded] == ["r2", "r2"]

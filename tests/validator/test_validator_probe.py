@@ -197,6 +197,8 @@ async def test_a_probe_round_measures_throughput_sybils_split_and_liars_refuse(r
     assert probes["mute"] == []
     assert len({o.probe for rows in probes.values() for o in rows}) == 1
     assert {o.window_ms for rows in probes.values() for o in rows} == {WINDOW * 1000}
+    # each answer says how many the window got, every miner's (so an epoch folds them together)
+    assert {o.window_answers for rows in probes.values() for o in rows} == {sum(map(len, probes.values()))}
     honest = [o for name in ("solo", "sybil1", "sybil2") for o in probes[name]]
     assert all(o.outcome == "ok" and o.units == o.max_tokens for o in honest)
     # each request sized to what the miner's streams deliver in a quarter of the window: the first 16 tokens,
@@ -393,7 +395,7 @@ async def test_hotkeys_served_in_turn_measure_no_more_than_their_backend_on_ever
 def test_embeddings_are_probed_with_the_lane_a_miner_advertises() -> None:
     """A miner whose engine embeds one request at a time (the embedded llama.cpp) says so: its embeddings are
     probed by one worker, its chat by as many as it generates at once; without the field, embeddings get as
-    many workers as chat."""
+    many workers as chat. A task without a share is not probed."""
     def document(key: Keypair, lane: int | None) -> CapacityDocument:
         return CapacityDocument(hotkey=key.ss58_address, models=[ModelOffer(
             id="m", capacity_per_window=1000, price_input_per_million=0.1, price_output_per_million=0.3,
@@ -406,6 +408,12 @@ def test_embeddings_are_probed_with_the_lane_a_miner_advertises() -> None:
     workers = {(t.neuron.hotkey, t.task): t.requests for t in targets}
     assert workers == {(KEYS["solo"].ss58_address, "chat"): 4, (KEYS["solo"].ss58_address, "embeddings"): 1,
                        (KEYS["sybil1"].ss58_address, "chat"): 4, (KEYS["sybil1"].ss58_address, "embeddings"): 4}
+    # a validator that pays nothing for chat measures only what it pays for
+    embedding_only = plan_probes(documents, {VALIDATOR.ss58_address: 1000}, VALIDATOR.ss58_address,
+                                 ValidatorSettings(reference_models=["m"]), random.Random(1),
+                                 task_shares={"chat": 0.0, "embeddings": 1.0})
+    assert {(t.neuron.hotkey, t.task): t.requests for t in embedding_only} == {
+        (KEYS["solo"].ss58_address, "embeddings"): 1, (KEYS["sybil1"].ss58_address, "embeddings"): 4}
 
 
 async def test_a_pool_holds_twice_what_the_miner_delivered_within_its_bounds() -> None:

@@ -166,16 +166,20 @@ class ValidatorPipeline:
         return target.xadd(self.observations, {"observation": json.dumps(observation.to_dict())},
                            maxlen=MAXLEN, approximate=True)
 
+    async def observation_entries(self) -> list[tuple[str, Observation | None]]:
+        """Every stored observation by its entry id (None: an empty entry, only to :meth:`forget`)."""
+        entries: Any = await self._redis.xrange(self.observations, "-", "+")
+        out: list[tuple[str, Observation | None]] = []
+        for entry_id, fields in entries or []:
+            raw = {_text(k): v for k, v in (fields or {}).items()}
+            observation = Observation.from_dict(json.loads(raw["observation"])) if "observation" in raw else None
+            out.append((_text(entry_id), observation))
+        return out
+
     async def take_observations(self) -> tuple[list[Observation], list[str]]:
         """Every stored observation, with the ids to :meth:`forget` once they are folded."""
-        entries: Any = await self._redis.xrange(self.observations, "-", "+")
-        observations, ids = [], []
-        for entry_id, fields in entries or []:
-            ids.append(_text(entry_id))
-            if fields:
-                raw = {_text(k): v for k, v in fields.items()}
-                observations.append(Observation.from_dict(json.loads(raw["observation"])))
-        return observations, ids
+        entries = await self.observation_entries()
+        return [o for _, o in entries if o is not None], [entry_id for entry_id, _ in entries]
 
     async def forget(self, ids: list[str]) -> None:
         for start in range(0, len(ids), 1000):

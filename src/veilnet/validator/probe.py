@@ -170,8 +170,8 @@ def plan_probes(documents: Sequence[tuple[NeuronInfo, CapacityDocument]], stakes
     validator's synthetic budget at the miner for the quota window (:func:`veilnet.quotas.synthetic_budget`
     after what ``used`` says its organic and synthetic requests took of the window so far), which also bounds
     the round's total and is split evenly among the miner's windowed targets; embeddings too where the miner
-    embeds with that model and embeddings have a share; and per offer of one of ``tasks`` (with a share), that
-    task's challenges by the same rule."""
+    embeds with that model and embeddings have a share; and per offer of one of ``tasks``, that task's
+    challenges by the same rule. A task ``task_shares`` gives no share (0) is not probed: it earns nothing."""
     shares = settings.task_shares if task_shares is None else task_shares
 
     def target(neuron: NeuronInfo, task: str, offer: ModelOffer, window_seconds: int,
@@ -191,7 +191,8 @@ def plan_probes(documents: Sequence[tuple[NeuronInfo, CapacityDocument]], stakes
         offer = rng.choice(offers) if offers else None
         windowed: list[ProbeTarget | None] = []
         if offer is not None:
-            windowed.append(target(neuron, "chat", offer, document.window_seconds))
+            if shares.get("chat", 1.0) > 0:
+                windowed.append(target(neuron, "chat", offer, document.window_seconds))
             if offer.embeddings and shares.get("embeddings", 0.0) > 0 and settings.embedding_share > 0:
                 windowed.append(target(neuron, "embeddings", offer, document.window_seconds))
         kept = [t for t in windowed if t is not None]
@@ -527,7 +528,9 @@ async def probe_round(miners: MinerClient, targets: Sequence[ProbeTarget], rng: 
     records: list[ChallengeRecord] = []
     allowances = [_Allowance(t, ledger) for t in targets]
 
-    async def ended(part: list[ChallengeRecord]) -> None:
+    async def ended(window: list[ChallengeRecord]) -> None:
+        # each answer says how many the window got, so an epoch folds the window's answers together
+        part = [replace(r, observation=replace(r.observation, window_answers=len(window))) for r in window]
         records.extend(part)
         if deliver is not None and part:
             await deliver(part)

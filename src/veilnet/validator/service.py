@@ -17,7 +17,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,8 @@ from veilnet.scoring import (
     ScoreParams,
     ScoreState,
     observe_verdict,
+    open_windows,
+    probe_window,
     update_scores,
     weights_from_scores,
 )
@@ -71,6 +73,7 @@ from veilnet.validator.probe import run_prober
 
 __all__ = [
     "ROLES",
+    "HeldWindows",
     "MinerTerms",
     "PendingReveal",
     "ValidatorContext",
@@ -479,16 +482,38 @@ async def run_scorer(ctx: ValidatorContext) -> None:
             await ctx.pipeline.record(entry_id, await score_answer(ctx, record), forget_answer=record.private)
 
 
+@dataclass
+class HeldWindows:
+    """Probe windows an epoch holds back because the scorers have not recorded all their answers yet
+    (:func:`veilnet.scoring.open_windows`), so each window's answers are folded into one tempo together;
+    each is held at most ``most`` epochs, then what is there is folded (an answer lost for good does not hold
+    its window forever)."""
+
+    most: int = 3
+    epochs: dict[tuple[str, str], int] = field(default_factory=dict)  # window -> epochs it was held so far
+
+    def split(self, entries: Sequence[tuple[str, Observation | None]]) -> tuple[list[Observation], list[str]]:
+        """The observations to fold now and the entry ids to forget once folded (empty entries' too); the
+        others stay stored for the next epoch."""
+        stored = [o for _, o in entries if o is not None]
+        waiting = {w for w in open_windows(stored) if self.epochs.get(w, 0) < self.most}
+        self.epochs = {w: self.epochs.get(w, 0) + 1 for w in waiting}
+        taken = [(entry_id, o) for entry_id, o in entries if o is None or probe_window(o) not in waiting]
+        return [o for _, o in taken if o is not None], [entry_id for entry_id, _ in taken]
+
+
 async def run_weights(ctx: ValidatorContext, *, round_interval: float = 1.0) -> None:
-    """At each epoch fold the tempo's observations into the scores and set weights, until cancelled."""
+    """At each epoch fold the tempo's observations into the scores and set weights, until cancelled (a
+    probe window whose answers the scorers are still recording waits for the next epoch: :class:`HeldWindows`)."""
     states, tempo = await ctx.scores.load()
+    held = HeldWindows()
     epoch_at = await ctx.chain.get_next_epoch_block(ctx.netuid)
     pending_weights = False
     while True:
         cancelling.raise_if_stopping()  # a cancellation one of the awaits below lost ends the loop here
         block = await ctx.chain.get_current_block()
         if block >= epoch_at:
-            observations, ids = await ctx.pipeline.take_observations()
+            observations, ids = held.split(await ctx.pipeline.observation_entries())
             tempo += 1
             states = update_scores(states, observations, tempo, ctx.params)
             await ctx.scores.save(states, tempo)
