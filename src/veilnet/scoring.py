@@ -11,11 +11,11 @@ with :func:`update_scores`; :func:`weights_from_scores` turns the states into no
   advertising capacity earns nothing unless it is served.
 - **Service** = quality^2 x reliability^2 x speed^0.5 x price^0.5 (exponents in :class:`ScoreParams`):
   verified quality; reliability (answers / requests, every refusal, 429, 503, timeout, probe refused, terms
-  unreadable or attestation failed counting as a failure; 1 in a tempo that asked it nothing); speed (delivered tokens per second of the whole
-  answer and, on streams, time to first token) and price (what the miner charges), each relative to the
-  *throughput-weighted median* of the miners serving the task, so a miner answering little or lying cannot
-  set the reference. A price below the reference counts only as far as the miner answered the organic
-  requests it drew (a price it does not honour earns nothing).
+  unreadable or attestation failed counting as a failure; 1 in a tempo that asked the miner nothing); speed
+  (delivered tokens per second of the whole answer and, on streams, time to first token) and price (what the
+  miner charges), each relative to the *throughput-weighted median* of the miners serving the task, so a
+  miner answering little or lying cannot set the reference. A price below the reference counts only as far
+  as the miner answered the organic requests it drew (a price it does not honour earns nothing).
 - **Task shares.** Each task's credit is normalised among its miners and weighted by the task's share
   (``task_shares``), so a task nobody else serves cannot take everything.
 - **Quality gate.** A failed verification, or a series of verdicts that convicts the miner of answering
