@@ -181,7 +181,8 @@ async def test_three_hotkeys_on_one_backend_earn_no_more_than_one(tmp_path: Path
             redis_client, {"honest": MinerSpec(PacedEmbedder(own, RATE), settings=QUEUED),
                            **{f"sybil{i}": MinerSpec(shared, settings=QUEUED)
                               for shared in [PacedEmbedder(behind, RATE)] for i in range(3)}},
-            prefix="Sybil", tempo=150) as net:
+            prefix="Sybil") as net:
+        await net.chain.sudo_set_hyperparameter(net.netuid, "tempo", 150)  # 15 s, once the permit is there
         # one challenge a minute per hotkey: the probe windows measure the backends, and a tempo's speed is not
         # set by one answer that waited behind a window's requests (the Sybil backend gets three times as many)
         async with validating(net, reference, task_shares={"chat": 0.0, "embeddings": 1.0}, embedding_share=1.0,
