@@ -361,17 +361,18 @@ def test_throughput_is_kept_for_tempos_without_a_probe_and_silent_miners_decay()
     assert weights_from_scores({"ghost": ScoreState()}, tempo=1) == {"ghost": 0.0}
 
 
-def test_a_miner_asked_nothing_in_a_tempo_keeps_its_share_from_its_last_throughput() -> None:
-    """A tempo in which the validator read a miner's terms but sent it nothing (no probe window reached the
-    tempo, no challenge fell in it) says nothing about its reliability: its last throughput earns its share,
-    as much as the miner that happened to get a challenge. Terms it does not answer are still a failure."""
+def test_a_miner_that_stops_taking_requests_earns_nothing_from_its_last_throughput() -> None:
+    """The cheat: be measured once, then advertise no capacity (terms still readable, so the validator sends
+    nothing, and no app's request reaches it either) and live on the last measured throughput. A tempo in
+    which a miner served nothing earns it nothing; a tempo it answered in earns its share again."""
     states = update_scores({}, [*serving("a"), *serving("b")], tempo=1)
     parts = tempo_components([terms("a", 0.1), ok("b"), terms("b", 0.1)], ScoreParams(), states)
-    assert parts["a"].reliability == 1.0 and parts["a"].served == 0
-    later = update_scores(states, [terms("a", 0.1), ok("b"), terms("b", 0.1)], tempo=2)
-    assert later["a"].ema == pytest.approx(later["b"].ema)
-    silent = tempo_components([terms("a", 0.1, outcome="error")], ScoreParams(), states)
-    assert silent["a"].reliability == 0.0
+    assert parts["a"].reliability == 0.0 and parts["a"].served == 0
+    idle = update_scores(states, [terms("a", 0.1), ok("b"), terms("b", 0.1)], tempo=2)
+    assert tempo_task_shares(states, parts, 2, ScoreParams())["a"] == {"chat": 0.0}
+    assert idle["a"].ema == pytest.approx(0.7 * states["a"].ema)
+    back = update_scores(idle, [ok("a"), terms("a", 0.1), ok("b"), terms("b", 0.1)], tempo=3)
+    assert back["a"].ema > idle["a"].ema
 
 
 def test_a_probe_window_is_open_until_all_its_answers_are_recorded() -> None:

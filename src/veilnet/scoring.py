@@ -11,7 +11,7 @@ with :func:`update_scores`; :func:`weights_from_scores` turns the states into no
   advertising capacity earns nothing unless it is served.
 - **Service** = quality^2 x reliability^2 x speed^0.5 x price^0.5 (exponents in :class:`ScoreParams`):
   verified quality; reliability (answers / requests, every refusal, 429, 503, timeout, probe refused, terms
-  unreadable or attestation failed counting as a failure; 1 in a tempo that asked the miner nothing); speed
+  unreadable or attestation failed counting as a failure; 0 in a tempo it served nothing in); speed
   (delivered tokens per second of the whole answer and, on streams, time to first token) and price (what the
   miner charges), each relative to the *throughput-weighted median* of the miners serving the task, so a
   miner answering little or lying cannot set the reference. A price below the reference counts only as far
@@ -386,7 +386,7 @@ def tempo_components(observations: Iterable[Observation], params: ScoreParams,
         convicted = _convictions(rows, params)
         out[miner] = TempoComponents(
             quality=statistics.fmean(qualities) if qualities else None,
-            reliability=served / (served + failures) if served + failures > 0 else 1.0,  # asked nothing: no signal
+            reliability=served / (served + failures) if served + failures > 0 else 0.0,
             caught=bool(convicted), served=served,
             attested=bool(attestations) and all(o.attested is True for o in attestations),
             tasks=per_task.get(miner, {}), convicted_by=convicted,
