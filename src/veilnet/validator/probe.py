@@ -528,9 +528,9 @@ async def probe_round(miners: MinerClient, targets: Sequence[ProbeTarget], rng: 
     records: list[ChallengeRecord] = []
     allowances = [_Allowance(t, ledger) for t in targets]
 
-    async def ended(window: list[ChallengeRecord]) -> None:
+    async def ended(answers: list[ChallengeRecord]) -> None:
         # each answer says how many the window got, so an epoch folds the window's answers together
-        part = [replace(r, observation=replace(r.observation, window_answers=len(window))) for r in window]
+        part = [replace(r, observation=replace(r.observation, window_answers=len(answers))) for r in answers]
         records.extend(part)
         if deliver is not None and part:
             await deliver(part)

@@ -67,7 +67,7 @@ class OrientationTask(Task[OrientationRequest, OrientationAnswer]):
     async def challenge(self, tools: ChallengeTools) -> Challenge[OrientationRequest]:
         # four pages, each angle once: the validator's noisy pages are ~0.75 MB each as PNG data URLs, and a
         # miner takes 4 MiB bodies by default (more rounds would be refused as too large)
-        # ~0.4 s of drawing: off the event loop, with a generator of its own seeded from the tools'
+        # about 0.2 s of drawing: off the event loop, with a generator of its own seeded from the tools'
         drawn = await asyncio.to_thread(generate_orientation_challenge, random.Random(tools.rng.getrandbits(64)),
                                         model=tools.model, rounds=(1, 1))
         return Challenge(drawn.request, list(drawn.truth))
