@@ -4,6 +4,7 @@ import pytest
 
 from veilnet.errors import ConfigError
 from veilnet.settings import load_settings
+from veilnet.validator.run import score_params
 
 
 def test_env_overrides_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -31,3 +32,14 @@ def test_missing_config_file(tmp_path: Path) -> None:
 def test_default_database_is_sqlite_in_data_dir(tmp_path: Path) -> None:
     settings = load_settings(data_dir=tmp_path)
     assert settings.database_url() == f"sqlite+aiosqlite:///{tmp_path / 'veilnet.sqlite3'}"
+
+
+def test_the_score_ema_is_a_validator_setting_bounded_to_0_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert score_params(load_settings(data_dir=tmp_path).validator).ema_alpha == 0.3
+    monkeypatch.setenv("VEILNET_VALIDATOR__SCORE_EMA_ALPHA", "1")
+    monkeypatch.setenv("VEILNET_VALIDATOR__SHARPEN_EXPONENT", "3")
+    params = score_params(load_settings(data_dir=tmp_path).validator)
+    assert (params.ema_alpha, params.sharpen) == (1.0, 3.0)
+    monkeypatch.setenv("VEILNET_VALIDATOR__SCORE_EMA_ALPHA", "0")
+    with pytest.raises(ConfigError, match="score_ema_alpha"):
+        load_settings(data_dir=tmp_path)

@@ -145,6 +145,9 @@ class ValidatorSettings(_Section):
     synthetic_share: float = Field(default=0.5, ge=0.0, le=1.0)
     commit_reveal: Literal["auto", "timelocked", "hash"] = "auto"
     sharpen_exponent: float = 2.0
+    # weight of each tempo's share in a miner's score (an EMA; 1: the score is the tempo's share). Set it to
+    # 1 where pay should follow each tempo's work: a copied weight vector then goes stale (docs/incentives.md)
+    score_ema_alpha: float = Field(default=0.3, gt=0.0, le=1.0)
     reference_models: list[str] = Field(default_factory=lambda: ["SmolLM2-135M-Instruct"])
     # share of challenges that ask for embeddings, to miners serving a reference model's embeddings (0: none;
     # scorers then load no embedding context)

@@ -65,6 +65,7 @@ _P2 = replace(_CHAIN, reveal_period=2)
 REGIMES: tuple[Regime, ...] = (
     Regime("commit-reveal off, score EMA 0.3", replace(_CHAIN, commit_reveal=False), ema_alpha=0.3),
     Regime("reveal period 1, score EMA 0.3", _CHAIN, ema_alpha=0.3),
+    Regime("reveal period 2, score EMA 0.3", _P2, ema_alpha=0.3),
     Regime("reveal period 3, score EMA 0.3", replace(_CHAIN, reveal_period=3), ema_alpha=0.3),
     Regime("reveal period 1, fresh scores", _CHAIN, ema_alpha=1.0),
     Regime("reveal period 2, fresh scores", _P2, ema_alpha=1.0),
@@ -76,7 +77,7 @@ REGIMES: tuple[Regime, ...] = (
     Regime("reveal period 2, fresh scores, bonds penalty 0", replace(_P2, bonds_penalty=0), ema_alpha=1.0),
     Regime("reveal period 2, fresh scores, legacy Yuma", replace(_P2, yuma3=False), ema_alpha=1.0),
 )
-RECOMMENDED = REGIMES[4]
+RECOMMENDED = next(r for r in REGIMES if r.name == "reveal period 2, fresh scores")
 
 
 @dataclass(frozen=True)

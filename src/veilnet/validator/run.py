@@ -16,7 +16,7 @@ from veilnet.models.llamacpp import LlamaCppEngine
 from veilnet.relay import RelayClient
 from veilnet.scoring import ScoreParams
 from veilnet.serving import stop_on_signals
-from veilnet.settings import Settings
+from veilnet.settings import Settings, ValidatorSettings
 from veilnet.store.history import ScoreHistory
 from veilnet.store.organic import OrganicStream, RequestCounter
 from veilnet.store.redis import open_redis
@@ -29,7 +29,13 @@ from veilnet.validator.engines import OrganicEngines
 from veilnet.validator.service import ROLES, ValidatorContext, run_validator
 from veilnet.wallet import load_wallet
 
-__all__ = ["run_validator_process"]
+__all__ = ["run_validator_process", "score_params"]
+
+
+def score_params(settings: ValidatorSettings) -> ScoreParams:
+    """The scoring parameters a validator's settings choose (the rest are :class:`ScoreParams`' defaults)."""
+    return ScoreParams(ema_alpha=settings.score_ema_alpha, sharpen=settings.sharpen_exponent,
+                       task_shares=dict(settings.task_shares))
 
 
 async def run_validator_process(settings: Settings, roles: Collection[str] = ROLES) -> None:
@@ -64,8 +70,7 @@ async def run_validator_process(settings: Settings, roles: Collection[str] = ROL
             keypair=wallet.hotkey, chain=chain, netuid=netuid, reference=reference, http=http,
             scores=ScoreStore(redis, me, netuid), settings=settings.validator,
             pipeline=ValidatorPipeline(redis, me, netuid),
-            params=ScoreParams(sharpen=settings.validator.sharpen_exponent,
-                               task_shares=dict(settings.validator.task_shares)),
+            params=score_params(settings.validator),
             organic=OrganicStream(redis, netuid, sample_rate=1.0),
             history=ScoreHistory(engine, me, netuid, timeout=timeouts.operation),
             attestations=AttestedSessions(verifier_from_settings(settings.confidential)),
