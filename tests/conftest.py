@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import os
 import shutil
 import socket
@@ -35,6 +36,18 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("BT_WALLET_PATH", str(home / ".bittensor" / "wallets"))
+
+
+@pytest.fixture(autouse=True)
+def root_logging_restored() -> Iterator[None]:
+    """A command a test runs may configure logging onto a stream the test closes (CliRunner's stderr): the
+    root logger gets its handlers and level back after each test, so later tests do not log into it."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+    root.setLevel(level)
 
 
 DATA_DIR = Path(__file__).resolve().parent / "data"  # public evidence and recordings, provenance in its README
