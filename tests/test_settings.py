@@ -34,7 +34,7 @@ def test_default_database_is_sqlite_in_data_dir(tmp_path: Path) -> None:
     assert settings.database_url() == f"sqlite+aiosqlite:///{tmp_path / 'veilnet.sqlite3'}"
 
 
-def test_the_score_ema_is_a_validator_setting_bounded_to_0_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_score_ema_and_sharpening_are_validator_settings_with_bounds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert score_params(load_settings(data_dir=tmp_path).validator).ema_alpha == 0.3
     monkeypatch.setenv("VEILNET_VALIDATOR__SCORE_EMA_ALPHA", "1")
     monkeypatch.setenv("VEILNET_VALIDATOR__SHARPEN_EXPONENT", "3")
@@ -42,4 +42,8 @@ def test_the_score_ema_is_a_validator_setting_bounded_to_0_1(tmp_path: Path, mon
     assert (params.ema_alpha, params.sharpen) == (1.0, 3.0)
     monkeypatch.setenv("VEILNET_VALIDATOR__SCORE_EMA_ALPHA", "0")
     with pytest.raises(ConfigError, match="score_ema_alpha"):
+        load_settings(data_dir=tmp_path)
+    monkeypatch.setenv("VEILNET_VALIDATOR__SCORE_EMA_ALPHA", "0.5")
+    monkeypatch.setenv("VEILNET_VALIDATOR__SHARPEN_EXPONENT", "-1")  # would pay worse service more
+    with pytest.raises(ConfigError, match="sharpen_exponent"):
         load_settings(data_dir=tmp_path)

@@ -144,7 +144,7 @@ class ValidatorSettings(_Section):
     # at most this share of this validator's quota at a miner goes to challenges (organic traffic comes first)
     synthetic_share: float = Field(default=0.5, ge=0.0, le=1.0)
     commit_reveal: Literal["auto", "timelocked", "hash"] = "auto"
-    sharpen_exponent: float = 2.0
+    sharpen_exponent: float = Field(default=2.0, ge=0.0)  # credit = throughput x service ** sharpen_exponent
     # weight of each tempo's share in a miner's score (an EMA; 1: the score is the tempo's share). Set it to
     # 1 where pay should follow each tempo's work: a copied weight vector then goes stale (docs/incentives.md)
     score_ema_alpha: float = Field(default=0.3, gt=0.0, le=1.0)
