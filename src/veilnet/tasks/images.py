@@ -101,5 +101,6 @@ def _flatten(picture: Image.Image) -> Image.Image:
 def png_data_url(picture: Image.Image) -> str:
     """``picture`` as a PNG data URL (how validators send the images they render)."""
     buffer = io.BytesIO()
-    picture.save(buffer, format="PNG", optimize=False, compress_level=1)  # ~5x faster to encode than 6, ~10 % larger
+    # compress level 1: ~5x faster to encode than 6, ~10 % larger
+    picture.save(buffer, format="PNG", optimize=False, compress_level=1)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

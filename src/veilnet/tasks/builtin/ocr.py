@@ -62,7 +62,8 @@ class OcrTask(Task[OcrRequest, OcrAnswer]):
         return ocr_units(request)
 
     async def challenge(self, tools: ChallengeTools) -> Challenge[OcrRequest]:
-        # a picture takes a few hundredths of a second to draw: off the event loop, with a generator of its own seeded from the tools'
+        # a picture takes a few hundredths of a second to draw: off the event loop, with a generator of its own
+        # seeded from the tools'
         drawn = await asyncio.to_thread(generate_ocr_challenge, random.Random(tools.rng.getrandbits(64)),
                                         model=tools.model)
         return Challenge(drawn.request, drawn.truth)
