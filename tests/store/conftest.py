@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.conftest import _reset_postgres
+from tests.conftest import empty_postgres
 from tests.store.pgproxy import PgProxy, pg_proxy
 
 
@@ -17,8 +17,7 @@ def postgres_url() -> str:
     url = os.environ.get("VEILNET_TEST_POSTGRES_URL")
     if not url:
         pytest.skip("VEILNET_TEST_POSTGRES_URL is not set")
-    _reset_postgres(url)
-    return url
+    return empty_postgres(url)
 
 
 @pytest.fixture

@@ -74,9 +74,12 @@ class Subnet:
             keypair=self.validator, chain=self.chain, netuid=self.netuid, reference=reference, http=self.http,
             scores=ScoreStore(self.redis, me, self.netuid), history=history,
             # small probe rounds: short answers, two workers a miner, a short window, about once a minute (the
-            # machine is small and shared: a round whose window a slow first token outlasts measures nothing)
+            # machine is small and shared: a round whose window a slow first token outlasts measures nothing);
+            # the default 12 challenges a miner a minute, every answer re-scored: a loaded 2-core machine
+            # verifies them as they come (at 40 each, three miners' answers outran the scorer, and the probe
+            # answers queued behind them for minutes)
             settings=settings or ValidatorSettings(verify_rate=1.0, reference_models=[SMOL],
-                                                   challenges_per_window=40, probe_max_tokens=32,
+                                                   challenges_per_window=12, probe_max_tokens=32,
                                                    probe_concurrency=2, probe_window=4.0, probe_interval=60.0),
             pipeline=ValidatorPipeline(self.redis, me, self.netuid, consumer=consumer or f"scorer-{seed}"),
             synthetic_counts=counts, organic_counts=RequestCounter(self.redis, "organic", me, self.netuid),
