@@ -28,24 +28,6 @@ from veilnet.store.redis import redis_from_url
 T = TypeVar("T")
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """With several workers on Linux, each worker runs on cores of its own (as under ``taskset``), split
-    evenly: llama.cpp's threads spin while they wait for each other, and engines sized for every core in two
-    workers at once slowed each other several times over (the honest-answer corpus took 316 s beside another
-    worker's engine against 95 s alone). Engines left at their default thread count size themselves to their
-    worker's cores (:mod:`veilnet.models.threads`), and so do the processes a test starts."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    if workers < 2 or not hasattr(os, "sched_setaffinity"):
-        return
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < workers:
-        return
-    mine = set(cpus[worker_index() % workers::workers])
-    for thread in os.listdir("/proc/self/task"):  # every thread of this process, not only the calling one
-        with contextlib.suppress(OSError):  # a thread that ended meanwhile
-            os.sched_setaffinity(int(thread), mine)
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Files with a real-model or end-to-end test (``model``, ``slow``) run first, each file's tests together
     and in order: with several workers (scripts/test) the long files start first and the short ones fill in

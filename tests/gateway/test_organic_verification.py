@@ -60,7 +60,7 @@ async def test_organic_answers_convict_the_selective_cheat_and_bill_from_the_gat
     tmp_path: Path, redis_client: aioredis.Redis, cache: Path,
 ) -> None:
     pipeline = ValidatorPipeline(redis_client, GATEWAY.ss58_address, 1, consumer="scorer-test")
-    async with LlamaCppEngine([SMOL], cache_dir=cache, concurrency=2, tokenizer=True) as engine:
+    async with LlamaCppEngine([SMOL], cache_dir=cache, concurrency=2, threads=1, tokenizer=True) as engine:
         tokenizer = await engine.tokenizer(SMOL)
         cheat = SelectiveEngine(engine)
         async with OrganicVerifier(pipeline, GATEWAY.ss58_address, rate=1.0, flush_seconds=0.05) as verifier:

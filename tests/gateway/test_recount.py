@@ -26,7 +26,7 @@ ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 @pytest.fixture
 async def engine(tmp_path: Path) -> AsyncIterator[LlamaCppEngine]:
-    async with LlamaCppEngine([SMOL], cache_dir=tmp_path, concurrency=2, tokenizer=True) as served:
+    async with LlamaCppEngine([SMOL], cache_dir=tmp_path, concurrency=2, threads=1, tokenizer=True) as served:
         yield served
 
 

@@ -85,7 +85,7 @@ def test_pool_prompts_are_used_once_then_word_list_prompts() -> None:
 @pytest.mark.model
 async def test_the_reference_model_fills_the_pool(tmp_path: Path) -> None:
     pool = PromptPool(size=2)
-    async with LlamaCppEngine([SMOL], cache_dir=tmp_path, concurrency=1) as engine:
+    async with LlamaCppEngine([SMOL], cache_dir=tmp_path, concurrency=1, threads=1) as engine:
         filler = asyncio.create_task(fill_prompt_pool(engine, SMOL, pool, random.Random(4), idle=0.05))
         try:
             async with asyncio.timeout(120):

@@ -36,7 +36,9 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 async def reference(cache: Path) -> AsyncIterator[LlamaCppEngine]:
-    async with LlamaCppEngine([SMOL], cache_dir=cache, concurrency=1, tokenizer=True) as engine:
+    # one thread, as in every verifier test: llama.cpp's threads spin while they wait for each other, and with
+    # two pytest workers an engine of two threads beside another worker's engine ran several times slower
+    async with LlamaCppEngine([SMOL], cache_dir=cache, concurrency=1, threads=1, tokenizer=True) as engine:
         yield engine
 
 
@@ -115,7 +117,7 @@ async def test_gemma_answering_as_smollm2_fails(reference: LlamaCppEngine, cache
     """Greedy requests: Gemma's text is far from SmolLM2's argmax. With its logprobs: they are not SmolLM2's.
     Sampled without logprobs: each answer loses quality, and a series is flagged as another model."""
     tokenizer = await reference.tokenizer(SMOL)
-    async with LlamaCppEngine(["gemma-3-270m"], cache_dir=cache, concurrency=1) as gemma:
+    async with LlamaCppEngine(["gemma-3-270m"], cache_dir=cache, concurrency=1, threads=1) as gemma:
         greedy_fails, logprob_fails, sampled = 0, 0, []
         for index, prompt in enumerate(PROMPTS):
             out = await gemma.completion({"model": "gemma-3-270m", "prompt": prompt + "\n", "max_tokens": 24,

@@ -47,7 +47,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 async def reference(cache: Path) -> AsyncIterator[LlamaCppEngine]:
-    async with LlamaCppEngine([SMOL], cache_dir=cache, concurrency=1, tokenizer=True) as engine:
+    async with LlamaCppEngine([SMOL], cache_dir=cache, concurrency=1, threads=1, tokenizer=True) as engine:
         yield engine
 
 
@@ -101,7 +101,7 @@ async def test_vocabulary_spells_tokens_as_llamacpp(cache: Path) -> None:
     GGUF table gives its id, for SmolLM2 (byte-level BPE) and Gemma (SentencePiece)."""
     for name in (SMOL, GEMMA):
         vocab = read_vocabulary(model_path(name, cache))
-        async with LlamaCppEngine([name], cache_dir=cache, concurrency=1, tokenizer=True) as engine:
+        async with LlamaCppEngine([name], cache_dir=cache, concurrency=1, threads=1, tokenizer=True) as engine:
             tokenizer = await engine.tokenizer(name)
             assert len(vocab) == tokenizer.vocab_size and tokenizer.eos in vocab.special
             for text in SPELLED:
@@ -214,7 +214,7 @@ async def test_json_cheats_fail_at_temperature_zero(reference: LlamaCppEngine, c
         sampled = await reference.chat(_request(PROMPTS[seed % 2], SCHEMA, 1.0, seed + 10))
         request = _request(PROMPTS[seed % 2], SCHEMA, 0.0, seed)
         verdicts.setdefault("sampled", []).append(await _judge(reference, request, sampled, seed))
-    async with LlamaCppEngine([GEMMA], cache_dir=cache, concurrency=1) as gemma:
+    async with LlamaCppEngine([GEMMA], cache_dir=cache, concurrency=1, threads=1) as gemma:
         for seed, fmt in enumerate([SCHEMA, OBJECT, SCHEMA, OBJECT]):
             request = _request(PROMPTS[seed % 2], fmt, 0.0, seed)
             answer = await gemma.chat({**request, "model": GEMMA})

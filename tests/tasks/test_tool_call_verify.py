@@ -38,7 +38,7 @@ PROMPTS = ["What is the weather in Paris?", "How warm is it in Oslo right now, i
 
 @pytest.fixture
 async def reference(tmp_path: Path) -> AsyncIterator[LlamaCppEngine]:
-    async with LlamaCppEngine([SMOL], cache_dir=tmp_path, concurrency=1, tokenizer=True) as engine:
+    async with LlamaCppEngine([SMOL], cache_dir=tmp_path, concurrency=1, threads=1, tokenizer=True) as engine:
         yield engine
 
 
