@@ -36,8 +36,8 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 async def reference(cache: Path) -> AsyncIterator[LlamaCppEngine]:
-    # one thread, as in every verifier test: llama.cpp's threads spin while they wait for each other, and with
-    # two pytest workers an engine of two threads beside another worker's engine ran several times slower
+    # one thread, as in every verifier test: llama.cpp's threads spin while they wait for each other, so two
+    # pytest workers' engines of several threads each would slow each other several times over
     async with LlamaCppEngine([SMOL], cache_dir=cache, concurrency=1, threads=1, tokenizer=True) as engine:
         yield engine
 

@@ -75,9 +75,8 @@ class Subnet:
             scores=ScoreStore(self.redis, me, self.netuid), history=history,
             # small probe rounds: short answers, two workers a miner, a short window, about once a minute (the
             # machine is small and shared: a round whose window a slow first token outlasts measures nothing);
-            # the default 12 challenges a miner a minute, every answer re-scored: a loaded 2-core machine
-            # verifies them as they come (at 40 each, three miners' answers outran the scorer, and the probe
-            # answers queued behind them for minutes)
+            # the default 12 challenges a miner a minute, every answer re-scored: few enough that a loaded 2-core
+            # machine verifies them as they come, so the probe answers queued behind them are recorded in time
             settings=settings or ValidatorSettings(verify_rate=1.0, reference_models=[SMOL],
                                                    challenges_per_window=12, probe_max_tokens=32,
                                                    probe_concurrency=2, probe_window=4.0, probe_interval=60.0),

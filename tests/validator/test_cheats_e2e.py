@@ -205,8 +205,8 @@ async def test_three_hotkeys_on_one_backend_earn_no_more_than_one(tmp_path: Path
           f"({sybil / max(pay['honest'], 1):.2f}x the honest hotkey); measured inputs/s: "
           + ", ".join(f"{name} {rate:.2f}" for name, rate in measured.items()))
     # the last window read the shared backend's capacity, split among its hotkeys, as it read the honest one's
-    # (never more than the pacing; less where a loaded machine's engines fall behind it: 2.25 inputs/s was
-    # measured beside a process spinning on the same core, and the Sybil hotkeys then read 0.89x of it)
+    # (never more than the pacing; down to about half of it where a loaded machine's engines fall behind it,
+    # which the Sybil hotkeys' backend then falls behind alike)
     assert 0.5 * RATE < measured["honest"] <= 1.05 * RATE
     assert 0.8 * measured["honest"] <= sybil_measured <= 1.2 * measured["honest"]
     assert all(pay.values())
